@@ -1,0 +1,42 @@
+"""`mihd`: the command line. Each subcommand group lives in its own module with a `register(sub)`.
+
+Errors a researcher can cause (MihdError) print as one line `mihd: error: ...` with exit code 2.
+Heavy libraries are imported inside the handlers, so `mihd cache ls` and `mihd runs ls` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MihdError
+from . import cache_cmd, extract_cmd, run_cmd, runs_cmd, slices_cmd
+
+GROUPS = (slices_cmd, extract_cmd, cache_cmd, run_cmd, runs_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mihd", description="Multimodal histology + gene domain finding.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", help="workspace root (default: $MIHD_ROOT or the checkout's cache/)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except MihdError as exc:
+        print(f"mihd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mihd: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
