@@ -37,9 +37,13 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 GENE_VARIANT = "-"
 
 
+def is_valid_name(name: str) -> bool:
+    return isinstance(name, str) and bool(_NAME_RE.match(name)) and ".." not in name
+
+
 def validate_name(name: str, what: str = "--cache-name") -> str:
     """Cache and slice names become key parts and folder names: a fixed character set, no `..`."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+    if not is_valid_name(name):
         raise MihdError(
             f"{what} {name!r}: invalid name; use letters, digits and _ . + - "
             "(up to 64, starting with a letter or digit, no '..' or '/')"

@@ -23,10 +23,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", help="workspace root (default: $MIHD_ROOT or the checkout's cache/)")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,0 +1,79 @@
+"""`mihd cache ls | rm | verify`: the inventory reads metadata only, never arrays."""
+
+from __future__ import annotations
+
+import time
+
+from .common import add_root, human_age, print_json, print_table
+
+
+def register(sub) -> None:
+    group = sub.add_parser("cache", help="inspect the embedding cache").add_subparsers(dest="cache_cmd", required=True)
+    ls = group.add_parser("ls", help="list cached embeddings (metadata only)")
+    ls.add_argument("--slice")
+    ls.add_argument("--json", action="store_true")
+    add_root(ls)
+    ls.set_defaults(handler=cmd_ls)
+    rm = group.add_parser("rm", help="remove cached embeddings")
+    rm.add_argument("slice", metavar="SLICE")
+    rm.add_argument("--modality", choices=("gene", "vision"))
+    rm.add_argument("--name", help="cache name")
+    rm.add_argument("--variant")
+    add_root(rm)
+    rm.set_defaults(handler=cmd_rm)
+    verify = group.add_parser("verify", help="read every entry in full and report corrupt ones")
+    add_root(verify)
+    verify.set_defaults(handler=cmd_verify)
+
+
+def _open(args):
+    from ..cache import EmbeddingCache
+    from ..workspace import resolve_root
+
+    return EmbeddingCache(resolve_root(args.root))
+
+
+def inventory_rows(entries: list[dict], now: float) -> list[list]:
+    rows = []
+    for m in sorted(entries, key=lambda m: (m["slice"], m["modality"], m["name"], m["variant"])):
+        if "corrupt" in m:
+            rows.append([m["slice"], m["modality"], m["name"], m["variant"], "CORRUPT", "-", "-", "-"])
+            continue
+        shape = "x".join(map(str, m.get("shape", [])))
+        name = m["name"] + (" (random init)" if m.get("random_init") else "")
+        rows.append([m["slice"], m["modality"], name, m["variant"], shape, f"{m.get('nbytes', 0) / 1e6:.1f}",
+                     human_age(now - m.get("created", now)), f"{m.get('compute_seconds', 0):.1f}s"])
+    return rows
+
+
+def cmd_ls(args) -> int:
+    cache = _open(args)
+    entries = cache.entries(args.slice)
+    if args.json:
+        print_json(entries)
+    elif entries:
+        print_table(["SLICE", "MODALITY", "NAME", "VARIANT", "SHAPE", "MB", "AGE", "COMPUTE"], inventory_rows(entries, time.time()))
+    else:
+        print("cache is empty" + (f" for slice {args.slice}" if args.slice else ""))
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from ..cache import CacheKey
+
+    cache = _open(args)
+    removed = 0
+    for m in cache.entries(args.slice):
+        if (args.modality or m["modality"]) == m["modality"] and (args.name or m["name"]) == m["name"] \
+                and (args.variant or m["variant"]) == m["variant"]:
+            removed += cache.remove(CacheKey(m["slice"], m["modality"], m["name"], m["variant"]))
+    print(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    checked, problems = _open(args).verify()
+    for problem in problems:
+        print(f"CORRUPT  {problem}")
+    print(f"{checked} entries checked, {len(problems)} corrupt")
+    return 1 if problems else 0

@@ -1,0 +1,56 @@
+"""Argument helpers shared by the subcommand groups."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", help="workspace root (default: $MIHD_ROOT, else the checkout's cache/)")
+
+
+def add_slice_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("slice", metavar="SLICE", help="registered name (e.g. demo), Space Ranger folder or .h5ad")
+    parser.add_argument("--truth-col", help="obs/metadata column holding the truth labels")
+    parser.add_argument("--fullres", help="path of the full-resolution H&E image")
+
+
+def add_encoder_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", default="standard", help="vision patch variant: standard, freq, staig_strict")
+    parser.add_argument("--random-init", action="store_true", help="vision: random weights (smoke tests only; marked in results)")
+    parser.add_argument("--weights", help="vision: path of the weights file")
+
+
+def encoder_config(args) -> dict:
+    config = {}
+    if getattr(args, "random_init", False):
+        config["random_init"] = True
+    if getattr(args, "weights", None):
+        config["weights"] = args.weights
+    return config
+
+
+def print_json(data) -> None:
+    print(json.dumps(data, indent=1, default=str))
+
+
+def human_age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}" if unit != "m" else f"{seconds // 60:.0f}m"
+    return f"{seconds:.0f}s"
+
+
+def age_of(timestamp: float | None) -> str:
+    return human_age(time.time() - timestamp) if timestamp else "-"
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -1,0 +1,44 @@
+"""`mihd extract SLICE (--gene NAME | --vision NAME) ...`: fill the cache once, report hit or miss."""
+
+from __future__ import annotations
+
+from .common import add_encoder_options, add_root, add_slice_options, encoder_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("extract", help="compute (or find cached) gene or vision embeddings of a slice")
+    add_slice_options(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--gene", metavar="NAME", help="gene encoder: pca, hvg, mlp, scgpt")
+    which.add_argument("--vision", metavar="NAME", help="vision encoder: uni2, uni, hipt, resnet50, texture")
+    add_encoder_options(p)
+    p.add_argument("--cache-name", help="store under this name instead of the encoder's (e.g. uni2_try2)")
+    p.add_argument("--override", action="store_true", help="recompute and replace the cached entry")
+    add_root(p)
+    p.set_defaults(handler=cmd_extract)
+
+
+def cmd_extract(args) -> int:
+    from ..cache import validate_name
+    from ..data import load_slice
+    from ..encoders import check_variant, get_encoder
+    from ..extract import get_embedding
+    from ..workspace import resolve_root
+
+    modality, name = ("gene", args.gene) if args.gene else ("vision", args.vision)
+    get_encoder(modality, name)  # fail on bad arguments before loading the slice
+    if modality == "vision":
+        check_variant(args.variant)
+    if args.cache_name:
+        validate_name(args.cache_name)
+    root = resolve_root(args.root)
+    adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
+    result = get_embedding(adata, modality, name, root=root, variant=args.variant, cache_name=args.cache_name,
+                           override=args.override, config=encoder_config(args))
+    meta = result.embedding.meta
+    shape = "x".join(map(str, meta["shape"]))
+    flag = "  [random init]" if meta.get("random_init") else ""
+    verb = "loaded" if result.status == "hit" else "computed"
+    print(f"{result.status}  {meta['slice']}/{modality}/{meta['name']}/{meta['variant']}  {shape}  "
+          f"{verb} in {result.seconds:.2f} s{flag}")
+    return 0

@@ -1,0 +1,108 @@
+"""Slices: load a Space Ranger folder, an .h5ad, a registered name, or the built-in `demo`.
+
+`load_slice` returns an AnnData laid out as docs/ARCHITECTURE.md says, with `uns["mihd"]` holding the
+slice id and the gene/vision fingerprints the cache checks entries against.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..cache import is_valid_name
+from ..errors import MihdError
+from ..workspace import resolve_root
+from .fingerprint import gene_fingerprint, vision_fingerprint
+from .registry import registered
+
+DEMO = "demo"
+
+
+def load_slice(source: str | Path, root: str | Path | None = None, truth_col: str | None = None,
+               fullres: str | Path | None = None):
+    """The slice named by `source`: a registered name (incl. `demo`), a Space Ranger folder or an .h5ad."""
+    root = resolve_root(root)
+    source = str(source)
+    slices = registered(root)
+    if source == DEMO and DEMO not in slices:
+        from .demo import ensure_demo
+
+        ensure_demo(root)
+        slices = registered(root)
+    if source in slices:
+        entry = slices[source]
+        slice_id, path = source, Path(entry["path"])
+        truth_col = truth_col or entry.get("truth_col")
+        fullres = fullres or entry.get("fullres")
+        if not path.exists():
+            raise MihdError(f"slice {source!r}: its registered path {path} no longer exists")
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            known = ", ".join(sorted(slices)) or "none"
+            raise MihdError(f"SLICE {source!r}: not a registered slice (registered: {known}), a folder or an .h5ad file")
+        path = path.resolve()
+        slice_id = path.stem if path.is_file() else path.name
+        if not is_valid_name(slice_id):
+            raise MihdError(f"SLICE {source}: {slice_id!r} is not a usable slice id; register it: mihd slices add NAME {path}")
+
+    if path.is_dir():
+        from .spaceranger import load_spaceranger
+
+        adata, library_id = load_spaceranger(path, Path(fullres) if fullres else None)
+    elif path.suffix == ".h5ad":
+        adata, library_id = _load_h5ad(path)
+    else:
+        raise MihdError(f"SLICE {path}: expected a Space Ranger folder or an .h5ad file")
+
+    _attach_truth(adata, path, slice_id, truth_col)
+    adata.uns["mihd"] = {
+        "slice_id": slice_id,
+        "source": str(path),
+        "library_id": library_id,
+        "fingerprint": {"gene": gene_fingerprint(adata), "vision": vision_fingerprint(adata)},
+    }
+    return adata
+
+
+def _load_h5ad(path: Path):
+    import anndata
+
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for unreadable files
+        raise MihdError(f"{path}: cannot read the .h5ad ({type(exc).__name__}: {exc})") from None
+    spatial = adata.uns.get("spatial") or {}
+    library_id = next(iter(spatial), path.stem)
+    return adata, library_id
+
+
+def _attach_truth(adata, path: Path, slice_id: str, truth_col: str | None) -> None:
+    if truth_col:
+        if truth_col not in adata.obs:
+            raise MihdError(f"--truth-col {truth_col!r}: no such column; columns: {', '.join(map(str, adata.obs.columns))}")
+        labels = adata.obs[truth_col].astype(object)
+    elif path.is_dir():
+        from .spaceranger import read_truth_file
+
+        candidates = [path / f"{slice_id}_truth.txt", path / f"{path.name}_truth.txt", *sorted(path.glob("*_truth.txt"))]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            return
+        labels = read_truth_file(found, adata.obs_names)
+    elif "truth" in adata.obs:
+        labels = adata.obs["truth"].astype(object)
+    else:
+        return
+    labels = labels.where(pd.notna(labels) & (labels.astype(str).str.strip() != ""), np.nan)
+    adata.obs["truth"] = pd.Categorical(labels)
+
+
+def slice_id(adata) -> str:
+    return adata.uns["mihd"]["slice_id"]
+
+
+def has_truth(adata) -> bool:
+    return "truth" in adata.obs and adata.obs["truth"].notna().any()

@@ -1,0 +1,103 @@
+"""The one path from a slice to an embedding: cache lookup first, the encoder only on a miss.
+
+`mihd extract`, `mihd run`, `mihd grid` and launched runs all come through `get_embedding`, so a hit never
+builds a model and every miss is stored the same way (raw float32 + provenance).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import GENE_VARIANT, CacheKey, EmbeddingCache
+from .embedding import Embedding
+from .encoders import REGISTRY, check_variant, get_encoder
+from .errors import MihdError
+from .rundir import EventLog
+
+
+@dataclass
+class Extracted:
+    embedding: Embedding
+    status: str  # hit | miss | stale | corrupt | override
+    seconds: float
+
+
+def cache_key(adata, modality: str, name: str, variant: str | None, cache_name: str | None = None) -> CacheKey:
+    if modality == "gene":
+        variant = GENE_VARIANT
+    else:
+        variant = check_variant(variant or "standard")
+    return CacheKey(adata.uns["mihd"]["slice_id"], modality, cache_name or name, variant)
+
+
+def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str | None = "standard",
+                  cache_name: str | None = None, override: bool = False, config: dict | None = None,
+                  events: EventLog | None = None, cache: EmbeddingCache | None = None) -> Extracted:
+    """Load `name` (an encoder or a custom cache name) for this slice, computing it on a miss."""
+    events = events or EventLog(None)
+    own_cache = cache is None
+    cache = cache or EmbeddingCache(root)
+    try:
+        key = cache_key(adata, modality, name, variant, cache_name)
+        is_encoder = name in REGISTRY.get(modality, {})
+        if not is_encoder and cache_name is None and modality in REGISTRY:
+            # a custom cache name (e.g. scan_uni2): nothing to compute, only a lookup
+            return _lookup_only(adata, key, cache, events)
+        get_encoder(modality, name)  # unknown encoder -> one-line error before any work
+        started = time.perf_counter()
+        status = "override"
+        if not override:
+            found = cache.lookup(key, adata.uns["mihd"]["fingerprint"][modality])
+            if found.status == "hit":
+                seconds = time.perf_counter() - started
+                events.emit("cache", modality=modality, name=key.name, variant=key.variant, status="hit", seconds=round(seconds, 4))
+                return Extracted(found.embedding, "hit", seconds)
+            if found.reason:
+                print(f"mihd: {found.reason}; recomputing", file=sys.stderr)
+            status = found.status
+        embedding = _compute(adata, modality, name, key, cache, config or {}, events)
+        seconds = time.perf_counter() - started
+        events.emit("cache", modality=modality, name=key.name, variant=key.variant, status=status, seconds=round(seconds, 4))
+        return Extracted(embedding, status, seconds)
+    finally:
+        if own_cache:
+            cache.close()
+
+
+def _lookup_only(adata, key: CacheKey, cache: EmbeddingCache, events: EventLog) -> Extracted:
+    started = time.perf_counter()
+    found = cache.lookup(key, None)
+    if found.status != "hit":
+        known = ", ".join(REGISTRY[key.modality])
+        why = found.reason or f"no cache entry {key}"
+        raise MihdError(f"--{key.modality} {key.name!r}: not an encoder ({known}) and {why}")
+    seconds = time.perf_counter() - started
+    events.emit("cache", modality=key.modality, name=key.name, variant=key.variant, status="hit", seconds=round(seconds, 4))
+    return Extracted(found.embedding, "hit", seconds)
+
+
+def _has_image(adata) -> bool:
+    return any(entry.get("images") for entry in adata.uns.get("spatial", {}).values())
+
+
+def _compute(adata, modality: str, name: str, key: CacheKey, cache: EmbeddingCache, config: dict,
+             events: EventLog) -> Embedding:
+    if modality == "vision" and not _has_image(adata):
+        raise MihdError(f"slice {key.slice!r}: has no H&E image, which --vision {name} needs")
+    encode = get_encoder(modality, name).load()
+    stage = f"extract_{modality}"
+    events.stage(stage, 0, 1)
+    started = time.perf_counter()
+    array, effective = encode(adata, variant=key.variant, config=config,
+                              progress=lambda done, total: events.stage(stage, done, total))
+    compute_seconds = time.perf_counter() - started
+    meta = cache.put(
+        key, array, adata.obs_names,
+        encoder=name, config=effective, fingerprint=adata.uns["mihd"]["fingerprint"][modality],
+        compute_seconds=round(compute_seconds, 3), random_init=bool(effective.get("random_init", False)),
+    )
+    events.stage(stage, 1, 1)
+    return Embedding(array=array.astype("float32", copy=False), meta=meta, obs_names=adata.obs_names.to_numpy())

@@ -1,0 +1,131 @@
+"""Fusion methods: a registry of names -> FusionMethod, and `run_cell_arrays`, the one array path
+from raw embeddings to labels that the pipeline calls.
+
+A method declares its preprocessing profile (applied here, once, to the raw embeddings) and whether it
+needs a vision embedding; its `fuse(gene, vision, ctx)` gets the profiled embeddings and returns the
+fused spots x d array. Modules are imported only when a method runs (torch stays out of light callers).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..embedding import Embedding
+from ..errors import MihdError
+from ..preprocess import Profile, apply_profile
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class FusionContext:
+    """What a method may use besides the embeddings: full-res coords (obsm["spatial"]), seed, n_clusters."""
+
+    coords: np.ndarray
+    seed: int = 0
+    n_clusters: int = 7
+    progress: Progress = field(default=_no_progress)
+
+
+@dataclass(frozen=True)
+class FusionMethod:
+    name: str
+    profile: Profile
+    needs_vision: bool
+    uses_vision: bool
+    module: str
+    description: str
+
+    def fuse(self, gene: Embedding, vision: Embedding | None, ctx: FusionContext) -> np.ndarray:
+        fn = getattr(importlib.import_module(self.module, __name__), "fuse")
+        out = np.asarray(fn(gene, vision if self.uses_vision else None, ctx), dtype=np.float32)
+        if out.ndim != 2 or out.shape[0] != len(gene.obs_names):
+            raise MihdError(f"--fusion {self.name}: produced shape {out.shape} for {len(gene.obs_names)} spots")
+        return out
+
+
+EQUAL_WIDTH = ("standardize", "pca(32)")
+STAIG_VISION = ("standardize", "pca(16)")  # STAIG's alignment: StandardScaler -> PCA(16), random_state 42
+
+FUSIONS = {
+    m.name: m
+    for m in (
+        FusionMethod("gene_only", Profile(gene=("pca(30)",)), False, False, ".gene_only", "gene embedding alone"),
+        FusionMethod("vision_only", Profile(vision=("standardize", "pca(30)")), True, True, ".vision_only", "vision embedding alone"),
+        FusionMethod("concat", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".concat", "standardise + PCA(32) per modality, equal-weight blocks concatenated"),
+        FusionMethod("mean", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".mean", "standardise + PCA(32) per modality, averaged"),
+        FusionMethod("attention", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".attention", "learned per-spot modality weights (seeded torch)"),
+        FusionMethod("staig_fusion", Profile(vision=STAIG_VISION), False, True, ".staig_fusion", "STAIG image-aided graph contrastive learning (gene-only form without vision)"),
+    )
+}
+
+
+def get_fusion(name: str) -> FusionMethod:
+    if name not in FUSIONS:
+        raise MihdError(f"--fusion {name!r}: unknown fusion method; known: {', '.join(FUSIONS)}")
+    return FUSIONS[name]
+
+
+def check_inputs(method: FusionMethod, gene: Embedding, vision: Embedding | None, coords) -> None:
+    if method.needs_vision and vision is None:
+        raise MihdError(f"--fusion {method.name}: needs a vision embedding (--vision)")
+    n = len(gene.obs_names)
+    if vision is not None and (len(vision.obs_names) != n or not np.array_equal(vision.obs_names, gene.obs_names)):
+        raise MihdError(
+            f"{gene.label} ({n} spots) and {vision.label} ({len(vision.obs_names)} spots): "
+            "cached for different spot sets; re-extract one of them"
+        )
+    if coords is None or np.shape(coords) != (n, 2):
+        raise MihdError(f"coords: expected ({n}, 2) full-resolution spot coordinates, got {np.shape(coords)}")
+
+
+def run_cell_arrays(
+    gene: Embedding,
+    vision: Embedding | None,
+    coords,
+    *,
+    fusion: str,
+    cluster: str,
+    n_clusters: int,
+    refine: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+):
+    """Raw embeddings -> (labels, fused array, timings {"fuse", "cluster"} in seconds).
+
+    Applies the method's profile once, fuses, clusters and (with `refine`) smooths the labels by a
+    15-NN spatial majority vote. Pass embeddings of the spots to score (e.g. labelled spots only for the
+    DLPFC protocol, where NA spots are dropped before the graph is built).
+    """
+    from .. import cluster as clustering
+
+    progress = progress or _no_progress
+    method = get_fusion(fusion)
+    clustering.get_clusterer(cluster)  # fail on a bad name before any work
+    coords = np.asarray(coords, dtype=np.float64)
+    check_inputs(method, gene, vision, coords)
+    clustering.check_n_clusters(n_clusters, len(gene.obs_names))
+
+    t0 = time.perf_counter()
+    progress("fuse", 0, 1)
+    g = apply_profile(gene, method.profile.gene)
+    v = apply_profile(vision, method.profile.vision) if (vision is not None and method.uses_vision) else None
+    ctx = FusionContext(coords=coords, seed=seed, n_clusters=n_clusters, progress=progress)
+    fused = method.fuse(g, v, ctx)
+    progress("fuse", 1, 1)
+    t1 = time.perf_counter()
+
+    progress("cluster", 0, 1)
+    labels = clustering.cluster(fused, cluster, n_clusters, seed=seed, refine=refine, coords=coords)
+    progress("cluster", 1, 1)
+    t2 = time.perf_counter()
+    return labels, fused, {"fuse": t1 - t0, "cluster": t2 - t1}
