@@ -144,10 +144,15 @@ class EmbeddingCache:
         fh = self._store.get(meta["data_key"], read=True)
         if fh is None:
             raise CacheCorrupt(f"cache entry {key}: its array is missing")
-        with fh:
-            array = np.empty(shape, dtype=np.float32)
-            got = fh.readinto(memoryview(array).cast("B")) if nbytes else 0
-            extra = fh.read(1)
+        array = np.empty(shape, dtype=np.float32)
+        if isinstance(fh, bytes):  # small arrays live inside the SQLite file, not in a blob file
+            got, extra = len(fh), b""
+            if got == nbytes:
+                memoryview(array).cast("B")[:] = fh
+        else:
+            with fh:
+                got = fh.readinto(memoryview(array).cast("B")) if nbytes else 0
+                extra = fh.read(1)
         if got != nbytes or extra:
             raise CacheCorrupt(f"cache entry {key}: array has the wrong size (truncated or overwritten)")
         if check_crc and zlib.crc32(memoryview(array).cast("B")) != meta.get("crc32"):

@@ -1,5 +1,204 @@
-"""Placeholder until its owner fills it in."""
+"""`mihd launch` and `mihd runs ls|show|logs|kill|reindex`: run control from the shell.
+
+Run-control modules are imported inside the handlers, so building the parser costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+LAUNCH_EPILOG = """\
+The arguments of `mihd run` or `mihd grid` follow the launch options, best after `--`:
+  mihd launch --expect 5m --name first -- run demo --gene pca --vision texture --fusion concat
+  mihd launch -- grid demo --gene pca --vision texture,resnet50 --fusion concat,mean
+Launch adds --run-dir and --root itself, prints the run id and returns at once; the run goes on
+after this shell, SSH link or dashboard is gone. Watch it with `mihd runs ls`, stop it with
+`mihd runs kill ID`."""
 
 
 def register(sub) -> None:
-    return None
+    from .common import add_root
+
+    p = sub.add_parser("launch", help="start `mihd run`/`mihd grid` as a detached, supervised run",
+                       epilog=LAUNCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", default="local", help="where it runs (default: local)")
+    p.add_argument("--expect", metavar="DURATION",
+                   help="expected duration (90s, 5m, 1h30m); past it the run is flagged overrunning")
+    p.add_argument("--name", help="a name to show instead of the cell")
+    add_root(p)
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="run|grid ARGS",
+                   help="the arguments of `mihd run` or `mihd grid`")
+    p.set_defaults(handler=cmd_launch)
+
+    runs = sub.add_parser("runs", help="list, inspect, follow and stop runs")
+    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    ls = rsub.add_parser("ls", help="runs with status, elapsed, ETA, progress, CPU, RSS, GPU, overrun")
+    ls.add_argument("--json", action="store_true", help="one JSON list, every field")
+    ls.add_argument("--all", action="store_true", help=f"every run, not just active and the latest finished")
+    ls.add_argument("--overrun-factor", type=float, help="overrun when elapsed > factor x expected (1.5)")
+    show = rsub.add_parser("show", help="everything about one run (id, id prefix or name)")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    logs = rsub.add_parser("logs", help="print a run's log")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    kill = rsub.add_parser("kill", help="stop a run: its whole process tree, TERM then KILL after --grace")
+    kill.add_argument("id")
+    kill.add_argument("--signal", default="TERM", type=str.upper, choices=("TERM", "INT", "KILL"))
+    kill.add_argument("--grace", default="10s", help="wait this long before KILL (default 10s)")
+    rsub.add_parser("reindex", help="rebuild the registry (mihd.sqlite) from the run dirs")
+    for q in (ls, show, logs, kill):
+        add_root(q)
+    add_root(rsub.choices["reindex"])
+    runs.set_defaults(handler=cmd_runs)
+
+
+def cmd_launch(args) -> int:
+    from ..errors import MihdError
+    from ..runs.launch import launch
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise MihdError("mihd launch: missing the command; e.g. mihd launch -- run demo --gene pca")
+    run_id = launch(args.root, command, backend=args.backend, expect=args.expect, name=args.name)
+    print(run_id)
+    return 0
+
+
+def cmd_runs(args) -> int:
+    return {"ls": _ls, "show": _show, "logs": _logs, "kill": _kill, "reindex": _reindex}[args.runs_command](args)
+
+
+def _mb(n) -> str:
+    return "-" if n is None else f"{n / 2**20:.0f}M" if n < 2**30 else f"{n / 2**30:.1f}G"
+
+
+def _row(v) -> list[str]:
+    from ..runs.durations import fmt_duration
+
+    prog = "-" if v.progress is None else f"{100 * v.progress:.0f}%"
+    eta = "-" if v.eta_s is None else f"{fmt_duration(v.eta_s)}~{v.eta_confidence}"
+    score = "-" if v.ari is None else f"{v.ari:.3f}"
+    status = v.status + ("!" if v.overrun and v.active else "")
+    elapsed = fmt_duration(v.elapsed) if v.status != "queued" else f"q {fmt_duration(v.queued_s)}"
+    cpu = "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%"
+    return [v.id, v.label[:34], status, elapsed, eta, prog, cpu, _mb(v.rss), _mb(v.gpu_mem), score]
+
+
+def _ls(args) -> int:
+    from ..runs.status import list_runs
+
+    views = list_runs(args.root, all=args.all, factor=args.overrun_factor)
+    if args.json:
+        json.dump([v.to_dict() for v in views], sys.stdout, indent=1, default=str)
+        print()
+        return 0
+    header = ["ID", "CELL", "STATUS", "ELAPSED", "ETA", "PROG", "CPU", "RSS", "GPU", "ARI"]
+    table = [header] + [_row(v) for v in views]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if any(v.overrun and v.active for v in views):
+        print("! overrunning: past its expected time (mihd runs kill ID to stop it)")
+    return 0
+
+
+def _show(args) -> int:
+    from ..rundir import read_spec
+    from ..runs.durations import fmt_duration
+    from ..runs.status import RunWatcher
+
+    w = RunWatcher(args.root)
+    try:
+        v = w.view(args.id)
+    finally:
+        w.close()
+    d = v.to_dict()
+    d["argv"] = (read_spec(v.run_dir) or {}).get("argv")
+    if args.json:
+        json.dump(d, sys.stdout, indent=1, default=str)
+        print()
+        return 0
+    stamp = lambda t: "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))  # noqa: E731
+    lines = [("id", v.id), ("name", v.name or "-"), ("cell", v.label), ("status", v.status),
+             ("backend", v.backend), ("run dir", v.run_dir), ("command", " ".join(d["argv"] or [])),
+             ("created", stamp(v.created)), ("started", stamp(v.started)), ("ended", stamp(v.ended)),
+             ("queued", fmt_duration(v.queued_s)), ("running", fmt_duration(v.elapsed)),
+             ("expected", f"{fmt_duration(v.expected_s)} ({v.expected_source or 'no history'})"),
+             ("eta", f"{fmt_duration(v.eta_s)} ({v.eta_confidence})"),
+             ("progress", "-" if v.progress is None else f"{100 * v.progress:.0f}%"
+              + (f" {v.stage} {v.stage_done}/{v.stage_total}" if v.stage else "")),
+             ("overrun", "yes" if v.overrun else "no"),
+             ("cpu / rss / gpu", f"{'-' if v.cpu_percent is None else f'{v.cpu_percent:.0f}%'} / "
+              f"{_mb(v.rss)} / {_mb(v.gpu_mem)}"),
+             ("pid / job", f"{v.pid or '-'} / {v.job_id or '-'}"),
+             ("exit", f"code {v.exit_code}" if v.exit_code is not None else (f"signal {v.exit_signal}"
+                                                                            if v.exit_signal else "-"))]
+    if v.killed_at:
+        lines.append(("killed", f"{stamp(v.killed_at)} with {v.kill_signal} by {v.killed_by}"))
+    if v.error:
+        lines.append(("error", v.error))
+    if v.reason:
+        lines.append(("note", v.reason))
+    for k, val in lines:
+        print(f"{k:>16}  {val}")
+    for s in v.scores:
+        ari = "-" if s["ari"] is None else f"{s['ari']:.3f}"
+        nmi = "-" if s["nmi"] is None else f"{s['nmi']:.3f}"
+        print(f"{'':>16}  {s['label']}: ARI {ari}  NMI {nmi}")
+    return 0
+
+
+def _logs(args) -> int:
+    from pathlib import Path
+
+    from ..rundir import EXIT, LOG
+    from ..runs.status import RunWatcher
+
+    w = RunWatcher(args.root)
+    try:
+        run_dir = Path(w.view(args.id).run_dir)
+    finally:
+        w.close()
+    offset = 0
+    while True:
+        try:
+            with open(run_dir / LOG, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            data = b""
+        if data:
+            sys.stdout.write(data.decode(errors="replace"))
+            sys.stdout.flush()
+            offset += len(data)
+        if not args.follow or ((run_dir / EXIT).exists() and not data):
+            return 0
+        time.sleep(0.3)
+
+
+def _kill(args) -> int:
+    from ..runs.durations import parse_duration
+    from ..runs.kill import kill_run
+
+    out = kill_run(args.root, args.id, signal=args.signal, grace=parse_duration(args.grace, "--grace"))
+    extra = " (escalated to KILL)" if out.get("escalated") else ""
+    print(f"{out['id']}: sent {out['signal']}{extra}; status {out['status']}, {out['survivors']} processes left")
+    return 0 if not out["survivors"] else 1
+
+
+def _reindex(args) -> int:
+    from ..runs.registry import Registry
+    from ..runs.status import list_runs
+
+    reg = Registry(args.root)
+    try:
+        n = reg.reindex()
+    finally:
+        reg.close()
+    views = list_runs(args.root, all=True)  # process checks: runs gone without exit.json become lost
+    print(f"indexed {n} run dirs ({sum(v.active for v in views)} active)")
+    return 0

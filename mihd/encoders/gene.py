@@ -62,7 +62,7 @@ def encode_pca(adata, *, variant="-", config=None, progress=lambda d, t: None):
     progress(0, 2)
     matrix, info = _scaled_hvg_matrix(adata, cfg)
     progress(1, 2)
-    n_comps = min(int(cfg["n_comps"]), matrix.shape[0] - 1, matrix.shape[1])
+    n_comps = min(int(cfg["n_comps"]), min(matrix.shape) - 1)  # arpack needs fewer than min(shape)
     pcs = PCA(n_components=n_comps, svd_solver="arpack", random_state=cfg["seed"]).fit_transform(matrix)
     progress(2, 2)
     return pcs.astype(np.float32), {**cfg, **info, "n_comps": n_comps}

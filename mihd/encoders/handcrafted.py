@@ -26,28 +26,30 @@ BAND_EDGES = (0.0, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2 + 1e-6)  # cycles per pix
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
 
-def _stats(values: np.ndarray, quantiles: bool = True) -> list[np.ndarray]:
-    """values (b, n, c) -> per channel mean, std and (optionally) quantiles, each (b, c)."""
-    out = [values.mean(axis=1), values.std(axis=1)]
-    if quantiles:
-        out.extend(np.quantile(values, QUANTILES, axis=1))
-    return out
+def _stats(values: np.ndarray) -> list[np.ndarray]:
+    """values (b, c, n) -> per channel mean, std and quantiles, each (b, c). Sorting along the contiguous
+    last axis is several times faster than np.quantile here."""
+    n = values.shape[2]
+    ordered = np.sort(values, axis=2)
+    return [values.mean(axis=2), values.std(axis=2)] + [ordered[:, :, int(q * (n - 1))] for q in QUANTILES]
 
 
 def _colour(rgb: np.ndarray) -> list[np.ndarray]:
+    """Colour statistics over every other pixel in each direction (as good as all of them, 4x faster)."""
     b = len(rgb)
-    flat = rgb.reshape(b, -1, 3)
-    hi, lo = flat.max(axis=2), flat.min(axis=2)
+    chans = np.ascontiguousarray(rgb[:, ::2, ::2].reshape(b, -1, 3).transpose(0, 2, 1))  # (b, 3, n)
+    r, g, bl = chans[:, 0], chans[:, 1], chans[:, 2]
+    hi, lo = chans.max(axis=1), chans.min(axis=1)
     chroma = hi - lo
-    sat = np.where(hi > 0, chroma / np.maximum(hi, 1e-6), 0)
-    # hue as an angle from the opponent axes (circular: averaged as cos/sin, weighted by chroma)
-    r, g, bl = flat[..., 0], flat[..., 1], flat[..., 2]
-    hue = np.arctan2(np.sqrt(3) * (g - bl), 2 * r - g - bl)
+    sat = chroma / np.maximum(hi, 1e-6)
+    # hue as an angle on the opponent axes, averaged as a vector weighted by chroma (hue is circular)
     weight = chroma / np.maximum(chroma.sum(axis=1, keepdims=True), 1e-6)
-    hue_vec = [(weight * np.cos(hue)).sum(axis=1, keepdims=True), (weight * np.sin(hue)).sum(axis=1, keepdims=True)]
-    od = -np.log10(np.clip(flat, 1 / 255, 1))
-    stains = od @ _UNMIX  # haematoxylin, eosin, residual concentrations
-    return _stats(flat) + hue_vec + _stats(np.stack([sat, hi], axis=2)) + _stats(stains)
+    hue_x, hue_y = 2 * r - g - bl, np.sqrt(3) * (g - bl)
+    norm = np.maximum(np.sqrt(hue_x**2 + hue_y**2), 1e-6)
+    hue_vec = [(weight * hue_x / norm).sum(axis=1, keepdims=True), (weight * hue_y / norm).sum(axis=1, keepdims=True)]
+    od = -np.log10(np.clip(chans, 1 / 255, 1))
+    stains = np.matmul(_UNMIX.T, od)  # haematoxylin, eosin, residual concentrations, (b, 3, n)
+    return _stats(chans) + hue_vec + _stats(np.stack([sat, hi], axis=1)) + _stats(stains)
 
 
 def _downsample(grey: np.ndarray, k: int) -> np.ndarray:
@@ -79,8 +81,8 @@ def _lbp(grey: np.ndarray) -> list[np.ndarray]:
         h, w = centre.shape[1:]
         count = sum((grey[:, r + dy * r:r + dy * r + h, r + dx * r:r + dx * r + w] >= centre).astype(np.int8)
                     for dy, dx in _NEIGHBOURS)
-        hist = (count.reshape(len(grey), -1, 1) == np.arange(9)).mean(axis=1)
-        out.append(hist)
+        codes = count.reshape(len(grey), -1) + 9 * np.arange(len(grey))[:, None]
+        out.append(np.bincount(codes.ravel(), minlength=9 * len(grey)).reshape(-1, 9) / (h * w))
     return out
 
 
@@ -115,6 +117,6 @@ def encode_texture(adata, *, variant: str, config: dict, progress=None):
         done += len(batch)
         if progress:
             progress(done, len(patches))
-    out = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    out = np.concatenate(chunks) if chunks else np.zeros((0, texture_features(np.zeros((1, 8, 8, 3))).shape[1]), np.float32)
     return out, {"model": "texture", "weights": None, "random_init": False, "batch_size": batch_size,
                  "dim": int(out.shape[1]), **patches.info()}

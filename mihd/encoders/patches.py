@@ -143,7 +143,8 @@ class SpotPatches:
             if self.variant == "standard":
                 yield np.stack([_resize_rgb(self.crop(i), self.size) for i in idx]) / np.float32(255)
             else:
-                grey = np.stack([_grey(_resize_rgb(self.crop(i), STAIG_SIZE)) for i in idx])
+                # grey then resize == resize then grey (both linear), and 3x less to resize
+                grey = np.stack([_resize_grey(_grey(self.crop(i)), STAIG_SIZE) for i in idx])
                 filtered = frequency_filter(grey)
                 out = np.stack([_resize_grey(f, self.size) for f in filtered]) / np.float32(255)
                 yield np.repeat(np.clip(out, 0, 1)[..., None], 3, axis=3)
@@ -169,17 +170,27 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ GREY_WEIGHTS
 
 
-def gaussian_blur(imgs: np.ndarray, ksize: int) -> np.ndarray:
-    """cv2.GaussianBlur(img, (k, k), 0) on a batch (b, H, W): sigma from the kernel size as cv2 derives it,
-    border reflected without repeating the edge (cv2's BORDER_REFLECT_101 = scipy's 'mirror')."""
-    from scipy.ndimage import convolve1d
+# cv2.getGaussianKernel uses fixed binomial kernels for sizes up to 7 when sigma is 0
+_CV2_SMALL_KERNELS = {5: np.array([1, 4, 6, 4, 1]) / 16}
 
+
+def gaussian_kernel(ksize: int) -> np.ndarray:
+    """The 1-D kernel cv2.GaussianBlur(img, (k, k), 0) uses (sigma derived from the size as cv2 does)."""
+    if ksize in _CV2_SMALL_KERNELS:
+        return _CV2_SMALL_KERNELS[ksize]
     sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
     r = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
     kernel = np.exp(-(r**2) / (2 * sigma**2))
-    kernel /= kernel.sum()
-    out = convolve1d(imgs, kernel, axis=-1, mode="mirror")
-    return convolve1d(out, kernel, axis=-2, mode="mirror")
+    return kernel / kernel.sum()
+
+
+def gaussian_blur(imgs: np.ndarray, ksize: int) -> np.ndarray:
+    """cv2.GaussianBlur(img, (k, k), 0) on a batch (b, H, W); border reflected without repeating the edge
+    (cv2's BORDER_REFLECT_101 = scipy's 'mirror')."""
+    from scipy.ndimage import convolve1d
+
+    kernel = gaussian_kernel(ksize)
+    return convolve1d(convolve1d(imgs, kernel, axis=-1, mode="mirror"), kernel, axis=-2, mode="mirror")
 
 
 def frequency_filter(grey: np.ndarray) -> np.ndarray:
@@ -189,13 +200,14 @@ def frequency_filter(grey: np.ndarray) -> np.ndarray:
     from scipy import fft
 
     blurred = gaussian_blur(grey.astype(np.float32), 5)
-    spectrum = fft.fftshift(fft.fft2(blurred, axes=(-2, -1), workers=-1), axes=(-2, -1))
+    spectrum = fft.fft2(blurred, axes=(-2, -1), workers=-1)
+    # the central window of the shifted spectrum = frequencies -half..half-1 on each axis, unshifted
     h, w = grey.shape[-2:]
     half = STAIG_WINDOW // 2
-    mask = np.zeros((h, w), dtype=bool)
-    mask[h // 2 - half:h // 2 + half, w // 2 - half:w // 2 + half] = True
-    spectrum *= mask
-    back = np.abs(fft.ifft2(fft.ifftshift(spectrum, axes=(-2, -1)), axes=(-2, -1), workers=-1))
+    keep = np.zeros((h, w), dtype=bool)
+    keep[np.ix_(np.arange(-half, half) % h, np.arange(-half, half) % w)] = True
+    spectrum *= keep
+    back = np.abs(fft.ifft2(spectrum, axes=(-2, -1), workers=-1))
     return gaussian_blur(back.astype(np.float32), 15)
 
 

@@ -8,7 +8,7 @@ Random weights only when config["random_init"] is true, and the effective config
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,7 @@ class ModelSpec:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     hf_repo: str | None = None
-    ignore_unexpected: tuple = field(default=())  # checkpoint keys the headless model does not have
+    ignore_unexpected: tuple = ()  # checkpoint keys the headless model does not have
 
 
 def _uni2_kwargs() -> dict:

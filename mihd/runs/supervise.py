@@ -41,6 +41,41 @@ def proc_create_time(pid: int) -> float | None:
     return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
+def _session_pids() -> list[int]:
+    """Live processes of our session but us: what the run started and left behind."""
+    me, pids = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z" and int(fields[3]) == me:  # state, ..., session id
+            pids.append(int(name))
+    return pids
+
+
+def _stop_leftovers(grace: float = 5.0) -> int:
+    """When the command has ended, end what it left running too (TERM, then KILL after `grace`)."""
+    if os.getsid(0) != os.getpid():
+        return 0  # not our own session (e.g. a batch script kept its own): leave it alone
+    pids = _session_pids()
+    found = len(pids)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = _session_pids()
+    return found
+
+
 def _open_log(run_dir: Path) -> None:
     """Point fds 0/1/2 at /dev/null and run.log, so the command (and we) write there."""
     log_fd = os.open(run_dir / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -100,6 +135,9 @@ def supervise(run_dir: Path, argv: list[str]) -> int:
     if forwarded:  # a signal arrived before the child existed
         os.killpg(child.pid, signal.Signals[forwarded[-1]])
     rc = child.wait()
+    left = _stop_leftovers()
+    if left:
+        print(f"[mihd supervise] stopped {left} leftover processes of the run", flush=True)
     ended = round(time.time(), 3)
     sig_name = signal.Signals(-rc).name.removeprefix("SIG") if rc < 0 else None
     write_json_atomic(run_dir / EXIT, {"code": rc if rc >= 0 else None, "signal": sig_name,

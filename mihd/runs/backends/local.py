@@ -24,6 +24,7 @@ from .base import GONE, QUEUED, RUNNING, UNKNOWN, RunState
 
 CTIME_TOLERANCE = 0.1  # seconds; both sides compute create time from the same /proc fields
 SUBMIT_WAIT = 2.0      # how long submit waits for the supervisor to record itself
+START_TIMEOUT = 30.0   # a supervisor not recorded by then never started: the run is lost
 
 
 def live_process(pid: int | None, create_time: float | None) -> psutil.Process | None:
@@ -81,7 +82,8 @@ class Backend:
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
                                  env=env, cwd=options.get("cwd"))
         first.wait()  # exits right after forking the real supervisor: nothing left to reap later
-        handle = {"backend": self.name, "run_dir": str(run_dir), "host": self.host}
+        handle = {"backend": self.name, "run_dir": str(run_dir), "host": self.host,
+                  "submitted": round(time.time(), 3)}
         deadline = time.monotonic() + float(options.get("submit_wait", SUBMIT_WAIT))
         while time.monotonic() < deadline:
             ident = read_json(Path(run_dir) / PROC)
@@ -102,7 +104,9 @@ class Backend:
             if fresh.get("host") not in (None, self.host):
                 states[run_id] = RunState(UNKNOWN, reason=f"runs on {fresh['host']}", handle=changed)
             elif not fresh.get("pid"):
-                states[run_id] = RunState(QUEUED, reason="supervisor starting", handle=changed)
+                late = time.time() - fresh.get("submitted", time.time()) > START_TIMEOUT
+                states[run_id] = RunState(GONE, reason="supervisor never started", handle=changed) if late \
+                    else RunState(QUEUED, reason="supervisor starting", handle=changed)
             elif live_process(fresh["pid"], fresh.get("create_time")):
                 states[run_id] = RunState(RUNNING, started=fresh.get("started"), handle=changed)
             else:
@@ -137,12 +141,14 @@ class Backend:
         if not handle.get("pid"):
             raise MihdError(f"run in {handle['run_dir']}: its supervisor has not started yet; try again")
         sig = _signal.Signals[f"SIG{signal}"]
-        sup = self._checked(handle.get("pid"), handle.get("create_time"), "supervisor")
+        direct = handle.get("pid") == handle.get("child_pid")  # a direct `mihd run`: no supervisor
+        sup = None if direct else self._checked(handle.get("pid"), handle.get("create_time"), "supervisor")
         child = self._checked(handle.get("child_pid"), handle.get("child_create_time"), "run")
         sup_pid = sup.pid if sup else -1
 
         def targets() -> list[psutil.Process]:
-            procs = {p.pid: p for p in _session_members(handle["sid"], sup_pid)} if sup else {}
+            own_session = sup is not None and handle.get("sid") == sup.pid
+            procs = {p.pid: p for p in _session_members(sup.pid, sup.pid)} if own_session else {}
             for root in (sup, child):
                 if root is not None:
                     try:
@@ -157,7 +163,8 @@ class Backend:
         def send(procs, s) -> None:
             if child is not None:
                 try:
-                    os.killpg(child.pid, s)  # the run's process group first, then any escapee
+                    if os.getpgid(child.pid) == child.pid:
+                        os.killpg(child.pid, s)  # the run's process group first, then any escapee
                 except (ProcessLookupError, PermissionError):
                     pass
             for p in procs:

@@ -1,0 +1,107 @@
+"""Expected duration, progress and ETA: pure functions over the history and a run's events.
+
+Expected duration: the `--expect` given, else the median running time of finished runs with the same
+signature, else (for a grid with no identical history) the sum of the medians of its cells run alone.
+Progress (ARCHITECTURE.md): (cells finished + fraction of the current cell's latest stage) / cells.
+ETA blends what the history expects with what the progress rate says, trusting the rate more as the
+run advances; its confidence says how much history stands behind it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+CONFIDENCE = ("none", "low", "medium", "high", "given")
+
+
+@dataclass
+class Expected:
+    seconds: float | None
+    source: str | None = None  # given | history | cells | None
+    n: int = 0                 # finished runs behind it
+    confidence: str = "none"
+
+
+def _confidence(samples: list[float]) -> str:
+    n = len(samples)
+    level = 0 if n == 0 else 1 if n == 1 else 2 if n < 5 else 3
+    med = statistics.median(samples) if samples else 0
+    if n >= 2 and med > 0 and statistics.median(abs(x - med) for x in samples) / med > 0.25:
+        level -= 1  # widely spread history: trust it one step less
+    return CONFIDENCE[max(level, 1 if n else 0)]
+
+
+def expected_duration(signature: str, history: dict[str, list[float]], expect: float | None = None,
+                      cell_signatures: list[str] | None = None) -> Expected:
+    if expect:
+        return Expected(float(expect), "given", 0, "given")
+    samples = history.get(signature) or []
+    if samples:
+        return Expected(statistics.median(samples), "history", len(samples), _confidence(samples))
+    if cell_signatures and len(cell_signatures) > 1 and all(history.get(s) for s in cell_signatures):
+        total = sum(statistics.median(history[s]) for s in cell_signatures)
+        return Expected(total, "cells", min(len(history[s]) for s in cell_signatures), "low")
+    return Expected(None)
+
+
+@dataclass
+class Progress:
+    fraction: float | None = None
+    stage: str | None = None
+    done: int | None = None
+    total: int | None = None
+    cell_index: int | None = None
+    n_cells: int | None = None
+    ended: bool = False
+
+
+class ProgressTracker:
+    """Folds events (fed incrementally, in order) into a Progress."""
+
+    def __init__(self, n_cells: int | None = None):
+        self.p = Progress(n_cells=n_cells or None)
+        self._finished = 0
+        self._stage_frac = 0.0
+
+    def feed(self, events: list[dict]) -> Progress:
+        p = self.p
+        for ev in events:
+            kind = ev.get("kind")
+            if kind == "start" and ev.get("cells"):
+                p.n_cells = int(ev["cells"])
+            elif kind == "cell":
+                p.cell_index = int(ev.get("index", 0))
+                p.n_cells = int(ev.get("of") or p.n_cells or 1)
+                self._finished = max(self._finished, p.cell_index)
+                self._stage_frac, p.stage, p.done, p.total = 0.0, None, None, None
+            elif kind == "stage":
+                p.stage, p.done, p.total = ev.get("stage"), ev.get("done"), ev.get("total")
+                if p.total:
+                    self._stage_frac = min(max(float(p.done or 0) / float(p.total), 0.0), 1.0)
+            elif kind == "metric":
+                self._finished = max(self._finished, int(ev.get("index", self._finished)) + 1)
+                self._stage_frac = 0.0
+            elif kind == "end":
+                p.ended = True
+        n = p.n_cells or 1
+        if p.ended:
+            p.fraction = 1.0
+        elif p.stage is not None or self._finished:
+            p.fraction = min((min(self._finished, n) + self._stage_frac) / n, 0.999)
+        return p
+
+
+def eta(elapsed: float, fraction: float | None, expected: Expected) -> tuple[float | None, str]:
+    """(seconds left, confidence). None when nothing says how long the rest will take."""
+    by_rate = elapsed * (1 - fraction) / fraction if fraction and fraction >= 0.02 and elapsed > 0 else None
+    if expected.seconds is None or elapsed > expected.seconds:
+        if by_rate is None:
+            return None, "none"
+        return by_rate, "medium" if fraction >= 0.3 else "low"
+    by_history = expected.seconds - elapsed
+    if by_rate is None:
+        return by_history, expected.confidence
+    w = fraction  # early on the history knows better; late, the measured rate does
+    conf = expected.confidence if expected.confidence != "none" else "low"
+    return w * by_rate + (1 - w) * by_history, conf

@@ -1,0 +1,65 @@
+"""Stopping a run: its whole process tree (or its job), recorded in events.jsonl and the registry.
+
+The backend refuses when the recorded pid now belongs to another process (its create time differs) or
+to another user. The kill event (who, when, which signal, whether KILL was needed) is what makes the
+run's final status `killed` rather than `failed`, in the registry and after any reindex.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..errors import MihdError
+from ..jsonio import write_json_atomic
+from ..rundir import EXIT, EventLog
+from .backends import get_backend
+from .registry import ACTIVE, Registry
+from .status import RunWatcher, _backend_name
+
+SIGNALS = ("TERM", "INT", "KILL")
+
+
+def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
+             watcher: RunWatcher | None = None) -> dict:
+    """Signal run `run_id` (id, prefix or name) and escalate to KILL after `grace` seconds.
+
+    Returns {"id", "signal", "escalated", "survivors", "status"}. Raises MihdError when the run is not
+    running, or when the backend refuses (pid reused, another user's process).
+    """
+    signal = signal.upper().removeprefix("SIG")
+    if signal not in SIGNALS:
+        raise MihdError(f"--signal {signal}: expected one of {', '.join(SIGNALS)}")
+    own = watcher is None
+    watcher = watcher or RunWatcher(root)
+    try:
+        view = watcher.view(run_id)
+        if view.status not in ACTIVE:
+            raise MihdError(f"run {view.id}: not running ({view.status}); nothing to kill")
+        reg: Registry = watcher.registry
+        row = reg.row(view.id)
+        handle = json.loads(row["handle"]) if row["handle"] else {}
+        handle.setdefault("run_dir", row["run_dir"])
+        outcome = get_backend(_backend_name(row["backend"])).kill(handle, signal, grace)
+        run_dir = Path(row["run_dir"])
+        now = time.time()
+        who = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+        log = EventLog(run_dir)
+        try:
+            log.emit("kill", signal=signal, by=who, grace=grace, escalated=outcome.get("escalated", False),
+                     survivors=outcome.get("survivors"))
+        finally:
+            log.close()
+        if outcome.get("survivors") == 0 and outcome.get("ended", True) and not (run_dir / EXIT).exists():
+            # the supervisor itself was gone: say how the run ended on its behalf
+            write_json_atomic(run_dir / EXIT, {"code": None, "signal": signal, "ended": round(now, 3),
+                                               "forwarded": [], "written_by": "mihd runs kill"})
+        row = reg.ingest(run_dir)  # the kill event makes the status `killed`
+        return {"id": view.id, "status": row["status"], **outcome}
+    finally:
+        if own:
+            watcher.close()

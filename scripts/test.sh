@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: set up, start what the tests need (a local single-node Slurm when run as root), run pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+started_slurm=0
+if [ -x scripts/slurm/start.sh ] && [ "$(id -u)" = 0 ]; then
+  bash scripts/slurm/start.sh >/dev/null && started_slurm=1
+fi
+status=0
+.venv/bin/python -m pytest -q "$@" || status=$?
+[ "$started_slurm" = 1 ] && bash scripts/slurm/stop.sh || true
+exit $status

@@ -1,0 +1,73 @@
+"""Shared fixtures: fresh workspaces, the demo slice (made once per session), the real DLPFC slice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DLPFC = REPO.parent / "shared" / "data" / "dlpfc_151673"
+needs_dlpfc = pytest.mark.skipif(not DLPFC.is_dir(), reason="../shared/data/dlpfc_151673 is not present")
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """An empty workspace root, also set as MIHD_ROOT for subprocesses."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    monkeypatch.setenv("MIHD_ROOT", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_h5ad(tmp_path_factory) -> Path:
+    from mihd.data.demo import ensure_demo
+
+    return ensure_demo(tmp_path_factory.mktemp("demo-src"))
+
+
+@pytest.fixture
+def demo_root(workspace, demo_h5ad) -> Path:
+    """A workspace with the demo slice already made (copied, so tests never share cache state)."""
+    from mihd.data.registry import register
+
+    target = workspace / "demo" / "demo.h5ad"
+    target.parent.mkdir()
+    shutil.copy(demo_h5ad, target)
+    register(workspace, "demo", target)
+    return workspace
+
+
+@pytest.fixture(scope="session")
+def demo_adata(demo_h5ad):
+    from mihd.data import load_slice
+    from mihd.data.registry import register
+
+    root = demo_h5ad.parent.parent / "demo-ws"
+    root.mkdir(exist_ok=True)
+    register(root, "demo", demo_h5ad)
+    return load_slice("demo", root=root)
+
+
+def run_mihd(*args: str, root: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`mihd ARGS` in a real subprocess, as a researcher would run it."""
+    full_env = {**os.environ, **(env or {})}
+    if root is not None:
+        full_env["MIHD_ROOT"] = str(root)
+    return subprocess.run([sys.executable, "-m", "mihd", *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=REPO)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit 2, a single `mihd: error:` line naming what is wrong, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert lines and lines[-1].startswith("mihd: error:"), proc.stderr
+    for needle in needles:
+        assert needle in lines[-1], (needle, lines[-1])

@@ -1,0 +1,81 @@
+"""`mihd extract` and the Python API go through one path: cache first, encoder only on a miss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, run_mihd
+from slice_factory import write_spaceranger
+
+from mihd.cache import EmbeddingCache
+from mihd.data import load_slice
+from mihd.errors import MihdError
+from mihd.extract import get_embedding
+
+
+def test_cli_and_api_give_the_identical_embedding(demo_root):
+    proc = run_mihd("extract", "demo", "--gene", "pca", root=demo_root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("miss  demo/gene/pca/-  ") and "computed in" in proc.stdout
+    adata = load_slice("demo", root=demo_root)
+    cached = get_embedding(adata, "gene", "pca", root=demo_root)
+    assert cached.status == "hit"
+    fresh = get_embedding(adata, "gene", "pca", root=demo_root, override=True)
+    assert fresh.status == "override"
+    assert np.array_equal(cached.embedding.array, fresh.embedding.array)
+    again = run_mihd("extract", "demo", "--gene", "pca", root=demo_root)
+    assert again.stdout.startswith("hit  demo/gene/pca/-  ") and "loaded in" in again.stdout
+
+
+def test_a_hit_never_builds_the_encoder(demo_root, monkeypatch):
+    adata = load_slice("demo", root=demo_root)
+    get_embedding(adata, "vision", "texture", root=demo_root)
+    import mihd.encoders.handcrafted as handcrafted
+
+    def explode(*args, **kwargs):
+        raise AssertionError("encoder built on a cache hit")
+
+    monkeypatch.setattr(handcrafted, "encode_texture", explode)
+    assert get_embedding(adata, "vision", "texture", root=demo_root).status == "hit"
+
+
+def test_cache_name_and_variant_are_separate_entries(demo_root):
+    for args in (("--vision", "texture"), ("--vision", "texture", "--variant", "freq"),
+                 ("--vision", "texture", "--cache-name", "texture_try2")):
+        proc = run_mihd("extract", "demo", *args, root=demo_root)
+        assert proc.returncode == 0, proc.stderr
+    names = sorted((m["name"], m["variant"]) for m in EmbeddingCache(demo_root).entries("demo"))
+    assert names == [("texture", "freq"), ("texture", "standard"), ("texture_try2", "standard")]
+    listing = run_mihd("cache", "ls", root=demo_root).stdout
+    assert "texture_try2" in listing and "3016x" in listing
+
+
+def test_mlp_is_identical_on_repeated_cpu_runs(demo_adata, tmp_path):
+    config = {"epochs": 20}
+    a = get_embedding(demo_adata, "gene", "mlp", root=tmp_path / "a", config=config).embedding.array
+    b = get_embedding(demo_adata, "gene", "mlp", root=tmp_path / "b", config=config).embedding.array
+    assert a.shape == (demo_adata.n_obs, 64) and np.array_equal(a, b)
+
+
+def test_changed_slice_recomputes(tmp_path):
+    write_spaceranger(tmp_path / "s1")
+    root = tmp_path / "ws"
+    assert get_embedding(load_slice(tmp_path / "s1", root=root), "gene", "pca", root=root).status == "miss"
+    write_spaceranger(tmp_path / "s1", seed=5)  # new counts under the same name
+    assert get_embedding(load_slice(tmp_path / "s1", root=root), "gene", "pca", root=root).status == "stale"
+
+
+def test_missing_cache_name_is_a_clear_error(demo_adata, tmp_path):
+    with pytest.raises(MihdError, match="'scan_uni2': not an encoder"):
+        get_embedding(demo_adata, "vision", "scan_uni2", root=tmp_path)
+
+
+def test_bad_extract_arguments_are_one_line_errors(tmp_path):
+    write_spaceranger(tmp_path / "noimage", image=False)
+    root = tmp_path / "ws"
+    assert_one_line_error(run_mihd("extract", str(tmp_path / "noimage"), "--vision", "texture", root=root),
+                          "no H&E image", "--vision texture")
+    assert_one_line_error(run_mihd("extract", str(tmp_path / "noimage"), "--vision", "vgg", root=root),
+                          "--vision 'vgg'", "uni2")
+    assert_one_line_error(run_mihd("extract", str(tmp_path / "noimage"), "--vision", "texture", "--variant", "blur", root=root),
+                          "--variant 'blur'", "staig_strict")

@@ -1,0 +1,129 @@
+"""Run control decisions over synthetic inputs: durations, signatures, ETA, progress, overrun, GPU seam."""
+
+import types
+
+import pytest
+
+from mihd.errors import MihdError
+from mihd.runs.cells import cell_label, cells_from_args, run_signature, sig_string, signature
+from mihd.runs.durations import fmt_duration, parse_duration
+from mihd.runs.eta import Expected, ProgressTracker, eta, expected_duration
+from mihd.runs.gpu import Gpu
+from mihd.runs.launch import new_run_id
+from mihd.runs.monitor import Monitor
+from mihd.runs.overrun import is_overrun, overrun_factor
+
+
+def test_durations_round_trip_and_errors():
+    assert parse_duration("90s") == 90 and parse_duration("5m") == 300
+    assert parse_duration("1h30m") == 5400 and parse_duration("45") == 45
+    for bad in ("", "5x", "m5", "0s", "1h-2m"):
+        with pytest.raises(MihdError, match="--expect"):
+            parse_duration(bad)
+    assert fmt_duration(42) == "42s" and fmt_duration(185) == "3m05s" and fmt_duration(3720) == "1h02m"
+    assert fmt_duration(None) == "-"
+
+
+def test_run_ids_sort_by_time_and_are_unique():
+    ids = [new_run_id(1_700_000_000 + i * 0.001) for i in range(50)]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    assert len({new_run_id(1_700_000_000.5) for _ in range(200)}) == 200
+
+
+def test_cells_from_run_and_grid_args():
+    run = cells_from_args(["run", "demo", "--gene", "pca", "--vision", "uni2", "--fusion", "concat",
+                           "--cluster", "gmm", "--n-clusters", "7"])
+    assert run == [{"slice": "demo", "gene": "pca", "vision": "uni2", "variant": None, "fusion": "concat",
+                    "cluster": "gmm"}]
+    grid = cells_from_args(["grid", "demo", "--gene", "pca", "--vision", "uni2,resnet50",
+                            "--fusion", "concat", "mean", "--override"])
+    assert len(grid) == 4 and {c["vision"] for c in grid} == {"uni2", "resnet50"}
+    assert cells_from_args(["cache", "ls"]) == []
+
+
+def test_signature_includes_cached_and_backend_and_matches_result_cells():
+    spec_cell = {"slice": "demo", "gene": "pca", "vision": "uni2", "fusion": "concat", "cluster": "gmm",
+                 "cached": True}
+    result_cell = {"signature": {"slice": "demo", "gene": "pca", "vision": "uni2", "variant": "standard",
+                                 "fusion": "concat", "cluster": "gmm"}, "cache": {"gene": "hit", "vision": "hit"}}
+    assert sig_string(signature(spec_cell, "local")) == sig_string(signature(result_cell, "local"))
+    missed = {**result_cell, "cache": {"gene": "hit", "vision": "miss"}}
+    assert signature(missed)["cached"] is False
+    assert run_signature([spec_cell], "local") != run_signature([spec_cell], "slurm")
+    assert run_signature([spec_cell, {**spec_cell, "fusion": "mean"}], "local").startswith("grid:")
+    assert cell_label([spec_cell]) == "demo pca+uni2 concat gmm"
+
+
+def test_expected_duration_from_history_given_and_cells():
+    hist = {"a": [100, 110, 90, 105, 95], "b": [50], "c": [10, 100, 30]}
+    e = expected_duration("a", hist)
+    assert (e.seconds, e.source, e.n, e.confidence) == (100, "history", 5, "high")
+    assert expected_duration("b", hist).confidence == "low"
+    assert expected_duration("c", hist).confidence == "low"  # spread history: trusted less
+    assert expected_duration("a", hist, expect=30).seconds == 30
+    assert expected_duration("a", hist, expect=30).confidence == "given"
+    assert expected_duration("zzz", hist).seconds is None
+    grid = expected_duration("grid:x", hist, cell_signatures=["a", "b"])
+    assert (grid.seconds, grid.source) == (150, "cells")
+
+
+def test_progress_from_events():
+    t = ProgressTracker(n_cells=2)
+    assert t.feed([{"kind": "start", "cells": 2}]).fraction is None
+    p = t.feed([{"kind": "cell", "index": 0, "of": 2}, {"kind": "stage", "stage": "fuse", "done": 5, "total": 10}])
+    assert p.fraction == pytest.approx(0.25) and p.stage == "fuse"
+    p = t.feed([{"kind": "metric", "index": 0, "ari": 0.5}, {"kind": "cell", "index": 1, "of": 2},
+                {"kind": "stage", "stage": "cluster", "done": 1, "total": 2}])
+    assert p.fraction == pytest.approx(0.75) and p.cell_index == 1
+    assert t.feed([{"kind": "end", "status": "ok"}]).fraction == 1.0
+
+
+def test_eta_blends_history_and_rate():
+    hist = Expected(100, "history", 5, "high")
+    assert eta(10, None, hist) == (90, "high")           # no progress yet: history alone
+    left, conf = eta(50, 0.5, hist)                        # both say 50 s
+    assert left == pytest.approx(50) and conf == "high"
+    assert eta(150, 0.75, hist)[0] == pytest.approx(50)  # past expected: the rate alone
+    assert eta(10, None, Expected(None)) == (None, "none")
+    assert eta(40, 0.5, Expected(None)) == (40, "medium")
+
+
+def test_overrun_rule_and_factor():
+    hist = Expected(100, "history", 3, "medium")
+    assert not is_overrun(140, hist) and is_overrun(151, hist)
+    assert is_overrun(121, hist, factor=1.2)
+    given = Expected(60, "given", 0, "given")
+    assert not is_overrun(59, given) and is_overrun(61, given)
+    assert not is_overrun(10_000, Expected(None))
+    assert overrun_factor("2") == 2.0
+    with pytest.raises(MihdError):
+        overrun_factor("-1")
+
+
+def _fake_nvml(pids_mem, fail_init=False):
+    def init():
+        if fail_init:
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    dev = object()
+    return types.SimpleNamespace(
+        nvmlInit=init, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: dev, nvmlDeviceGetName=lambda h: b"Fake H100",
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=3 << 30, total=80 << 30),
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=57, memory=20),
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [types.SimpleNamespace(pid=p, usedGpuMemory=m)
+                                                        for p, m in pids_mem.items()],
+        nvmlDeviceGetGraphicsRunningProcesses=lambda h: [])
+
+
+def test_gpu_seam_devices_and_no_gpu():
+    import os
+
+    gpu = Gpu(nvml=_fake_nvml({os.getpid(): 1 << 30, 999_999: 5}))
+    (dev,) = gpu.devices()
+    assert (dev.name, dev.util, dev.mem_total) == ("Fake H100", 57.0, 80 << 30)
+    sample = Monitor(gpu).sample({"me": (os.getpid(), None)})["me"]
+    assert sample.gpu_mem == 1 << 30 and sample.rss > 0 and sample.nprocs >= 1
+    none = Gpu(nvml=_fake_nvml({}, fail_init=True))
+    assert none.probe() is False and none.devices() == [] and "no GPU" in none.reason
+    assert Monitor(none).sample({"me": (os.getpid(), None)})["me"].gpu_mem is None
