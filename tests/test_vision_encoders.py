@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -62,7 +64,7 @@ def _dino_checkpoint(model) -> dict:
     """A HIPT-style DINO checkpoint: teacher weights under module.backbone., plus the DINO head."""
     teacher = {f"module.backbone.{k}": v for k, v in model.state_dict().items()}
     teacher["module.head.last_layer.weight"] = torch.zeros(4, 8)
-    return {"teacher": teacher, "student": {}, "epoch": 100}
+    return {"teacher": teacher, "student": {}, "epoch": 100, "args": argparse.Namespace(arch="vit_small")}
 
 
 def test_hipt_loads_a_dino_checkpoint_from_config_weights(tmp_path):

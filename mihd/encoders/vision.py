@@ -124,17 +124,20 @@ def find_weights(name: str, config: dict) -> tuple[Path, str]:
 def load_state_dict(path: Path) -> dict:
     """A checkpoint's tensors with wrappers removed: DINO's `teacher` (HIPT), `state_dict`/`model`, and the
     `module.`/`backbone.` key prefixes."""
+    import argparse
+
     import torch
 
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle errors, truncated files: one line for the researcher
-            raise MihdError(f"weights {path}: cannot be read ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+            state = load_file(str(path))
+        else:  # tensors only, no code; DINO checkpoints also pickle their argparse.Namespace
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors, truncated files: one line for the researcher
+        raise MihdError(f"weights {path}: cannot be read ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
     for wrapper in ("teacher", "state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
