@@ -19,6 +19,9 @@ from .errors import MihdError
 from .rundir import EventLog, write_result
 
 
+CELL_STAGES = ("load", "fuse", "cluster")  # the stages of every cell, in order (named in its `cell` event)
+
+
 @dataclass(frozen=True)
 class Cell:
     gene: str
@@ -116,7 +119,7 @@ def run_cells(adata, cells: list[Cell], *, root: Path, run_dir: Path | None = No
     try:
         k = default_n_clusters(adata, n_clusters)
         for index, cell in enumerate(cells):
-            events.emit("cell", index=index, of=len(cells), cell=asdict(cell))
+            events.emit("cell", index=index, of=len(cells), cell=asdict(cell), stages=list(CELL_STAGES))
             try:
                 entry = _run_one(cell, embeddings, adata, keep, k, refine, seed, events, run_cell_arrays)
             except MihdError as exc:
@@ -150,8 +153,10 @@ def _describe(cell: Cell, k: int, refine: bool) -> dict:
 
 def _run_one(cell: Cell, embeddings: _Embeddings, adata, keep, k, refine, seed, events, run_cell_arrays) -> dict:
     started = time.perf_counter()
+    events.stage("load", 0, 1)
     gene = embeddings.get("gene", cell.gene, "-")
     vision = embeddings.get("vision", cell.vision, cell.variant) if cell.vision else None
+    events.stage("load", 1, 1)
     load_seconds = time.perf_counter() - started
     g, v = gene.embedding, vision.embedding if vision else None
     if not keep.all():

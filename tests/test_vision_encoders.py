@@ -154,3 +154,14 @@ def test_variants_feed_the_model(variant):
     assert cfg["variant"] == variant and cfg["input_px"] == 256
     if variant == "staig_strict":
         assert cfg["patch_px"] == round(3.5 * 96 * 0.5)
+
+
+def test_device_choice():
+    a = make_slice(n_side=1)
+    _, cfg = encode("resnet50", a, random_init=True, device="cpu", num_threads=1)
+    assert cfg["device"] == "cpu" and cfg["num_threads"] == 1
+    with pytest.raises(MihdError, match="device 'gpu0': not a torch device"):
+        encode("resnet50", a, random_init=True, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(MihdError, match="no CUDA GPU"):
+            encode("resnet50", a, random_init=True, device="cuda")

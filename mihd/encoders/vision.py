@@ -174,7 +174,12 @@ def encode_model(name: str, adata, *, variant: str, config: dict, progress=None)
     weights, source = (None, None) if random_init else find_weights(name, config)
     import torch
 
-    device = torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as exc:
+        raise MihdError(f"device {config.get('device')!r}: not a torch device") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MihdError(f"device {config.get('device')!r}: no CUDA GPU is visible to this process")
     threads = max(1, min(int(config.get("num_threads", os.cpu_count() or 1)), os.cpu_count() or 1))
     batch_size = int(config.get("batch_size", 32))
     previous_threads = torch.get_num_threads()

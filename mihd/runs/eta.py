@@ -63,6 +63,8 @@ class ProgressTracker:
         self.p = Progress(n_cells=n_cells or None)
         self._finished = 0
         self._stage_frac = 0.0
+        self._stages: list[str] = []  # the current cell's ordered stages, when its `cell` event names them
+        self._slot = 0
 
     def feed(self, events: list[dict]) -> Progress:
         p = self.p
@@ -75,10 +77,11 @@ class ProgressTracker:
                 p.n_cells = int(ev.get("of") or p.n_cells or 1)
                 self._finished = max(self._finished, p.cell_index)
                 self._stage_frac, p.stage, p.done, p.total = 0.0, None, None, None
+                self._stages, self._slot = list(ev.get("stages") or []), 0
             elif kind == "stage":
                 p.stage, p.done, p.total = ev.get("stage"), ev.get("done"), ev.get("total")
                 if p.total:
-                    self._stage_frac = min(max(float(p.done or 0) / float(p.total), 0.0), 1.0)
+                    self._stage_frac = self._cell_fraction(p.stage, float(p.done or 0) / float(p.total))
             elif kind == "metric":
                 self._finished = max(self._finished, int(ev.get("index", self._finished)) + 1)
                 self._stage_frac = 0.0
@@ -90,6 +93,17 @@ class ProgressTracker:
         elif p.stage is not None or self._finished:
             p.fraction = min((min(self._finished, n) + self._stage_frac) / n, 0.999)
         return p
+
+
+    def _cell_fraction(self, stage: str | None, frac: float) -> float:
+        """A stage's share of its cell: named stages split the cell evenly, sub-stages (e.g. an
+        extraction inside `load`, training inside `fuse`) move within the current slot."""
+        frac = min(max(frac, 0.0), 1.0)
+        if not self._stages:
+            return frac
+        if stage in self._stages:
+            self._slot = self._stages.index(stage)
+        return (self._slot + frac) / len(self._stages)
 
 
 def eta(elapsed: float, fraction: float | None, expected: Expected) -> tuple[float | None, str]:
