@@ -39,15 +39,17 @@ def test_a_hit_never_builds_the_encoder(demo_root, monkeypatch):
     assert get_embedding(adata, "vision", "texture", root=demo_root).status == "hit"
 
 
-def test_cache_name_and_variant_are_separate_entries(demo_root):
+def test_cache_name_and_variant_are_separate_entries(tmp_path):
+    write_spaceranger(tmp_path / "small")
+    root = tmp_path / "ws"
     for args in (("--vision", "texture"), ("--vision", "texture", "--variant", "freq"),
                  ("--vision", "texture", "--cache-name", "texture_try2")):
-        proc = run_mihd("extract", "demo", *args, root=demo_root)
+        proc = run_mihd("extract", str(tmp_path / "small"), *args, root=root)
         assert proc.returncode == 0, proc.stderr
-    names = sorted((m["name"], m["variant"]) for m in EmbeddingCache(demo_root).entries("demo"))
+    names = sorted((m["name"], m["variant"]) for m in EmbeddingCache(root).entries("small"))
     assert names == [("texture", "freq"), ("texture", "standard"), ("texture_try2", "standard")]
-    listing = run_mihd("cache", "ls", root=demo_root).stdout
-    assert "texture_try2" in listing and "3016x" in listing
+    listing = run_mihd("cache", "ls", root=root).stdout
+    assert "texture_try2" in listing and "60x75" in listing
 
 
 def test_mlp_is_identical_on_repeated_cpu_runs(demo_adata, tmp_path):

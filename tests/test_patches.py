@@ -211,4 +211,4 @@ def test_texture_encoder_is_fast_on_4000_spots():
     emb, _ = encode_texture(a, variant="standard", config={})
     seconds = time.perf_counter() - start
     assert emb.shape[0] == 4096
-    assert seconds < 15, f"texture encoder took {seconds:.1f} s on 4,096 spots"
+    assert seconds < 10, f"texture encoder took {seconds:.1f} s on 4,096 spots"
