@@ -1,7 +1,8 @@
 """An embedding: the spots x d array, where it came from, and which transforms were applied to it.
 
-Normalising transforms (standardise, L2, PCA alignment, ...) are applied once by the consumer; the
-`transforms` list is the guard against applying one twice (the double-normalisation bug).
+Normalising transforms (standardise, L2, PCA alignment, ...) are applied once by the consumer, as one
+preprocessing profile; the `transforms` list is the guard against a second normalising profile (the
+double-normalisation bug).
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ class Embedding:
     def normalised(self) -> bool:
         return any(t.split("(")[0] in NORMALISING for t in self.transforms)
 
-    def with_array(self, array: np.ndarray, transform: str) -> "Embedding":
-        """A new embedding with `transform` recorded. A second normalising transform is an error."""
-        kind = transform.split("(")[0]
-        if kind in NORMALISING and self.normalised:
+    def check_profile(self, steps: tuple[str, ...]) -> None:
+        """A normalising profile on an already-normalised embedding is the double-normalisation bug."""
+        if self.normalised and any(s.split("(")[0] in NORMALISING for s in steps):
             raise MihdError(
-                f"{self.label}: refusing to apply {transform} after {', '.join(self.transforms)}; "
+                f"{self.label}: refusing to apply {', '.join(steps)} after {', '.join(self.transforms)}; "
                 "this embedding is already normalised (double normalisation)"
             )
-        return replace(self, array=np.ascontiguousarray(array, dtype=np.float32), transforms=self.transforms + (transform,))
+
+    def with_profile(self, array: np.ndarray, steps: tuple[str, ...]) -> "Embedding":
+        """The embedding after one preprocessing profile (`steps`, applied in order), recorded."""
+        self.check_profile(steps)
+        return replace(self, array=np.ascontiguousarray(array, dtype=np.float32), transforms=self.transforms + tuple(steps))
 
 
 NORMALISING = frozenset({"standardize", "l2", "pca", "minmax"})

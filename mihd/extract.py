@@ -69,7 +69,7 @@ def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str |
 
 def _lookup_only(adata, key: CacheKey, cache: EmbeddingCache, events: EventLog) -> Extracted:
     started = time.perf_counter()
-    found = cache.lookup(key, None)
+    found = cache.lookup(key, adata.uns["mihd"]["fingerprint"][key.modality])
     if found.status != "hit":
         known = ", ".join(REGISTRY[key.modality])
         why = found.reason or f"no cache entry {key}"

@@ -2,15 +2,14 @@
 
 A profile maps a modality to a list of transform specs, e.g. ``("standardize", "pca(16)")``. The
 pipeline applies it right after loading the raw (cached) embedding. One profile is one normalisation
-step: its first normalising transform goes through ``Embedding.with_array``, which refuses an input
-that is already normalised (an alignment done upstream and then repeated by the method: the
-double-normalisation bug); the later transforms of the same profile are recorded after it.
+step: ``Embedding.with_profile`` refuses a normalising profile on an input that is already normalised
+(an alignment done upstream and then repeated by the method: the double-normalisation bug).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,13 +68,13 @@ def parse(spec: str) -> tuple[str, int | None]:
 
 
 def apply_profile(embedding: Embedding, transforms) -> Embedding:
-    """Apply `transforms` in order; raises MihdError if `embedding` was already normalised."""
-    out = embedding
-    for i, spec in enumerate(transforms):
+    """Apply `transforms` in order; raises MihdError (before any work) if `embedding` was already normalised."""
+    steps = tuple(transforms)
+    if not steps:
+        return embedding
+    embedding.check_profile(steps)
+    array = np.asarray(embedding.array, dtype=np.float64)
+    for spec in steps:
         name, arg = parse(spec)
-        array = TRANSFORMS[name](np.asarray(out.array, dtype=np.float64), arg)
-        if i == 0:
-            out = out.with_array(array, spec)  # the guard: refuses an already-normalised input
-        else:  # later steps of the same profile
-            out = replace(out, array=np.ascontiguousarray(array, dtype=np.float32), transforms=out.transforms + (spec,))
-    return out
+        array = TRANSFORMS[name](array, arg)
+    return embedding.with_profile(array, steps)

@@ -42,6 +42,18 @@ def register(sub) -> None:
     grid.add_argument("--cluster", default="gmm", metavar="C1,C2")
     _common(grid)
     grid.set_defaults(handler=cmd_run, grid=True)
+    refine = sub.add_parser("refine", help="refine a cached embedding into a new cache entry")
+    methods = refine.add_subparsers(dest="refine_method", required=True)
+    scan = methods.add_parser("scan", help="SCAN (k=20 neighbours, entropy weight 5) on a vision embedding")
+    add_slice_options(scan)
+    scan.add_argument("--vision", required=True, metavar="NAME", help="vision encoder or cache name to refine")
+    scan.add_argument("--variant", default="standard")
+    scan.add_argument("--cache-name", help="store under this name (default scan_<NAME>)")
+    scan.add_argument("--n-clusters", type=int, help="SCAN head width (default: the number of truth labels)")
+    scan.add_argument("--seed", type=int, default=0)
+    scan.add_argument("--override", action="store_true", help="recompute even when cached")
+    add_root(scan)
+    scan.set_defaults(handler=cmd_refine_scan)
 
 
 def _split(value: str | None) -> list[str]:
@@ -124,3 +136,21 @@ def _print_summary(result: dict, run_dir: Path, seconds: float) -> None:
     print(f"slice {result['slice']}: {len(rows)} cell{'s' if len(rows) != 1 else ''} in {seconds:.1f} s")
     print_table(["GENE", "VISION", "FUSION", "CLUSTER", "K", "ARI", "NMI", "TIME", "CACHE / ERROR"], rows)
     print(f"run dir: {run_dir}")
+
+
+def cmd_refine_scan(args) -> int:
+    from ..data import load_slice
+    from ..encoders import check_variant
+    from ..refine import refine_scan
+    from ..workspace import resolve_root
+
+    check_variant(args.variant)
+    root = resolve_root(args.root)
+    adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
+    result = refine_scan(adata, args.vision, root=root, variant=args.variant, cache_name=args.cache_name,
+                         n_clusters=args.n_clusters, seed=args.seed, override=args.override)
+    meta = result.embedding.meta
+    verb = "loaded" if result.status == "hit" else "computed"
+    print(f"{result.status}  {meta['slice']}/vision/{meta['name']}/{meta['variant']}  "
+          f"{'x'.join(map(str, meta['shape']))}  {verb} in {result.seconds:.2f} s")
+    return 0

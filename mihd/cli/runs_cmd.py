@@ -28,6 +28,15 @@ def register(sub) -> None:
     p.add_argument("--expect", metavar="DURATION",
                    help="expected duration (90s, 5m, 1h30m); past it the run is flagged overrunning")
     p.add_argument("--name", help="a name to show instead of the cell")
+    slurm = p.add_argument_group("--backend slurm (defaults from <root>/slurm.json; see docs/SLURM.md)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--time", help="job time limit: Slurm's form (30 = minutes, 2:00:00, 1-12) or 90m, 2h")
+    slurm.add_argument("--cpus", type=int, help="--cpus-per-task")
+    slurm.add_argument("--mem", help="memory per node, e.g. 16G")
+    slurm.add_argument("--gres", help="generic resources, e.g. gpu:1")
+    slurm.add_argument("--account")
+    slurm.add_argument("--sbatch-arg", action="append", dest="sbatch_args", metavar="ARG",
+                       help="one more sbatch option, repeatable: --sbatch-arg=--qos=high")
     add_root(p)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="run|grid ARGS",
                    help="the arguments of `mihd run` or `mihd grid`")
@@ -63,7 +72,13 @@ def cmd_launch(args) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise MihdError("mihd launch: missing the command; e.g. mihd launch -- run demo --gene pca")
-    run_id = launch(args.root, command, backend=args.backend, expect=args.expect, name=args.name)
+    keys = ("partition", "time", "cpus", "mem", "gres", "account", "sbatch_args")
+    options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if options and args.backend != "slurm":
+        first = next(iter(options))
+        raise MihdError(f"--{'sbatch-arg' if first == 'sbatch_args' else first}: only with --backend slurm")
+    run_id = launch(args.root, command, backend=args.backend, expect=args.expect, name=args.name,
+                    options=options)
     print(run_id)
     return 0
 

@@ -1,0 +1,344 @@
+"""What the dashboard's grid shows: one state per (fusion method x vision column) cell, and what to launch.
+
+For one slice, gene encoder, clusterer and patch variant the grid has a row per fusion method and a
+column per vision encoder, per custom vision cache name found for that slice (e.g. `scan_uni2`), and a
+`none` column (gene-only baselines). Each cell's state comes from, newest first: an active run that
+computes it (queued / running with its % / overrunning), the latest finished run that computed it
+(its ARI, flagged when an input had random weights; failed; killed; lost), else the cache (inputs
+cached: it can run now) or nothing (never run). Pure logic over RunViews, the registry's scores and
+the cache inventory, so it is unit-tested without a terminal; no heavy imports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cache import GENE_VARIANT
+from .encoders import GENE_ENCODERS, VISION_ENCODERS
+from .jsonio import read_json
+from .rundir import RESULT, SPEC
+from .runs.cells import run_signature, sig_string, signature
+from .runs.durations import fmt_duration
+from .runs.eta import Expected, expected_duration
+from .workspace import slices_file
+
+NONE = "none"  # the column of cells without a vision embedding
+DEFAULT_CLUSTER = "gmm"
+DEFAULT_VARIANT = "standard"
+# fusion name -> does it need a vision embedding; kept in step with mihd.fusion.FUSIONS (tested),
+# read here without importing mihd.fusion, which pulls numpy and the preprocessing profiles.
+FUSION_NEEDS_VISION = {"gene_only": False, "vision_only": True, "concat": True, "mean": True,
+                       "attention": True, "staig_fusion": False}
+CLUSTERERS = ("gmm", "kmeans", "leiden")  # kept in step with mihd.cluster.CLUSTERERS (tested)
+ARI_BANDS = (0.2, 0.4, 0.6, 0.8)  # band i = number of these thresholds the ARI reaches
+
+# states, in the order a legend lists them
+NEVER, READY, QUEUED, RUNNING, OVERRUN, DONE, FAILED, KILLED, LOST, NA = (
+    "never", "ready", "queued", "running", "overrun", "done", "failed", "killed", "lost", "n/a")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Which slice of the experiment space the grid shows."""
+
+    slice: str
+    gene: str = "pca"
+    cluster: str = DEFAULT_CLUSTER
+    variant: str = DEFAULT_VARIANT
+
+    def cell(self, fusion: str, column: str) -> dict:
+        vision = None if column == NONE else column
+        return {"slice": self.slice, "gene": self.gene, "vision": vision,
+                "variant": self.variant if vision else None, "fusion": fusion, "cluster": self.cluster}
+
+
+@dataclass(frozen=True)
+class CellState:
+    fusion: str
+    column: str
+    state: str
+    ari: float | None = None
+    nmi: float | None = None
+    random_init: bool = False
+    run_id: str | None = None       # the run behind the state (active, or the one that scored it)
+    progress: float | None = None   # 0..1 of this cell, while running
+    previous_ari: float | None = None  # the last score while a new run is active
+
+    @property
+    def text(self) -> str:
+        """Short (<= 7 columns) text for the grid cell."""
+        if self.state == DONE:
+            return "done" if self.ari is None else f"{self.ari:.3f}" + ("*" if self.random_init else "")
+        if self.state in (RUNNING, OVERRUN):
+            pct = f"{100 * (self.progress or 0):.0f}%"
+            return pct + (" !" if self.state == OVERRUN else "")
+        return {NEVER: "·", READY: "ready", NA: "—"}.get(self.state, self.state)
+
+    @property
+    def band(self) -> int | None:
+        return ari_band(self.ari) if self.state == DONE else None
+
+
+@dataclass
+class Grid:
+    spec: GridSpec
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], CellState] = field(default_factory=dict)
+
+    def __getitem__(self, key: tuple[str, str]) -> CellState:
+        return self.cells[key]
+
+
+def ari_band(ari: float | None) -> int | None:
+    """0 (poor) .. 4 (excellent): what colour a score gets."""
+    if ari is None:
+        return None
+    return sum(ari >= t for t in ARI_BANDS)
+
+
+def cell_key(cell: dict) -> tuple:
+    """What identifies a grid cell across spec cells, result cells and score signatures."""
+    sig = signature(cell)
+    vision = sig["vision"] or None
+    return (sig["slice"], sig["gene"], vision, (sig["variant"] or DEFAULT_VARIANT) if vision else None,
+            sig["fusion"], sig["cluster"] or DEFAULT_CLUSTER)
+
+
+def is_valid(fusion: str, column: str) -> bool:
+    return column != NONE or not FUSION_NEEDS_VISION.get(fusion, True)
+
+
+# -- choices ---------------------------------------------------------------------------------------
+def slice_choices(root: Path, entries: list[dict]) -> list[str]:
+    """Registered slices, slices with cache entries, and `demo` (made on first use); demo first."""
+    registered = read_json(slices_file(Path(root)), default={})
+    names = set(registered if isinstance(registered, dict) else {}) | {e.get("slice") for e in entries}
+    names.discard(None)
+    names.add("demo")
+    return ["demo"] + sorted(names - {"demo"})
+
+
+def gene_choices(entries: list[dict], slice_id: str) -> list[str]:
+    return _names(GENE_ENCODERS, entries, slice_id, "gene")
+
+
+def vision_columns(entries: list[dict], slice_id: str) -> list[str]:
+    """Vision encoders, then custom cache names found for the slice, then `none`."""
+    return _names(VISION_ENCODERS, entries, slice_id, "vision") + [NONE]
+
+
+def _names(registry: dict, entries: list[dict], slice_id: str, modality: str) -> list[str]:
+    custom = sorted({e["name"] for e in entries if e.get("slice") == slice_id and e.get("modality") == modality
+                     and e.get("name") and e["name"] not in registry})
+    return list(registry) + custom
+
+
+def cached_inputs(entries: list[dict]) -> set[tuple[str, str, str, str]]:
+    """(slice, modality, name, variant) of every readable cache entry."""
+    return {(e["slice"], e["modality"], e["name"], e["variant"]) for e in entries
+            if not e.get("corrupt") and all(k in e for k in ("slice", "modality", "name", "variant"))}
+
+
+def inputs_cached(cell: dict, cached: set) -> bool:
+    if (cell["slice"], "gene", cell["gene"], GENE_VARIANT) not in cached:
+        return False
+    return not cell.get("vision") or \
+        (cell["slice"], "vision", cell["vision"], cell.get("variant") or DEFAULT_VARIANT) in cached
+
+
+# -- the grid --------------------------------------------------------------------------------------
+class GridState:
+    """Computes Grids; remembers each run's cells and random-init flags (run dirs are final on those)."""
+
+    def __init__(self):
+        self._run_cells: dict[str, list[tuple]] = {}
+        self._random: dict[str, dict[tuple, bool]] = {}
+
+    def run_cells(self, run_id: str, run_dir: str) -> list[tuple]:
+        """The cell keys a run computes, in order (from its spec.json, else its result.json)."""
+        if run_id not in self._run_cells:
+            spec = read_json(Path(run_dir) / SPEC, default={}) or {}
+            cells = spec.get("cells")
+            if not cells:
+                result = read_json(Path(run_dir) / RESULT, default={}) or {}
+                cells = [c.get("signature") or c for c in result.get("cells") or []]
+            keys = [cell_key(c) for c in cells or []]
+            if not keys and spec.get("cells") is None:
+                return []  # spec not written yet: ask again next time
+            self._run_cells[run_id] = keys
+        return self._run_cells[run_id]
+
+    def random_init(self, run_id: str, run_dir: str | None, key: tuple) -> bool:
+        """Whether the run's result for this cell used a randomly initialised encoder."""
+        if run_id not in self._random:
+            flags: dict[tuple, bool] = {}
+            if run_dir:
+                result = read_json(Path(run_dir) / RESULT, default={}) or {}
+                for c in result.get("cells") or []:
+                    flags[cell_key(c)] = bool(c.get("random_init"))
+            self._random[run_id] = flags
+        return self._random[run_id].get(key, False)
+
+    def compute(self, spec: GridSpec, views: list, scores: dict[str, dict], entries: list[dict],
+                run_dirs: dict[str, str] | None = None) -> Grid:
+        """`views`: RunViews (active + recent); `scores`: RunWatcher.latest_scores(); `entries`: cache meta.
+
+        `run_dirs` maps run ids to run dirs for scored runs not among `views` (random-init lookup).
+        """
+        rows = list(FUSION_NEEDS_VISION)
+        columns = vision_columns(entries, spec.slice)
+        cached = cached_inputs(entries)
+        run_dirs = {**(run_dirs or {}), **{v.id: v.run_dir for v in views}}
+        active: dict[tuple, CellState] = {}
+        ended: dict[tuple, tuple[str, str]] = {}  # key -> (run id, status) of failed/killed/lost runs
+        for v in sorted(views, key=lambda v: v.id):
+            keys = self.run_cells(v.id, v.run_dir)
+            if v.active:
+                for i, key in enumerate(keys):
+                    active[key] = _active_state(v, i, len(keys))
+            elif v.status in (FAILED, KILLED, LOST):
+                for key in keys:
+                    ended[key] = (v.id, v.status)
+        latest: dict[tuple, dict] = {}
+        for s in scores.values():
+            key = cell_key(s["sig"])
+            if key not in latest or s["run_id"] > latest[key]["run_id"]:
+                latest[key] = s
+        grid = Grid(spec, rows, columns)
+        for fusion in rows:
+            for column in columns:
+                cell = spec.cell(fusion, column)
+                key = cell_key(cell)
+                grid.cells[(fusion, column)] = self._state(
+                    fusion, column, cell, key, active.get(key), ended.get(key), latest.get(key), cached, run_dirs)
+        return grid
+
+    def _state(self, fusion, column, cell, key, act, end, score, cached, run_dirs) -> CellState:
+        if not is_valid(fusion, column):
+            return CellState(fusion, column, NA)
+        prev = score["ari"] if score else None
+        if act is not None:
+            return CellState(fusion, column, act.state, run_id=act.run_id, progress=act.progress, previous_ari=prev)
+        if score is not None and (end is None or score["run_id"] >= end[0]):
+            if score["ari"] is None and end is not None and end[0] == score["run_id"]:
+                return CellState(fusion, column, end[1], run_id=end[0])
+            return CellState(fusion, column, DONE, ari=score["ari"], nmi=score["nmi"], run_id=score["run_id"],
+                             random_init=self.random_init(score["run_id"], run_dirs.get(score["run_id"]), key))
+        if end is not None:
+            return CellState(fusion, column, end[1], run_id=end[0], previous_ari=prev)
+        return CellState(fusion, column, READY if inputs_cached(cell, cached) else NEVER)
+
+
+def _active_state(view, index: int, n: int) -> CellState:
+    """A cell of an active run: queued, or running (cells before the current one are complete)."""
+    if view.status == QUEUED:
+        return CellState("", "", QUEUED, run_id=view.id)
+    current = view.cell_index or 0
+    if index > current:
+        return CellState("", "", QUEUED, run_id=view.id)
+    frac = 1.0 if index < current else min(max((view.progress or 0) * n - index, 0.0), 1.0)
+    return CellState("", "", OVERRUN if view.overrun else RUNNING, run_id=view.id, progress=frac)
+
+
+# -- launching -------------------------------------------------------------------------------------
+def launch_argv(spec: GridSpec, fusions: list[str], columns: list[str], n_clusters: int | None = None,
+                override: bool = False, refine: bool = False) -> list[str]:
+    """`mihd run` for one cell, `mihd grid` for several (vision columns and `none` cannot share a grid).
+
+    Cells that cannot run (a vision-needing fusion in the `none` column) are left out.
+    """
+    visions = [c for c in columns if c != NONE]
+    if visions and len(visions) != len(columns):
+        raise ValueError("launch_argv: `none` and vision columns go in separate runs")
+    fusions = [f for f in fusions if all(is_valid(f, c) for c in columns)]
+    if not fusions:
+        raise ValueError("launch_argv: no runnable cell")
+    single = len(fusions) == 1 and len(columns) == 1
+    argv = ["run" if single else "grid", spec.slice, "--gene", spec.gene]
+    if visions:
+        argv += ["--vision", ",".join(visions), "--variant", spec.variant]
+    argv += ["--fusion", ",".join(fusions), "--cluster", spec.cluster]
+    if n_clusters:
+        argv += ["--n-clusters", str(n_clusters)]
+    if override:
+        argv.append("--override")
+    if refine:
+        argv.append("--refine")
+    return argv
+
+
+def plan_launches(spec: GridSpec, grid: Grid, fusions: list[str], columns: list[str]) -> list[tuple[list[str], list[str]]]:
+    """Split a selection (a row, a column, the grid) into runnable (fusions, columns) groups."""
+    out = []
+    visions = [c for c in columns if c != NONE]
+    vf = [f for f in fusions if visions and any(is_valid(f, c) for c in visions)]
+    if visions and vf:
+        out.append((vf, visions))
+    if NONE in columns:
+        nf = [f for f in fusions if is_valid(f, NONE)]
+        if nf and (len(columns) == 1 or len(fusions) == 1):  # the whole grid stays one run: its vision part
+            out.append((nf, [NONE]))
+    return out
+
+
+def expected_for(spec: GridSpec, fusions: list[str], columns: list[str], entries: list[dict],
+                 history: dict[str, list[float]], backend: str = "local", expect: float | None = None) -> Expected:
+    """Expected running time of launching these cells now, from the history of the same signatures.
+
+    Whether the inputs are cached now is part of the signature (a cold cell also extracts); a local
+    launch also learns from direct `mihd run`s of the same cell, which run the same way.
+    """
+    cached = cached_inputs(entries)
+    cells = []
+    for f in fusions:
+        for c in columns:
+            if is_valid(f, c):
+                cell = spec.cell(f, c)
+                cells.append({**cell, "cached": inputs_cached(cell, cached)})
+    for be in ([backend, "direct"] if backend == "local" else [backend]):
+        strings = [sig_string(signature(c, be)) for c in cells]
+        got = expected_duration(run_signature(cells, be), history, expect, strings)
+        if got.seconds is not None:
+            return got
+    return Expected(None)
+
+
+def describe_expected(exp: Expected) -> str:
+    """`~42s (history of 3 runs)`: how the launch dialog prefills and explains the expected duration."""
+    if exp.seconds is None:
+        return "no history yet"
+    return f"~{fmt_duration(exp.seconds)} ({exp.source}" + (f", {exp.n} run{'s' * (exp.n != 1)})" if exp.n else ")")
+
+
+# -- cache inventory -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InventoryRow:
+    key: str
+    slice: str
+    modality: str
+    name: str
+    variant: str
+    shape: str
+    mb: float
+    age_s: float | None
+    random_init: bool
+    problem: str | None
+
+
+def inventory(entries: list[dict], now: float | None = None) -> list[InventoryRow]:
+    """The cache inventory as rows, sorted by slice, modality, name, variant."""
+    now = time.time() if now is None else now
+    rows = []
+    for e in entries:
+        shape = e.get("shape") or []
+        rows.append(InventoryRow(
+            key="|".join(str(e.get(k)) for k in ("slice", "modality", "name", "variant")),
+            slice=str(e.get("slice")), modality=str(e.get("modality")), name=str(e.get("name")),
+            variant=str(e.get("variant")), shape="x".join(map(str, shape)) or "?",
+            mb=(e.get("nbytes") or 0) / 1e6, age_s=(now - e["created"]) if e.get("created") else None,
+            random_init=bool(e.get("random_init") or (e.get("config") or {}).get("random_init")),
+            problem=e.get("corrupt")))
+    return sorted(rows, key=lambda r: (r.slice, r.modality, r.name, r.variant))

@@ -1,0 +1,287 @@
+"""The Slurm backend: a run is a batch job whose script runs the same supervisor as a local run.
+
+So the job leaves the same run dir behind (run.log, events.jsonl, result.json, exit.json), and exit.json
+stays the final word; Slurm only answers "queued (why), running, or gone" while it has none. State comes
+from one `squeue --me` call for all live jobs, cached for `cache_s` seconds so a dashboard polling often
+costs the controller little; a job missing from it is asked about once with `scontrol show job` (it
+may have just been submitted, ended, or belong to another user). sacct is not used: many clusters have
+it, but not all, and squeue + scontrol + exit.json say enough.
+
+Options (from `mihd launch --partition ...`, the dashboard, or `<root>/slurm.json`, options winning):
+partition, time, cpus, mem, gres, account, sbatch_args (a list of extra sbatch arguments).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ...errors import MihdError
+from ...jsonio import read_json, write_json_atomic
+from ...rundir import EXIT
+from ..durations import parse_duration
+from ..registry import HANDLE
+from ..supervise import PROC
+from .base import GONE, QUEUED, RUNNING, UNKNOWN, RunState
+from .slurm_commands import JobInfo, SlurmCommands
+
+SCRIPT = "job.sbatch"
+CONFIG = "slurm.json"   # in the workspace root: site defaults (partition, account, ...)
+OPTIONS = ("partition", "time", "cpus", "mem", "gres", "account", "sbatch_args")
+QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
+                 "SPECIAL_EXIT"}
+RUNNING_STATES = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "SUSPENDED", "STOPPED", "RESIZING"}
+ENDED_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+                "BOOT_FAIL", "DEADLINE", "REVOKED"}
+SIGNALS_FORWARDED = ("TERM", "INT", "HUP", "USR1", "USR2")
+KILL_WAIT = 30.0  # after KILL, how long to wait for Slurm to report the job gone
+
+_VALID = {
+    "partition": (re.compile(r"^[\w.,-]+$"), "a partition name (or a comma list)"),
+    "account": (re.compile(r"^[\w.-]+$"), "an account name"),
+    "mem": (re.compile(r"^\d+[KMGTkmgt]?$"), "a memory size such as 16G or 4000M"),
+    "gres": (re.compile(r"^[\w:.,/=-]+$"), "a gres spec such as gpu:1 or gpu:a100:2"),
+}
+_SLURM_TIME = re.compile(r"^(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})$")
+_OWN = ("--output", "--error", "--chdir", "--parsable", "--wrap", "--array", "--test-only", "--job-name")
+_OWN_SHORT = ("-o", "-e", "-D", "-a", "-J")
+
+
+def slurm_time(value) -> str:
+    """Slurm's own forms pass as they are (`30` = minutes, `2:00:00`, `1-12`); ours (`90m`, `2h`) convert."""
+    text = str(value).strip()
+    if _SLURM_TIME.match(text):
+        return text
+    secs = int(-(-parse_duration(text, "--time") // 1))
+    days, rest = divmod(secs, 86400)
+    hms = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}-{hms}" if days else hms
+
+
+def _check_sbatch_arg(arg) -> str:
+    if not isinstance(arg, str) or not arg.startswith("-") or "\n" in arg or '"' in arg:
+        raise MihdError(f"--sbatch-arg {arg!r}: expected one sbatch option such as --qos=high "
+                        "(write --sbatch-arg=--qos=high; no newlines or double quotes)")
+    name = arg.split("=")[0]
+    if name in _OWN or any(arg.startswith(s) for s in _OWN_SHORT):
+        raise MihdError(f"--sbatch-arg {arg!r}: {name} is set by mihd (the job's log goes to its run dir)")
+    return arg
+
+
+def resolve_options(root: Path, options: dict) -> dict:
+    """`<root>/slurm.json` overlaid with `options` (None = unset), validated; sbatch_args concatenate."""
+    path = Path(root) / CONFIG
+    config = read_json(path) if path.exists() else {}
+    if not isinstance(config, dict) or set(config) - set(OPTIONS):
+        bad = sorted(set(config) - set(OPTIONS)) if isinstance(config, dict) else "not a JSON object"
+        raise MihdError(f"{path}: unexpected {bad}; allowed keys: {', '.join(OPTIONS)}")
+    merged = {k: v for k, v in config.items() if v is not None}
+    merged.update({k: v for k, v in options.items() if k in OPTIONS and v is not None})
+    merged["sbatch_args"] = [*(config.get("sbatch_args") or []), *(options.get("sbatch_args") or [])]
+    for key, (pattern, what) in _VALID.items():
+        if key in merged and not pattern.match(str(merged[key])):
+            raise MihdError(f"--{key} {merged[key]!r}: expected {what}")
+    if "time" in merged:
+        merged["time"] = slurm_time(merged["time"])
+    if "cpus" in merged:
+        try:
+            merged["cpus"] = int(merged["cpus"])
+        except (TypeError, ValueError):
+            merged["cpus"] = 0
+        if merged["cpus"] < 1:
+            raise MihdError(f"--cpus {options.get('cpus', config.get('cpus'))!r}: expected a whole number >= 1")
+    merged["sbatch_args"] = [_check_sbatch_arg(a) for a in merged["sbatch_args"]]
+    return merged
+
+
+def _directive(flag: str, value) -> str:
+    value = str(value)
+    if '"' in value or "\n" in value:
+        raise MihdError(f"{flag} {value!r}: no double quotes or newlines")
+    return f'#SBATCH {flag}="{value}"' if re.search(r"\s", value) else f"#SBATCH {flag}={value}"
+
+
+def batch_script(run_dir: Path, argv: list[str], opts: dict, cwd: str) -> str:
+    """The job script: #SBATCH lines, then the supervisor with this very Python and this checkout."""
+    flags = {"--partition": opts.get("partition"), "--time": opts.get("time"),
+             "--cpus-per-task": opts.get("cpus"), "--mem": opts.get("mem"), "--gres": opts.get("gres"),
+             "--account": opts.get("account")}
+    lines = ["#!/bin/bash", f"# MIHD run {run_dir.name}: written by mihd's Slurm backend.",
+             _directive("--job-name", f"mihd-{run_dir.name}"),
+             _directive("--output", run_dir / "slurm-%j.out"), _directive("--chdir", cwd)]
+    lines += [_directive(flag, v) for flag, v in flags.items() if v is not None]
+    lines += [f"#SBATCH {a}" if not re.search(r"\s", a) else _directive(*a.split("=", 1)) for a in opts["sbatch_args"]]
+    pkg_parent = str(Path(__file__).resolve().parents[3])
+    supervisor = [sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--", *argv]
+    lines += [
+        f"cd {shlex.quote(cwd)} || exit 1",
+        f"export PYTHONPATH={shlex.quote(pkg_parent)}${{PYTHONPATH:+:$PYTHONPATH}}",
+        "# The supervisor runs as a child, not exec'd: so it can start a session of its own and end",
+        "# whatever the run leaves behind. `scancel --batch --signal=S` may reach only this shell: hand",
+        "# the signal on (the supervisor forwards it to the run's process group and writes exit.json).",
+        " ".join(map(shlex.quote, supervisor)) + " &",
+        "sup=$!",
+        f"for s in {' '.join(SIGNALS_FORWARDED)}; do trap \"kill -$s $sup 2>/dev/null\" $s; done",
+        "while kill -0 $sup 2>/dev/null; do wait $sup; done",
+        "wait $sup",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class Backend:
+    name = "slurm"
+    cache_s = 3.0      # at most one squeue per this many seconds, however often poll is called
+    exit_grace = 30.0  # a job ended this recently may still have its exit.json on the way (network fs)
+
+    def __init__(self, commands: SlurmCommands | None = None):
+        self.commands = commands or SlurmCommands()
+        self._lock = threading.Lock()
+        self._live: dict[str, JobInfo] = {}
+        self._live_at = 0.0
+        self._shown: dict[str, tuple[float, JobInfo | None]] = {}
+        self._ended_seen: dict[str, float] = {}
+
+    # -- submit -----------------------------------------------------------------------------------
+    def submit(self, run_dir: Path, argv: list[str], options: dict) -> dict:
+        run_dir = Path(run_dir)
+        handle = {"backend": self.name, "run_dir": str(run_dir), "submitted": round(time.time(), 3)}
+        try:
+            opts = resolve_options(run_dir.parent.parent, options)  # run dirs live in <root>/runs/
+            script = run_dir / SCRIPT
+            script.write_text(batch_script(run_dir, argv, opts, str(options.get("cwd") or os.getcwd())))
+            handle["job_id"] = self.commands.sbatch(str(script))
+        except MihdError as exc:  # the run never started: say so in its run dir, then tell the caller
+            write_json_atomic(run_dir / EXIT, {"code": None, "signal": None, "error": str(exc), "forwarded": [],
+                                               "ended": round(time.time(), 3), "written_by": "slurm submit"})
+            raise
+        return handle
+
+    # -- state ------------------------------------------------------------------------------------
+    def _squeue(self, newest_submit: float) -> tuple[dict[str, JobInfo], float]:
+        """All live jobs and when squeue said so (asked again when older than cache_s or a submit)."""
+        with self._lock:
+            if time.time() - self._live_at > self.cache_s or newest_submit >= self._live_at:
+                at = time.time()
+                self._live, self._live_at = self.commands.squeue(), at
+            return self._live, self._live_at
+
+    def _show(self, job_id: str) -> tuple[JobInfo | None, float]:
+        with self._lock:
+            at, info = self._shown.get(job_id, (0.0, None))
+            final = info is not None and _ended(info)
+            if not final and time.time() - at > self.cache_s:
+                at = time.time()
+                info = self.commands.show_job(job_id)
+                self._shown[job_id] = (at, info)
+            return info, at
+
+    def poll(self, handles: dict[str, dict]) -> dict[str, RunState]:
+        newest = max((h.get("submitted") or 0.0 for h in handles.values()), default=0.0)
+        live, live_at = self._squeue(newest) if any(h.get("job_id") for h in handles.values()) else ({}, 0.0)
+        states = {}
+        for run_id, handle in handles.items():
+            job = str(handle.get("job_id") or "")
+            if not job:
+                states[run_id] = RunState(GONE, reason="never submitted to Slurm (see exit.json / run dir)")
+                continue
+            info, at = live.get(job), live_at
+            if info is None or _ended(info):
+                info, at = self._show(job)
+            states[run_id] = self._state(handle, job, info, at)
+        return states
+
+    def _state(self, handle: dict, job: str, info: JobInfo | None, at: float) -> RunState:
+        run_dir = Path(handle["run_dir"])
+        if info is not None and info.state in QUEUED_STATES:
+            ident = read_json(run_dir / PROC) if _mtime(run_dir / PROC) > at else None
+            if ident:  # the supervisor started after Slurm's (cached) answer: it runs
+                return RunState(RUNNING, started=ident.get("started"))
+            why = "held" if (info.reason or "").startswith("JobHeld") else info.reason
+            word = "pending" if info.state == "PENDING" else info.state.lower()
+            return RunState(QUEUED, reason=f"{word}: {why}" if why else word)
+        if info is not None and info.state in RUNNING_STATES:
+            note = None if info.state == "RUNNING" else info.state.lower()
+            return RunState(RUNNING, reason=note, started=info.start)
+        if info is not None and not _ended(info):
+            return RunState(UNKNOWN, reason=f"Slurm: job {job} in state {info.state}")
+        if (run_dir / EXIT).exists():
+            return RunState(GONE)  # the watcher reads exit.json: done, failed or killed
+        if info is None:
+            what = f"Slurm: job {job} no longer known"
+        else:
+            what = f"Slurm: job {job} {info.state}" + (f" ({info.reason})" if info.reason else "")
+        if info is not None and (run_dir / PROC).exists():  # the supervisor ran: exit.json may be on its way
+            ended = info.end or self._ended_seen.setdefault(job, time.time())
+            if time.time() - ended < self.exit_grace:
+                return RunState(UNKNOWN, reason=f"{what}; waiting for its exit.json")
+        final = {**handle, "slurm_state": info.state if info else None,
+                 "slurm_reason": info.reason if info else None}
+        if final != handle:
+            write_json_atomic(run_dir / HANDLE, final)  # remembered after a reindex too
+        return RunState(GONE, reason=f"{what}, without exit.json; see {run_dir / f'slurm-{job}.out'}",
+                        handle=final if final != handle else None)
+
+    def process_root(self, handle: dict) -> tuple[int, float] | None:
+        return None  # the job's processes live on a compute node
+
+    # -- kill -------------------------------------------------------------------------------------
+    def _wait_ended(self, job: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while True:
+            info = self.commands.show_job(job)
+            if info is None or _ended(info):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
+    def _scancel(self, job: str, **kw) -> None:
+        complaint = self.commands.scancel(job, **kw)
+        if complaint and re.search(r"denied|not authori|permission", complaint, re.I):
+            raise MihdError(f"Slurm job {job}: scancel refused: {complaint}")
+
+    def kill(self, handle: dict, signal: str, grace: float) -> dict:
+        """TERM/INT to the batch shell (which hands it to the supervisor), KILL to every step after
+        `grace`; a job still pending is simply cancelled. `ended` is True only once Slurm has let go."""
+        job = str(handle.get("job_id") or "")
+        if not job:
+            raise MihdError(f"run in {handle.get('run_dir')}: no Slurm job id (it was never submitted)")
+        info = self.commands.show_job(job)
+        out = {"signal": signal, "escalated": False, "survivors": 0, "ended": True, "job_id": job}
+        if info is None or _ended(info):
+            return out
+        if info.state not in RUNNING_STATES:  # pending (or odd): nothing of it runs yet, cancel it
+            self._scancel(job)
+        elif signal == "KILL":
+            self._scancel(job, signal="KILL", full=True)
+        else:
+            self._scancel(job, signal=signal, batch=True)
+        ended = self._wait_ended(job, grace if signal != "KILL" else KILL_WAIT)
+        if not ended:
+            out["escalated"] = True
+            self._scancel(job, signal="KILL", full=True)
+            ended = self._wait_ended(job, KILL_WAIT)
+        if not ended:
+            self._scancel(job)  # cancel the job itself, whatever its steps do
+            ended = self._wait_ended(job, KILL_WAIT)
+        with self._lock:
+            self._live_at = 0.0  # the next poll asks Slurm afresh
+            self._shown.pop(job, None)
+        return {**out, "survivors": 0 if ended else 1, "ended": ended}
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _ended(info: JobInfo) -> bool:
+    return info.state in ENDED_STATES
