@@ -1,0 +1,206 @@
+"""The Slurm backend against a real Slurm (the single node of scripts/slurm/start.sh, which scripts/test.sh
+starts when run as root): a real demo cell queued, running, done with its ARI in the registry; kills that
+leave no process; a restarted watcher; two jobs at once; a job gone without exit.json; a refused submit."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mihd.runs.kill import kill_run
+from mihd.runs.launch import launch
+from mihd.runs.status import RunWatcher
+
+from conftest import assert_one_line_error, run_mihd
+from runs_helpers import CELL, FAKE, view, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+START, STOP = REPO / "scripts" / "slurm" / "start.sh", REPO / "scripts" / "slurm" / "stop.sh"
+
+
+def _up() -> bool:
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return out.returncode == 0 and any(s.startswith(("idle", "mixed", "alloc")) for s in out.stdout.split())
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A Slurm that answers. Skips only where there are no Slurm commands at all (e.g. a laptop)."""
+    if shutil.which("sbatch") is None:
+        pytest.skip("sbatch is not on PATH: no Slurm here")
+    started = False
+    if not _up() and os.geteuid() == 0 and START.exists():
+        subprocess.run(["bash", str(START)], check=True, capture_output=True, timeout=300)
+        started = True
+    assert _up(), "sbatch is on PATH but Slurm does not answer (start it: bash scripts/slurm/start.sh)"
+    yield
+    if started:
+        subprocess.run(["bash", str(STOP)], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def ws(slurm, tmp_path):
+    """A workspace whose Slurm jobs are cancelled (by id) when the test ends, whatever happened."""
+    yield tmp_path
+    for h in tmp_path.glob("runs/*/handle.json"):
+        job = json.loads(h.read_text()).get("job_id")
+        if job:
+            subprocess.run(["scancel", str(job)], capture_output=True)
+
+
+def launch_fake(root, *args, options=None):
+    return launch(root, [sys.executable, FAKE, "{run_dir}", *map(str, args)], backend="slurm", raw=True,
+                  cells=[dict(CELL)], options=options or {})
+
+
+def in_squeue(job_id) -> bool:
+    out = subprocess.run(["squeue", "--me", "-h", "-o", "%i", "-j", str(job_id)], capture_output=True, text=True)
+    return str(job_id) in out.stdout.split()
+
+
+def session_pids(run_dir: Path) -> set[int]:
+    sup = json.loads((run_dir / "proc.json").read_text())["pid"]
+    out = set()
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == sup and p.status() != psutil.STATUS_ZOMBIE:
+                out.add(p.pid)
+        except (OSError, psutil.NoSuchProcess):
+            pass
+    return out
+
+
+def alive(pids) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture
+def demo_ws(ws, demo_h5ad):
+    """The demo slice registered, with its pca and texture embeddings already in the cache."""
+    from mihd.data.registry import register
+
+    target = ws / "demo" / "demo.h5ad"
+    target.parent.mkdir()
+    shutil.copy(demo_h5ad, target)
+    register(ws, "demo", target)
+    for flag, name in (("--gene", "pca"), ("--vision", "texture")):
+        proc = run_mihd("extract", "demo", flag, name, root=ws)
+        assert proc.returncode == 0, proc.stderr
+    return ws
+
+
+def test_demo_cell_goes_queued_running_done_with_its_ari_in_the_registry(demo_ws):
+    root = demo_ws
+    blocker = launch_fake(root, "--seconds", 300, options={"cpus": 2})  # the node's every CPU
+    wait_for(lambda: view(root, blocker).status == "running", timeout=60)
+    proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--time", "10m", "--expect", "2m", "--",
+                    "run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "concat", root=root)
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.strip()
+    queued = wait_for(lambda: (v := view(root, run_id)).status == "queued" and v.reason and v)
+    assert queued.reason.startswith("pending") and queued.backend == "slurm" and queued.job_id
+    assert queued.elapsed is None and queued.queued_s >= 0 and queued.eta_s == 120
+    time.sleep(1.5)
+    assert kill_run(root, blocker, grace=10)["status"] == "killed"
+    running = wait_for(lambda: (v := view(root, run_id)).status == "running" and v, timeout=60)
+    assert running.queued_s >= 1.5 and running.elapsed < 60
+    done = wait_for(lambda: (v := view(root, run_id)).status not in ("queued", "running") and v, timeout=240)
+    print(f"\nslurm demo cell: queued {done.queued_s:.1f}s, ran {done.elapsed:.1f}s, ARI {done.ari:.3f}")
+    assert done.status == "done" and done.exit_code == 0 and done.ari > 0.3, done
+    assert done.queued_s >= 1.5 and done.elapsed > 0 and done.progress == 1.0
+    w = RunWatcher(root)
+    try:
+        scores = [s for s in w.latest_scores().values() if s["run_id"] == run_id]
+    finally:
+        w.close()
+    assert len(scores) == 1 and scores[0]["ari"] == pytest.approx(done.ari) and scores[0]["sig"]["backend"] == "slurm"
+    run_dir = Path(done.run_dir)
+    log = (run_dir / "run.log").read_text()
+    assert "[mihd supervise]" in log and "ended with exit code 0" in log
+    assert json.loads((run_dir / "exit.json").read_text())["code"] == 0
+    assert {"start", "metric", "end"} <= {json.loads(line)["kind"] for line in (run_dir / "events.jsonl").open()}
+
+
+def test_killed_job_ends_killed_with_no_process_of_it_left(ws):
+    run_id = launch_fake(ws, "--seconds", 300, "--children", 3)
+    v = wait_for(lambda: (v := view(ws, run_id)).status == "running" and v, timeout=60)
+    run_dir = Path(v.run_dir)
+    # the run, 3 children, 3 grandchildren (one outside the run's group, one that ignores TERM)
+    tree = wait_for(lambda: len(p := session_pids(run_dir)) >= 7 and p)
+    proc = run_mihd("runs", "kill", run_id, "--grace", "20s", root=ws)
+    assert proc.returncode == 0 and "status killed, 0 processes left" in proc.stdout, proc.stdout + proc.stderr
+    assert alive(tree) == [] and not in_squeue(v.job_id)
+    v = view(ws, run_id)
+    assert (v.status, v.kill_signal, v.exit_signal) == ("killed", "TERM", "TERM")
+    assert "leftover processes" in (run_dir / "run.log").read_text()
+
+
+def test_killed_while_queued_ends_killed_and_leaves_the_queue(ws):
+    run_id = launch_fake(ws, "--seconds", 5, options={"sbatch_args": ["--hold"]})
+    v = wait_for(lambda: (v := view(ws, run_id)).reason and v)
+    assert (v.status, v.reason) == ("queued", "pending: held")
+    out = kill_run(ws, run_id, grace=5)
+    assert out["status"] == "killed" and out["survivors"] == 0 and not in_squeue(v.job_id)
+    assert json.loads((Path(v.run_dir) / "exit.json").read_text())["written_by"] == "mihd runs kill"
+
+
+def test_restarted_dashboard_shows_the_running_job(ws):
+    run_id = launch_fake(ws, "--seconds", 60)
+    v = wait_for(lambda: (v := view(ws, run_id)).status == "running" and (v.progress or 0) > 0 and v, timeout=60)
+    (ws / "mihd.sqlite").unlink()  # a new dashboard, even one without the registry, finds it from the files
+    proc = run_mihd("runs", "ls", "--json", root=ws, env={"SQUEUE_FORMAT": "%.5i %j", "SQUEUE_STATES": "CD",
+                                                          "SLURM_TIME_FORMAT": "relative"})
+    assert proc.returncode == 0, proc.stderr
+    seen = next(r for r in json.loads(proc.stdout) if r["id"] == run_id)
+    assert (seen["status"], seen["backend"], seen["job_id"], seen["reason"]) == ("running", "slurm", v.job_id, None)
+    assert seen["progress"] > 0 and seen["stage"] == "fuse"
+    w = RunWatcher(ws)  # and a watcher made anew in this process
+    try:
+        assert next(x for x in w.refresh() if x.id == run_id).status == "running"
+    finally:
+        w.close()
+
+
+def test_two_jobs_run_at_once(ws):
+    ids = [launch_fake(ws, "--seconds", 6, "--ari", ari) for ari in (0.4, 0.6)]
+
+    def both_running():
+        views = [view(ws, i) for i in ids]
+        return all(v.status == "running" for v in views) and views
+
+    wait_for(both_running, timeout=60)
+    done = wait_for(lambda: all((v := view(ws, i)).status == "done" for i in ids) and [view(ws, i) for i in ids],
+                    timeout=60)
+    (a, b) = done
+    assert max(a.started, b.started) < min(a.ended, b.ended)  # their running times overlap
+    assert {round(v.ari, 2) for v in done} == {0.4, 0.6} and a.job_id != b.job_id
+
+
+def test_job_gone_without_exit_json_is_lost(ws):
+    run_id = launch_fake(ws, "--seconds", 5, options={"sbatch_args": ["--hold"]})
+    v = wait_for(lambda: (v := view(ws, run_id)).status == "queued" and v)
+    subprocess.run(["scancel", str(v.job_id)], check=True)  # cancelled behind mihd's back
+    lost = wait_for(lambda: (v := view(ws, run_id)).status == "lost" and v, timeout=30)
+    assert "CANCELLED" in lost.reason and not (Path(lost.run_dir) / "exit.json").exists()
+    assert json.loads((Path(lost.run_dir) / "handle.json").read_text())["slurm_state"] == "CANCELLED"
+
+
+def test_refused_submit_is_one_line_and_a_failed_run(ws):
+    proc = run_mihd("launch", "--backend", "slurm", "--partition", "nope", "--", "run", "demo", "--gene", "pca",
+                    root=ws)
+    assert_one_line_error(proc, "sbatch", "partition")
+    (v,) = RunWatcher(ws).refresh(all=True)
+    assert v.status == "failed" and "partition" in v.error

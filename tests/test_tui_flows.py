@@ -1,0 +1,234 @@
+"""The dashboard driven by a Pilot against real runs: launch, watch, kill, overrun, reattach, GPU panel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from mihd.runs.gpu import Gpu
+from mihd.runs.kill import kill_run
+from mihd.runs.status import list_runs
+from mihd_tui.app import MihdApp
+from mihd_tui.screens.kill import KillDialog
+from mihd_tui.screens.launch import LaunchDialog
+from mihd_tui.screens.overrun import OverrunDialog
+from mihd_tui.widgets.gpu_panel import GpuPanel
+from mihd_tui.widgets.grid_table import GridTable
+from mihd_tui.widgets.runs_table import RunsTable
+from runs_helpers import launch_fake
+from tui_helpers import fake_nvml, no_gpu, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="session")
+def cached_template(tmp_path_factory, demo_h5ad):
+    """A workspace with the demo slice and its pca + texture embeddings extracted once."""
+    from mihd.data.registry import register
+
+    root = tmp_path_factory.mktemp("tui-cached") / "ws"
+    root.mkdir()
+    register(root, "demo", demo_h5ad)
+    for flag, name in (("--gene", "pca"), ("--vision", "texture")):
+        subprocess.run([sys.executable, "-m", "mihd", "extract", "demo", flag, name, "--root", str(root)],
+                       check=True, capture_output=True, timeout=600)
+    return root
+
+
+@pytest.fixture
+def cached_root(workspace, cached_template):
+    shutil.rmtree(workspace)
+    shutil.copytree(cached_template, workspace)
+    return workspace
+
+
+def app_for(root, **kw):
+    kw.setdefault("gpu", no_gpu())
+    return MihdApp(root, interval=0.2, setup_demo=False, kill_grace=2.0, **kw)
+
+
+def cell_state(app, fusion="concat", column="texture"):
+    grid = app.screen_stack[1].query_one(GridTable).grid if len(app.screen_stack) > 1 else None
+    return grid[(fusion, column)] if grid else None
+
+
+async def move_to(pilot, fusion, column):
+    table = pilot.app.screen_stack[1].query_one(GridTable)
+    table.focus()
+    table.move_cursor(row=table.grid.rows.index(fusion), column=table.grid.columns.index(column))
+    await pilot.pause()
+
+
+def run_row_text(app, run_id, col):
+    return str(app.screen_stack[1].query_one(RunsTable).get_cell(run_id, col))
+
+
+def cleanup(root):
+    for v in list_runs(root):
+        if v.active:
+            try:
+                kill_run(root, v.id, "KILL", grace=1)
+            except Exception:
+                pass
+
+
+async def test_launch_a_cell_see_it_running_then_done_with_its_ari(cached_root):
+    app = app_for(cached_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: cell_state(app) is not None)
+        assert cell_state(app).state == "ready"
+        await move_to(pilot, "concat", "texture")
+        await pilot.press("enter")
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        assert "mihd run demo --gene pca --vision texture" in str(dialog.query_one("#launch-cmd").render())
+        await pilot.press("ctrl+l")
+        seen = set()
+
+        def finished():
+            cs = cell_state(app)
+            seen.add(cs.state)
+            return cs.state == "done"
+
+        await wait_until(pilot, finished, timeout=240)
+        assert seen & {"queued", "running"}, seen  # it was shown on its way
+        cs = cell_state(app)
+        assert cs.ari is not None and 0.2 < cs.ari <= 1.0
+        table = app.screen.query_one(GridTable)
+        assert str(table.get_cell("concat", "texture")) == f"{cs.ari:.3f}"
+        assert run_row_text(app, cs.run_id, "status").startswith("done")
+        await pilot.press("o")  # the run detail shows the result and both maps
+        await wait_until(pilot, lambda: "ARI" in str(app.screen.query_one("#pred-title").render()))
+
+
+async def test_kill_from_the_runs_table_asks_then_kills_the_tree(workspace):
+    run_id = launch_fake(workspace, "--seconds", "120", "--children", "1")
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.find_view(run_id) and app.find_view(run_id).status == "running"
+                             and app.find_view(run_id).pid)
+            pid = app.find_view(run_id).pid
+            app.screen.query_one(RunsTable).focus()
+            await pilot.press("k")
+            dialog = await wait_until(pilot, lambda: isinstance(app.screen, KillDialog) and app.screen)
+            assert dialog.view.id == run_id and app.poller.paused.is_set()  # refresh paused while asking
+            await pilot.press("y")
+            await wait_until(pilot, lambda: app.find_view(run_id).status == "killed", timeout=30)
+            assert not app.poller.paused.is_set()
+            assert run_row_text(app, run_id, "status") == "killed"
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        cleanup(workspace)
+
+
+async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace):
+    run_id = launch_fake(workspace, "--seconds", "120", expect=1)
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.find_view(run_id) and app.find_view(run_id).status == "running")
+            dialog = await wait_until(pilot, lambda: isinstance(app.screen, OverrunDialog) and app.screen, timeout=30)
+            assert dialog.view.id == run_id
+            assert sum("past its expected time" in n.message for n in app._notifications) == 1
+            await pilot.press("w")  # keep watching: silenced for this run
+            await pilot.pause(1.5)
+            assert not isinstance(app.screen, OverrunDialog)
+            assert cell_state(app).state == "overrun" and cell_state(app).text.endswith("!")
+            assert run_row_text(app, run_id, "status") == "running !"
+            await pilot.press("k")  # the grid cell's run
+            await wait_until(pilot, lambda: isinstance(app.screen, KillDialog))
+            await pilot.press("y")
+            await wait_until(pilot, lambda: app.find_view(run_id).status == "killed", timeout=30)
+            assert sum("past its expected time" in n.message for n in app._notifications) == 1
+    finally:
+        cleanup(workspace)
+
+
+async def test_overrun_dialog_term_kills_it(workspace):
+    run_id = launch_fake(workspace, "--seconds", "120", expect=1)
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, OverrunDialog), timeout=30)
+            await pilot.press("t")
+            await wait_until(pilot, lambda: app.find_view(run_id).status == "killed", timeout=30)
+    finally:
+        cleanup(workspace)
+
+
+async def test_runs_survive_quitting_and_a_restarted_dashboard_reattaches(workspace):
+    run_id = launch_fake(workspace, "--seconds", "30")
+    try:
+        app = app_for(workspace)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.find_view(run_id) and app.find_view(run_id).status == "running")
+            pid = app.find_view(run_id).pid
+            await pilot.press("q")
+        assert psutil.pid_exists(pid)
+        app2 = app_for(workspace)
+        async with app2.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app2.find_view(run_id) and (app2.find_view(run_id).progress or 0) > 0.05)
+            assert app2.find_view(run_id).status == "running"
+            assert "running" in run_row_text(app2, run_id, "status")
+            assert cell_state(app2).state == "running"
+            app2.open_run(run_id)  # the live log is there too
+            await wait_until(pilot, lambda: any("step" in line for line in app2.screen.query_one("#log").lines))
+    finally:
+        cleanup(workspace)
+
+
+async def test_gpu_panel_says_no_gpu_when_nvml_finds_none(workspace):
+    app = app_for(workspace, gpu=no_gpu())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.snapshot is not None)
+        await pilot.press("3")
+        label = app.screen.query_one("#gpu-none")
+        assert label.display and "no GPU" in str(label.render())
+        assert "GPU none" in str(app.screen.query_one("#header").render())
+
+
+async def test_gpu_panel_shows_each_device(workspace):
+    app = app_for(workspace, gpu=Gpu(nvml=fake_nvml(1)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.snapshot is not None and app.snapshot.gpu)
+        await pilot.press("3")
+        await pilot.pause(0.5)
+        panel = app.screen.query_one(GpuPanel)
+        assert not panel.query_one("#gpu-none").display
+        assert "Fake H100" in str(panel.query_one(".gpu-name").render())
+        assert "57%" in str(panel.query_one(".gpu-util .spark-value").render())
+
+
+async def test_first_start_in_an_empty_workspace_sets_up_the_demo(tmp_path):
+    root = tmp_path / "fresh"
+    app = MihdApp(root, interval=0.3, gpu=no_gpu())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        assert app.screen_stack[1].query_one(GridTable) is not None  # the screen is there at once
+        await wait_until(pilot, lambda: cell_state(app) and cell_state(app).state == "ready", timeout=240)
+        assert (root / "slices.json").exists()
+
+
+def test_bad_workspace_path_is_one_clear_line(tmp_path):
+    bad = tmp_path / "a-file"
+    bad.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "mihd_tui.app", "--root", str(bad)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"mihd-tui: error: --root {bad}: exists and is not a folder"
+    proc = subprocess.run([sys.executable, "-m", "mihd_tui.app", "--root", str(tmp_path), "--interval", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--interval" in proc.stderr
+
+
+def test_the_dashboard_imports_no_heavy_library():
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mihd_tui.app"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ})
+    heavy = [line for line in proc.stderr.splitlines()
+             if any(m in line for m in ("torch", "timm", "scanpy", "sklearn"))]
+    assert proc.returncode == 0 and heavy == []

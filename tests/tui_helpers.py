@@ -1,0 +1,76 @@
+"""Helpers for the dashboard tests: fake NVML modules, a frozen finished run, waiting in a Pilot."""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from pathlib import Path
+
+from mihd.jsonio import write_json_atomic
+from mihd.runs.gpu import Gpu
+
+FIXED_ID = "20250101-093012-345-a1b2c3"
+FIXED_T = 1735720212.0  # 2025-01-01 09:30:12 local-time independent: only differences are shown
+
+
+def fake_nvml(devices: int = 1):
+    """An NVML stand-in reporting `devices` GPUs (0: NVML works but finds none)."""
+    dev = object()
+    return types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: devices,
+        nvmlDeviceGetHandleByIndex=lambda i: dev, nvmlDeviceGetName=lambda h: b"Fake H100",
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=3 << 30, total=80 << 30),
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=57, memory=20),
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [], nvmlDeviceGetGraphicsRunningProcesses=lambda h: [])
+
+
+def no_gpu() -> Gpu:
+    return Gpu(nvml=fake_nvml(0))
+
+
+async def wait_until(pilot, predicate, timeout: float = 60.0, every: float = 0.1):
+    """Let the app run until `predicate()` is true (real processes take real time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        await pilot.pause(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
+
+
+def frozen_run(root: Path, run_id: str = FIXED_ID, ari: float = 0.62) -> Path:
+    """A finished one-cell run dir with fixed times, log and a small labelled slice (for snapshots)."""
+    run_dir = root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    cell = {"slice": "demo", "gene": "pca", "vision": "texture", "variant": "standard", "fusion": "concat",
+            "cluster": "gmm"}
+    write_json_atomic(run_dir / "spec.json", {"id": run_id, "name": None, "argv": ["mihd", "run"],
+                                              "mihd_args": ["run", "demo"], "cells": [{**cell, "cached": True}],
+                                              "backend": "local", "expect": None, "options": {},
+                                              "created": FIXED_T, "by": "test@host"})
+    xs, ys, truth, labels = [], [], [], []
+    for r in range(24):
+        for c in range(30):
+            xs.append(float(c * 10 + (r % 2) * 5))
+            ys.append(float(r * 9))
+            layer = min(r // 4, 5)
+            truth.append(f"L{layer + 1}")
+            labels.append(layer if c < 25 else (layer + 1) % 6)
+    write_json_atomic(run_dir / "result.json", {
+        "slice": "demo", "status": "ok", "error": None,
+        "spots": {"barcodes": [f"s{i}" for i in range(len(xs))], "x": xs, "y": ys, "truth": truth},
+        "cells": [{"signature": {**cell, "cached": True}, **cell, "n_clusters": 6, "refine": False, "ari": ari,
+                   "nmi": 0.77, "seconds": {"load": 0.1, "fuse": 0.5, "cluster": 0.8, "total": 1.4},
+                   "cache": {"gene": "hit", "vision": "hit"}, "random_init": False, "labels": labels}]})
+    with open(run_dir / "events.jsonl", "w") as fh:
+        for ev in ({"t": FIXED_T + 0.5, "kind": "start", "argv": [], "cells": 1},
+                   {"t": FIXED_T + 1.5, "kind": "metric", "index": 0, "ari": ari, "nmi": 0.77},
+                   {"t": FIXED_T + 2.0, "kind": "end", "status": "ok"}):
+            fh.write(json.dumps(ev) + "\n")
+    (run_dir / "run.log").write_text("slice demo: 1 cell in 1.4 s\nARI 0.620  NMI 0.770\n")
+    write_json_atomic(run_dir / "proc.json", {"pid": 4242, "create_time": FIXED_T, "sid": 4242, "host": "node1",
+                                              "uid": 1000, "started": FIXED_T + 0.5})
+    write_json_atomic(run_dir / "exit.json", {"code": 0, "signal": None, "ended": FIXED_T + 2.0, "forwarded": []})
+    return run_dir
