@@ -101,3 +101,11 @@ def test_embeddings_of_different_spot_sets_are_refused(cached_demo):
     cache.close()
     proc = run_mihd("run", "demo", "--gene", "pca", "--vision", "alien", "--fusion", "concat", root=cached_demo)
     assert_one_line_error(proc, "gene:pca", "vision:alien", "different spot sets")
+
+
+def test_launch_checks_the_run_arguments_before_starting_anything(workspace):
+    proc = run_mihd("launch", "--", "run", "demo", "--gene", "pca", "--fusion", "nope", root=workspace)
+    assert_one_line_error(proc, "--fusion 'nope'")
+    proc = run_mihd("launch", "--", "run", "demo", "--gene", "pca", root=workspace)
+    assert_one_line_error(proc, "mihd launch", "--fusion")
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())

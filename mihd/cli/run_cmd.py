@@ -60,16 +60,45 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def cmd_run(args) -> int:
-    from ..data import load_slice
-    from ..pipeline import Cell, check_cells, grid_cells, run_cells
-    from ..workspace import resolve_root
+def _cells(args) -> list:
+    """The cells asked for, checked (unknown fusion, clusterer, variant fail here)."""
+    from ..pipeline import Cell, check_cells, grid_cells
 
     if args.grid:
         cells = grid_cells(_split(args.gene), _split(args.vision), _split(args.fusion), _split(args.cluster), args.variant)
     else:
         cells = [Cell(args.gene, args.vision, args.variant, args.fusion, args.cluster)]
     check_cells(cells)
+    return cells
+
+
+def check_launch_args(command: list[str]) -> None:
+    """`mihd launch` checks the run/grid arguments before it starts anything, so a typo is an error now,
+    not a failed run a minute later."""
+    import contextlib
+    import io
+
+    from ..errors import MihdError
+    from . import build_parser
+
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            args = build_parser().parse_args(command)
+    except SystemExit:
+        reason = (stderr.getvalue().strip().splitlines() or ["invalid arguments"])[-1]
+        raise MihdError(f"mihd launch: {reason}") from None
+    if getattr(args, "handler", None) is not cmd_run:
+        raise MihdError("mihd launch: expected `run ...` or `grid ...` after the launch options")
+    _cells(args)
+
+
+def cmd_run(args) -> int:
+    from ..data import load_slice
+    from ..pipeline import run_cells
+    from ..workspace import resolve_root
+
+    cells = _cells(args)
     root = resolve_root(args.root)
     argv = ["grid" if args.grid else "run", *sys.argv[2:]]
     run_dir, direct = _run_dir(root, args.run_dir, argv)
