@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -20,33 +19,9 @@ from mihd.runs.kill import kill_run
 from mihd.runs.registry import Registry
 from mihd.runs.status import RunWatcher, list_runs
 
-from runs_helpers import FAKE, launch_fake, view, wait_for
+from runs_helpers import alive, launch_fake, session_pids, view, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _run_pids(run_dir: Path) -> set[int]:
-    """Every live process of a run: the supervisor's session and its descendants."""
-    sup = json.loads((run_dir / "proc.json").read_text())["pid"]
-    pids = set()
-    for p in psutil.process_iter():
-        try:
-            if os.getsid(p.pid) == sup and p.status() != psutil.STATUS_ZOMBIE:
-                pids.add(p.pid)
-        except (OSError, psutil.NoSuchProcess):
-            pass
-    return pids
-
-
-def _alive(pids) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def test_run_survives_its_launcher_then_shows_progress_and_scores(tmp_path):
@@ -79,11 +54,11 @@ def test_kill_leaves_no_process_of_the_tree_twenty_times(tmp_path):
     watcher = RunWatcher(tmp_path)
     dirs = {v.id: Path(v.run_dir) for v in watcher.refresh(all=True)}
     # each run: supervisor's child, 3 children, 3 grandchildren (one outside the group, one TERM-proof)
-    trees = {r: wait_for(lambda r=r: len(p := _run_pids(dirs[r])) >= 7 and p) for r in runs}
+    trees = {r: wait_for(lambda r=r: len(p := session_pids(dirs[r])) >= 7 and p) for r in runs}
     for r in runs:
         out = kill_run(tmp_path, r, signal="TERM", grace=0.5, watcher=watcher)
         assert out["status"] == "killed" and out["escalated"]
-    survivors = _alive(set().union(*trees.values()))
+    survivors = alive(set().union(*trees.values()))
     print(f"\nkills: {len(runs)}, processes before: {sum(map(len, trees.values()))}, survivors: {len(survivors)}")
     assert survivors == []
     v = view(tmp_path, runs[0])

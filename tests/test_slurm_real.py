@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from mihd.runs.kill import kill_run
@@ -18,7 +17,7 @@ from mihd.runs.launch import launch
 from mihd.runs.status import RunWatcher
 
 from conftest import assert_one_line_error, run_mihd
-from runs_helpers import CELL, FAKE, view, wait_for
+from runs_helpers import CELL, FAKE, alive, session_pids, view, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 START, STOP = REPO / "scripts" / "slurm" / "start.sh", REPO / "scripts" / "slurm" / "stop.sh"
@@ -62,29 +61,6 @@ def launch_fake(root, *args, options=None):
 def in_squeue(job_id) -> bool:
     out = subprocess.run(["squeue", "--me", "-h", "-o", "%i", "-j", str(job_id)], capture_output=True, text=True)
     return str(job_id) in out.stdout.split()
-
-
-def session_pids(run_dir: Path) -> set[int]:
-    sup = json.loads((run_dir / "proc.json").read_text())["pid"]
-    out = set()
-    for p in psutil.process_iter():
-        try:
-            if os.getsid(p.pid) == sup and p.status() != psutil.STATUS_ZOMBIE:
-                out.add(p.pid)
-        except (OSError, psutil.NoSuchProcess):
-            pass
-    return out
-
-
-def alive(pids) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 @pytest.fixture
@@ -182,7 +158,7 @@ def test_two_jobs_run_at_once(ws):
         return all(v.status == "running" for v in views) and views
 
     wait_for(both_running, timeout=60)
-    done = wait_for(lambda: all((v := view(ws, i)).status == "done" for i in ids) and [view(ws, i) for i in ids],
+    done = wait_for(lambda: all(view(ws, i).status == "done" for i in ids) and [view(ws, i) for i in ids],
                     timeout=60)
     (a, b) = done
     assert max(a.started, b.started) < min(a.ended, b.ended)  # their running times overlap
@@ -200,6 +176,7 @@ def test_job_gone_without_exit_json_is_lost(ws):
 
 def test_refused_submit_is_one_line_and_a_failed_run(ws):
     proc = run_mihd("launch", "--backend", "slurm", "--partition", "nope", "--", "run", "demo", "--gene", "pca",
+                    "--fusion", "gene_only",
                     root=ws)
     assert_one_line_error(proc, "sbatch", "partition")
     (v,) = RunWatcher(ws).refresh(all=True)

@@ -46,7 +46,7 @@ def register(sub) -> None:
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     ls = rsub.add_parser("ls", help="runs with status, elapsed, ETA, progress, CPU, RSS, GPU, overrun")
     ls.add_argument("--json", action="store_true", help="one JSON list, every field")
-    ls.add_argument("--all", action="store_true", help=f"every run, not just active and the latest finished")
+    ls.add_argument("--all", action="store_true", help="every run, not just active and the latest finished")
     ls.add_argument("--overrun-factor", type=float, help="overrun when elapsed > factor x expected (1.5)")
     show = rsub.add_parser("show", help="everything about one run (id, id prefix or name)")
     show.add_argument("id")

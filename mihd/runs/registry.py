@@ -31,7 +31,7 @@ RUN_COLUMNS = (
     "job_id", "host", "run_dir", "created", "started", "ended", "status", "exit_code", "exit_signal",
     "error", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated",
 )
-SCHEMA = f"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, name TEXT, label TEXT, signature TEXT, cells TEXT, n_cells INTEGER,
   backend TEXT, handle TEXT, pid INTEGER, create_time REAL, job_id TEXT, host TEXT, run_dir TEXT,

@@ -19,7 +19,7 @@ from ..rundir import EXIT, read_events
 from ..workspace import resolve_root, runs_dir
 from .backends import GONE, QUEUED, RUNNING, get_backend
 from .cells import sig_string, signature
-from .eta import Expected, ProgressTracker, eta, expected_duration
+from .eta import ProgressTracker, eta, expected_duration
 from .gpu import Gpu, default_gpu
 from .monitor import Monitor
 from .overrun import is_overrun, overrun_factor, record_overrun
