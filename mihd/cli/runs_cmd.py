@@ -68,6 +68,7 @@ def register(sub) -> None:
 def cmd_launch(args) -> int:
     from ..errors import MihdError
     from ..runs.launch import launch
+    from ..runs.durations import parse_duration
     from .run_cmd import check_launch_args
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -78,8 +79,9 @@ def cmd_launch(args) -> int:
     if options and args.backend != "slurm":
         first = next(iter(options))
         raise MihdError(f"--{'sbatch-arg' if first == 'sbatch_args' else first}: only with --backend slurm")
+    expect = parse_duration(args.expect) if args.expect else None
     check_launch_args(command)
-    run_id = launch(args.root, command, backend=args.backend, expect=args.expect, name=args.name,
+    run_id = launch(args.root, command, backend=args.backend, expect=expect, name=args.name,
                     options=options)
     print(run_id)
     return 0
