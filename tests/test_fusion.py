@@ -32,9 +32,9 @@ FAST = dataclasses.replace(staig.GENE_ONLY, epochs=15)
 
 
 def test_registry_names_and_unknown_fusion_lists_them():
-    assert set(FUSIONS) == {"gene_only", "vision_only", "concat", "mean", "attention", "staig_fusion"}
+    assert set(FUSIONS) == {"gene_only", "gene_smooth", "vision_only", "concat", "mean", "attention", "staig_fusion"}
     g, v, coords, _ = _slice()
-    with pytest.raises(MihdError, match="known: gene_only, vision_only, concat"):
+    with pytest.raises(MihdError, match="known: gene_only, gene_smooth, vision_only, concat"):
         run_cell_arrays(g, v, coords, fusion="sum", cluster="gmm", n_clusters=3)
 
 
@@ -58,6 +58,31 @@ def test_block_fusions_find_the_bands(fusion):
     assert fused.shape[0] == len(truth) and labels.shape == truth.shape
     assert set(timings) == {"fuse", "cluster"}
     assert ari(labels, truth) > 0.5
+
+
+def test_gene_smooth_recovers_layers_that_per_spot_noise_hides_from_gene_only():
+    """Weak layer signal under heavy counting noise: averaging with spatial neighbours brings it out."""
+    rng = np.random.default_rng(1)
+    side = 24
+    xs, ys = np.meshgrid(np.arange(side), np.arange(side))
+    coords = np.c_[xs.ravel(), ys.ravel()].astype(float) * 100.0
+    truth = xs.ravel() // 6  # four vertical layers
+    gene = rng.normal(0, 1, (len(truth), 30)).astype(np.float32)
+    gene[:, :4] += 1.5 * (truth[:, None] == np.arange(4)[None, :])
+    g = Embedding(gene, {"modality": "gene", "name": "pca"}, np.array([f"s{i}" for i in range(len(truth))]))
+    scores = {f: ari(run_cell_arrays(g, None, coords, fusion=f, cluster="gmm", n_clusters=4)[0], truth)
+              for f in ("gene_only", "gene_smooth")}
+    assert scores["gene_smooth"] > 0.5 and scores["gene_smooth"] > scores["gene_only"] + 0.3, scores
+
+
+def test_spatial_smooth_averages_each_spot_with_its_six_nearest_neighbours():
+    from mihd.fusion.gene_smooth import spatial_smooth
+
+    coords = np.array([[0.0, 0.0]] + [[np.cos(a), np.sin(a)] for a in np.arange(6) * np.pi / 3] + [[9.0, 9.0]])
+    x = np.arange(8, dtype=float)[:, None]
+    out = spatial_smooth(x, coords)
+    assert out[0, 0] == pytest.approx(x[:7].mean())  # the centre and its ring; the far spot is the 8th
+    np.testing.assert_allclose(spatial_smooth(np.ones((8, 3)), coords), 1.0)
 
 
 def test_attention_is_reproducible_with_a_seed():

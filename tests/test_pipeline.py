@@ -95,9 +95,12 @@ def test_bad_run_arguments_are_one_line_errors(cached_demo):
 
 
 def test_embeddings_of_different_spot_sets_are_refused(cached_demo):
+    from mihd.data import load_slice
+
     cache = EmbeddingCache(cached_demo)
+    fingerprint = load_slice("demo", root=cached_demo).uns["mihd"]["fingerprint"]["vision"]
     cache.put(CacheKey("demo", "vision", "alien", "standard"), np.ones((50, 8), dtype=np.float32),
-              [f"X{i}" for i in range(50)], fingerprint="other")
+              [f"X{i}" for i in range(50)], fingerprint=fingerprint)
     cache.close()
     proc = run_mihd("run", "demo", "--gene", "pca", "--vision", "alien", "--fusion", "concat", root=cached_demo)
     assert_one_line_error(proc, "gene:pca", "vision:alien", "different spot sets")

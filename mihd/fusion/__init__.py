@@ -60,6 +60,7 @@ FUSIONS = {
     m.name: m
     for m in (
         FusionMethod("gene_only", Profile(gene=("pca(30)",)), False, False, ".gene_only", "gene embedding alone"),
+        FusionMethod("gene_smooth", Profile(gene=("pca(30)",)), False, False, ".gene_smooth", "gene PCs averaged with their 6 nearest spatial neighbours"),
         FusionMethod("vision_only", Profile(vision=("standardize", "pca(30)")), True, True, ".vision_only", "vision embedding alone"),
         FusionMethod("concat", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".concat", "standardise + PCA(32) per modality, equal-weight blocks concatenated"),
         FusionMethod("mean", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".mean", "standardise + PCA(32) per modality, averaged"),
