@@ -127,7 +127,7 @@ async def test_kill_from_the_runs_table_asks_then_kills_the_tree(workspace):
 
 
 async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace):
-    run_id = launch_fake(workspace, "--seconds", "120", expect=1)
+    run_id = launch_fake(workspace, "--seconds", "120", expect=3)
     app = app_for(workspace)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
@@ -140,6 +140,7 @@ async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace)
             assert not isinstance(app.screen, OverrunDialog)
             assert cell_state(app).state == "overrun" and cell_state(app).text.endswith("!")
             assert run_row_text(app, run_id, "status") == "running !"
+            await move_to(pilot, "concat", "texture")
             await pilot.press("k")  # the grid cell's run
             await wait_until(pilot, lambda: isinstance(app.screen, KillDialog))
             await pilot.press("y")
@@ -150,7 +151,7 @@ async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace)
 
 
 async def test_overrun_dialog_term_kills_it(workspace):
-    run_id = launch_fake(workspace, "--seconds", "120", expect=1)
+    run_id = launch_fake(workspace, "--seconds", "120", expect=3)
     app = app_for(workspace)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -177,7 +178,7 @@ async def test_runs_survive_quitting_and_a_restarted_dashboard_reattaches(worksp
             assert "running" in run_row_text(app2, run_id, "status")
             assert cell_state(app2).state == "running"
             app2.open_run(run_id)  # the live log is there too
-            await wait_until(pilot, lambda: any("step" in line for line in app2.screen.query_one("#log").lines))
+            await wait_until(pilot, lambda: any("step" in line for log in app2.screen.query("#log") for line in log.lines))
     finally:
         cleanup(workspace)
 

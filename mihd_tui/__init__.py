@@ -1,0 +1,1 @@
+"""mihd-tui: the terminal dashboard over a MIHD workspace (shows what `mihd` computes; no decisions here)."""

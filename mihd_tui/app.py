@@ -1,0 +1,277 @@
+"""`mihd-tui [--root R] [--interval S]`: the MIHD dashboard. Small on purpose: screens and widgets do the
+showing, `mihd` decides, and one polling thread (poller.py) gathers what they show."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import ModalScreen, Screen
+from textual.worker import get_current_worker
+
+from mihd.errors import MihdError
+from mihd.grid_state import GridSpec, launch_argv, plan_launches
+from mihd.jsonio import read_json
+from mihd.runs.gpu import Gpu
+from mihd.workspace import embeddings_dir, resolve_root, runs_dir, slices_file
+
+from .messages import Notice, SnapshotReady
+from .poller import Poller, Snapshot
+
+HISTORY = 120  # samples of CPU/RSS/GPU kept per run for the sparklines
+KEYMAP_FILE = "tui_keys.json"  # optional {binding id: keys} in the workspace, e.g. {"kill": "K"}
+
+
+class MihdApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "mihd-tui"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+    ]
+
+    def __init__(self, root: Path, interval: float = 2.0, gpu: Gpu | None = None, factor: float | None = None,
+                 setup_demo: bool = True, kill_grace: float = 10.0) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.interval = interval
+        self.kill_grace = kill_grace
+        self.poller = Poller(self.root, factor=factor, gpu=gpu)
+        self.spec = GridSpec("demo")
+        self.snapshot: Snapshot | None = None
+        self.run_history: dict[str, deque] = {}
+        self._overrun_seen: set[str] = set()
+        self._overrun_queue: list[str] = []
+        self._setup_demo = setup_demo and _is_empty(self.root)
+        self.setup_note = ""
+
+    # -- start and polling ------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        keymap = read_json(self.root / KEYMAP_FILE, default=None)
+        if isinstance(keymap, dict):
+            self.set_keymap({str(k): str(v) for k, v in keymap.items()})
+        from .screens.main import MainScreen
+
+        self.push_screen(MainScreen())
+        self.poll_loop()
+        if self._setup_demo:
+            self.setup_demo()
+
+    @work(thread=True, exclusive=True, group="poll")
+    def poll_loop(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            if not self.poller.paused.is_set():
+                try:
+                    self.post_message(SnapshotReady(self.poller.snapshot(self.spec)))
+                except Exception as exc:  # keep polling; say what went wrong once per kind
+                    self.post_message(Notice(f"refresh failed: {type(exc).__name__}: {exc}", "error", wake=False))
+            self.poller.wake.wait(self.interval)
+            self.poller.wake.clear()
+        self.poller.close()
+
+    def refresh_now(self) -> None:
+        self.poller.wake.set()
+
+    def pause_refresh(self, paused: bool) -> None:
+        """Modal dialogs pause the refresh, so what they ask about does not change under them."""
+        (self.poller.paused.set if paused else self.poller.paused.clear)()
+        if not paused:
+            self.refresh_now()
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        snap = message.snapshot
+        first = self.snapshot is None
+        self.snapshot = snap
+        for v in snap.views:
+            if v.active:
+                self.run_history.setdefault(v.id, deque(maxlen=HISTORY)).append((v.cpu_percent, v.rss, v.gpu_mem))
+        known = {v.id for v in snap.views} | set(snap.extra)
+        for rid in [r for r in self.run_history if r not in known]:
+            del self.run_history[rid]
+        self._check_overruns(snap, first)
+        for screen in self.screen_stack:
+            if hasattr(screen, "show_snapshot"):
+                screen.show_snapshot(snap)
+
+    def on_notice(self, message: Notice) -> None:
+        self.notify(message.text, severity=message.severity, timeout=6 if message.severity != "error" else 10)
+        if message.wake:
+            self.refresh_now()
+
+    # -- overrun ----------------------------------------------------------------------------------
+    def _check_overruns(self, snap: Snapshot, first: bool) -> None:
+        new = [v for v in snap.views if v.active and v.overrun and v.id not in self._overrun_seen]
+        self._overrun_seen.update(v.id for v in new)
+        if new and first:
+            self.notify(f"{len(new)} run{'s are' if len(new) > 1 else ' is'} past the expected time "
+                        "(marked !); k kills the selected run", severity="warning", timeout=8)
+        elif new:
+            for v in new:
+                self.notify(f"run {v.id}: {v.label} is past its expected time", severity="warning", timeout=8)
+                self._overrun_queue.append(v.id)
+        self._next_overrun_dialog()  # also after a dialog closed: the refresh resumes and lands here
+
+    def _next_overrun_dialog(self) -> None:
+        if not self._overrun_queue or isinstance(self.screen, ModalScreen):
+            return
+        from .screens.overrun import OverrunDialog
+
+        run_id = self._overrun_queue.pop(0)
+        view = self.find_view(run_id)
+        if view is None or not view.active:
+            return self._next_overrun_dialog()
+
+        def answered(choice: str | None) -> None:
+            if choice in ("TERM", "KILL"):
+                self.kill(run_id, choice)
+            self.call_after_refresh(self._next_overrun_dialog)
+
+        self.push_screen(OverrunDialog(view), answered)
+
+    # -- actions shared by the screens --------------------------------------------------------------
+    def find_view(self, run_id: str | None):
+        if not run_id or self.snapshot is None:
+            return None
+        return next((v for v in self.snapshot.views if v.id == run_id), None) or self.snapshot.extra.get(run_id)
+
+    def confirm_kill(self, run_id: str | None) -> None:
+        from .screens.kill import KillDialog
+
+        view = self.find_view(run_id)
+        if view is None:
+            self.notify("no run selected", severity="warning")
+            return
+        if not view.active:
+            self.notify(f"run {view.id} is {view.status}: nothing to kill", severity="warning")
+            return
+        self.push_screen(KillDialog(view), lambda sig: sig and self.kill(view.id, sig))
+
+    @work(thread=True, group="kill")
+    def kill(self, run_id: str, signal: str) -> None:
+        from mihd.runs.kill import kill_run
+
+        try:
+            out = kill_run(self.root, run_id, signal=signal, grace=self.kill_grace)
+        except MihdError as exc:
+            self.post_message(Notice(str(exc), "error"))
+            return
+        extra = " (escalated to KILL)" if out.get("escalated") else ""
+        self.post_message(Notice(f"run {run_id}: sent {signal}{extra}; now {out.get('status')}"))
+
+    def open_launch(self, fusions: list[str], columns: list[str], what: str) -> None:
+        from .screens.launch import LaunchDialog
+
+        snap = self.snapshot
+        if snap is None:
+            self.notify("still loading; try again in a moment", severity="warning")
+            return
+        groups = plan_launches(self.spec, snap.grid, fusions, columns)
+        if not groups:
+            self.notify(f"{what}: nothing runnable here (this fusion needs a vision embedding)", severity="warning")
+            return
+        self.push_screen(LaunchDialog(self.spec, groups, what, snap.entries, snap.history),
+                         lambda req: req and self.launch(req))
+
+    @work(thread=True, group="launch")
+    def launch(self, req) -> None:
+        from mihd.runs.launch import launch
+
+        spec = replace(self.spec, cluster=req.cluster, variant=req.variant)
+        for fusions, columns in req.groups:
+            argv = launch_argv(spec, fusions, columns, req.n_clusters, req.override, req.refine)
+            try:
+                run_id = launch(self.root, argv, backend=req.backend, expect=req.expect, options=req.options)
+            except MihdError as exc:
+                self.post_message(Notice(str(exc), "error"))
+                return
+            self.post_message(Notice(f"launched {run_id}: mihd {' '.join(argv)}"))
+
+    def set_spec(self, **changes) -> None:
+        self.spec = replace(self.spec, **changes)
+        self.refresh_now()
+
+    def open_run(self, run_id: str | None, cell: int = 0) -> None:
+        from .screens.detail import RunDetailScreen
+
+        if not run_id:
+            self.notify("no run here yet", severity="warning")
+            return
+        if self.find_view(run_id) is None:
+            self.poller.want(run_id)
+        self.push_screen(RunDetailScreen(run_id, cell))
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen):
+        """Every binding of the current screen, plus slice/gene/clusterer choices, in the palette."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for binding in [*screen.BINDINGS, *self.BINDINGS]:
+            if not isinstance(binding, Binding) or binding.action in seen or not binding.description:
+                continue
+            seen.add(binding.action)
+            target = screen if binding not in self.BINDINGS else self
+            yield SystemCommand(binding.description, binding.tooltip or f"key: {binding.key_display or binding.key}",
+                                lambda a=binding.action, t=target: self.call_later(t.run_action, a))
+        if hasattr(screen, "palette_commands"):
+            yield from screen.palette_commands()
+
+    # -- first start ----------------------------------------------------------------------------------
+    @work(thread=True, group="setup")
+    def setup_demo(self) -> None:
+        """Make the demo slice and its cheap embeddings in a child process (keeps this one light)."""
+        steps = (("making the demo slice", ["-c", "import sys; from mihd.data.demo import ensure_demo; "
+                                             "from pathlib import Path; ensure_demo(Path(sys.argv[1]))",
+                                             str(self.root)]),
+                 ("extracting pca gene embeddings", ["-m", "mihd", "extract", "demo", "--gene", "pca",
+                                                     "--root", str(self.root)]),
+                 ("extracting texture vision embeddings", ["-m", "mihd", "extract", "demo", "--vision", "texture",
+                                                           "--root", str(self.root)]))
+        for what, args in steps:
+            self.setup_note = f"first start: {what}…"
+            self.post_message(Notice(self.setup_note, wake=True))
+            proc = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+            if proc.returncode != 0:
+                err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+                self.setup_note = ""
+                self.post_message(Notice(f"demo setup: {what} failed: {err}", "error"))
+                return
+        self.setup_note = ""
+        self.post_message(Notice("demo slice ready: pca and texture are cached; Enter on a cell launches it"))
+
+
+def _is_empty(root: Path) -> bool:
+    return not (slices_file(root).exists() or embeddings_dir(root).exists() or runs_dir(root).exists())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mihd-tui", description="MIHD dashboard: cache, grid, runs, GPUs")
+    ap.add_argument("--root", help="workspace root (default: $MIHD_ROOT, else the checkout's cache/)")
+    ap.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    args = ap.parse_args(argv)
+    try:
+        if not args.interval > 0:
+            raise MihdError(f"--interval {args.interval}: expected a positive number of seconds")
+        root = resolve_root(args.root)
+    except MihdError as exc:
+        print(f"mihd-tui: error: {exc}", file=sys.stderr)
+        return 2
+    MihdApp(root, interval=args.interval).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""Run detail: the live log (follows the end, pauses when scrolled up, `/` searches, capped), stage and
+progress, ETA, CPU/RAM/GPU sparklines, and once done the scores and the spatial maps of each cell."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from mihd.jsonio import read_json
+from mihd.rundir import LOG, RESULT
+from mihd.runs.durations import fmt_duration
+from mihd.runs.status import RunView
+
+from ..messages import LogLines
+from ..poller import Snapshot
+from ..widgets.fmt import fmt_bytes, fmt_eta
+from ..widgets.spatial_map import SpatialMap, map_colours
+from ..widgets.sparkline import MetricSpark
+
+LOG_CAP = 5000            # lines kept in the log view (and waiting while paused)
+FIRST_READ = 256 * 1024   # on opening, only the end of a long log is read
+MAX_BATCH = 512 * 1024    # bytes per read; a run writing faster is skipped ahead (and says so)
+TAIL_EVERY = 0.25         # seconds between reads of a live run's log
+
+
+class ResultLoaded(Message):
+    def __init__(self, result: dict | None) -> None:
+        super().__init__()
+        self.result = result
+
+
+def _pct(v):
+    return "-" if v is None else f"{v:.0f}%"
+
+
+class RunDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="detail.back"),
+        Binding("k", "kill", "Kill", id="detail.kill", tooltip="kill this run (asks first)"),
+        Binding("slash", "search", "Search", id="detail.search", key_display="/", tooltip="search the log"),
+        Binding("n", "next_match(1)", "Next", id="detail.next_match", tooltip="next search match"),
+        Binding("N", "next_match(-1)", "Prev", id="detail.prev_match", show=False, tooltip="previous match"),
+        Binding("end", "follow", "Follow", id="detail.follow", tooltip="jump to the end and follow the log"),
+        Binding("l", "tab('log-tab')", "Log", id="detail.tab_log", tooltip="show the log"),
+        Binding("m", "tab('result-tab')", "Result", id="detail.tab_result", tooltip="show scores and spatial map"),
+    ]
+
+    def __init__(self, run_id: str, cell: int = 0) -> None:
+        super().__init__()
+        self.run_id, self.cell = run_id, cell
+        self.view: RunView | None = None
+        self.result: dict | None = None
+        self._pending: deque[str] = deque(maxlen=LOG_CAP)
+        self._pending_n = 0
+        self._skipped = 0
+        self._term = ""
+        self._match: int | None = None
+        self._result_asked = False
+        self._tailing = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"run {self.run_id}", id="detail-title")
+        with Horizontal(id="detail-progress"):
+            yield Label("", id="detail-stage")
+            yield ProgressBar(total=100, show_eta=False, id="detail-bar")
+            yield Label("", id="detail-eta")
+        with Horizontal(id="detail-sparks"):
+            yield MetricSpark("CPU", _pct, id="spark-cpu")
+            yield MetricSpark("RSS", fmt_bytes, id="spark-rss")
+            yield MetricSpark("GPU", fmt_bytes, id="spark-gpu")
+        with TabbedContent(id="detail-tabs", initial="log-tab"):
+            with TabPane("Log", id="log-tab"):
+                yield Log(max_lines=LOG_CAP, id="log")
+                yield Input(placeholder="search the log (Enter finds, Esc closes)", id="search", compact=True)
+                yield Static("", id="log-status")
+            with TabPane("Result", id="result-tab"):
+                yield DataTable(cursor_type="row", id="cells")
+                with Horizontal(id="maps"):
+                    with Vertical():
+                        yield Label("predicted", id="pred-title")
+                        yield SpatialMap(id="pred-map")
+                    with Vertical():
+                        yield Label("truth", id="truth-title")
+                        yield SpatialMap(id="truth-map")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        table = self.query_one("#cells", DataTable)
+        for key, title in (("cell", "CELL"), ("ari", "ARI"), ("nmi", "NMI"), ("secs", "TIME"), ("note", "NOTE")):
+            table.add_column(title, key=key)
+        self.set_interval(0.5, self._flush_if_following)
+        self.query_one(Log).focus()
+        if self.app.snapshot is not None:
+            self.show_snapshot(self.app.snapshot)
+
+    # -- state ------------------------------------------------------------------------------------------
+    def show_snapshot(self, snap: Snapshot) -> None:
+        view = self.app.find_view(self.run_id)
+        if view is None or not self.is_attached or not self.query("#detail-title"):
+            return
+        first = self.view is None
+        self.view = view
+        if first:
+            self.tail(Path(view.run_dir))
+            if not view.active:
+                self.call_after_refresh(self.action_tab, "result-tab")
+        self._show_view(view)
+        if not view.active and not self._result_asked:
+            self._result_asked = True
+            self.load_result(Path(view.run_dir))
+
+    def _show_view(self, v: RunView) -> None:
+        where = f"job {v.job_id}" if v.job_id else f"pid {v.pid}" if v.pid else ""
+        status = v.status + (" [b $warning]past expected time[/]" if v.overrun and v.active else "")
+        if v.status == "queued" and v.reason:
+            status += f" ({v.reason})"
+        if v.error:
+            status += f" [$error]{v.error}[/]"
+        if v.kill_signal:
+            status += f" by {v.kill_signal}"
+        self.query_one("#detail-title", Static).update(
+            f"[b]{v.label}[/]  {status}  │  {v.id}  {v.backend} {where}{' on ' + v.host if v.host else ''}")
+        stage = f"{v.stage} {v.stage_done}/{v.stage_total}" if v.stage and v.stage_total else (v.stage or v.status)
+        if v.n_cells > 1 and v.cell_index is not None and v.active:
+            stage = f"cell {v.cell_index + 1}/{v.n_cells} {stage}"
+        self.query_one("#detail-stage", Label).update(stage)
+        self.query_one("#detail-bar", ProgressBar).update(progress=100 * (v.progress or 0))
+        exp = f"expected {fmt_duration(v.expected_s)} ({v.expected_source})" if v.expected_s else "no expected time"
+        eta = f" · ETA {fmt_eta(v.eta_s, v.eta_confidence)} ({v.eta_confidence})" if v.active else ""
+        queued = f" · queued {fmt_duration(v.queued_s)}" if v.queued_s and v.queued_s >= 1 else ""
+        self.query_one("#detail-eta", Label).update(f"{fmt_duration(v.elapsed)} · {exp}{eta}{queued}")
+        hist = list(self.app.run_history.get(v.id, ()))
+        for i, wid in enumerate(("#spark-cpu", "#spark-rss", "#spark-gpu")):
+            self.query_one(wid, MetricSpark).set_history([h[i] for h in hist])
+
+    # -- the log ----------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="tail")
+    def tail(self, run_dir: Path) -> None:
+        """Read new bytes of run.log in batches and post them; skip ahead when a run floods it."""
+        worker = get_current_worker()
+        path = run_dir / LOG
+        offset, rest = None, b""
+        while not worker.is_cancelled:
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                size = 0
+            if offset is None or size < offset:  # first read, or the file was truncated
+                offset, rest = max(0, size - FIRST_READ), b""
+                skipped = offset
+            else:
+                skipped = 0
+            if size - offset > MAX_BATCH:
+                skipped += size - MAX_BATCH - offset
+                offset, rest = size - MAX_BATCH, b""
+            if size > offset:
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read(size - offset)
+                offset += len(data)
+                parts = (rest + data).split(b"\n")
+                rest = parts.pop()
+                if skipped and parts:
+                    parts = parts[1:]  # the first line was cut by skipping
+                lines = [p.decode("utf-8", "replace").rsplit("\r", 1)[-1] for p in parts[-LOG_CAP:]]
+                if lines or skipped:
+                    self.post_message(LogLines(self.run_id, lines, skipped))
+            view = self.view
+            if view is not None and not view.active and size == offset:
+                if rest:
+                    self.post_message(LogLines(self.run_id, [rest.decode("utf-8", "replace")]))
+                return
+            time.sleep(TAIL_EVERY)
+
+    def on_log_lines(self, message: LogLines) -> None:
+        log = self.query_one(Log)
+        if message.skipped:
+            self._skipped += message.skipped
+        if log.line_count == 0 or log.is_vertical_scroll_end:
+            self._write(message.lines)
+        else:
+            self._pending.extend(message.lines)
+            self._pending_n += len(message.lines)
+            self._status()
+
+    def _write(self, lines: list[str]) -> None:
+        log = self.query_one(Log)
+        batch = [*self._pending, *lines]
+        if self._skipped:
+            batch.insert(0, f"… {fmt_bytes(self._skipped)} of run.log skipped to keep up …")
+            self._skipped = 0
+        self._pending.clear()
+        self._pending_n = 0
+        if batch:
+            log.write_lines(batch[-LOG_CAP:])
+        self._status()
+
+    def _flush_if_following(self) -> None:
+        log = self.query_one(Log)
+        if (self._pending or self._skipped) and log.is_vertical_scroll_end:
+            self._write([])
+        elif self._pending_n:
+            self._status()
+
+    def _status(self) -> None:
+        parts = []
+        if self._pending_n:
+            parts.append(f"paused: {self._pending_n} new line{'s' * (self._pending_n != 1)} (End follows)")
+        if self._term:
+            parts.append(f"'{self._term}': " + (f"line {self._match + 1} (n/N)" if self._match is not None
+                                                  else "not found"))
+        self.query_one("#log-status", Static).update("  ·  ".join(parts) or "following the end of run.log")
+
+    def action_follow(self) -> None:
+        self.query_one(TabbedContent).active = "log-tab"
+        log = self.query_one(Log)
+        log.scroll_end(animate=False, immediate=True)
+        self._write([])
+        log.focus()
+
+    def action_search(self) -> None:
+        self.query_one(TabbedContent).active = "log-tab"
+        box = self.query_one("#search", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "search":
+            self._term = event.value.strip()
+            event.input.display = False
+            self.query_one(Log).focus()
+            self._match = None
+            if self._term:
+                self.action_next_match(1)
+
+    def on_key(self, event) -> None:
+        box = self.query("#search").first(Input) if self.query("#search") else None
+        if event.key == "escape" and box is not None and box.has_focus:
+            box.display = False
+            self.query_one(Log).focus()
+            event.stop()
+
+    def action_next_match(self, step: int) -> None:
+        if not self._term:
+            return
+        log = self.query_one(Log)
+        lines, term = log.lines, self._term.lower()
+        start = self._match if self._match is not None else int(log.scroll_offset.y) - step
+        n = len(lines)
+        for k in range(1, n + 1):
+            i = (start + step * k) % n
+            if term in lines[i].lower():
+                self._match = i
+                log.scroll_to(y=max(i - 2, 0), animate=False)
+                break
+        else:
+            self._match = None
+        self._status()
+
+    # -- the result -------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="result")
+    def load_result(self, run_dir: Path) -> None:
+        self.post_message(ResultLoaded(read_json(run_dir / RESULT)))
+
+    def on_result_loaded(self, message: ResultLoaded) -> None:
+        self.result = message.result
+        table = self.query_one("#cells", DataTable)
+        cells = (self.result or {}).get("cells") or []
+        if not cells:
+            self.query_one("#pred-title", Label).update(
+                "no result" + (f": {self.result.get('error')}" if self.result and self.result.get("error") else ""))
+            return
+        for i, c in enumerate(cells):
+            vision = (c.get("vision") or "-") + (f"/{c['variant']}" if c.get("variant") not in (None, "standard") else "")
+            secs = (c.get("seconds") or {}).get("total")
+            note = c.get("error") or ("random-init weights" if c.get("random_init") else "")
+            table.add_row(f"{c.get('gene')}+{vision} {c.get('fusion')} {c.get('cluster')}",
+                          "-" if c.get("ari") is None else f"{c['ari']:.3f}",
+                          "-" if c.get("nmi") is None else f"{c['nmi']:.3f}",
+                          fmt_duration(secs), note, key=str(i))
+        table.move_cursor(row=min(self.cell, len(cells) - 1), animate=False)
+        self._show_map(min(self.cell, len(cells) - 1))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "cells" and self.result:
+            self._show_map(int(event.row_key.value))
+
+    def _show_map(self, index: int) -> None:
+        cells = (self.result or {}).get("cells") or []
+        spots = (self.result or {}).get("spots") or {}
+        if not (0 <= index < len(cells)) or not spots.get("x") or not cells[index].get("labels"):
+            self.query_one("#pred-title", Label).update("no spatial map for this cell")
+            return
+        c = cells[index]
+        pred, true = map_colours(spots, c["labels"])
+        self.query_one("#pred-map", SpatialMap).set_spots(spots["x"], spots["y"], pred)
+        self.query_one("#truth-map", SpatialMap).set_spots(spots["x"], spots["y"], true)
+        score = "" if c.get("ari") is None else f" · ARI {c['ari']:.3f}"
+        flag = " [b $warning]random init[/]" if c.get("random_init") else ""
+        self.query_one("#pred-title", Label).update(f"predicted ({c.get('fusion')}, {c.get('cluster')}){score}{flag}")
+        self.query_one("#truth-title", Label).update("truth" if spots.get("truth") else "no truth labels")
+
+    # -- actions -----------------------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_kill(self) -> None:
+        self.app.confirm_kill(self.run_id)
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab

@@ -1,0 +1,148 @@
+"""The launch dialog: clusterer, n-clusters, variant, backend, override, and the expected duration
+prefilled from history (sent as --expect only when edited, so an untouched history estimate keeps
+the overrun factor's slack)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field, replace
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from mihd.encoders import VARIANTS
+from mihd.errors import MihdError
+from mihd.grid_state import CLUSTERERS, GridSpec, describe_expected, expected_for, launch_argv
+from mihd.runs.backends import available
+from mihd.runs.durations import fmt_duration, parse_duration
+
+from .modal import PausingModal
+
+
+@dataclass
+class LaunchRequest:
+    groups: list[tuple[list[str], list[str]]]
+    cluster: str
+    variant: str
+    backend: str = "local"
+    n_clusters: int | None = None
+    override: bool = False
+    refine: bool = False
+    expect: float | None = None
+    options: dict = field(default_factory=dict)
+
+
+def parse_options(text: str) -> dict:
+    """`partition=gpu time=1:00:00 gres=gpu:1` -> dict (backend options, e.g. for Slurm)."""
+    out = {}
+    for tok in shlex.split(text or ""):
+        key, sep, value = tok.partition("=")
+        if not sep or not key:
+            raise MihdError(f"options {tok!r}: expected key=value, e.g. partition=gpu")
+        out[key.lstrip("-")] = value
+    return out
+
+
+class LaunchDialog(PausingModal["LaunchRequest | None"]):
+    BINDINGS = [Binding("ctrl+l", "launch", "Launch", id="launch.go", priority=True)]
+
+    def __init__(self, spec: GridSpec, groups, what: str, entries: list[dict], history: dict) -> None:
+        super().__init__()
+        self.spec, self.groups, self.what = spec, groups, what
+        self.entries, self.history = entries, history
+        self._prefill = ""
+
+    def compose(self) -> ComposeResult:
+        n = sum(len(f) * len(c) for f, c in self.groups)
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label(f"Launch {self.what}: {n} cell{'s' * (n != 1)} in {len(self.groups)} "
+                        f"run{'s' * (len(self.groups) != 1)}", classes="dialog-title")
+            yield Static("", id="launch-cmd")
+            with Grid(id="launch-form"):
+                yield Label("clusterer")
+                yield Select([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
+                             id="cluster", compact=True)
+                yield Label("n clusters")
+                yield Input(placeholder="from the truth labels", id="n-clusters", type="integer", compact=True)
+                yield Label("variant")
+                yield Select([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
+                             id="variant", compact=True)
+                yield Label("backend")
+                yield Select([(b, b) for b in available()], value="local", allow_blank=False, id="backend",
+                             compact=True)
+                yield Label("options", id="options-label")
+                yield Input(placeholder="partition=gpu time=1:00:00 gres=gpu:1", id="options", compact=True)
+                yield Label("expected")
+                yield Input(placeholder="e.g. 5m (none: no overrun check)", id="expect", compact=True)
+                yield Label("")
+                with Horizontal(id="launch-checks"):
+                    yield Checkbox("override cache", id="override", compact=True)
+                    yield Checkbox("spatial refine", id="refine", compact=True)
+            yield Static("", id="launch-hint")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Launch", variant="primary", id="go", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._update(prefill=True)
+        self.query_one("#go", Button).focus()
+
+    def _choice(self, wid: str) -> str:
+        return str(self.query_one(f"#{wid}", Select).value)
+
+    def _update(self, prefill: bool = False) -> None:
+        spec = replace(self.spec, cluster=self._choice("cluster"), variant=self._choice("variant"))
+        backend = self._choice("backend")
+        for wid in ("#options", "#options-label"):
+            self.query_one(wid).display = backend != "local"
+        fusions = sorted({f for fs, _ in self.groups for f in fs})
+        columns = sorted({c for _, cs in self.groups for c in cs})
+        exp = expected_for(spec, fusions, columns, self.entries, self.history, backend)
+        expect = self.query_one("#expect", Input)
+        if prefill or expect.value == self._prefill:  # not edited: follow the choices
+            self._prefill = fmt_duration(exp.seconds) if exp.seconds else ""
+            expect.value = self._prefill
+        cmds = [" ".join(["mihd", *launch_argv(spec, f, c)]) for f, c in self.groups]
+        self.query_one("#launch-cmd", Static).update("\n".join(cmds))
+        self.query_one("#launch-hint", Static).update(
+            f"expected from history: {describe_expected(exp)}; ctrl+l or Launch starts it, Esc cancels")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if self.is_mounted:
+            self._update()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "go":
+            self.action_launch()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_launch()
+
+    def action_launch(self) -> None:
+        try:
+            req = self._request()
+        except MihdError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.dismiss(req)
+
+    def _request(self) -> LaunchRequest:
+        n_text = self.query_one("#n-clusters", Input).value.strip()
+        n_clusters = None
+        if n_text:
+            if not n_text.isdigit() or int(n_text) < 2:
+                raise MihdError(f"n clusters {n_text!r}: expected a whole number of at least 2")
+            n_clusters = int(n_text)
+        expect_text = self.query_one("#expect", Input).value.strip()
+        expect = parse_duration(expect_text, "expected") if expect_text and expect_text != self._prefill else None
+        backend = self._choice("backend")
+        return LaunchRequest(
+            groups=self.groups, cluster=self._choice("cluster"), variant=self._choice("variant"), backend=backend,
+            n_clusters=n_clusters, override=self.query_one("#override", Checkbox).value,
+            refine=self.query_one("#refine", Checkbox).value, expect=expect,
+            options=parse_options(self.query_one("#options", Input).value) if backend != "local" else {})

@@ -1,0 +1,51 @@
+"""Small text formatters shared by the widgets (presentation only)."""
+
+from __future__ import annotations
+
+from mihd.runs.durations import fmt_duration
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    """`312M`, `1.2G`; `-` when unknown."""
+    if n is None:
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}" if unit == "G" else f"{n / size:.0f}{unit}"
+    return f"{n:.0f}B"
+
+
+def text_bar(fraction: float | None, width: int = 10) -> str:
+    """A bar in eighth blocks, e.g. `██████▍   `; blanks when unknown."""
+    if fraction is None:
+        return " " * width
+    eighths = int(round(min(max(fraction, 0.0), 1.0) * width * 8))
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+def fmt_eta(seconds: float | None, confidence: str) -> str:
+    """ETA with a `?` when little stands behind it."""
+    if seconds is None:
+        return "-"
+    return fmt_duration(seconds) + ("?" if confidence in ("none", "low") else "")
+
+
+def short_id(run_id: str) -> str:
+    """`093012·a1b2` from `20250101-093012-345-a1b2c3`: the time and the start of the random tail."""
+    parts = run_id.split("-")
+    if len(parts) == 4:
+        return f"{parts[1]}·{parts[3][:4]}"
+    return run_id[-11:]
+
+
+def fmt_age(seconds: float | None) -> str:
+    """Coarse age (`now`, `12m`, `3h`, `2d`) so the inventory does not redraw every second."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f}{unit}"
+    return "now"

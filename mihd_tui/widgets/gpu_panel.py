@@ -1,0 +1,57 @@
+"""GPU panel: utilisation and memory per device with sparklines, or a plain "no GPU" and why."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label
+
+from mihd.runs.gpu import GpuDevice
+
+from .fmt import fmt_bytes
+from .sparkline import MetricSpark
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}%"
+
+
+class DeviceView(Vertical):
+    def __init__(self, index: int, **kw) -> None:
+        super().__init__(classes="gpu-device", **kw)
+        self.index = index
+
+    def compose(self) -> ComposeResult:
+        yield Label("", classes="gpu-name")
+        yield MetricSpark("util", _pct, classes="gpu-util")
+        yield MetricSpark("mem ", _pct, classes="gpu-mem")
+
+    def update_device(self, d: GpuDevice) -> None:
+        mem_pct = 100.0 * d.mem_used / d.mem_total if d.mem_total else None
+        self.query_one(".gpu-name", Label).update(
+            f"GPU {d.index}  {d.name}  {fmt_bytes(d.mem_used)} / {fmt_bytes(d.mem_total)}")
+        self.query_one(".gpu-util", MetricSpark).push(d.util)
+        self.query_one(".gpu-mem", MetricSpark).push(mem_pct)
+
+
+class GpuPanel(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Label("probing GPUs…", id="gpu-none")
+
+    def show(self, devices: list[GpuDevice], reason: str) -> None:
+        none = self.query_one("#gpu-none", Label)
+        views = {v.index: v for v in self.query(DeviceView)}
+        if not devices:
+            none.update(reason or "no GPU")
+            none.display = True
+        else:
+            none.display = False
+        for idx in set(views) - {d.index for d in devices}:
+            views.pop(idx).remove()
+        for d in devices:
+            if d.index not in views:
+                views[d.index] = DeviceView(d.index)
+                self.mount(views[d.index])
+                views[d.index].call_after_refresh(views[d.index].update_device, d)
+            else:
+                views[d.index].update_device(d)

@@ -1,0 +1,111 @@
+"""Spatial domain maps drawn with coloured half-blocks: each terminal cell shows two square-ish pixels.
+
+Predicted clusters are coloured after the truth domain they overlap most (greedy, one cluster per
+domain first), so a good result looks like the truth beside it and a split domain stands out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
+
+PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+           "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3")
+UNLABELLED = "#555555"
+
+
+def truth_colours(truth: list) -> dict:
+    """Truth domain -> colour, in sorted order of the domain names."""
+    names = sorted({t for t in truth if t is not None})
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def matched_colours(labels: list[int], truth: list | None, truth_map: dict) -> dict:
+    """Predicted cluster -> colour: the colour of its best-overlapping truth domain when still free."""
+    clusters = sorted({int(c) for c in labels if c is not None and c >= 0})
+    out: dict = {}
+    if truth:
+        overlap = Counter((int(c), t) for c, t in zip(labels, truth) if t is not None and c is not None and c >= 0)
+        used = set()
+        for (c, t), _ in overlap.most_common():
+            if c not in out and t not in used:
+                out[c], _ = truth_map[t], used.add(t)
+    spare = [p for p in PALETTE if p not in out.values()] or list(PALETTE)
+    for i, c in enumerate(c for c in clusters if c not in out):
+        out[c] = spare[i % len(spare)]
+    return out
+
+
+def raster(x: list[float], y: list[float], colours: list[str | None], width: int, height: int) -> list[list]:
+    """A height x width grid of colours (None = background), spots splatted at their scaled positions."""
+    grid: list[list] = [[None] * width for _ in range(height)]
+    if not x or width < 2 or height < 2:
+        return grid
+    x0, x1, y0, y1 = min(x), max(x), min(y), max(y)
+    xr, yr = max(x1 - x0, 1e-9), max(y1 - y0, 1e-9)
+    scale = min((width - 1) / xr, (height - 1) / yr)
+    ox, oy = (width - 1 - xr * scale) / 2, (height - 1 - yr * scale) / 2
+    side = max(1, round(math.sqrt(xr * yr / len(x)) * scale))
+    for xi, yi, col in zip(x, y, colours):
+        px = int(round(ox + (xi - x0) * scale - (side - 1) / 2))
+        py = int(round(oy + (yi - y0) * scale - (side - 1) / 2))
+        for r in range(max(py, 0), min(py + side, height)):
+            row = grid[r]
+            for c in range(max(px, 0), min(px + side, width)):
+                row[c] = col
+    return grid
+
+
+def half_blocks(grid: list[list]) -> Text:
+    """Two raster rows per text row: `▀` with the upper pixel as foreground, the lower as background."""
+    text = Text()
+    for r in range(0, len(grid) - 1, 2):
+        for up, lo in zip(grid[r], grid[r + 1]):
+            if up is None and lo is None:
+                text.append(" ")
+            elif lo is None:
+                text.append("▀", Style(color=up))
+            elif up is None:
+                text.append("▄", Style(color=lo))
+            else:
+                text.append("▀", Style(color=up, bgcolor=lo))
+        text.append("\n")
+    text.rstrip()
+    return text
+
+
+class SpatialMap(Widget):
+    """One map (predicted or truth); `set_spots` gives it coordinates and a colour per spot."""
+
+    DEFAULT_CSS = "SpatialMap { height: 1fr; width: 1fr; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._spots: tuple[list, list, list] | None = None
+        self._cache: tuple | None = None
+
+    def set_spots(self, x: list[float], y: list[float], colours: list[str | None]) -> None:
+        self._spots, self._cache = (x, y, colours), None
+        self.refresh()
+
+    def render(self) -> Text:
+        if self._spots is None:
+            return Text("no spatial map", style="dim")
+        w, h = self.content_size.width, self.content_size.height
+        if self._cache is None or self._cache[0] != (w, h):
+            self._cache = ((w, h), half_blocks(raster(*self._spots, w, h * 2)))
+        return self._cache[1]
+
+
+def map_colours(spots: dict, labels: list[int]) -> tuple[list, list]:
+    """(colours of the predicted labels, colours of the truth) per spot, matched as the module says."""
+    truth = spots.get("truth")
+    tmap = truth_colours(truth or [])
+    pmap = matched_colours(labels, truth, tmap)
+    pred = [pmap.get(int(c), UNLABELLED) if c is not None and c >= 0 else UNLABELLED for c in labels]
+    true = [tmap.get(t, UNLABELLED) for t in truth] if truth else [UNLABELLED] * len(labels)
+    return pred, true

@@ -1,0 +1,73 @@
+"""How the dashboard looks, at 80x24 and 120x40 (SVG snapshots; update with --snapshot-update).
+
+The workspace is frozen: a fixed root path, one finished run with fixed id, times and result, no cache,
+no live runs and a GPU-less NVML, so every frame is the same on every machine and day.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mihd_tui.app import MihdApp
+from mihd_tui.widgets.grid_table import GridTable
+from tui_helpers import FIXED_ID, frozen_run, no_gpu, wait_until
+
+ROOT = Path("/tmp/mihd-tui-snapshot-ws")
+
+
+@pytest.fixture
+def frozen_root():
+    shutil.rmtree(ROOT, ignore_errors=True)
+    ROOT.mkdir(parents=True)
+    frozen_run(ROOT)
+    yield ROOT
+    shutil.rmtree(ROOT, ignore_errors=True)
+
+
+def make_app(root):
+    return MihdApp(root, interval=3600, gpu=no_gpu(), setup_demo=False)
+
+
+async def _main_ready(pilot):
+    await wait_until(pilot, lambda: pilot.app.snapshot is not None and pilot.app.screen.query(GridTable)
+                     and pilot.app.screen.query_one(GridTable).grid is not None)
+    table = pilot.app.screen.query_one(GridTable)
+    table.move_cursor(row=table.grid.rows.index("concat"), column=table.grid.columns.index("texture"))
+    await pilot.pause(0.3)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_main_screen(snap_compare, frozen_root, size):
+    assert snap_compare(make_app(frozen_root), terminal_size=size, run_before=_main_ready)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_run_detail_with_spatial_map(snap_compare, frozen_root, size):
+    async def before(pilot):
+        await _main_ready(pilot)
+        await pilot.press("o")
+        await wait_until(pilot, lambda: "ARI" in str(pilot.app.screen.query_one("#pred-title").render()))
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(frozen_root), terminal_size=size, run_before=before)
+
+
+def test_launch_dialog_80x24(snap_compare, frozen_root):
+    async def before(pilot):
+        await _main_ready(pilot)
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+
+    assert snap_compare(make_app(frozen_root), terminal_size=(80, 24), run_before=before)
+
+
+def test_help_80x24(snap_compare, frozen_root):
+    async def before(pilot):
+        await _main_ready(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(frozen_root), terminal_size=(80, 24), run_before=before)
