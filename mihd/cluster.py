@@ -9,28 +9,34 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
-import numpy as np
+from numbers import Integral
+from typing import TYPE_CHECKING, Callable
 
 from .errors import MihdError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LEIDEN_NEIGHBOURS = 15
 REFINE_NEIGHBOURS = 15
 
 
 def check_n_clusters(n_clusters: int, n_spots: int) -> None:
-    if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 2 or n_clusters > n_spots:
+    if not isinstance(n_clusters, Integral) or n_clusters < 2 or n_clusters > n_spots:
         raise MihdError(f"--n-clusters {n_clusters}: must be an integer from 2 to the number of spots ({n_spots})")
 
 
 def kmeans(x: np.ndarray, n_clusters: int, *, seed: int = 0) -> np.ndarray:
+    import numpy as np
+
     from sklearn.cluster import KMeans
 
     return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(x).astype(np.int64)
 
 
 def gmm(x: np.ndarray, n_clusters: int, *, seed: int = 0) -> np.ndarray:
+    import numpy as np
+
     from sklearn.mixture import GaussianMixture
 
     x = np.asarray(x, dtype=np.float64)
@@ -39,6 +45,8 @@ def gmm(x: np.ndarray, n_clusters: int, *, seed: int = 0) -> np.ndarray:
 
 
 def _leiden_at(adata, resolution: float, seed: int) -> np.ndarray:
+    import numpy as np
+
     import scanpy as sc
 
     sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
@@ -50,6 +58,8 @@ def leiden(x: np.ndarray, n_clusters: int, *, seed: int = 0, max_steps: int = 40
 
     If no resolution gives exactly n (rare: the count can jump), the closest count found is returned.
     """
+    import numpy as np
+
     import anndata as ad
     import scanpy as sc
 
@@ -81,6 +91,8 @@ def spatial_refine(labels: np.ndarray, coords: np.ndarray, k: int = REFINE_NEIGH
 
     Ties go to the label seen first in order of distance, as in STAIG's refine step.
     """
+    import numpy as np
+
     from sklearn.neighbors import NearestNeighbors
 
     labels = np.asarray(labels)
@@ -111,6 +123,8 @@ def get_clusterer(name: str) -> Callable[..., np.ndarray]:
 
 def cluster(x: np.ndarray, name: str, n_clusters: int, *, seed: int = 0, refine: bool = False, coords=None) -> np.ndarray:
     """Validate, cluster and optionally refine spatially (needs `coords`)."""
+    import numpy as np
+
     fn = get_clusterer(name)
     check_n_clusters(n_clusters, len(x))
     labels = fn(np.asarray(x), n_clusters, seed=seed)

@@ -8,10 +8,12 @@ double-normalisation bug).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import MihdError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Embedding:
 
     def with_profile(self, array: np.ndarray, steps: tuple[str, ...]) -> "Embedding":
         """The embedding after one preprocessing profile (`steps`, applied in order), recorded."""
+        import numpy as np
+
         self.check_profile(steps)
         return replace(self, array=np.ascontiguousarray(array, dtype=np.float32), transforms=self.transforms + tuple(steps))
 

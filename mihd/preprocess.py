@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .embedding import NORMALISING, Embedding
 from .errors import MihdError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PCA_SEED = 42  # STAIG's PCA random_state; fixed so a profile is a pure function of its input
 
@@ -33,6 +35,8 @@ class Profile:
 
 
 def _standardize(x: np.ndarray, _arg) -> np.ndarray:
+    import numpy as np
+
     sd = x.std(axis=0)
     return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
@@ -47,11 +51,15 @@ def _pca(x: np.ndarray, arg) -> np.ndarray:
 
 
 def _l2(x: np.ndarray, _arg) -> np.ndarray:
+    import numpy as np
+
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norm > 0, norm, 1.0)
 
 
 def _minmax(x: np.ndarray, _arg) -> np.ndarray:
+    import numpy as np
+
     lo, hi = x.min(axis=0), x.max(axis=0)
     return (x - lo) / np.where(hi > lo, hi - lo, 1.0)
 
@@ -72,6 +80,8 @@ def apply_profile(embedding: Embedding, transforms) -> Embedding:
     steps = tuple(transforms)
     if not steps:
         return embedding
+    import numpy as np
+
     embedding.check_profile(steps)
     array = np.asarray(embedding.array, dtype=np.float64)
     for spec in steps:

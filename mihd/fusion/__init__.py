@@ -11,13 +11,15 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-
-from ..embedding import Embedding
 from ..errors import MihdError
 from ..preprocess import Profile, apply_profile
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..embedding import Embedding
 
 Progress = Callable[[str, int, int], None]
 
@@ -46,6 +48,8 @@ class FusionMethod:
     description: str
 
     def fuse(self, gene: Embedding, vision: Embedding | None, ctx: FusionContext) -> np.ndarray:
+        import numpy as np
+
         fn = getattr(importlib.import_module(self.module, __name__), "fuse")
         out = np.asarray(fn(gene, vision if self.uses_vision else None, ctx), dtype=np.float32)
         if out.ndim != 2 or out.shape[0] != len(gene.obs_names):
@@ -77,6 +81,8 @@ def get_fusion(name: str) -> FusionMethod:
 
 
 def check_inputs(method: FusionMethod, gene: Embedding, vision: Embedding | None, coords) -> None:
+    import numpy as np
+
     if method.needs_vision and vision is None:
         raise MihdError(f"--fusion {method.name}: needs a vision embedding (--vision)")
     n = len(gene.obs_names)
@@ -107,6 +113,8 @@ def run_cell_arrays(
     15-NN spatial majority vote. Pass embeddings of the spots to score (e.g. labelled spots only for the
     DLPFC protocol, where NA spots are dropped before the graph is built).
     """
+    import numpy as np
+
     from .. import cluster as clustering
 
     progress = progress or _no_progress
