@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cache import GENE_VARIANT
+from .cluster import CLUSTERERS as _CLUSTERERS
 from .encoders import GENE_ENCODERS, VISION_ENCODERS
+from .fusion import FUSIONS
 from .jsonio import read_json
 from .rundir import RESULT, SPEC
 from .runs.cells import run_signature, sig_string, signature
@@ -27,11 +29,10 @@ from .workspace import slices_file
 NONE = "none"  # the column of cells without a vision embedding
 DEFAULT_CLUSTER = "gmm"
 DEFAULT_VARIANT = "standard"
-# fusion name -> does it need a vision embedding; kept in step with mihd.fusion.FUSIONS (tested),
-# read here without importing mihd.fusion, which pulls numpy and the preprocessing profiles.
-FUSION_NEEDS_VISION = {"gene_only": False, "vision_only": True, "concat": True, "mean": True,
-                       "attention": True, "staig_fusion": False}
-CLUSTERERS = ("gmm", "kmeans", "leiden")  # kept in step with mihd.cluster.CLUSTERERS (tested)
+# fusion name -> does it need a vision embedding; clusterers with the default first (both registries
+# import without numpy, so the dashboard reads them directly)
+FUSION_NEEDS_VISION = {name: m.needs_vision for name, m in FUSIONS.items()}
+CLUSTERERS = (DEFAULT_CLUSTER, *(c for c in _CLUSTERERS if c != DEFAULT_CLUSTER))
 ARI_BANDS = (0.2, 0.4, 0.6, 0.8)  # band i = number of these thresholds the ARI reaches
 
 # states, in the order a legend lists them

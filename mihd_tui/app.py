@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -74,7 +75,10 @@ class MihdApp(App):
                     self.post_message(SnapshotReady(self.poller.snapshot(self.spec)))
                 except Exception as exc:  # keep polling; say what went wrong once per kind
                     self.post_message(Notice(f"refresh failed: {type(exc).__name__}: {exc}", "error", wake=False))
-            self.poller.wake.wait(self.interval)
+            deadline = time.monotonic() + self.interval
+            while not worker.is_cancelled and time.monotonic() < deadline:  # short waits: quitting is prompt
+                if self.poller.wake.wait(min(0.25, max(deadline - time.monotonic(), 0))):
+                    break
             self.poller.wake.clear()
         self.poller.close()
 

@@ -37,12 +37,12 @@ def score(run_id, ari, vision="texture", fusion="concat", cluster="gmm"):
 CELL = {"slice": "demo", "gene": "pca", "vision": "texture", "variant": "standard", "fusion": "concat", "cluster": "gmm"}
 
 
-def test_registries_match_the_light_copies():
+def test_rows_and_clusterers_come_from_the_registries():
     from mihd.cluster import CLUSTERERS
     from mihd.fusion import FUSIONS
 
-    assert {n: m.needs_vision for n, m in FUSIONS.items()} == gs.FUSION_NEEDS_VISION
-    assert set(CLUSTERERS) == set(gs.CLUSTERERS)
+    assert GridState().compute(SPEC, [], {}, []).rows == list(FUSIONS)
+    assert set(CLUSTERERS) == set(gs.CLUSTERERS) and gs.CLUSTERERS[0] == "gmm"
 
 
 def test_columns_include_custom_cache_names_of_the_slice_and_none():
@@ -60,6 +60,7 @@ def test_states_never_ready_and_na(tmp_path):
     assert grid[("concat", "none")].state == gs.NA
     assert grid[("gene_only", "none")].state == gs.READY  # needs only the gene embedding
     assert grid[("staig_fusion", "none")].state == gs.READY
+    assert grid[("gene_smooth", "none")].state == gs.READY
 
 
 def test_latest_score_wins_and_random_init_is_flagged(tmp_path):
@@ -119,7 +120,7 @@ def test_plan_launches_splits_none_from_vision_columns():
     row = gs.plan_launches(SPEC, grid, ["staig_fusion"], grid.columns)
     assert row == [(["staig_fusion"], grid.columns[:-1]), (["staig_fusion"], ["none"])]
     assert gs.plan_launches(SPEC, grid, ["concat"], ["none"]) == []
-    assert gs.plan_launches(SPEC, grid, grid.rows, ["none"]) == [(["gene_only", "staig_fusion"], ["none"])]
+    assert gs.plan_launches(SPEC, grid, grid.rows, ["none"]) == [(["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
     whole = gs.plan_launches(SPEC, grid, grid.rows, grid.columns)
     assert whole == [(grid.rows, grid.columns[:-1])]  # the whole grid is one run
 

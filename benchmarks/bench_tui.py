@@ -1,0 +1,186 @@
+"""Dashboard figures: time to first frame (goal <= 1.0 s), idle CPU over 60 s with 20 live runs (goal <= 2 %
+of one core), RSS (goal <= 120 MB), and a run writing 10,000 log lines a second for 30 s with its log view
+open (the app keeps answering keys; memory stays bounded).
+
+The first three run the real `mihd-tui` in a pseudo-terminal (120x40) and measure its process with psutil;
+the log flood drives the app headless (App.run_test) in this process, pressing a key every 0.5 s.
+
+python benchmarks/bench_tui.py [--idle 60] [--live 20] [--flood 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from mihd.runs.kill import kill_run  # noqa: E402
+from mihd.runs.launch import launch  # noqa: E402
+from runs_helpers import CELL, launch_fake  # noqa: E402
+from tui_helpers import no_gpu  # noqa: E402
+
+TUI = [sys.executable, "-m", "mihd_tui.app"]
+FLOOD = ("import sys, time\n"
+         "t0 = time.time(); n = 0\n"
+         "while time.time() - t0 < {secs}:\n"
+         "    for _ in range(1000):\n"
+         "        n += 1; sys.stdout.write(f'line {{n}} step loss=0.{{n % 997:03d}} some more words to make it real\\n')\n"
+         "    sys.stdout.flush()\n"
+         "    time.sleep(max(0.0, n / 10000 - (time.time() - t0)))\n")
+
+
+class PtyApp:
+    """`mihd-tui` in a pseudo-terminal; a thread drains its output and notes when a text first shows."""
+
+    def __init__(self, root: Path, cols: int = 120, rows: int = 40):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen([*TUI, "--root", str(root), "--interval", "2"], stdin=slave, stdout=slave,
+                                     stderr=slave, env=env, cwd=REPO, start_new_session=True)
+        os.close(slave)
+        self.master, self.buf, self.seen = master, b"", {}
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.buf = (self.buf + data)[-200_000:]
+
+    def wait_for(self, text: bytes, timeout: float = 30.0) -> float:
+        while time.perf_counter() - self.t0 < timeout:
+            if text in self.buf:
+                return time.perf_counter() - self.t0
+            time.sleep(0.005)
+        raise TimeoutError(text)
+
+    def quit(self):
+        os.write(self.master, b"q")
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def first_frame(root: Path) -> tuple[float, float]:
+    app = PtyApp(root)
+    try:
+        frame = app.wait_for(b"Runs")          # the screen is drawn (tabs, footer)
+        data = app.wait_for(b"staig_fusion")   # the grid filled from the first refresh
+        return frame, data
+    finally:
+        app.quit()
+
+
+def idle(root: Path, seconds: float) -> dict:
+    app = PtyApp(root)
+    try:
+        app.wait_for(b"staig_fusion")
+        time.sleep(3)
+        p = psutil.Process(app.proc.pid)
+        c0, t0 = p.cpu_times(), time.monotonic()
+        rss_max = 0
+        while time.monotonic() - t0 < seconds:
+            time.sleep(1)
+            rss_max = max(rss_max, p.memory_info().rss)
+        c1, t1 = p.cpu_times(), time.monotonic()
+        cpu = 100 * ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0)
+        return {"cpu_percent": round(cpu, 2), "rss_mb": round(p.memory_info().rss / 1e6, 1),
+                "rss_max_mb": round(rss_max / 1e6, 1)}
+    finally:
+        app.quit()
+
+
+async def flood(root: Path, seconds: float, script: str = FLOOD, fusion: str = "concat") -> dict:
+    from mihd_tui.app import MihdApp
+
+    run_id = launch(root, [sys.executable, "-c", script.format(secs=seconds)], raw=True,
+                    cells=[dict(CELL, fusion=fusion)])  # its own cell: no history, no overrun dialog
+    app = MihdApp(root, interval=2.0, gpu=no_gpu(), setup_demo=False)
+    me = psutil.Process()
+    latencies, rss = [], []
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.find_view(run_id) is None:
+            await pilot.pause(0.1)
+        app.open_run(run_id)
+        await pilot.pause(1.0)
+        t_end = time.monotonic() + seconds
+        tab = "m"
+        while time.monotonic() < t_end:
+            t = time.perf_counter()
+            await pilot.press(tab)  # switch Log <-> Result and wait until the app has handled it
+            want = "result-tab" if tab == "m" else "log-tab"
+            while app.screen.query_one("#detail-tabs").active != want:
+                await pilot.pause(0.01)
+            latencies.append(time.perf_counter() - t)
+            tab = "l" if tab == "m" else "m"
+            rss.append(me.memory_info().rss)
+            await pilot.pause(0.5)
+        log = app.screen.query_one("#log")
+        lines = log.line_count
+    written = int((Path(app.find_view(run_id).run_dir) / "run.log").stat().st_size)
+    latencies.sort()
+    return {"key_latency_median_ms": round(1000 * latencies[len(latencies) // 2], 1),
+            "key_latency_max_ms": round(1000 * latencies[-1], 1), "keys": len(latencies),
+            "rss_start_mb": round(rss[0] / 1e6, 1), "rss_end_mb": round(rss[-1] / 1e6, 1),
+            "rss_max_mb": round(max(rss) / 1e6, 1), "log_view_lines": lines,
+            "run_log_mb": round(written / 1e6, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--idle", type=float, default=60)
+    ap.add_argument("--live", type=int, default=20)
+    ap.add_argument("--flood", type=float, default=30)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "ws"
+        root.mkdir()
+        (root / "slices.json").write_text("{}")  # not a first start: no demo setup in the timings
+        frame, data = first_frame(root)
+        print(f"first frame: {frame:.2f} s (grid filled: {data:.2f} s)  [goal <= 1.0 s]", flush=True)
+        ids = [launch_fake(root, "--seconds", "600") for _ in range(args.live)]
+        try:
+            out = idle(root, args.idle)
+            print(f"idle CPU with {args.live} live runs over {args.idle:.0f} s: {out['cpu_percent']:.2f} % of one core"
+                  f"  [goal <= 2 %]", flush=True)
+            print(f"RSS: {out['rss_mb']} MB (max {out['rss_max_mb']} MB)  [goal <= 120 MB]", flush=True)
+        finally:
+            for rid in ids:
+                try:
+                    kill_run(root, rid, "KILL", grace=1)
+                except Exception:
+                    pass
+        quiet = asyncio.run(flood(root, 5, "import time; time.sleep({secs})", "mean"))
+        print(f"key latency with a quiet log (the Pilot's own press + tab switch): median "
+              f"{quiet['key_latency_median_ms']} ms, max {quiet['key_latency_max_ms']} ms", flush=True)
+        f = asyncio.run(flood(root, args.flood))
+        print(f"log flood 10,000 lines/s for {args.flood:.0f} s ({f['run_log_mb']} MB written): "
+              f"key latency median {f['key_latency_median_ms']} ms, max {f['key_latency_max_ms']} ms over "
+              f"{f['keys']} keys; RSS {f['rss_start_mb']} -> {f['rss_end_mb']} MB (max {f['rss_max_mb']} MB); "
+              f"log view holds {f['log_view_lines']} lines", flush=True)
+
+
+if __name__ == "__main__":
+    main()
