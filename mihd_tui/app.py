@@ -39,7 +39,7 @@ class MihdApp(App):
         Binding("question_mark", "help", "Help", id="help", key_display="?"),
     ]
 
-    def __init__(self, root: Path, interval: float = 2.0, gpu: Gpu | None = None, factor: float | None = None,
+    def __init__(self, root: Path, interval: float = 3.0, gpu: Gpu | None = None, factor: float | None = None,
                  setup_demo: bool = True, kill_grace: float = 10.0) -> None:
         super().__init__()
         self.root = Path(root)
@@ -264,7 +264,7 @@ def _is_empty(root: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mihd-tui", description="MIHD dashboard: cache, grid, runs, GPUs")
     ap.add_argument("--root", help="workspace root (default: $MIHD_ROOT, else the checkout's cache/)")
-    ap.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    ap.add_argument("--interval", type=float, default=3.0, help="seconds between refreshes (default 3)")
     args = ap.parse_args(argv)
     try:
         if not args.interval > 0:
