@@ -10,12 +10,13 @@ from mihd.runs.durations import fmt_duration
 from mihd.runs.status import RunView
 
 from .fmt import fmt_bytes, fmt_eta, short_id, text_bar
+from .keyed_table import KeyedTable
 
 COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 9), ("progress", "PROGRESS", 11),
            ("eta", "ETA", 6), ("elapsed", "ELAPSED", 7), ("cpu", "CPU", 5), ("rss", "RSS", 5), ("gpu", "GPU", 5))
 
 
-class RunsTable(DataTable):
+class RunsTable(KeyedTable):
     """Oldest first, as `mihd runs ls`; a new run is added at the bottom and gets the cursor."""
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
@@ -23,13 +24,7 @@ class RunsTable(DataTable):
 
     BINDINGS = [Binding("enter", "select_cursor", "Open", id="runs.open", tooltip="open the run's log and result")]
 
-    def __init__(self, **kw) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kw)
-        self._shown: dict[str, tuple] = {}
-
-    def on_mount(self) -> None:
-        for key, title, width in COLUMNS:
-            self.add_column(title, key=key, width=width)
+    COLUMNS = COLUMNS
 
     def _cells(self, v: RunView) -> tuple:
         state = "overrun" if v.overrun and v.active else v.status
@@ -44,24 +39,9 @@ class RunsTable(DataTable):
                 fmt_bytes(v.gpu_mem) if v.gpu_mem else "")
 
     def show(self, views: list[RunView]) -> None:
-        ids = {v.id for v in views}
-        for run_id in [k for k in self._shown if k not in ids]:
-            self.remove_row(run_id)
-            del self._shown[run_id]
-        added = None
-        for v in views:
-            cells = self._cells(v)
-            old = self._shown.get(v.id)
-            if old is None:
-                self.add_row(*cells, key=v.id)
-                added = v.id
-            else:
-                for (key, _, _), new, prev in zip(COLUMNS, cells, old):
-                    if new != prev:
-                        self.update_cell(v.id, key, new)
-            self._shown[v.id] = cells
-        if added is not None and len(self._shown) > 1:
-            self.move_cursor(row=self.get_row_index(added), animate=False)
+        added = self.sync([(v.id, self._cells(v)) for v in views])
+        if added and len(self._shown) > 1:
+            self.move_cursor(row=self.get_row_index(added[-1]), animate=False)
 
     @property
     def current(self) -> str | None:
