@@ -32,7 +32,7 @@ def test_ls_show_logs_kill_reindex(tmp_path):
 
     show = mihd("runs", "show", "quick", "--root", tmp_path)  # by name; ids and id prefixes work too
     assert show.returncode == 0 and "ARI 0.420" in show.stdout and done in show.stdout
-    assert "cell 0 step 10/10" in mihd("runs", "logs", done[:17], "--root", tmp_path).stdout
+    assert "cell 0 step 10/10" in mihd("runs", "logs", done[:-4], "--root", tmp_path).stdout
 
     follow = subprocess.Popen([sys.executable, "-m", "mihd", "runs", "logs", "-f", live, "--root", tmp_path],
                               stdout=subprocess.PIPE, text=True, cwd=REPO)
