@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DLPFC = REPO.parent / "shared" / "data" / "dlpfc_151673"
+DLPFC = Path(os.environ.get("MIHD_DLPFC", REPO.parent / "shared" / "data" / "dlpfc_151673"))
 needs_dlpfc = pytest.mark.skipif(not DLPFC.is_dir(), reason="../shared/data/dlpfc_151673 is not present")
 
 

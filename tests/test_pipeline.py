@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_mihd
+from conftest import DLPFC, assert_one_line_error, needs_dlpfc, run_mihd
 from slice_factory import write_spaceranger
 
 from mihd.cache import CacheKey, EmbeddingCache
@@ -112,3 +112,14 @@ def test_launch_checks_the_run_arguments_before_starting_anything(workspace):
     proc = run_mihd("launch", "--", "run", "demo", "--gene", "pca", root=workspace)
     assert_one_line_error(proc, "mihd launch", "--fusion")
     assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
+
+
+@needs_dlpfc
+def test_real_dlpfc_cell_scores_above_the_non_spatial_baseline(tmp_path):
+    proc = run_mihd("run", str(DLPFC), "--gene", "pca", "--fusion", "gene_smooth", "--drop-unlabelled", "--json",
+                    root=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    cell = out["cells"][0]
+    assert cell["n_clusters"] == 7 and cell["n_scored_spots"] == 3611  # 28 unlabelled spots dropped
+    assert out["ari"] > 0.3  # PCA + KMeans, the non-spatial baseline, sits near 0.24-0.30
