@@ -183,6 +183,17 @@ async def test_runs_survive_quitting_and_a_restarted_dashboard_reattaches(worksp
         cleanup(workspace)
 
 
+async def test_a_wide_terminal_shows_the_cache_beside_the_grid(cached_root):
+    app = app_for(cached_root)
+    async with app.run_test(size=(200, 50)) as pilot:
+        side = await wait_until(pilot, lambda: (s := app.screen.query_one("#side-inventory")).row_count == 2 and s)
+        assert side.display and side.region.x > 0 and side.region.width > 40  # beside the grid, not below
+        assert {str(side.get_row_at(i)[2]) for i in range(2)} == {"pca", "texture"}
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert side.region.width == 0 or not side.display  # at 80 columns the cache is a tab only
+
+
 async def test_gpu_panel_says_no_gpu_when_nvml_finds_none(workspace):
     app = app_for(workspace, gpu=no_gpu())
     async with app.run_test(size=(80, 24)) as pilot:

@@ -1,10 +1,13 @@
-"""The main screen: header, the fusion x vision grid, and tabs for runs, the cache inventory and GPUs."""
+"""The main screen: header, the fusion x vision grid, and tabs for runs, the cache inventory and GPUs.
+
+On a wide terminal (WIDE columns or more) the cache inventory also stands beside the grid, so the
+space a login-node terminal often has is used without a tab switch."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
@@ -16,6 +19,8 @@ from ..widgets.gpu_panel import GpuPanel
 from ..widgets.grid_table import GridTable
 from ..widgets.inventory import CacheInventory
 from ..widgets.runs_table import RunsTable
+
+WIDE = 150  # columns from which the cache inventory also shows beside the grid
 
 DESCRIBE = {"never": "never run", "ready": "inputs cached, can run now", "queued": "queued",
             "running": "running", "overrun": "running past its expected time", "failed": "failed",
@@ -48,9 +53,11 @@ class MainScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="header")
-        with Vertical(id="grid-box"):
-            yield GridTable(id="grid")
-            yield Static("loading…", id="cell-info")
+        with Horizontal(id="top"):
+            with Vertical(id="grid-box"):
+                yield GridTable(id="grid")
+                yield Static("loading…", id="cell-info")
+            yield CacheInventory(id="side-inventory")
         with TabbedContent(id="tabs", initial="runs-tab"):
             with TabPane("Runs", id="runs-tab"):
                 yield RunsTable(id="runs")
@@ -61,6 +68,9 @@ class MainScreen(Screen):
         yield Footer()
 
     _ready = False
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= WIDE, "wide")
 
     def on_mount(self) -> None:
         self.query_one(GridTable).focus()
@@ -75,7 +85,8 @@ class MainScreen(Screen):
             return  # made for the previous choice; the next one follows at once
         self.query_one(GridTable).show(snap.grid)
         self.query_one(RunsTable).show(snap.views)
-        self.query_one(CacheInventory).show(snap.inventory)
+        for inventory in self.query(CacheInventory):
+            inventory.show(snap.inventory)
         self.query_one(GpuPanel).show(snap.gpu, snap.gpu_reason)
         self._header(snap)
         self._cell_info()
