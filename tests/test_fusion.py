@@ -102,7 +102,6 @@ def test_spatial_graph_is_symmetric_5nn_without_self_loops():
 
 
 def test_image_drop_probabilities_grow_with_image_distance_and_sum_to_one():
-    coords = np.array([[0.0, 0], [1, 0], [0, 1], [1, 1]])
     edges = np.array([[0, 1], [0, 2], [0, 3]])
     image = np.array([[0.0], [1.0], [3.0], [0.0]])
     p = staig.drop_probabilities(edges, image, 4, image=True)

@@ -13,7 +13,7 @@ import pytest
 
 from mihd_tui.app import MihdApp
 from mihd_tui.widgets.grid_table import GridTable
-from tui_helpers import FIXED_ID, frozen_run, no_gpu, wait_until
+from tui_helpers import frozen_run, no_gpu, wait_until
 
 ROOT = Path("/tmp/mihd-tui-snapshot-ws")
 
