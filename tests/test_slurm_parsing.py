@@ -197,6 +197,19 @@ def test_just_ended_job_waits_for_its_exit_json_then_exit_json_decides(tmp_path)
     assert be.poll({"r1": handle(d, "43")})["r1"] == type(st)(GONE)  # the watcher reads exit.json
 
 
+def test_job_ended_by_its_time_limit_is_a_failed_run_that_says_timeout(tmp_path):
+    """Slurm TERMs the job at its limit; the supervisor forwards it and writes exit.json. Without Slurm's
+    word that reads as a kill; with it, the run is failed with TIMEOUT, also after a reindex."""
+    from mihd.runs.registry import describe
+
+    d = run_dir(tmp_path, started=1.0, exit_={"code": None, "signal": "TERM", "ended": 2.0, "forwarded": ["TERM"]})
+    (d / "handle.json").write_text(json.dumps(handle(d, "44")))
+    st = backend(Cluster("", {"44": show("44", "TIMEOUT", "TimeLimit")})).poll({"r1": handle(d, "44")})["r1"]
+    assert st.state == GONE and "TIMEOUT" in st.reason
+    row, _ = describe(d)
+    assert row["status"] == "failed" and row["error"].startswith("Slurm TIMEOUT (TimeLimit)")
+
+
 def test_forgotten_job_and_never_submitted_run_are_gone(tmp_path):
     be = backend(Cluster(""))
     d = run_dir(tmp_path)

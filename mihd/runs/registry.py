@@ -22,6 +22,7 @@ from .cells import cell_label, run_signature, sig_string, signature
 from .supervise import PROC
 
 HANDLE = "handle.json"  # the backend's handle, written by launch
+SLURM_FAILURES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
 TERMINAL = ("done", "failed", "killed")
 ACTIVE = ("queued", "running")
 BUSY_TIMEOUT_S = 30.0
@@ -73,7 +74,9 @@ def describe(run_dir: Path) -> tuple[dict, list[dict]]:
     cells = spec.get("cells") or [c.get("signature") or c for c in result_cells]
     if exit_ is not None:
         failed_result = (result or {}).get("status") == "failed"
-        if kill_ev or exit_.get("forwarded"):
+        if handle.get("slurm_state") in SLURM_FAILURES and not kill_ev:
+            status = "failed"  # Slurm ended it (time limit, memory, node): not the researcher's kill
+        elif kill_ev or exit_.get("forwarded"):
             status = "killed"
         elif exit_.get("code") == 0 and not failed_result:
             status = "done"
@@ -87,6 +90,9 @@ def describe(run_dir: Path) -> tuple[dict, list[dict]]:
     ended = (exit_ or {}).get("ended") or (end_ev or {}).get("t") if status in TERMINAL else None
     created = spec.get("created") or started or _mtime(run_dir)
     error = (result or {}).get("error") or (end_ev or {}).get("error") or (exit_ or {}).get("error")
+    if handle.get("slurm_state") in SLURM_FAILURES:
+        error = f"Slurm {handle['slurm_state']}" + (f" ({handle['slurm_reason']})" if handle.get("slurm_reason") else "") \
+            + (f": {error}" if error else "")
     row = {
         "id": spec.get("id") or run_dir.name, "name": spec.get("name"),
         "label": cell_label(cells, spec.get("name")), "signature": run_signature(cells, backend),

@@ -210,8 +210,11 @@ class Backend:
             return RunState(RUNNING, reason=note, started=info.start)
         if info is not None and not _ended(info):
             return RunState(UNKNOWN, reason=f"Slurm: job {job} in state {info.state}")
-        if (run_dir / EXIT).exists():
-            return RunState(GONE)  # the watcher reads exit.json: done, failed or killed
+        if (run_dir / EXIT).exists():  # the watcher reads exit.json: done, failed or killed
+            if info is None or info.state == "COMPLETED":
+                return RunState(GONE)
+            final = self._remember(handle, info)  # e.g. TIMEOUT: the registry says so instead of "killed"
+            return RunState(GONE, reason=f"Slurm: job {job} {info.state}", handle=final)
         if info is None:
             what = f"Slurm: job {job} no longer known"
         else:
@@ -220,12 +223,17 @@ class Backend:
             ended = info.end or self._ended_seen.setdefault(job, time.time())
             if time.time() - ended < self.exit_grace:
                 return RunState(UNKNOWN, reason=f"{what}; waiting for its exit.json")
-        final = {**handle, "slurm_state": info.state if info else None,
-                 "slurm_reason": info.reason if info else None}
-        if final != handle:
-            write_json_atomic(run_dir / HANDLE, final)  # remembered after a reindex too
-        return RunState(GONE, reason=f"{what}, without exit.json; see {run_dir / f'slurm-{job}.out'}",
-                        handle=final if final != handle else None)
+        final = self._remember(handle, info)
+        return RunState(GONE, reason=f"{what}, without exit.json; see {run_dir / f'slurm-{job}.out'}", handle=final)
+
+    @staticmethod
+    def _remember(handle: dict, info: JobInfo | None) -> dict | None:
+        """Keep Slurm's last word in handle.json (so it survives a reindex); the new handle, or None if unchanged."""
+        final = {**handle, "slurm_state": info.state if info else None, "slurm_reason": info.reason if info else None}
+        if final == handle:
+            return None
+        write_json_atomic(Path(handle["run_dir"]) / HANDLE, final)
+        return final
 
     def process_root(self, handle: dict) -> tuple[int, float] | None:
         return None  # the job's processes live on a compute node
