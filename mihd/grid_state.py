@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .cache import GENE_VARIANT
 from .cluster import CLUSTERERS as _CLUSTERERS
+from .data.registry import registered
 from .encoders import GENE_ENCODERS, VISION_ENCODERS
 from .fusion import FUSIONS
 from .jsonio import read_json
@@ -24,7 +25,6 @@ from .rundir import RESULT, SPEC
 from .runs.cells import run_signature, sig_string, signature
 from .runs.durations import fmt_duration
 from .runs.eta import Expected, expected_duration
-from .workspace import slices_file
 
 NONE = "none"  # the column of cells without a vision embedding
 DEFAULT_CLUSTER = "gmm"
@@ -115,8 +115,7 @@ def is_valid(fusion: str, column: str) -> bool:
 # -- choices ---------------------------------------------------------------------------------------
 def slice_choices(root: Path, entries: list[dict]) -> list[str]:
     """Registered slices, slices with cache entries, and `demo` (made on first use); demo first."""
-    registered = read_json(slices_file(Path(root)), default={})
-    names = set(registered if isinstance(registered, dict) else {}) | {e.get("slice") for e in entries}
+    names = set(registered(Path(root))) | {e.get("slice") for e in entries}
     names.discard(None)
     names.add("demo")
     return ["demo"] + sorted(names - {"demo"})

@@ -1,20 +1,17 @@
 """Slices: load a Space Ranger folder, an .h5ad, a registered name, or the built-in `demo`.
 
 `load_slice` returns an AnnData laid out as docs/ARCHITECTURE.md says, with `uns["mihd"]` holding the
-slice id and the gene/vision fingerprints the cache checks entries against.
+slice id and the gene/vision fingerprints the cache checks entries against. Importing this package is
+light (numpy/pandas/scanpy load when a slice does), so the dashboard can read the slice registry.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from ..cache import is_valid_name
 from ..errors import MihdError
 from ..workspace import resolve_root
-from .fingerprint import gene_fingerprint, vision_fingerprint
 from .registry import registered
 
 DEMO = "demo"
@@ -57,6 +54,8 @@ def load_slice(source: str | Path, root: str | Path | None = None, truth_col: st
     else:
         raise MihdError(f"SLICE {path}: expected a Space Ranger folder or an .h5ad file")
 
+    from .fingerprint import gene_fingerprint, vision_fingerprint
+
     _attach_truth(adata, path, slice_id, truth_col)
     adata.uns["mihd"] = {
         "slice_id": slice_id,
@@ -80,6 +79,9 @@ def _load_h5ad(path: Path):
 
 
 def _attach_truth(adata, path: Path, slice_id: str, truth_col: str | None) -> None:
+    import numpy as np
+    import pandas as pd
+
     if truth_col:
         if truth_col not in adata.obs:
             raise MihdError(f"--truth-col {truth_col!r}: no such column; columns: {', '.join(map(str, adata.obs.columns))}")
