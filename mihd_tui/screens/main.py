@@ -83,6 +83,8 @@ class MainScreen(Screen):
     def show_snapshot(self, snap: Snapshot) -> None:
         if not self._ready or snap.spec != self.app.spec:
             return  # made for the previous choice; the next one follows at once
+        if not self.query(GridTable):
+            return  # the app is quitting and this screen's widgets are already gone
         self.query_one(GridTable).show(snap.grid)
         self.query_one(RunsTable).show(snap.views)
         for inventory in self.query(CacheInventory):
