@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .common import add_root, human_age, print_json, print_table
+from .common import add_root, print_json, print_table
 
 
 def register(sub) -> None:
@@ -34,6 +34,8 @@ def _open(args):
 
 
 def inventory_rows(entries: list[dict], now: float) -> list[list]:
+    from ..runs.durations import fmt_age
+
     rows = []
     for m in sorted(entries, key=lambda m: (m["slice"], m["modality"], m["name"], m["variant"])):
         if "corrupt" in m:
@@ -42,7 +44,7 @@ def inventory_rows(entries: list[dict], now: float) -> list[list]:
         shape = "x".join(map(str, m.get("shape", [])))
         name = m["name"] + (" (random init)" if m.get("random_init") else "")
         rows.append([m["slice"], m["modality"], name, m["variant"], shape, f"{m.get('nbytes', 0) / 1e6:.1f}",
-                     human_age(now - m.get("created", now)), f"{m.get('compute_seconds', 0):.1f}s"])
+                     fmt_age(now - m.get("created", now)), f"{m.get('compute_seconds', 0):.1f}s"])
     return rows
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 
 def add_root(parser: argparse.ArgumentParser) -> None:
@@ -34,18 +33,6 @@ def encoder_config(args) -> dict:
 
 def print_json(data) -> None:
     print(json.dumps(data, indent=1, default=str))
-
-
-def human_age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}" if unit != "m" else f"{seconds // 60:.0f}m"
-    return f"{seconds:.0f}s"
-
-
-def age_of(timestamp: float | None) -> str:
-    return human_age(time.time() - timestamp) if timestamp else "-"
 
 
 def print_table(headers: list[str], rows: list[list]) -> None:

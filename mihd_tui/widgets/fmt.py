@@ -39,13 +39,3 @@ def short_id(run_id: str) -> str:
     if len(parts) == 4:
         return f"{parts[1]}·{parts[3][:4]}"
     return run_id[-11:]
-
-
-def fmt_age(seconds: float | None) -> str:
-    """Coarse age (`now`, `12m`, `3h`, `2d`) so the inventory does not redraw every second."""
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size:.0f}{unit}"
-    return "now"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mihd.grid_state import InventoryRow
+from mihd.runs.durations import fmt_age
 
-from .fmt import fmt_age
 from .keyed_table import KeyedTable
 
 COLUMNS = (("slice", "SLICE", 10), ("modality", "MODALITY", 8), ("name", "NAME", 16), ("variant", "VARIANT", 12),
