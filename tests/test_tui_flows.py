@@ -134,6 +134,8 @@ async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace)
             await wait_until(pilot, lambda: app.find_view(run_id) and app.find_view(run_id).status == "running")
             dialog = await wait_until(pilot, lambda: isinstance(app.screen, OverrunDialog) and app.screen, timeout=30)
             assert dialog.view.id == run_id
+            # notify() posts a message: the toast may land a moment after the dialog
+            await wait_until(pilot, lambda: any("past its expected time" in n.message for n in app._notifications))
             assert sum("past its expected time" in n.message for n in app._notifications) == 1
             await pilot.press("w")  # keep watching: silenced for this run
             await pilot.pause(1.5)

@@ -91,12 +91,9 @@ def cmd_runs(args) -> int:
     return {"ls": _ls, "show": _show, "logs": _logs, "kill": _kill, "reindex": _reindex}[args.runs_command](args)
 
 
-def _mb(n) -> str:
-    return "-" if n is None else f"{n / 2**20:.0f}M" if n < 2**30 else f"{n / 2**30:.1f}G"
-
-
 def _row(v) -> list[str]:
     from ..runs.durations import fmt_duration
+    from ..runs.monitor import fmt_bytes
 
     prog = "-" if v.progress is None else f"{100 * v.progress:.0f}%"
     eta = "-" if v.eta_s is None else f"{fmt_duration(v.eta_s)}~{v.eta_confidence}"
@@ -104,7 +101,7 @@ def _row(v) -> list[str]:
     status = v.status + ("!" if v.overrun and v.active else "")
     elapsed = fmt_duration(v.elapsed) if v.status != "queued" else f"q {fmt_duration(v.queued_s)}"
     cpu = "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%"
-    return [v.id, v.label[:34], status, elapsed, eta, prog, cpu, _mb(v.rss), _mb(v.gpu_mem), score]
+    return [v.id, v.label[:34], status, elapsed, eta, prog, cpu, fmt_bytes(v.rss), fmt_bytes(v.gpu_mem), score]
 
 
 def _ls(args) -> int:
@@ -128,6 +125,7 @@ def _ls(args) -> int:
 def _show(args) -> int:
     from ..rundir import read_spec
     from ..runs.durations import fmt_duration
+    from ..runs.monitor import fmt_bytes
     from ..runs.status import RunWatcher
 
     w = RunWatcher(args.root)
@@ -152,7 +150,7 @@ def _show(args) -> int:
               + (f" {v.stage} {v.stage_done}/{v.stage_total}" if v.stage else "")),
              ("overrun", "yes" if v.overrun else "no"),
              ("cpu / rss / gpu", f"{'-' if v.cpu_percent is None else f'{v.cpu_percent:.0f}%'} / "
-              f"{_mb(v.rss)} / {_mb(v.gpu_mem)}"),
+              f"{fmt_bytes(v.rss)} / {fmt_bytes(v.gpu_mem)}"),
              ("pid / job", f"{v.pid or '-'} / {v.job_id or '-'}"),
              ("exit", f"code {v.exit_code}" if v.exit_code is not None else (f"signal {v.exit_signal}"
                                                                             if v.exit_signal else "-"))]

@@ -20,11 +20,12 @@ from textual.worker import get_current_worker
 from mihd.jsonio import read_json
 from mihd.rundir import LOG, RESULT
 from mihd.runs.durations import fmt_duration
+from mihd.runs.monitor import fmt_bytes
 from mihd.runs.status import RunView
 
 from ..messages import LogLines
 from ..poller import Snapshot
-from ..widgets.fmt import fmt_bytes, fmt_eta
+from ..widgets.fmt import fmt_eta
 from ..widgets.spatial_map import SpatialMap, map_colours
 from ..widgets.sparkline import MetricSpark
 

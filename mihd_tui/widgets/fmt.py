@@ -7,16 +7,6 @@ from mihd.runs.durations import fmt_duration
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
-def fmt_bytes(n: int | float | None) -> str:
-    """`312M`, `1.2G`; `-` when unknown."""
-    if n is None:
-        return "-"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}" if unit == "G" else f"{n / size:.0f}{unit}"
-    return f"{n:.0f}B"
-
-
 def text_bar(fraction: float | None, width: int = 10) -> str:
     """A bar in eighth blocks, e.g. `██████▍   `; blanks when unknown."""
     if fraction is None:

@@ -7,8 +7,8 @@ from textual.containers import Vertical
 from textual.widgets import Label
 
 from mihd.runs.gpu import GpuDevice
+from mihd.runs.monitor import fmt_bytes
 
-from .fmt import fmt_bytes
 from .sparkline import MetricSpark
 
 

@@ -7,9 +7,10 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from mihd.runs.durations import fmt_duration
+from mihd.runs.monitor import fmt_bytes
 from mihd.runs.status import RunView
 
-from .fmt import fmt_bytes, fmt_eta, short_id, text_bar
+from .fmt import fmt_eta, short_id, text_bar
 from .keyed_table import KeyedTable
 
 COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 9), ("progress", "PROGRESS", 11),
