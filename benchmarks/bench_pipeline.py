@@ -1,5 +1,5 @@
 """Pipeline figures (issue 3): seconds per cell with cached embeddings on 151673 (staig_fusion included),
-ARI per fusion x clusterer, and that `mihd grid` with 6 fusions x 2 vision encoders loads each embedding once.
+ARI per fusion x clusterer (+- refine), and that `mihd grid` with 6 fusions x 2 vision encoders loads each embedding once.
 
 Run: .venv/bin/python benchmarks/bench_pipeline.py [--seeds 3] [--fusions a,b] [--clusters gmm,kmeans]
 """
@@ -12,35 +12,51 @@ import tempfile
 import time
 from pathlib import Path
 
+from mihd.cluster import cluster
 from mihd.data import load_slice
 from mihd.extract import get_embedding
-from mihd.fusion import FUSIONS
+from mihd.fusion import FUSIONS, run_cell_arrays
+from mihd.metrics import ari
 from mihd.pipeline import grid_cells, run_cells
 from mihd.rundir import read_events
 
 DLPFC = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dlpfc_151673"
 
 
-def table_151673(root: Path, gene: str, fusions, clusters, seeds: int, refine: bool) -> None:
+def table_151673(root: Path, gene: str, fusions, clusters, seeds: int) -> None:
+    """ARI per fusion x clusterer (with and without the 15-NN refine), NA spots dropped before fusing.
+
+    Each fusion runs once per seed through `run_cell_arrays` (the pipeline's array path); its fused
+    array is then clustered by every clusterer, so staig_fusion trains once per seed, not per column.
+    """
+    import numpy as np
+
     adata = load_slice(DLPFC, root=root)
+    keep = adata.obs["truth"].notna().to_numpy()
+    truth = adata.obs["truth"].astype(str).to_numpy()[keep]
+    coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[keep]
+    emb = {}
     for modality, name in (("gene", gene), ("vision", "texture")):
         got = get_embedding(adata, modality, name, root=root)
+        emb[modality] = got.embedding.subset(keep)
         print(f"  cached {modality} {name}: {got.status} in {got.seconds:.1f} s")
-    print(f"151673, gene {gene}, vision texture (low-res image only), 7 clusters, NA spots dropped, refine={refine}")
-    print(f"  {'fusion':13s} {'cluster':8s} {'ARI mean':>8s} {'sd':>6s} {'NMI':>6s} {'s/cell':>7s}")
+    columns = [(c, r) for c in clusters for r in (False, True)]
+    print(f"151673, gene {gene}, vision texture (low-res image only), 7 clusters, {keep.sum()} labelled spots, "
+          f"ARI mean+-sd over {seeds} seeds")
+    print(f"  {'fusion':13s} " + " ".join(f"{c + ('+refine' if r else ''):>13s}" for c, r in columns) + "  fuse s")
     for fusion in fusions:
-        for cluster in clusters:
-            aris, nmis, secs = [], [], []
-            for seed in range(seeds):
-                started = time.perf_counter()
-                result = run_cells(adata, grid_cells([gene], ["texture"], [fusion], [cluster]), root=root,
-                                   seed=seed, refine=refine, drop_unlabelled=True)
-                secs.append(time.perf_counter() - started)
-                aris.append(result["cells"][0]["ari"])
-                nmis.append(result["cells"][0]["nmi"])
-            sd = statistics.stdev(aris) if len(aris) > 1 else 0.0
-            print(f"  {fusion:13s} {cluster:8s} {statistics.mean(aris):8.3f} {sd:6.3f} {statistics.mean(nmis):6.3f} "
-                  f"{statistics.median(secs):7.1f}", flush=True)
+        scores = {col: [] for col in columns}
+        fuse_seconds = []
+        for seed in range(seeds):
+            _, fused, timings = run_cell_arrays(emb["gene"], emb["vision"], coords, fusion=fusion,
+                                                cluster=clusters[0], n_clusters=7, seed=seed)
+            fuse_seconds.append(timings["fuse"])
+            for c, r in columns:
+                labels = cluster(fused, c, 7, seed=seed, refine=r, coords=coords)
+                scores[(c, r)].append(ari(labels, truth))
+        cells = " ".join(f"{statistics.mean(v):6.3f}+-{(statistics.stdev(v) if len(v) > 1 else 0):.3f}"
+                         for v in scores.values())
+        print(f"  {fusion:13s} {cells}  {statistics.median(fuse_seconds):6.1f}", flush=True)
 
 
 def grid_loads_once(root: Path) -> None:
@@ -62,14 +78,13 @@ def main() -> None:
     parser.add_argument("--gene", default="pca")
     parser.add_argument("--fusions", default=",".join(FUSIONS))
     parser.add_argument("--clusters", default="gmm,kmeans,leiden")
-    parser.add_argument("--refine", action="store_true")
     parser.add_argument("--skip-grid", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_grid:
             grid_loads_once(Path(tmp))
         if DLPFC.is_dir():
-            table_151673(Path(tmp), args.gene, args.fusions.split(","), args.clusters.split(","), args.seeds, args.refine)
+            table_151673(Path(tmp), args.gene, args.fusions.split(","), args.clusters.split(","), args.seeds)
 
 
 if __name__ == "__main__":

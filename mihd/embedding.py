@@ -48,5 +48,9 @@ class Embedding:
         self.check_profile(steps)
         return replace(self, array=np.ascontiguousarray(array, dtype=np.float32), transforms=self.transforms + tuple(steps))
 
+    def subset(self, keep: np.ndarray) -> "Embedding":
+        """The same embedding for the spots where `keep` (a boolean mask) is true."""
+        return replace(self, array=self.array[keep], obs_names=self.obs_names[keep])
+
 
 NORMALISING = frozenset({"standardize", "l2", "pca", "minmax"})

@@ -160,8 +160,8 @@ def _run_one(cell: Cell, embeddings: _Embeddings, adata, keep, k, refine, seed, 
     load_seconds = time.perf_counter() - started
     g, v = gene.embedding, vision.embedding if vision else None
     if not keep.all():
-        g = _subset(g, keep)
-        v = _subset(v, keep) if v is not None else None
+        g = g.subset(keep)
+        v = v.subset(keep) if v is not None else None
     labels, _, timings = run_cell_arrays(
         g, v, adata.obsm["spatial"][keep], fusion=cell.fusion, cluster=cell.cluster, n_clusters=k, refine=refine,
         seed=seed, progress=lambda stage, done, total: events.stage(stage, done, total))
@@ -179,9 +179,3 @@ def _run_one(cell: Cell, embeddings: _Embeddings, adata, keep, k, refine, seed, 
                     "cluster": round(timings["cluster"], 3), "total": round(time.perf_counter() - started, 3)},
         "cache": cache, "random_init": random_init, "labels": full.tolist(), "n_scored_spots": int(keep.sum()),
     }
-
-
-def _subset(embedding, keep):
-    from dataclasses import replace
-
-    return replace(embedding, array=embedding.array[keep], obs_names=embedding.obs_names[keep])
