@@ -1,7 +1,8 @@
 """Pipeline figures (issue 3): seconds per cell with cached embeddings on 151673 (staig_fusion included),
-ARI per fusion x clusterer (+- refine), and that `mihd grid` with 6 fusions x 2 vision encoders loads each embedding once.
+ARI per fusion x clusterer (+- refine) on the demo slice and 151673, and that `mihd grid` with 6 fusions x 2 vision encoders loads each embedding once.
 
 Run: .venv/bin/python benchmarks/bench_pipeline.py [--seeds 3] [--fusions a,b] [--clusters gmm,kmeans]
+     [--skip-grid] [--skip-demo]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mihd.rundir import read_events
 DLPFC = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dlpfc_151673"
 
 
-def table_151673(root: Path, gene: str, fusions, clusters, seeds: int) -> None:
+def ari_table(root: Path, source, about: str, gene: str, fusions, clusters, seeds: int) -> None:
     """ARI per fusion x clusterer (with and without the 15-NN refine), NA spots dropped before fusing.
 
     Each fusion runs once per seed through `run_cell_arrays` (the pipeline's array path); its fused
@@ -31,7 +32,8 @@ def table_151673(root: Path, gene: str, fusions, clusters, seeds: int) -> None:
     """
     import numpy as np
 
-    adata = load_slice(DLPFC, root=root)
+    adata = load_slice(source, root=root)
+    k = adata.obs["truth"].nunique()
     keep = adata.obs["truth"].notna().to_numpy()
     truth = adata.obs["truth"].astype(str).to_numpy()[keep]
     coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[keep]
@@ -41,7 +43,7 @@ def table_151673(root: Path, gene: str, fusions, clusters, seeds: int) -> None:
         emb[modality] = got.embedding.subset(keep)
         print(f"  cached {modality} {name}: {got.status} in {got.seconds:.1f} s")
     columns = [(c, r) for c in clusters for r in (False, True)]
-    print(f"151673, gene {gene}, vision texture (low-res image only), 7 clusters, {keep.sum()} labelled spots, "
+    print(f"{about}, gene {gene}, vision texture, {k} clusters, {keep.sum()} labelled spots, "
           f"ARI mean+-sd over {seeds} seeds")
     print(f"  {'fusion':13s} " + " ".join(f"{c + ('+refine' if r else ''):>13s}" for c, r in columns) + "  fuse s")
     for fusion in fusions:
@@ -49,10 +51,10 @@ def table_151673(root: Path, gene: str, fusions, clusters, seeds: int) -> None:
         fuse_seconds = []
         for seed in range(seeds):
             _, fused, timings = run_cell_arrays(emb["gene"], emb["vision"], coords, fusion=fusion,
-                                                cluster=clusters[0], n_clusters=7, seed=seed)
+                                                cluster=clusters[0], n_clusters=k, seed=seed)
             fuse_seconds.append(timings["fuse"])
             for c, r in columns:
-                labels = cluster(fused, c, 7, seed=seed, refine=r, coords=coords)
+                labels = cluster(fused, c, k, seed=seed, refine=r, coords=coords)
                 scores[(c, r)].append(ari(labels, truth))
         cells = " ".join(f"{statistics.mean(v):6.3f}+-{(statistics.stdev(v) if len(v) > 1 else 0):.3f}"
                          for v in scores.values())
@@ -79,12 +81,16 @@ def main() -> None:
     parser.add_argument("--fusions", default=",".join(FUSIONS))
     parser.add_argument("--clusters", default="gmm,kmeans,leiden")
     parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--skip-demo", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_grid:
             grid_loads_once(Path(tmp))
-        if DLPFC.is_dir():
-            table_151673(Path(tmp), args.gene, args.fusions.split(","), args.clusters.split(","), args.seeds)
+        tables = [] if args.skip_demo else [("demo", "demo (synthetic, 6 layers)")]
+        tables += [(DLPFC, "151673 (low-res image only)")] if DLPFC.is_dir() else []
+        for source, about in tables:
+            ari_table(Path(tmp), source, about, args.gene, args.fusions.split(","), args.clusters.split(","),
+                      args.seeds)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 import time
+import types
 from pathlib import Path
 
 import psutil
@@ -57,3 +58,20 @@ def alive(pids) -> list[int]:
         except psutil.NoSuchProcess:
             pass
     return out
+
+
+def fake_nvml(devices: int = 1, pids_mem: dict[int, int] | None = None, fail_init: bool = False):
+    """An NVML stand-in: `devices` GPUs (0: NVML works but finds none), compute processes using `pids_mem`
+    bytes by pid, or an nvmlInit that fails as on a machine without the library."""
+    def init():
+        if fail_init:
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    dev = object()
+    procs = [types.SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in (pids_mem or {}).items()]
+    return types.SimpleNamespace(
+        nvmlInit=init, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: devices,
+        nvmlDeviceGetHandleByIndex=lambda i: dev, nvmlDeviceGetName=lambda h: b"Fake H100",
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=3 << 30, total=80 << 30),
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=57, memory=20),
+        nvmlDeviceGetComputeRunningProcesses=lambda h: procs, nvmlDeviceGetGraphicsRunningProcesses=lambda h: [])

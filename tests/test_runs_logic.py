@@ -1,7 +1,5 @@
 """Run control decisions over synthetic inputs: durations, signatures, ETA, progress, overrun, GPU seam."""
 
-import types
-
 import pytest
 
 from mihd.errors import MihdError
@@ -12,6 +10,7 @@ from mihd.runs.gpu import Gpu
 from mihd.runs.launch import new_run_id
 from mihd.runs.monitor import Monitor
 from mihd.runs.overrun import is_overrun, overrun_factor
+from runs_helpers import fake_nvml
 
 
 def test_durations_round_trip_and_errors():
@@ -100,30 +99,14 @@ def test_overrun_rule_and_factor():
         overrun_factor("-1")
 
 
-def _fake_nvml(pids_mem, fail_init=False):
-    def init():
-        if fail_init:
-            raise RuntimeError("NVML Shared Library Not Found")
-
-    dev = object()
-    return types.SimpleNamespace(
-        nvmlInit=init, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: 1,
-        nvmlDeviceGetHandleByIndex=lambda i: dev, nvmlDeviceGetName=lambda h: b"Fake H100",
-        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=3 << 30, total=80 << 30),
-        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=57, memory=20),
-        nvmlDeviceGetComputeRunningProcesses=lambda h: [types.SimpleNamespace(pid=p, usedGpuMemory=m)
-                                                        for p, m in pids_mem.items()],
-        nvmlDeviceGetGraphicsRunningProcesses=lambda h: [])
-
-
 def test_gpu_seam_devices_and_no_gpu():
     import os
 
-    gpu = Gpu(nvml=_fake_nvml({os.getpid(): 1 << 30, 999_999: 5}))
+    gpu = Gpu(nvml=fake_nvml(pids_mem={os.getpid(): 1 << 30, 999_999: 5}))
     (dev,) = gpu.devices()
     assert (dev.name, dev.util, dev.mem_total) == ("Fake H100", 57.0, 80 << 30)
     sample = Monitor(gpu).sample({"me": (os.getpid(), None)})["me"]
     assert sample.gpu_mem == 1 << 30 and sample.rss > 0 and sample.nprocs >= 1
-    none = Gpu(nvml=_fake_nvml({}, fail_init=True))
+    none = Gpu(nvml=fake_nvml(fail_init=True))
     assert none.probe() is False and none.devices() == [] and "no GPU" in none.reason
     assert Monitor(none).sample({"me": (os.getpid(), None)})["me"].gpu_mem is None

@@ -150,6 +150,15 @@ def test_restarted_dashboard_shows_the_running_job(ws):
         w.close()
 
 
+def test_running_job_shows_the_memory_it_measured_on_its_node(ws):
+    run_id = launch_fake(ws, "--seconds", 60, "--mem", 50)
+    # the login node cannot see a compute node's processes: the figures come from the job's usage.json
+    v = wait_for(lambda: (v := view(ws, run_id)).status == "running" and (v.rss or 0) >= 50 << 20 and v, timeout=60)
+    assert v.cpu_percent is not None and v.nprocs >= 1 and v.gpu_mem is None  # no GPU on this node
+    assert kill_run(ws, run_id, grace=5)["status"] == "killed"
+    assert view(ws, run_id).rss is None  # a finished run has no current use
+
+
 def test_two_jobs_run_at_once(ws):
     ids = [launch_fake(ws, "--seconds", 6, "--ari", ari) for ari in (0.4, 0.6)]
 

@@ -103,6 +103,8 @@ async def test_launch_a_cell_see_it_running_then_done_with_its_ari(cached_root):
         assert run_row_text(app, cs.run_id, "status").startswith("done")
         await pilot.press("o")  # the run detail shows the result and both maps
         await wait_until(pilot, lambda: "ARI" in str(app.screen.query_one("#pred-title").render()))
+        peak = str(app.screen.query_one("#detail-eta").render())  # and what the run used at most
+        assert "peak" in peak and "RSS" in peak, peak
 
 
 async def test_kill_from_the_runs_table_asks_then_kills_the_tree(workspace):

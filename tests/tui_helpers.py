@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-import types
 from pathlib import Path
 
 from mihd.jsonio import write_json_atomic
 from mihd.runs.gpu import Gpu
+from runs_helpers import fake_nvml
 
 FIXED_ID = "20250101-093012-345-a1b2c3"
 FIXED_T = 1735720212.0  # 2025-01-01 09:30:12 local-time independent: only differences are shown
-
-
-def fake_nvml(devices: int = 1):
-    """An NVML stand-in reporting `devices` GPUs (0: NVML works but finds none)."""
-    dev = object()
-    return types.SimpleNamespace(
-        nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: devices,
-        nvmlDeviceGetHandleByIndex=lambda i: dev, nvmlDeviceGetName=lambda h: b"Fake H100",
-        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=3 << 30, total=80 << 30),
-        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=57, memory=20),
-        nvmlDeviceGetComputeRunningProcesses=lambda h: [], nvmlDeviceGetGraphicsRunningProcesses=lambda h: [])
 
 
 def no_gpu() -> Gpu:

@@ -122,11 +122,19 @@ def _ls(args) -> int:
     return 0
 
 
+def _fmt_usage(cpu_percent, rss, gpu_mem) -> str:
+    from ..runs.monitor import fmt_bytes
+
+    return f"{'-' if cpu_percent is None else f'{cpu_percent:.0f}%'} / {fmt_bytes(rss)} / {fmt_bytes(gpu_mem)}"
+
+
 def _show(args) -> int:
+    from pathlib import Path
+
     from ..rundir import read_spec
     from ..runs.durations import fmt_duration
-    from ..runs.monitor import fmt_bytes
     from ..runs.status import RunWatcher
+    from ..runs.usage import read_usage
 
     w = RunWatcher(args.root)
     try:
@@ -139,6 +147,7 @@ def _show(args) -> int:
         json.dump(d, sys.stdout, indent=1, default=str)
         print()
         return 0
+    peak = (read_usage(Path(v.run_dir)) or {}).get("peak", {})
     stamp = lambda t: "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))  # noqa: E731
     lines = [("id", v.id), ("name", v.name or "-"), ("cell", v.label), ("status", v.status),
              ("backend", v.backend), ("run dir", v.run_dir), ("command", " ".join(d["argv"] or [])),
@@ -149,8 +158,9 @@ def _show(args) -> int:
              ("progress", "-" if v.progress is None else f"{100 * v.progress:.0f}%"
               + (f" {v.stage} {v.stage_done}/{v.stage_total}" if v.stage else "")),
              ("overrun", "yes" if v.overrun else "no"),
-             ("cpu / rss / gpu", f"{'-' if v.cpu_percent is None else f'{v.cpu_percent:.0f}%'} / "
-              f"{fmt_bytes(v.rss)} / {fmt_bytes(v.gpu_mem)}"),
+             ("cpu / rss / gpu", _fmt_usage(v.cpu_percent, v.rss, v.gpu_mem)),
+             ("peak", _fmt_usage(peak.get("cpu_percent"), peak.get("rss"), peak.get("gpu_mem"))
+              + ("" if peak else " (no usage.json)")),
              ("pid / job", f"{v.pid or '-'} / {v.job_id or '-'}"),
              ("exit", f"code {v.exit_code}" if v.exit_code is not None else (f"signal {v.exit_signal}"
                                                                             if v.exit_signal else "-"))]

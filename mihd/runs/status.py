@@ -21,9 +21,10 @@ from .backends import GONE, QUEUED, RUNNING, get_backend
 from .cells import sig_string, signature
 from .eta import ProgressTracker, eta, expected_duration
 from .gpu import Gpu, default_gpu
-from .monitor import Monitor
+from .monitor import Monitor, TreeSample
 from .overrun import is_overrun, overrun_factor, record_overrun
 from .registry import ACTIVE, Registry
+from .usage import fresh, read_usage
 
 RECENT = 20  # finished runs shown by `ls` without --all
 
@@ -207,6 +208,12 @@ class RunWatcher:
                 if root:
                     live[r["id"]] = root
         samples = self.monitor.sample(live) if live else {}
+        for r in rows:  # processes we cannot see (a Slurm job, another host): what the run itself measured
+            if r["status"] == "running" and r["id"] not in live:
+                usage = read_usage(Path(r["run_dir"]))
+                if fresh(usage, now):
+                    samples[r["id"]] = TreeSample(cpu_percent=usage["cpu_percent"] or 0.0, rss=usage["rss"],
+                                                  nprocs=usage["nprocs"], gpu_mem=usage["gpu_mem"])
         views, expected_by = [], {}
         for r in rows:
             status = r["status"]

@@ -3,11 +3,12 @@
 It owns one run: it becomes a session leader (so the run outlives the terminal, SSH link or dashboard
 that started it), starts the command in a process group of its own with stdout+stderr appended to
 `run.log`, forwards TERM/INT/HUP to that group, waits, and writes `exit.json`. Its identity (pid and
-process create time) goes to `proc.json` so any later watcher can find and check it.
+process create time) goes to `proc.json` so any later watcher can find and check it. While it waits it
+keeps `usage.json` (CPU, RSS, GPU memory and their peaks; see usage.py) every few seconds.
 
 `--detach` forks once more and lets the first process exit at once, so the launcher (a long-lived
 dashboard, say) never has to reap it and never keeps a zombie. A Slurm batch script runs it without
-`--detach`. This module stays light: standard library only, no psutil, no SQLite.
+`--detach`. This module stays light: standard library only, no psutil, no SQLite (NVML only if a GPU answers).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from ..jsonio import write_json_atomic
 from ..rundir import EXIT, LOG
+from .gpu import Gpu
+from .usage import EVERY, GroupUsage
 
 PROC = "proc.json"  # supervisor identity, written by the supervisor once it runs
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -90,6 +93,23 @@ def _open_log(run_dir: Path) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
 
 
+def _wait_measuring(child: subprocess.Popen, run_dir: Path) -> int:
+    """Wait for the command, writing its process group's usage.json every EVERY seconds and at the end."""
+    usage = GroupUsage(child.pid, gpu=Gpu())
+    rc = None
+    while True:
+        try:
+            usage.write(run_dir, ended=rc is not None)
+        except OSError as exc:  # a full or vanished disk must not end the run it measures
+            print(f"[mihd supervise] cannot write usage: {exc}", flush=True)
+        if rc is not None:
+            return rc
+        try:
+            rc = child.wait(timeout=EVERY)
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def supervise(run_dir: Path, argv: list[str]) -> int:
     run_dir = Path(run_dir)
     try:
@@ -134,7 +154,7 @@ def supervise(run_dir: Path, argv: list[str]) -> int:
                                        "child_create_time": proc_create_time(child.pid)})
     if forwarded:  # a signal arrived before the child existed
         os.killpg(child.pid, signal.Signals[forwarded[-1]])
-    rc = child.wait()
+    rc = _wait_measuring(child, run_dir)
     left = _stop_leftovers()
     if left:
         print(f"[mihd supervise] stopped {left} leftover processes of the run", flush=True)

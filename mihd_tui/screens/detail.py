@@ -22,6 +22,7 @@ from mihd.rundir import LOG, RESULT
 from mihd.runs.durations import fmt_duration
 from mihd.runs.monitor import fmt_bytes
 from mihd.runs.status import RunView
+from mihd.runs.usage import read_usage
 
 from ..messages import LogLines
 from ..poller import Snapshot
@@ -36,9 +37,9 @@ TAIL_EVERY = 0.25         # seconds between reads of a live run's log
 
 
 class ResultLoaded(Message):
-    def __init__(self, result: dict | None) -> None:
+    def __init__(self, result: dict | None, peak: dict) -> None:
         super().__init__()
-        self.result = result
+        self.result, self.peak = result, peak
 
 
 def _pct(v):
@@ -62,6 +63,7 @@ class RunDetailScreen(Screen):
         self.run_id, self.cell = run_id, cell
         self.view: RunView | None = None
         self.result: dict | None = None
+        self.peak: dict = {}  # usage.json's peaks, once a finished run's result is loaded
         self._pending: deque[str] = deque(maxlen=LOG_CAP)
         self._pending_n = 0
         self._skipped = 0
@@ -141,7 +143,10 @@ class RunDetailScreen(Screen):
         exp = f"expected {fmt_duration(v.expected_s)} ({v.expected_source})" if v.expected_s else "no expected time"
         eta = f" · ETA {fmt_eta(v.eta_s, v.eta_confidence)} ({v.eta_confidence})" if v.active else ""
         queued = f" · queued {fmt_duration(v.queued_s)}" if v.queued_s and v.queued_s >= 1 else ""
-        self.query_one("#detail-eta", Label).update(f"{fmt_duration(v.elapsed)} · {exp}{eta}{queued}")
+        peak = self.peak if not v.active else {}
+        peak = (f" · peak {_pct(peak.get('cpu_percent'))} CPU, {fmt_bytes(peak.get('rss'))} RSS"
+                + (f", {fmt_bytes(peak['gpu_mem'])} GPU" if peak.get("gpu_mem") else "")) if peak else ""
+        self.query_one("#detail-eta", Label).update(f"{fmt_duration(v.elapsed)} · {exp}{eta}{queued}{peak}")
         hist = list(self.app.run_history.get(v.id, ()))
         for i, wid in enumerate(("#spark-cpu", "#spark-rss", "#spark-gpu")):
             self.query_one(wid, MetricSpark).set_history([h[i] for h in hist])
@@ -273,10 +278,12 @@ class RunDetailScreen(Screen):
     # -- the result -------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="result")
     def load_result(self, run_dir: Path) -> None:
-        self.post_message(ResultLoaded(read_json(run_dir / RESULT)))
+        self.post_message(ResultLoaded(read_json(run_dir / RESULT), (read_usage(run_dir) or {}).get("peak") or {}))
 
     def on_result_loaded(self, message: ResultLoaded) -> None:
-        self.result = message.result
+        self.result, self.peak = message.result, message.peak
+        if self.view is not None:
+            self._show_view(self.view)
         table = self.query_one("#cells", DataTable)
         cells = (self.result or {}).get("cells") or []
         if not cells:

@@ -1,0 +1,111 @@
+"""A run's resource use measured from inside it, kept in the run dir as `usage.json`.
+
+The supervisor samples its command's process group from /proc every few seconds and rewrites the file
+(atomically): CPU % (of one core), RSS and process count now, GPU memory where NVML answers, and the
+peaks so far. Why a file: the watcher of a Slurm run sits on the login node and cannot see processes
+on the compute node, but it can read the run dir; and a finished run keeps its peaks, which tell a
+researcher how much memory to ask Slurm for next time. Standard library only (the supervisor stays
+light); NVML is imported only through `Gpu`, and only when the supervisor asks for GPU memory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..jsonio import read_json, write_json_atomic
+
+USAGE = "usage.json"
+EVERY = 5.0        # seconds between samples written by the supervisor
+FRESH = 3 * EVERY  # a running run's file older than this says nothing about now
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _group_stats(pgid: int) -> dict[tuple[int, int], tuple[float, int]]:
+    """{(pid, start ticks): (cpu seconds, rss bytes)} of the live processes in process group `pgid`."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        # after "pid (comm)": state ppid pgrp session ... utime(11) stime(12) ... starttime(19) vsize rss(21)
+        if fields[0] == b"Z" or int(fields[2]) != pgid:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+        out[(int(name), int(fields[19]))] = (cpu, int(fields[21]) * _PAGE)
+    return out
+
+
+def _boot_time() -> float:
+    with open("/proc/stat", "rb") as fh:
+        return next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
+
+
+class GroupUsage:
+    """Samples one process group; `gpu` (a `mihd.runs.gpu.Gpu`, or None for no GPU figures) adds memory."""
+
+    def __init__(self, pgid: int, gpu=None):
+        self.pgid, self.gpu = pgid, gpu
+        self._boot = _boot_time()
+        self._last: dict[tuple[int, int], float] = {}
+        self._last_t: float | None = None
+        self.peak = {"cpu_percent": 0.0, "rss": 0, "gpu_mem": None}
+
+    def sample(self) -> dict:
+        now = time.time()
+        stats = _group_stats(self.pgid)
+        used = 0.0
+        for key, (cpu, _rss) in stats.items():
+            if key in self._last:
+                used += cpu - self._last[key]
+            elif self._last_t is None or self._boot + key[1] / _TICKS >= self._last_t:
+                used += cpu  # started since the last sample (or this is the first one): all of it is new
+        cpu_percent = 100.0 * used / (now - self._last_t) if self._last_t and now > self._last_t else None
+        self._last, self._last_t = {k: v[0] for k, v in stats.items()}, now
+        rss = sum(r for _, r in stats.values())
+        gpu_mem = self._gpu_mem([pid for pid, _ in stats])
+        peak = self.peak
+        peak["rss"] = max(peak["rss"], rss)
+        if cpu_percent is not None:
+            peak["cpu_percent"] = round(max(peak["cpu_percent"], cpu_percent), 1)
+        if gpu_mem is not None:
+            peak["gpu_mem"] = max(peak["gpu_mem"] or 0, gpu_mem)
+        return {"t": round(now, 3), "cpu_percent": None if cpu_percent is None else round(cpu_percent, 1),
+                "rss": rss, "nprocs": len(stats), "gpu_mem": gpu_mem, "peak": dict(peak)}
+
+    def _gpu_mem(self, pids: list[int]) -> int | None:
+        if self.gpu is None or not self.gpu.probe():
+            return None
+        per_pid = self.gpu.process_memory()
+        return sum(per_pid.get(pid, 0) for pid in pids)
+
+    def write(self, run_dir: Path, *, ended: bool = False) -> dict:
+        """Sample and rewrite usage.json. Once the command has ended (`ended`, after the wait), the
+        kernel's high-water RSS of the largest waited-for child also counts: exact even for a run
+        shorter than one sampling interval."""
+        sample = self.sample()
+        if ended:
+            import resource
+
+            self.peak["rss"] = max(self.peak["rss"], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+            sample["peak"] = dict(self.peak)
+        write_json_atomic(Path(run_dir) / USAGE, sample)
+        return sample
+
+
+def read_usage(run_dir: Path) -> dict | None:
+    """The run's last usage sample, or None when there is none (or it cannot be read)."""
+    data = read_json(Path(run_dir) / USAGE)
+    return data if isinstance(data, dict) and "t" in data else None
+
+
+def fresh(usage: dict | None, now: float) -> bool:
+    """Whether a running run's sample still describes now."""
+    return usage is not None and now - usage["t"] <= FRESH

@@ -1,0 +1,47 @@
+"""usage.json: a run's CPU, memory and GPU use measured from inside it by its supervisor."""
+
+import subprocess
+import sys
+import time
+
+from mihd.runs.gpu import Gpu
+from mihd.runs.usage import GroupUsage, read_usage
+
+from runs_helpers import fake_nvml, launch_fake, view, wait_for
+from test_runs_cli import mihd
+
+BUSY = "x = bytearray(b'x' * (80 << 20)); import time; t = time.time()\nwhile time.time() - t < 30: pass"
+MB = 1 << 20
+
+
+def test_group_usage_measures_a_busy_process_group_and_keeps_its_peaks():
+    child = subprocess.Popen([sys.executable, "-c", BUSY], process_group=0)
+    try:
+        usage = GroupUsage(child.pid, gpu=Gpu(nvml=fake_nvml(pids_mem={child.pid: 2 << 30, 999_999: 5})))
+        wait_for(lambda: usage.sample()["rss"] >= 80 * MB)  # the allocation is done
+        time.sleep(1.0)
+        busy = usage.sample()
+        assert busy["cpu_percent"] > 50 and busy["nprocs"] == 1
+        assert busy["gpu_mem"] == 2 << 30  # only the group's own pids count
+    finally:
+        child.kill()
+        child.wait()
+    after = usage.sample()
+    assert (after["nprocs"], after["rss"]) == (0, 0)
+    assert after["peak"]["rss"] >= 80 * MB and after["peak"]["cpu_percent"] > 50
+    assert after["peak"]["gpu_mem"] == 2 << 30
+
+
+def test_without_a_gpu_usage_has_no_gpu_figure():
+    usage = GroupUsage(1, gpu=Gpu(nvml=fake_nvml(fail_init=True)))
+    assert usage.sample()["gpu_mem"] is None and usage.peak["gpu_mem"] is None
+
+
+def test_a_finished_run_keeps_its_peak_memory_and_runs_show_prints_it(tmp_path):
+    run_id = launch_fake(tmp_path, "--seconds", 0.3, "--mem", 60, name="mem")
+    wait_for(lambda: view(tmp_path, run_id).status == "done")
+    peak = read_usage(tmp_path / "runs" / run_id)["peak"]
+    assert peak["rss"] >= 60 * MB  # shorter than one sampling interval, still exact (the kernel's high-water mark)
+    show = mihd("runs", "show", "mem", "--root", tmp_path)
+    line = next(line for line in show.stdout.splitlines() if line.strip().startswith("peak"))
+    assert "M" in line.split("/")[1] and int(line.split("/")[1].strip().rstrip("M")) >= 60
