@@ -70,11 +70,12 @@ def test_grid_loads_each_embedding_once(cached_demo, tmp_path):
 
 def test_fusion_beats_both_single_modalities_on_demo(cached_demo):
     scores = {}
-    for fusion in ("gene_only", "vision_only", "staig_fusion"):
+    for fusion in ("gene_only", "vision_only", "concat", "staig_fusion"):
         out = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", fusion, "--json", root=cached_demo)
         assert out.returncode == 0, out.stderr
         scores[fusion] = json.loads(out.stdout)["ari"]
-    assert scores["staig_fusion"] > max(scores["gene_only"], scores["vision_only"]) + 0.05, scores
+    for fusion in ("concat", "staig_fusion"):
+        assert scores[fusion] > max(scores["gene_only"], scores["vision_only"]) + 0.05, scores
 
 
 def test_slice_without_truth_reports_na(tmp_path):

@@ -57,16 +57,18 @@ class FusionMethod:
         return out
 
 
+GENE_PCS = ("pca(30)",)                 # gene embeddings keep their variance: PCs are ordered by it
+VISION_PCS = ("standardize", "pca(30)")  # vision features come in arbitrary units: standardise first
 EQUAL_WIDTH = ("standardize", "pca(32)")
 STAIG_VISION = ("standardize", "pca(16)")  # STAIG's alignment: StandardScaler -> PCA(16), random_state 42
 
 FUSIONS = {
     m.name: m
     for m in (
-        FusionMethod("gene_only", Profile(gene=("pca(30)",)), False, False, ".gene_only", "gene embedding alone"),
-        FusionMethod("gene_smooth", Profile(gene=("pca(30)",)), False, False, ".gene_smooth", "gene PCs averaged with their 6 nearest spatial neighbours"),
-        FusionMethod("vision_only", Profile(vision=("standardize", "pca(30)")), True, True, ".vision_only", "vision embedding alone"),
-        FusionMethod("concat", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".concat", "standardise + PCA(32) per modality, equal-weight blocks concatenated"),
+        FusionMethod("gene_only", Profile(gene=GENE_PCS), False, False, ".gene_only", "gene embedding alone"),
+        FusionMethod("gene_smooth", Profile(gene=GENE_PCS), False, False, ".gene_smooth", "gene PCs averaged with their 6 nearest spatial neighbours"),
+        FusionMethod("vision_only", Profile(vision=VISION_PCS), True, True, ".vision_only", "vision embedding alone"),
+        FusionMethod("concat", Profile(GENE_PCS, VISION_PCS), True, True, ".concat", "gene_only's and vision_only's inputs as equal-weight blocks, joint PCA(30)"),
         FusionMethod("mean", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".mean", "standardise + PCA(32) per modality, averaged"),
         FusionMethod("attention", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".attention", "learned per-spot modality weights (seeded torch)"),
         FusionMethod("staig_fusion", Profile(vision=STAIG_VISION), False, True, ".staig_fusion", "STAIG image-aided graph contrastive learning (gene-only form without vision)"),
