@@ -12,7 +12,7 @@ the cache inventory, so it is unit-tested without a terminal; no heavy imports.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .cache import GENE_VARIANT
@@ -221,7 +221,7 @@ class GridState:
             return CellState(fusion, column, NA)
         prev = score["ari"] if score else None
         if act is not None:
-            return CellState(fusion, column, act.state, run_id=act.run_id, progress=act.progress, previous_ari=prev)
+            return replace(act, fusion=fusion, column=column, previous_ari=prev)
         if score is not None and (end is None or score["run_id"] >= end[0]):
             if score["ari"] is None and end is not None and end[0] == score["run_id"]:
                 return CellState(fusion, column, end[1], run_id=end[0])
@@ -233,9 +233,14 @@ class GridState:
 
 
 def _active_state(view, index: int, n: int) -> CellState:
-    """A cell of an active run: queued, or running (cells before the current one are complete)."""
+    """A cell of an active run: its score once the run has scored it (a grid shows each ARI as it comes),
+    else queued, or running (cells before the current one are complete)."""
     if view.status == QUEUED:
         return CellState("", "", QUEUED, run_id=view.id)
+    scored = view.cell_results.get(index)
+    if scored is not None:
+        return CellState("", "", FAILED if scored.get("error") else DONE, ari=scored.get("ari"), nmi=scored.get("nmi"),
+                         random_init=bool(scored.get("random_init")), run_id=view.id)
     current = view.cell_index or 0
     if index > current:
         return CellState("", "", QUEUED, run_id=view.id)

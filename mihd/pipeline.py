@@ -130,7 +130,8 @@ def run_cells(adata, cells: list[Cell], *, root: Path, run_dir: Path | None = No
             if "labels" in entry:
                 entry["ari"] = ari(entry["labels"], truth) if truth else None
                 entry["nmi"] = nmi(entry["labels"], truth) if truth else None
-            events.emit("metric", index=index, ari=entry["ari"], nmi=entry["nmi"])
+            events.emit("metric", index=index, ari=entry["ari"], nmi=entry["nmi"],
+                        random_init=bool(entry.get("random_init")), **({"error": entry["error"]} if "error" in entry else {}))
             result["cells"].append(entry)
         if result["status"] == "failed":
             result["error"] = "some cells failed"

@@ -24,7 +24,7 @@ def view(tmp_path, run_id, cells, status="running", **kw):
     d.mkdir(exist_ok=True)
     write_json_atomic(d / "spec.json", {"cells": cells})
     base = dict(id=run_id, run_dir=str(d), status=status, active=status in ("queued", "running"),
-                progress=None, cell_index=None, overrun=False)
+                progress=None, cell_index=None, overrun=False, cell_results={})
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -84,6 +84,21 @@ def test_active_runs_override_scores_running_queued_overrun(tmp_path):
     over = view(tmp_path, "20250103-000000-000-dddddd", [CELL], progress=0.9, cell_index=0, overrun=True)
     grid = GridState().compute(SPEC, [over], scores, [])
     assert grid[("concat", "texture")].state == gs.OVERRUN and grid[("concat", "texture")].text.endswith("!")
+
+
+def test_a_running_grid_shows_each_cell_score_as_soon_as_the_cell_is_scored(tmp_path):
+    cells = [dict(CELL, vision=v) for v in ("texture", "uni2", "uni")]
+    running = view(tmp_path, "20250103-000000-000-cccccc", cells, progress=0.7, cell_index=2,
+                   cell_results={0: {"ari": 0.612, "nmi": 0.6, "random_init": False},
+                                 1: {"ari": 0.31, "nmi": 0.3, "random_init": True, "error": None}})
+    grid = GridState().compute(SPEC, [running], {}, [])
+    first, second, third = (grid[("concat", v)] for v in ("texture", "uni2", "uni"))
+    assert (first.state, first.text, first.run_id) == (gs.DONE, "0.612", running.id)
+    assert second.text == "0.310*"  # random-init weights are flagged while the grid still runs
+    assert third.state == gs.RUNNING and third.text == "10%"
+    failed = view(tmp_path, "20250103-000000-000-dddddd", cells[:2], progress=0.6, cell_index=1,
+                  cell_results={0: {"ari": None, "nmi": None, "error": "concat: vision missing"}})
+    assert GridState().compute(SPEC, [failed], {}, [])[("concat", "texture")].state == gs.FAILED
 
 
 def test_failed_or_killed_after_the_score_shows_that(tmp_path):

@@ -64,6 +64,9 @@ def test_expected_duration_from_history_given_and_cells():
     assert expected_duration("zzz", hist).seconds is None
     grid = expected_duration("grid:x", hist, cell_signatures=["a", "b"])
     assert (grid.seconds, grid.source) == (150, "cells")
+    hist["cell:d"] = [40, 44]  # d only ever ran inside grids
+    assert expected_duration("grid:y", hist, cell_signatures=["a", "d"]).seconds == 142
+    assert expected_duration("d", hist).seconds is None  # a lone run of d is not judged by in-grid times
 
 
 def test_progress_from_events():
@@ -74,6 +77,7 @@ def test_progress_from_events():
     p = t.feed([{"kind": "metric", "index": 0, "ari": 0.5}, {"kind": "cell", "index": 1, "of": 2},
                 {"kind": "stage", "stage": "cluster", "done": 1, "total": 2}])
     assert p.fraction == pytest.approx(0.75) and p.cell_index == 1
+    assert p.cells == {0: {"ari": 0.5, "nmi": None, "random_init": None, "error": None}}  # the grid shows it now
     assert t.feed([{"kind": "end", "status": "ok"}]).fraction == 1.0
 
 

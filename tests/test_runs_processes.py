@@ -19,7 +19,7 @@ from mihd.runs.kill import kill_run
 from mihd.runs.registry import Registry
 from mihd.runs.status import RunWatcher, list_runs
 
-from runs_helpers import alive, launch_fake, session_pids, view, wait_for
+from runs_helpers import CELL, alive, launch_fake, session_pids, view, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,6 +46,15 @@ def test_failed_run_and_expected_duration_from_history(tmp_path):
     fresh = launch_fake(tmp_path, "--seconds", 5)
     v = view(tmp_path, fresh)
     assert v.expected_source == "history" and 0.3 <= v.expected_s < 3 and v.eta_confidence == "medium"
+    kill_run(tmp_path, fresh, grace=1)
+
+
+def test_a_new_grid_is_expected_from_its_cells_timed_inside_an_earlier_grid(tmp_path):
+    first = launch_fake(tmp_path, "--seconds", 0.6, "--cells", 3, cells=[dict(CELL)] * 3)  # 0.2 s a cell
+    wait_for(lambda: view(tmp_path, first).status == "done")
+    fresh = launch_fake(tmp_path, "--seconds", 30, "--cells", 2, cells=[dict(CELL)] * 2)
+    v = view(tmp_path, fresh)
+    assert (v.expected_source, v.expected_s) == ("cells", pytest.approx(0.4))
     kill_run(tmp_path, fresh, grace=1)
 
 

@@ -10,7 +10,7 @@ run advances; its confidence says how much history stands behind it.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CONFIDENCE = ("none", "low", "medium", "high", "given")
 
@@ -32,16 +32,23 @@ def _confidence(samples: list[float]) -> str:
     return CONFIDENCE[max(level, 1 if n else 0)]
 
 
+CELL_KEY = "cell:"  # history key prefix of a cell's seconds measured inside a multi-cell run
+
+
 def expected_duration(signature: str, history: dict[str, list[float]], expect: float | None = None,
                       cell_signatures: list[str] | None = None) -> Expected:
+    """A single run is expected from whole runs of its signature only (a cell timed inside a grid
+    skipped the process start and slice load, and would flag a standalone run as overrunning); a grid
+    falls back to the sum of its cells, each from runs of that cell alone or else from inside grids."""
     if expect:
         return Expected(float(expect), "given", 0, "given")
     samples = history.get(signature) or []
     if samples:
         return Expected(statistics.median(samples), "history", len(samples), _confidence(samples))
-    if cell_signatures and len(cell_signatures) > 1 and all(history.get(s) for s in cell_signatures):
-        total = sum(statistics.median(history[s]) for s in cell_signatures)
-        return Expected(total, "cells", min(len(history[s]) for s in cell_signatures), "low")
+    if cell_signatures and len(cell_signatures) > 1:
+        per_cell = [history.get(s) or history.get(CELL_KEY + s) for s in cell_signatures]
+        if all(per_cell):
+            return Expected(sum(statistics.median(x) for x in per_cell), "cells", min(map(len, per_cell)), "low")
     return Expected(None)
 
 
@@ -54,6 +61,7 @@ class Progress:
     cell_index: int | None = None
     n_cells: int | None = None
     ended: bool = False
+    cells: dict[int, dict] = field(default_factory=dict)  # finished cells so far: index -> its metric event
 
 
 class ProgressTracker:
@@ -83,7 +91,9 @@ class ProgressTracker:
                 if p.total:
                     self._stage_frac = self._cell_fraction(p.stage, float(p.done or 0) / float(p.total))
             elif kind == "metric":
-                self._finished = max(self._finished, int(ev.get("index", self._finished)) + 1)
+                index = int(ev.get("index", self._finished))
+                p.cells[index] = {k: ev.get(k) for k in ("ari", "nmi", "random_init", "error")}
+                self._finished = max(self._finished, index + 1)
                 self._stage_frac = 0.0
             elif kind == "end":
                 p.ended = True

@@ -19,6 +19,7 @@ from ..jsonio import read_json
 from ..rundir import iter_run_dirs, read_events, read_exit, read_result, read_spec
 from ..workspace import registry_path, resolve_root, runs_dir
 from .cells import cell_label, run_signature, sig_string, signature
+from .eta import CELL_KEY
 from .supervise import PROC
 
 HANDLE = "handle.json"  # the backend's handle, written by launch
@@ -215,12 +216,18 @@ class Registry:
         return out
 
     def durations(self) -> dict[str, list[float]]:
-        """Running time of every finished (done) run, by run signature: the history behind expected times."""
+        """The history behind expected times: running time of every finished (done) run by run signature,
+        and under `eta.CELL_KEY + signature` the seconds of each cell inside a done multi-cell run (so a
+        grid whose cells only ever ran inside other grids still gets an expected time)."""
         out: dict[str, list[float]] = {}
         for sig, secs in self.conn.execute(
                 "SELECT signature, ended - started FROM runs WHERE status='done' "
                 "AND ended IS NOT NULL AND started IS NOT NULL"):
             out.setdefault(sig, []).append(secs)
+        for sig, secs in self.conn.execute(
+                "SELECT c.signature, c.seconds FROM cells c JOIN runs r ON r.id = c.run_id "
+                "WHERE r.status='done' AND r.n_cells > 1 AND c.seconds IS NOT NULL"):
+            out.setdefault(CELL_KEY + sig, []).append(secs)
         return out
 
 

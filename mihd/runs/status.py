@@ -54,6 +54,7 @@ class RunView:
     stage_total: int | None
     cell_index: int | None
     overrun: bool
+    cell_results: dict[int, dict] = field(default_factory=dict)  # while running: finished cells' metric events
     cpu_percent: float | None = None
     rss: int | None = None
     gpu_mem: int | None = None
@@ -250,6 +251,7 @@ class RunWatcher:
                 eta_confidence=conf, progress=fraction, stage=prog.stage if prog else None,
                 stage_done=prog.done if prog else None, stage_total=prog.total if prog else None,
                 cell_index=prog.cell_index if prog else None, overrun=overrun,
+                cell_results=dict(prog.cells) if prog else {},
                 cpu_percent=smp.cpu_percent if smp else None, rss=smp.rss if smp else None,
                 gpu_mem=smp.gpu_mem if smp else None, nprocs=smp.nprocs if smp else None,
                 ari=scores[best]["ari"] if best is not None else None,
