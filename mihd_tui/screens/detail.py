@@ -143,13 +143,13 @@ class RunDetailScreen(Screen):
         exp = f"expected {fmt_duration(v.expected_s)} ({v.expected_source})" if v.expected_s else "no expected time"
         eta = f" · ETA {fmt_eta(v.eta_s, v.eta_confidence)} ({v.eta_confidence})" if v.active else ""
         queued = f" · queued {fmt_duration(v.queued_s)}" if v.queued_s and v.queued_s >= 1 else ""
-        peak = self.peak if not v.active else {}
-        peak = (f" · peak {_pct(peak.get('cpu_percent'))} CPU, {fmt_bytes(peak.get('rss'))} RSS"
-                + (f", {fmt_bytes(peak['gpu_mem'])} GPU" if peak.get("gpu_mem") else "")) if peak else ""
-        self.query_one("#detail-eta", Label).update(f"{fmt_duration(v.elapsed)} · {exp}{eta}{queued}{peak}")
+        self.query_one("#detail-eta", Label).update(f"{fmt_duration(v.elapsed)} · {exp}{eta}{queued}")
         hist = list(self.app.run_history.get(v.id, ()))
-        for i, wid in enumerate(("#spark-cpu", "#spark-rss", "#spark-gpu")):
-            self.query_one(wid, MetricSpark).set_history([h[i] for h in hist])
+        for i, (wid, key) in enumerate((("#spark-cpu", "cpu_percent"), ("#spark-rss", "rss"), ("#spark-gpu", "gpu_mem"))):
+            spark = self.query_one(wid, MetricSpark)
+            spark.set_history([h[i] for h in hist])
+            if not v.active and self.peak:
+                spark.show_peak(self.peak.get(key))
 
     # -- the log ----------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="tail")

@@ -11,7 +11,7 @@ from textual.widgets import Label, Sparkline
 
 
 class MetricSpark(Horizontal):
-    """`CPU ▁▂▅▇█ 95%`; keeps the last `keep` samples."""
+    """`CPU ▁▂▅▇█ 95%` (`max 195%` once a run has ended); keeps the last `keep` samples."""
 
     def __init__(self, title: str, fmt: Callable[[float | None], str], keep: int = 60, **kw) -> None:
         super().__init__(**kw)
@@ -33,6 +33,10 @@ class MetricSpark(Horizontal):
         if value is not None:
             self.samples.append(value)
         self._show(value)
+
+    def show_peak(self, value: float | None) -> None:
+        """For a finished run: the highest value it reached (from its usage.json), e.g. `max 1.2G`."""
+        self.query_one(".spark-value", Label).update("-" if value is None else f"max {self.fmt(value)}")
 
     def _show(self, value: float | None) -> None:
         self.query_one(Sparkline).data = list(self.samples)  # empty: drawn blank, not as a full bar
