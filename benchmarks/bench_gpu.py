@@ -1,0 +1,123 @@
+"""GPU figures, for a machine with an NVIDIA GPU (prints "no GPU" and stops elsewhere):
+
+1. vision encoders: seconds to embed a 151673-sized slice (3,639 patches) with each timm build on the
+   GPU, random-init weights (the same forward cost as real ones), through `to_model_input` and the batch
+   loop of `encode_model`; patch cutting is CPU work and is measured by bench_cache.py;
+2. usage.json: a supervised run that holds GPU memory, as the supervisor reports it (NVML per process);
+3. the dashboard's GPU panel over the real NVML (when textual is importable).
+
+Run: python benchmarks/bench_gpu.py [--n 3639] [--models uni2,uni,hipt,resnet50] [--batch 32,128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+HOLD_GPU = ("import torch, time; x = torch.ones(3 << 30, dtype=torch.uint8, device='cuda'); "
+            "print('holding', x.numel() >> 20, 'MiB', flush=True); time.sleep(12)")
+
+
+def encoders(models: list[str], n: int, batches: list[int]) -> None:
+    import numpy as np
+    import torch
+
+    from mihd.encoders.patches import to_model_input
+    from mihd.encoders.vision import MODELS, build_model
+
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; {n} patches, float32 as encode_model runs")
+    rng = np.random.default_rng(0)
+    for name in models:
+        spec = MODELS[name]
+        torch.manual_seed(0)
+        model = build_model(name).eval().to("cuda")
+        patches = rng.random((256, spec.size, spec.size, 3), dtype=np.float32)  # reused: the cost is the forward
+        for batch in batches:
+            torch.cuda.reset_peak_memory_stats()
+            with torch.inference_mode():
+                x = torch.from_numpy(to_model_input(patches[:batch], spec.mean, spec.std)).to("cuda")
+                model(x)  # warm-up (cuDNN autotune, allocator)
+                torch.cuda.synchronize()
+                started, done = time.perf_counter(), 0
+                while done < n:
+                    b = min(batch, n - done)
+                    x = torch.from_numpy(to_model_input(patches[:b], spec.mean, spec.std)).to("cuda")
+                    model(x).float().cpu().numpy()
+                    done += b
+                torch.cuda.synchronize()
+            secs = time.perf_counter() - started
+            print(f"  {name:9s} batch {batch:4d}: {secs:6.2f} s for the slice, {n / secs:7.0f} patches/s, "
+                  f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
+        del model
+        torch.cuda.empty_cache()
+
+
+def usage_of_a_gpu_run() -> None:
+    from mihd.runs.usage import read_usage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        proc = subprocess.Popen([sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--",
+                                 sys.executable, "-c", HOLD_GPU], cwd=REPO)
+        seen = []
+        while proc.poll() is None:
+            time.sleep(1.0)
+            u = read_usage(run_dir)
+            if u:
+                seen.append((u["gpu_mem"], u["rss"], u["cpu_percent"]))
+        final = read_usage(run_dir) or {}
+        gpu = [g for g, _, _ in seen if g is not None]
+        print(f"usage.json of a run holding 3 GiB on the GPU: {len(seen)} reads, GPU memory seen "
+              f"{max(gpu) / 2**30 if gpu else 0:.2f} GiB at most; final peak {final.get('peak')}")
+        print("  run.log:", (run_dir / "run.log").read_text().strip().splitlines()[-2:])
+
+
+async def dashboard_gpu_panel() -> None:
+    from mihd_tui.app import MihdApp
+    from mihd_tui.widgets.gpu_panel import GpuPanel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = MihdApp(Path(tmp), interval=0.5, setup_demo=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            deadline = time.monotonic() + 20
+            while not (app.snapshot is not None and app.snapshot.gpu) and time.monotonic() < deadline:
+                await pilot.pause(0.2)
+            await pilot.press("3")
+            await pilot.pause(2.0)
+            panel = app.screen.query_one(GpuPanel)
+            names = [str(w.render()) for w in panel.query(".gpu-name")]
+            print(f"dashboard GPU panel: {names or str(panel.query_one('#gpu-none').render())}")
+            print(f"  header: {app.screen.query_one('#header').render()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=3639)
+    parser.add_argument("--models", default="uni2,uni,hipt,resnet50")
+    parser.add_argument("--batch", default="32,128")
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print("no GPU: nothing to measure here")
+        return
+    encoders(args.models.split(","), args.n, [int(b) for b in args.batch.split(",")])
+    usage_of_a_gpu_run()
+    from importlib.util import find_spec
+
+    if find_spec("textual") is None:
+        print("textual is not installed here: dashboard check skipped")
+        return
+    asyncio.run(dashboard_gpu_panel())
+
+
+if __name__ == "__main__":
+    main()
