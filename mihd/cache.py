@@ -2,18 +2,21 @@
 
 Layout (one diskcache store, string keys):
   meta|slice|modality|name|variant   -> JSON text: shape, encoder, config, fingerprint, data key, crc, ...
-  data|slice|modality|name|variant|<token> -> the raw float32 bytes (a file on disk)
+  data|slice|modality|name|variant|<ms>-<uuid> -> the raw float32 bytes (a file on disk); <ms> is the
+                                     write time in hex milliseconds, so `gc` can spare writes in flight
   spots|<hash>                       -> JSON list of spot barcodes (shared by all entries on that spot set)
 
 An entry becomes visible only when its meta is written, after its data: a writer killed midway leaves
 an unreferenced blob, never a readable partial entry. Each write uses a fresh data key, so two
 processes writing the same entry at once cannot pair one's meta with the other's data. Listing reads
-meta only. The store never evicts (size_limit off): embeddings are removed only by `mihd cache rm`.
+meta only. The store never evicts (size_limit off): embeddings are removed only by `mihd cache rm`;
+blobs no entry refers to (a killed writer's, the loser of a race) only by `mihd cache gc`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 GENE_VARIANT = "-"
+ORPHAN_GRACE = 600.0  # seconds: a blob younger than this may be a write whose meta is about to follow
 
 
 def is_valid_name(name: str) -> bool:
@@ -174,7 +178,7 @@ class EmbeddingCache:
         spots_json = json.dumps([str(s) for s in obs_names])
         spots_hash = hashlib.blake2b(spots_json.encode(), digest_size=12).hexdigest()
         self._store.set(f"spots|{spots_hash}", spots_json)
-        data_key = f"data|{key.slice}|{key.modality}|{key.name}|{key.variant}|{uuid.uuid4().hex}"
+        data_key = f"data|{key.slice}|{key.modality}|{key.name}|{key.variant}|{_token()}"
         buf = memoryview(array).cast("B")
         self._store.set(data_key, bytes(buf))
         meta = {
@@ -212,6 +216,43 @@ class EmbeddingCache:
             self._store.delete(old["data_key"])
         return existed
 
+    def orphans(self, grace: float = ORPHAN_GRACE) -> list[tuple[str, int]]:
+        """(data key, bytes) of blobs no entry refers to and older than `grace` seconds.
+
+        Blobs of an entry whose metadata cannot be read are never counted (it might refer to them);
+        blobs from before write times were recorded count as old."""
+        referenced, unreadable = set(), set()
+        for k in self._store.iterkeys():
+            if isinstance(k, str) and k.startswith("meta|"):
+                try:
+                    referenced.add(json.loads(self._store.get(k))["data_key"])
+                except (TypeError, ValueError, KeyError):
+                    unreadable.add(k[len("meta|"):])
+        now, out = time.time(), []
+        for k in self._store.iterkeys():
+            if not (isinstance(k, str) and k.startswith("data|")) or k in referenced:
+                continue
+            entry, token = k[len("data|"):].rsplit("|", 1)
+            written = _token_time(token)
+            if entry in unreadable or (written is not None and now - written < grace):
+                continue
+            out.append((k, self._size(k)))
+        return out
+
+    def collect_orphans(self, grace: float = ORPHAN_GRACE) -> tuple[int, int]:
+        """Delete `orphans(grace)`; returns (blobs removed, bytes freed)."""
+        found = self.orphans(grace)
+        removed = [(k, n) for k, n in found if self._store.delete(k)]
+        return len(removed), sum(n for _, n in removed)
+
+    def _size(self, key: str) -> int:
+        """Bytes of a blob without reading it: a file's size, or the length of a small value kept inline."""
+        value = self._store.get(key, read=True)
+        if value is None or isinstance(value, bytes):
+            return len(value or b"")
+        with value:
+            return os.fstat(value.fileno()).st_size
+
     def verify(self) -> tuple[int, list[str]]:
         """Read every entry in full (checksums included); returns (entries checked, problems)."""
         problems, checked = [], 0
@@ -226,3 +267,16 @@ class EmbeddingCache:
             except (CacheCorrupt, KeyError, ValueError, TypeError) as exc:
                 problems.append(str(exc) if isinstance(exc, CacheCorrupt) else f"cache entry {key}: bad metadata ({exc})")
         return checked, problems
+
+
+def _token() -> str:
+    return f"{int(time.time() * 1000):x}-{uuid.uuid4().hex}"
+
+
+def _token_time(token: str) -> float | None:
+    """The write time a data key's token records, or None for tokens written before it was recorded."""
+    stamp, sep, _ = token.partition("-")
+    try:
+        return int(stamp, 16) / 1000 if sep else None
+    except ValueError:
+        return None

@@ -135,6 +135,10 @@ def test_sigkill_during_writes_leaves_no_readable_partial_entry(tmp_path):
         assert len(values) == 1  # a whole array of one write
         assert cache.verify() == (1, [])
         cache.close()
+    cache = EmbeddingCache(tmp_path)  # the killed writes' blobs go, the entry stays whole
+    cache.collect_orphans(grace=0)
+    assert cache.orphans(grace=0) == [] and cache.verify() == (1, [])
+    assert cache.lookup(CacheKey("s1", "vision", "big", "standard"), "fp").status == "hit"
 
 
 def test_ls_reads_metadata_only(tmp_path):
@@ -157,3 +161,26 @@ def test_cache_rm_removes_only_the_matching_entries(tmp_path):
 def test_cli_rejects_bad_cache_name(tmp_path):
     assert_one_line_error(run_mihd("extract", "demo", "--gene", "pca", "--cache-name", "../evil", root=tmp_path),
                           "--cache-name '../evil'")
+
+
+def test_gc_removes_blobs_no_entry_refers_to_and_spares_writes_in_flight(tmp_path):
+    array = _put(tmp_path)
+    cache = EmbeddingCache(tmp_path)
+    hour_ago = f"{int((time.time() - 3600) * 1000):x}"
+    old_big = f"data|s1|vision|uni2|standard|{hour_ago}-aa"       # a killed writer's blob (a file on disk)
+    old_small = f"data|s1|vision|uni2|standard|{hour_ago}-bb"     # small enough to live in SQLite
+    legacy = "data|s1|vision|uni2|standard|0123456789abcdef"       # written before keys carried a time
+    in_flight = f"data|s1|vision|uni|standard|{int(time.time() * 1000):x}-cc"  # its meta is about to follow
+    for key, size in ((old_big, 400_000), (old_small, 1_000), (legacy, 2_000), (in_flight, 400_000)):
+        cache._store.set(key, b"x" * size)
+    cache.close()
+    verify = run_mihd("cache", "verify", root=tmp_path)
+    assert verify.returncode == 0 and "3 blobs (0.4 MB) belong to no entry" in verify.stdout, verify.stdout
+    dry = run_mihd("cache", "gc", "--dry-run", root=tmp_path)
+    assert "would remove 3 blobs, 0.4 MB" in dry.stdout
+    gc = run_mihd("cache", "gc", root=tmp_path)
+    assert gc.returncode == 0 and "removed 3 blobs, 0.4 MB" in gc.stdout, gc.stdout + gc.stderr
+    cache = EmbeddingCache(tmp_path)
+    assert in_flight in set(cache._store.iterkeys()) and cache.orphans() == []
+    np.testing.assert_array_equal(cache.lookup(KEY, "fp1").embedding.array, array)
+    assert_one_line_error(run_mihd("cache", "gc", "--older-than", "soon", root=tmp_path), "--older-than 'soon'")

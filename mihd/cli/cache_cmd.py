@@ -1,4 +1,4 @@
-"""`mihd cache ls | rm | verify`: the inventory reads metadata only, never arrays."""
+"""`mihd cache ls | rm | verify | gc`: the inventory reads metadata only, never arrays."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def register(sub) -> None:
     verify = group.add_parser("verify", help="read every entry in full and report corrupt ones")
     add_root(verify)
     verify.set_defaults(handler=cmd_verify)
+    gc = group.add_parser("gc", help="remove blobs no entry refers to (left by killed or racing writers)")
+    gc.add_argument("--older-than", default="10m", metavar="AGE",
+                    help="spare blobs younger than this: a write in flight (default 10m)")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    add_root(gc)
+    gc.set_defaults(handler=cmd_gc)
 
 
 def _open(args):
@@ -74,8 +80,27 @@ def cmd_rm(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    checked, problems = _open(args).verify()
+    cache = _open(args)
+    checked, problems = cache.verify()
     for problem in problems:
         print(f"CORRUPT  {problem}")
     print(f"{checked} entries checked, {len(problems)} corrupt")
+    orphans = cache.orphans()
+    if orphans:
+        print(f"{len(orphans)} blobs ({sum(n for _, n in orphans) / 1e6:.1f} MB) belong to no entry "
+              "(interrupted writes): `mihd cache gc` removes them")
     return 1 if problems else 0
+
+
+def cmd_gc(args) -> int:
+    from ..runs.durations import parse_duration
+
+    grace = parse_duration(args.older_than, "--older-than")
+    cache = _open(args)
+    if args.dry_run:
+        found = cache.orphans(grace)
+        print(f"would remove {len(found)} blobs, {sum(n for _, n in found) / 1e6:.1f} MB")
+        return 0
+    count, freed = cache.collect_orphans(grace)
+    print(f"removed {count} blobs, {freed / 1e6:.1f} MB")
+    return 0
