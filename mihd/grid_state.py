@@ -198,7 +198,7 @@ class GridState:
             keys = self.run_cells(v.id, v.run_dir)
             if v.active:
                 for i, key in enumerate(keys):
-                    active[key] = _active_state(v, i, len(keys))
+                    active[key] = _active_state(v, i)
             elif v.status in (FAILED, KILLED, LOST):
                 for key in keys:
                     ended[key] = (v.id, v.status)
@@ -232,7 +232,7 @@ class GridState:
         return CellState(fusion, column, READY if inputs_cached(cell, cached) else NEVER)
 
 
-def _active_state(view, index: int, n: int) -> CellState:
+def _active_state(view, index: int) -> CellState:
     """A cell of an active run: its score once the run has scored it (a grid shows each ARI as it comes),
     else queued, or running (cells before the current one are complete)."""
     if view.status == QUEUED:
@@ -244,7 +244,7 @@ def _active_state(view, index: int, n: int) -> CellState:
     current = view.cell_index or 0
     if index > current:
         return CellState("", "", QUEUED, run_id=view.id)
-    frac = 1.0 if index < current else min(max((view.progress or 0) * n - index, 0.0), 1.0)
+    frac = 1.0 if index < current else min(max(view.cell_progress or 0.0, 0.0), 1.0)
     return CellState("", "", OVERRUN if view.overrun else RUNNING, run_id=view.id, progress=frac)
 
 

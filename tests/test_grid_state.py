@@ -24,7 +24,7 @@ def view(tmp_path, run_id, cells, status="running", **kw):
     d.mkdir(exist_ok=True)
     write_json_atomic(d / "spec.json", {"cells": cells})
     base = dict(id=run_id, run_dir=str(d), status=status, active=status in ("queued", "running"),
-                progress=None, cell_index=None, overrun=False, cell_results={})
+                progress=None, cell_index=None, overrun=False, cell_results={}, cell_progress=None)
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -76,19 +76,20 @@ def test_latest_score_wins_and_random_init_is_flagged(tmp_path):
 def test_active_runs_override_scores_running_queued_overrun(tmp_path):
     scores = score("20250101-000000-000-aaaaaa", 0.5)
     cells = [dict(CELL, vision=v) for v in ("texture", "uni2")]
-    running = view(tmp_path, "20250103-000000-000-cccccc", cells, progress=0.25, cell_index=0)
+    running = view(tmp_path, "20250103-000000-000-cccccc", cells, progress=0.25, cell_index=0, cell_progress=0.5)
     grid = GridState().compute(SPEC, [running], scores, [])
     first, second = grid[("concat", "texture")], grid[("concat", "uni2")]
     assert (first.state, round(first.progress, 2), first.previous_ari, first.text) == (gs.RUNNING, 0.5, 0.5, "50%")
     assert second.state == gs.QUEUED
-    over = view(tmp_path, "20250103-000000-000-dddddd", [CELL], progress=0.9, cell_index=0, overrun=True)
+    over = view(tmp_path, "20250103-000000-000-dddddd", [CELL], progress=0.9, cell_index=0, overrun=True,
+                cell_progress=0.9)
     grid = GridState().compute(SPEC, [over], scores, [])
     assert grid[("concat", "texture")].state == gs.OVERRUN and grid[("concat", "texture")].text.endswith("!")
 
 
 def test_a_running_grid_shows_each_cell_score_as_soon_as_the_cell_is_scored(tmp_path):
     cells = [dict(CELL, vision=v) for v in ("texture", "uni2", "uni")]
-    running = view(tmp_path, "20250103-000000-000-cccccc", cells, progress=0.7, cell_index=2,
+    running = view(tmp_path, "20250103-000000-000-cccccc", cells, progress=0.7, cell_index=2, cell_progress=0.1,
                    cell_results={0: {"ari": 0.612, "nmi": 0.6, "random_init": False},
                                  1: {"ari": 0.31, "nmi": 0.3, "random_init": True, "error": None}})
     grid = GridState().compute(SPEC, [running], {}, [])

@@ -78,6 +78,9 @@ def test_progress_from_events():
                 {"kind": "stage", "stage": "cluster", "done": 1, "total": 2}])
     assert p.fraction == pytest.approx(0.75) and p.cell_index == 1
     assert p.cells == {0: {"ari": 0.5, "nmi": None, "random_init": None, "error": None}}  # the grid shows it now
+    # a quick first cell (10 s) and a slow second one (90 s), half through the second: 55 % done, not 75 %
+    assert p.weighted([10.0, 90.0]) == pytest.approx((10 + 0.5 * 90) / 100)
+    assert p.weighted(None) == p.fraction and p.weighted([10.0]) == p.fraction  # no (or mismatched) history
     assert t.feed([{"kind": "end", "status": "ok"}]).fraction == 1.0
 
 

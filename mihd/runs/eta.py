@@ -35,6 +35,12 @@ def _confidence(samples: list[float]) -> str:
 CELL_KEY = "cell:"  # history key prefix of a cell's seconds measured inside a multi-cell run
 
 
+def cell_seconds(cell_signatures: list[str], history: dict[str, list[float]]) -> list[float] | None:
+    """Expected seconds of each cell (alone, else inside grids); None unless every cell has a history."""
+    per_cell = [history.get(s) or history.get(CELL_KEY + s) for s in cell_signatures]
+    return [statistics.median(x) for x in per_cell] if per_cell and all(per_cell) else None
+
+
 def expected_duration(signature: str, history: dict[str, list[float]], expect: float | None = None,
                       cell_signatures: list[str] | None = None) -> Expected:
     """A single run is expected from whole runs of its signature only (a cell timed inside a grid
@@ -46,9 +52,10 @@ def expected_duration(signature: str, history: dict[str, list[float]], expect: f
     if samples:
         return Expected(statistics.median(samples), "history", len(samples), _confidence(samples))
     if cell_signatures and len(cell_signatures) > 1:
-        per_cell = [history.get(s) or history.get(CELL_KEY + s) for s in cell_signatures]
-        if all(per_cell):
-            return Expected(sum(statistics.median(x) for x in per_cell), "cells", min(map(len, per_cell)), "low")
+        per_cell = cell_seconds(cell_signatures, history)
+        if per_cell:
+            n = min(len(history.get(s) or history.get(CELL_KEY + s)) for s in cell_signatures)
+            return Expected(sum(per_cell), "cells", n, "low")
     return Expected(None)
 
 
@@ -62,6 +69,18 @@ class Progress:
     n_cells: int | None = None
     ended: bool = False
     cells: dict[int, dict] = field(default_factory=dict)  # finished cells so far: index -> its metric event
+    finished: int = 0            # cells finished
+    cell_fraction: float = 0.0   # share of the current cell done
+
+    def weighted(self, cell_seconds: list[float] | None) -> float | None:
+        """The fraction with each cell weighted by its expected seconds (a grid whose slow cell comes
+        last is not 90 % done when its quick cells are); the plain fraction without such weights."""
+        n = self.n_cells or 1
+        if self.ended or self.fraction is None or not cell_seconds or len(cell_seconds) != n or sum(cell_seconds) <= 0:
+            return self.fraction
+        done = min(self.finished, n)
+        current = self.cell_fraction * cell_seconds[done] if done < n else 0.0
+        return min((sum(cell_seconds[:done]) + current) / sum(cell_seconds), 0.999)
 
 
 class ProgressTracker:
@@ -98,6 +117,7 @@ class ProgressTracker:
             elif kind == "end":
                 p.ended = True
         n = p.n_cells or 1
+        p.finished, p.cell_fraction = self._finished, self._stage_frac
         if p.ended:
             p.fraction = 1.0
         elif p.stage is not None or self._finished:

@@ -19,7 +19,7 @@ from ..rundir import EXIT, read_events
 from ..workspace import resolve_root, runs_dir
 from .backends import GONE, QUEUED, RUNNING, get_backend
 from .cells import sig_string, signature
-from .eta import ProgressTracker, eta, expected_duration
+from .eta import ProgressTracker, cell_seconds, eta, expected_duration
 from .gpu import Gpu, default_gpu
 from .monitor import Monitor, TreeSample
 from .overrun import is_overrun, overrun_factor, record_overrun
@@ -55,6 +55,7 @@ class RunView:
     cell_index: int | None
     overrun: bool
     cell_results: dict[int, dict] = field(default_factory=dict)  # while running: finished cells' metric events
+    cell_progress: float | None = None  # while running: share of the current cell done
     cpu_percent: float | None = None
     rss: int | None = None
     gpu_mem: int | None = None
@@ -224,12 +225,12 @@ class RunWatcher:
             queued_s = ((started or now) - r["created"]) if r["created"] and (started or status == "queued") else None
             key = (r["signature"], r["expect"])
             if key not in expected_by:
-                expected_by[key] = expected_duration(
-                    r["signature"], history, r["expect"],
-                    [sig_string(signature(c, r["backend"])) for c in json.loads(r["cells"] or "[]")])
-            expected = expected_by[key]
+                cell_sigs = [sig_string(signature(c, r["backend"])) for c in json.loads(r["cells"] or "[]")]
+                expected_by[key] = (expected_duration(r["signature"], history, r["expect"], cell_sigs),
+                                    cell_seconds(cell_sigs, history) if len(cell_sigs) > 1 else None)
+            expected, per_cell = expected_by[key]
             prog = self._progress(r) if status == "running" else None
-            fraction = prog.fraction if prog else (1.0 if status == "done" else None)
+            fraction = prog.weighted(per_cell) if prog else (1.0 if status == "done" else None)
             eta_s, conf = eta(elapsed, fraction, expected) if status == "running" and elapsed is not None \
                 else (None, expected.confidence if status == "queued" else "none")
             if status == "queued":
@@ -251,7 +252,7 @@ class RunWatcher:
                 eta_confidence=conf, progress=fraction, stage=prog.stage if prog else None,
                 stage_done=prog.done if prog else None, stage_total=prog.total if prog else None,
                 cell_index=prog.cell_index if prog else None, overrun=overrun,
-                cell_results=dict(prog.cells) if prog else {},
+                cell_results=dict(prog.cells) if prog else {}, cell_progress=prog.cell_fraction if prog else None,
                 cpu_percent=smp.cpu_percent if smp else None, rss=smp.rss if smp else None,
                 gpu_mem=smp.gpu_mem if smp else None, nprocs=smp.nprocs if smp else None,
                 ari=scores[best]["ari"] if best is not None else None,

@@ -25,7 +25,8 @@ class OverrunDialog(PausingModal["str | None"]):
 
     def compose(self) -> ComposeResult:
         v = self.view
-        source = {"given": "as given at launch", "history": "from the history of this cell",
+        same = "this grid" if v.n_cells > 1 else "this cell"
+        source = {"given": "as given at launch", "history": f"from earlier runs of {same}",
                   "cells": "from the history of its cells"}.get(v.expected_source or "", "")
         with Vertical(id="dialog", classes="dialog dialog-warning"):
             yield Label(f"Run past its expected time: {v.label}", classes="dialog-title")
