@@ -107,7 +107,8 @@ class MainScreen(Screen):
             parts.append("GPU " + (f"{len(snap.gpu)}" if snap.gpu else "none"))
         if self.app.setup_note:
             parts.append(self.app.setup_note)
-        self.query_one("#header", Static).update(f"{self.app.root}  │  " + "  │  ".join(parts))
+        parts.append(str(self.app.root))  # last: on a narrow terminal the path is what gets cut, not the state
+        self.query_one("#header", Static).update("  │  ".join(parts))
 
     def _cell_info(self) -> None:
         table = self.query_one(GridTable)

@@ -190,10 +190,10 @@ class Backend:
             send(procs, _signal.SIGKILL)
             time.sleep(0.05)
         survivors = len(targets())
-        if sup is not None:  # the supervisor writes exit.json once its child is gone
+        if sup is not None:  # the supervisor writes exit.json once its child is gone, then exits: wait for both
             exit_file = Path(handle["run_dir"]) / EXIT
             deadline = time.monotonic() + 5
-            while _alive([sup]) and not exit_file.exists() and time.monotonic() < deadline:
+            while _alive([sup]) and time.monotonic() < deadline:
                 time.sleep(0.02)
             if _alive([sup]) and not exit_file.exists():
                 sup.kill()
