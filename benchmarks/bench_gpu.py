@@ -1,12 +1,13 @@
 """GPU figures, for a machine with an NVIDIA GPU (prints "no GPU" and stops elsewhere):
 
 1. vision encoders: seconds to embed a 151673-sized slice (3,639 patches) with each timm build on the
-   GPU, random-init weights (the same forward cost as real ones), through `to_model_input` and the batch
-   loop of `encode_model`; patch cutting is CPU work and is measured by bench_cache.py;
+   GPU, random-init weights (the same forward cost as real ones), in float32 and bf16, through the
+   forward loop `encode_model` uses; patch cutting is CPU work and is measured by bench_cache.py;
 2. usage.json: a supervised run that holds GPU memory, as the supervisor reports it (NVML per process);
 3. the dashboard's GPU panel over the real NVML (when textual is importable).
 
-Run: python benchmarks/bench_gpu.py [--n 3639] [--models uni2,uni,hipt,resnet50] [--batch 32,128]
+Run: python benchmarks/bench_gpu.py [--n 3639] [--models uni2,uni,hipt,resnet50] [--batch 32]
+     [--precision fp32,bf16]
 """
 
 from __future__ import annotations
@@ -26,36 +27,37 @@ HOLD_GPU = ("import torch, time; x = torch.ones(3 << 30, dtype=torch.uint8, devi
             "print('holding', x.numel() >> 20, 'MiB', flush=True); time.sleep(12)")
 
 
-def encoders(models: list[str], n: int, batches: list[int]) -> None:
+def encoders(models: list[str], n: int, batch: int, precisions: list[str]) -> None:
     import numpy as np
     import torch
 
-    from mihd.encoders.patches import to_model_input
-    from mihd.encoders.vision import MODELS, build_model
+    from mihd.encoders.vision import MODELS, build_model, embed_batches
 
-    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; {n} patches, float32 as encode_model runs")
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; {n} patches, batch {batch}, "
+          "through encode_model's forward loop (embed_batches)")
     rng = np.random.default_rng(0)
+    device = torch.device("cuda")
     for name in models:
         spec = MODELS[name]
         torch.manual_seed(0)
-        model = build_model(name).eval().to("cuda")
-        patches = rng.random((256, spec.size, spec.size, 3), dtype=np.float32)  # reused: the cost is the forward
-        for batch in batches:
+        model = build_model(name).eval().to(device)
+        patches = rng.random((batch, spec.size, spec.size, 3), dtype=np.float32)  # reused: the cost is the forward
+        outputs = {}
+        for precision in precisions:
+            embed_batches(model, spec, [patches], batch, device, precision)  # warm-up (autotune, allocator)
+            torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            with torch.inference_mode():
-                x = torch.from_numpy(to_model_input(patches[:batch], spec.mean, spec.std)).to("cuda")
-                model(x)  # warm-up (cuDNN autotune, allocator)
-                torch.cuda.synchronize()
-                started, done = time.perf_counter(), 0
-                while done < n:
-                    b = min(batch, n - done)
-                    x = torch.from_numpy(to_model_input(patches[:b], spec.mean, spec.std)).to("cuda")
-                    model(x).float().cpu().numpy()
-                    done += b
-                torch.cuda.synchronize()
+            batches = (patches[: min(batch, n - i)] for i in range(0, n, batch))
+            started = time.perf_counter()
+            outputs[precision] = embed_batches(model, spec, batches, n, device, precision)
+            torch.cuda.synchronize()
             secs = time.perf_counter() - started
-            print(f"  {name:9s} batch {batch:4d}: {secs:6.2f} s for the slice, {n / secs:7.0f} patches/s, "
+            print(f"  {name:9s} {precision}: {secs:6.2f} s for the slice, {n / secs:7.0f} patches/s, "
                   f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
+        if len(outputs) == 2:
+            a, b = outputs.values()
+            cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+            print(f"  {name:9s} {' vs '.join(outputs)}: cosine per patch min {cos.min():.4f}, mean {cos.mean():.5f}")
         del model
         torch.cuda.empty_cache()
 
@@ -102,14 +104,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=3639)
     parser.add_argument("--models", default="uni2,uni,hipt,resnet50")
-    parser.add_argument("--batch", default="32,128")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--precision", default="fp32,bf16")
     args = parser.parse_args()
     import torch
 
     if not torch.cuda.is_available():
         print("no GPU: nothing to measure here")
         return
-    encoders(args.models.split(","), args.n, [int(b) for b in args.batch.split(",")])
+    encoders(args.models.split(","), args.n, args.batch, args.precision.split(","))
     usage_of_a_gpu_run()
     from importlib.util import find_spec
 

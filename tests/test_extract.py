@@ -81,3 +81,7 @@ def test_bad_extract_arguments_are_one_line_errors(tmp_path):
                           "--vision 'vgg'", "uni2")
     assert_one_line_error(run_mihd("extract", str(tmp_path / "noimage"), "--vision", "texture", "--variant", "blur", root=root),
                           "--variant 'blur'", "staig_strict")
+    assert_one_line_error(run_mihd("extract", "nowhere", "--vision", "uni2", "--precision", "half", root=root),
+                          "--precision 'half'", "bf16")  # before the slice is even looked for
+    assert_one_line_error(run_mihd("run", "nowhere", "--gene", "pca", "--vision", "uni2", "--fusion", "concat",
+                                   "--precision", "fp64", root=root), "--precision 'fp64'")

@@ -165,3 +165,14 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(MihdError, match="no CUDA GPU"):
             encode("resnet50", a, random_init=True, device="cuda")
+
+
+def test_bf16_precision_gives_nearly_the_same_embedding_and_says_so():
+    a = make_slice(n_side=3)
+    exact, cfg32 = encode("hipt", a, random_init=True, batch_size=4)
+    fast, cfg16 = encode("hipt", a, random_init=True, batch_size=4, precision="bf16")
+    assert (cfg32["precision"], cfg16["precision"]) == ("fp32", "bf16") and fast.dtype == np.float32
+    cos = (exact * fast).sum(1) / np.linalg.norm(exact, axis=1) / np.linalg.norm(fast, axis=1)
+    assert cos.min() > 0.99 and not np.array_equal(exact, fast)  # close, not bit-identical: a separate entry
+    with pytest.raises(MihdError, match="--precision 'fp8': unknown; known: fp32, bf16"):
+        encode("hipt", a, random_init=True, precision="fp8")

@@ -20,14 +20,20 @@ def add_encoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="standard", help="vision patch variant: standard, freq, staig_strict")
     parser.add_argument("--random-init", action="store_true", help="vision: random weights (smoke tests only; marked in results)")
     parser.add_argument("--weights", help="vision: path of the weights file")
+    parser.add_argument("--precision", help="vision: fp32 (default) or bf16 (faster on a GPU; use its own --cache-name)")
 
 
 def encoder_config(args) -> dict:
+    """The encoder options given on the command line, checked (call it before loading the slice)."""
+    from ..encoders.vision import check_precision
+
     config = {}
     if getattr(args, "random_init", False):
         config["random_init"] = True
     if getattr(args, "weights", None):
         config["weights"] = args.weights
+    if getattr(args, "precision", None):
+        config["precision"] = check_precision(args.precision)
     return config
 
 

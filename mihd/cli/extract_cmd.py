@@ -31,10 +31,11 @@ def cmd_extract(args) -> int:
         check_variant(args.variant)
     if args.cache_name:
         validate_name(args.cache_name)
+    config = encoder_config(args)
     root = resolve_root(args.root)
     adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
     result = get_embedding(adata, modality, name, root=root, variant=args.variant, cache_name=args.cache_name,
-                           override=args.override, config=encoder_config(args))
+                           override=args.override, config=config)
     meta = result.embedding.meta
     shape = "x".join(map(str, meta["shape"]))
     flag = "  [random init]" if meta.get("random_init") else ""

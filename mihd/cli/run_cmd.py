@@ -69,6 +69,7 @@ def _cells(args) -> list:
     else:
         cells = [Cell(args.gene, args.vision, args.variant, args.fusion, args.cluster)]
     check_cells(cells)
+    encoder_config(args)
     return cells
 
 

@@ -3,6 +3,8 @@
 Weights come from local files only (no machine here reaches a model hub), looked for in this order:
 config["weights"] (a file or a folder), $MIHD_WEIGHTS/<name>/, the local Hugging Face cache (offline).
 Random weights only when config["random_init"] is true, and the effective config says so.
+config["precision"]: "fp32" (default; reproducible) or "bf16" (autocast: several times faster on a GPU,
+values differ slightly, so keep such an embedding under its own --cache-name).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
 WEIGHT_GLOBS = ("*.pth", "*.pt")
 DROP_PREFIXES = ("module.", "backbone.")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ MODELS = {
                   ignore_unexpected=("fc.",)),
     )
 }
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise MihdError(f"--precision {precision!r}: unknown; known: {', '.join(PRECISIONS)}")
+    return precision
 
 
 def build_model(name: str):
@@ -180,6 +189,7 @@ def encode_model(name: str, adata, *, variant: str, config: dict, progress=None)
         raise MihdError(f"device {config.get('device')!r}: not a torch device") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MihdError(f"device {config.get('device')!r}: no CUDA GPU is visible to this process")
+    precision = check_precision(config.get("precision") or "fp32")
     threads = max(1, min(int(config.get("num_threads", os.cpu_count() or 1)), os.cpu_count() or 1))
     batch_size = int(config.get("batch_size", 32))
     previous_threads = torch.get_num_threads()
@@ -191,24 +201,33 @@ def encode_model(name: str, adata, *, variant: str, config: dict, progress=None)
         if weights is not None:
             _load_into(model, name, weights)
         model.eval().to(device)
-        out = np.empty((len(patches), spec.dim), dtype=np.float32)
-        done = 0
-        with torch.inference_mode():
-            for batch in patches.batches(batch_size):
-                x = torch.from_numpy(to_model_input(batch, spec.mean, spec.std)).to(device)
-                out[done:done + len(batch)] = model(x).float().cpu().numpy()
-                done += len(batch)
-                if progress:
-                    progress(done, len(patches))
+        out = embed_batches(model, spec, patches.batches(batch_size), len(patches), device, precision, progress)
     finally:
         torch.set_num_threads(previous_threads)
     effective = {"model": name, "timm_name": spec.timm_name, "weights": str(weights) if weights else None,
                  "weights_source": source, "random_init": random_init, "dim": spec.dim, "mean": list(spec.mean),
                  "std": list(spec.std), "batch_size": batch_size, "device": str(device), "num_threads": threads,
+                 "precision": precision,
                  **patches.info()}
     if random_init:
         effective["seed"] = int(config.get("seed", 0))
     return out, effective
+
+
+def embed_batches(model, spec: ModelSpec, batches, n: int, device, precision: str = "fp32", progress=None):
+    """The forward pass over patch batches ((b, H, W, 3) in [0, 1]) -> float32 (n, dim); bf16 by autocast."""
+    import torch
+
+    out = np.empty((n, spec.dim), dtype=np.float32)
+    done = 0
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        for batch in batches:
+            x = torch.from_numpy(to_model_input(batch, spec.mean, spec.std)).to(device)
+            out[done:done + len(batch)] = model(x).float().cpu().numpy()
+            done += len(batch)
+            if progress:
+                progress(done, n)
+    return out
 
 
 def encode_uni2(adata, *, variant: str, config: dict, progress=None):
