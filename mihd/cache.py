@@ -269,6 +269,13 @@ class EmbeddingCache:
         return checked, problems
 
 
+def entry_flags(meta: dict) -> list[str]:
+    """What a listing must say about an entry beside its name: random weights, reduced precision."""
+    config = meta.get("config") or {}
+    flags = ["random init"] if meta.get("random_init") or config.get("random_init") else []
+    return flags + (["bf16"] if config.get("precision") == "bf16" else [])
+
+
 def _token() -> str:
     return f"{int(time.time() * 1000):x}-{uuid.uuid4().hex}"
 

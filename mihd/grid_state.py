@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .cache import GENE_VARIANT
+from .cache import GENE_VARIANT, entry_flags
 from .cluster import CLUSTERERS as _CLUSTERERS
 from .data.registry import registered
 from .encoders import GENE_ENCODERS, VISION_ENCODERS
@@ -329,7 +329,7 @@ class InventoryRow:
     shape: str
     mb: float
     age_s: float | None
-    random_init: bool
+    flags: tuple[str, ...]  # "random init", "bf16": shown beside the name
     problem: str | None
 
 
@@ -344,6 +344,6 @@ def inventory(entries: list[dict], now: float | None = None) -> list[InventoryRo
             slice=str(e.get("slice")), modality=str(e.get("modality")), name=str(e.get("name")),
             variant=str(e.get("variant")), shape="x".join(map(str, shape)) or "?",
             mb=(e.get("nbytes") or 0) / 1e6, age_s=(now - e["created"]) if e.get("created") else None,
-            random_init=bool(e.get("random_init") or (e.get("config") or {}).get("random_init")),
+            flags=tuple(entry_flags(e)),
             problem=e.get("corrupt")))
     return sorted(rows, key=lambda r: (r.slice, r.modality, r.name, r.variant))

@@ -184,3 +184,14 @@ def test_gc_removes_blobs_no_entry_refers_to_and_spares_writes_in_flight(tmp_pat
     assert in_flight in set(cache._store.iterkeys()) and cache.orphans() == []
     np.testing.assert_array_equal(cache.lookup(KEY, "fp1").embedding.array, array)
     assert_one_line_error(run_mihd("cache", "gc", "--older-than", "soon", root=tmp_path), "--older-than 'soon'")
+
+
+def test_ls_marks_random_init_and_bf16_entries(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    for name, config in (("uni2", {"precision": "bf16"}), ("uni", {"random_init": True}), ("hipt", {})):
+        cache.put(CacheKey("s1", "vision", name, "standard"), np.zeros((3, 4)), ["a", "b", "c"], config=config,
+                  random_init=config.get("random_init", False))
+    cache.close()
+    lines = run_mihd("cache", "ls", root=tmp_path).stdout.splitlines()
+    assert any("uni2 (bf16)" in line for line in lines) and any("uni (random init)" in line for line in lines)
+    assert any(" hipt " in f"{line} " and "(" not in line for line in lines)

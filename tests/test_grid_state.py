@@ -159,9 +159,11 @@ def test_expected_from_history_of_the_same_cached_signature():
 
 def test_inventory_rows():
     rows = gs.inventory([entry("texture", random_init=True), entry("pca", "gene"), {"slice": "demo",
-                         "modality": "vision", "name": "bad", "variant": "standard", "corrupt": "unreadable metadata"}])
-    assert [r.name for r in rows] == ["pca", "bad", "texture"]
-    assert rows[2].random_init and rows[2].shape == "100x8" and round(rows[2].age_s) == 7200
+                         "modality": "vision", "name": "bad", "variant": "standard", "corrupt": "unreadable metadata"},
+                         entry("uni2", config={"precision": "bf16"})])
+    assert [r.name for r in rows] == ["pca", "bad", "texture", "uni2"]
+    assert rows[2].flags == ("random init",) and rows[2].shape == "100x8" and round(rows[2].age_s) == 7200
+    assert rows[3].flags == ("bf16",) and rows[0].flags == ()
     assert rows[1].problem == "unreadable metadata"
 
 

@@ -40,6 +40,7 @@ def _open(args):
 
 
 def inventory_rows(entries: list[dict], now: float) -> list[list]:
+    from ..cache import entry_flags
     from ..runs.durations import fmt_age
 
     rows = []
@@ -48,7 +49,7 @@ def inventory_rows(entries: list[dict], now: float) -> list[list]:
             rows.append([m["slice"], m["modality"], m["name"], m["variant"], "CORRUPT", "-", "-", "-"])
             continue
         shape = "x".join(map(str, m.get("shape", [])))
-        name = m["name"] + (" (random init)" if m.get("random_init") else "")
+        name = m["name"] + "".join(f" ({flag})" for flag in entry_flags(m))
         rows.append([m["slice"], m["modality"], name, m["variant"], shape, f"{m.get('nbytes', 0) / 1e6:.1f}",
                      fmt_age(now - m.get("created", now)), f"{m.get('compute_seconds', 0):.1f}s"])
     return rows

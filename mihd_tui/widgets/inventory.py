@@ -16,7 +16,7 @@ class CacheInventory(KeyedTable):
 
     @staticmethod
     def _cells(r: InventoryRow) -> tuple:
-        name = r.name + (" [random]" if r.random_init else "")
+        name = r.name + "".join(f" [{'random' if flag == 'random init' else flag}]" for flag in r.flags)
         return (r.slice, r.modality, name, r.variant, r.problem or r.shape, f"{r.mb:.1f}",
                 fmt_age(r.age_s))
 
