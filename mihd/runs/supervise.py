@@ -25,7 +25,7 @@ from pathlib import Path
 from ..jsonio import write_json_atomic
 from ..rundir import EXIT, LOG
 from .gpu import Gpu
-from .usage import EVERY, GroupUsage
+from .usage import EVERY, GroupUsage, live_processes
 
 PROC = "proc.json"  # supervisor identity, written by the supervisor once it runs
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -46,18 +46,8 @@ def proc_create_time(pid: int) -> float | None:
 
 def _session_pids() -> list[int]:
     """Live processes of our session but us: what the run started and left behind."""
-    me, pids = os.getpid(), []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != b"Z" and int(fields[3]) == me:  # state, ..., session id
-            pids.append(int(name))
-    return pids
+    me = os.getpid()
+    return [pid for pid, fields in live_processes() if pid != me and int(fields[3]) == me]  # fields[3]: session
 
 
 def _stop_leftovers(grace: float = 5.0) -> int:

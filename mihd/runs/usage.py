@@ -24,9 +24,9 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _group_stats(pgid: int) -> dict[tuple[int, int], tuple[float, int]]:
-    """{(pid, start ticks): (cpu seconds, rss bytes)} of the live processes in process group `pgid`."""
-    out = {}
+def live_processes():
+    """(pid, fields) of every live (not zombie) process; fields are /proc/PID/stat after "pid (comm)":
+    state(0) ppid(1) pgrp(2) session(3) ... utime(11) stime(12) ... starttime(19) vsize(20) rss(21)."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -35,12 +35,14 @@ def _group_stats(pgid: int) -> dict[tuple[int, int], tuple[float, int]]:
                 fields = fh.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        # after "pid (comm)": state ppid pgrp session ... utime(11) stime(12) ... starttime(19) vsize rss(21)
-        if fields[0] == b"Z" or int(fields[2]) != pgid:
-            continue
-        cpu = (int(fields[11]) + int(fields[12])) / _TICKS
-        out[(int(name), int(fields[19]))] = (cpu, int(fields[21]) * _PAGE)
-    return out
+        if fields[0] != b"Z":
+            yield int(name), fields
+
+
+def _group_stats(pgid: int) -> dict[tuple[int, int], tuple[float, int]]:
+    """{(pid, start ticks): (cpu seconds, rss bytes)} of the live processes in process group `pgid`."""
+    return {(pid, int(f[19])): ((int(f[11]) + int(f[12])) / _TICKS, int(f[21]) * _PAGE)
+            for pid, f in live_processes() if int(f[2]) == pgid}
 
 
 def _boot_time() -> float:
