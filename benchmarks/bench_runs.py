@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from mihd.runs.launch import new_run_id  # noqa: E402
 from mihd.runs.monitor import Monitor  # noqa: E402
 from mihd.runs.registry import Registry  # noqa: E402
 from mihd.runs.status import RunWatcher, list_runs  # noqa: E402
+from mihd.runs.usage import EVERY, GroupUsage  # noqa: E402
 from runs_helpers import CELL, launch_fake  # noqa: E402
 
 
@@ -92,6 +94,10 @@ def main() -> int:
     nprocs = sum(s.nprocs for s in mon.sample(roots).values())
     print(f"monitor sample over {len(roots)} trees ({nprocs} processes): first {first * 1000:.1f} ms, "
           f"then median {statistics.median(warm) * 1000:.1f} ms, max {max(warm) * 1000:.1f} ms  [goal <= 50 ms]")
+    usage = GroupUsage(os.getpgid(0))
+    per = timed(usage.sample, repeat=20)
+    print(f"supervisor's usage sample (one /proc pass, {len(os.listdir('/proc'))} /proc entries): "
+          f"median {statistics.median(per) * 1000:.2f} ms, every {EVERY:.0f} s")
 
     pids = set()
     for s in mon.sample(roots).values():
