@@ -200,6 +200,20 @@ async def test_a_wide_terminal_shows_the_cache_beside_the_grid(cached_root):
         assert side.region.width == 0 or not side.display  # at 80 columns the cache is a tab only
 
 
+async def test_the_runs_table_gives_a_wide_terminal_to_the_cell_labels(workspace):
+    run_id = launch_fake(workspace, "--seconds", 0.2, name="a-rather-long-run-name-for-the-cell-column")
+    app = app_for(workspace)
+    async with app.run_test(size=(200, 50)) as pilot:
+        table = app.screen_stack[1].query_one(RunsTable)
+        await wait_until(pilot, lambda: table.row_count == 1)
+        table.move_cursor(row=0)
+        wide = table.columns["cell"].width
+        assert wide >= 40  # the whole label, not the first 22 characters
+        await pilot.resize_terminal(80, 24)
+        await wait_until(pilot, lambda: table.columns["cell"].width < wide)
+        assert table.row_count == 1 and table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value == run_id
+
+
 async def test_gpu_panel_says_no_gpu_when_nvml_finds_none(workspace):
     app = app_for(workspace, gpu=no_gpu())
     async with app.run_test(size=(80, 24)) as pilot:

@@ -1,5 +1,6 @@
 """A DataTable kept in step with a list of keyed rows: rows are added, removed, or updated cell by cell
-(never cleared and refilled), so a refresh redraws only what changed."""
+(never cleared and refilled), so a refresh redraws only what changed. One column (`STRETCH`) takes the
+width a wide terminal leaves over; the table is rebuilt only when that width changes (on resize)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,42 @@ from textual.widgets import DataTable
 
 
 class KeyedTable(DataTable):
-    COLUMNS: tuple[tuple[str, str, int], ...] = ()  # (column key, title, width)
+    COLUMNS: tuple[tuple[str, str, int], ...] = ()  # (column key, title, least width)
+    STRETCH: str | None = None  # the column that grows into spare width (e.g. a label)
+    MAX_STRETCH = 60
 
     def __init__(self, **kw) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self._shown: dict[str, tuple] = {}
+        self._widths: list[int] = []
 
     def on_mount(self) -> None:
-        for key, title, width in self.COLUMNS:
+        self._add_columns(self._fit(self.size.width))
+
+    def on_resize(self, event) -> None:
+        widths = self._fit(event.size.width)
+        if widths == self._widths:
+            return
+        keys = list(self._shown)
+        cursor = keys[self.cursor_row] if 0 <= self.cursor_row < len(keys) else None
+        self.clear(columns=True)
+        self._add_columns(widths)
+        for key, cells in self._shown.items():
+            self.add_row(*cells, key=key)
+        if cursor is not None:
+            self.move_cursor(row=self.get_row_index(cursor))
+
+    def _fit(self, total: int) -> list[int]:
+        widths = [w for _, _, w in self.COLUMNS]
+        if self.STRETCH is not None:
+            i = [k for k, _, _ in self.COLUMNS].index(self.STRETCH)
+            spare = total - sum(widths) - 2 * self.cell_padding * len(widths) - 2  # 2: the scrollbar
+            widths[i] = min(widths[i] + max(spare, 0), self.MAX_STRETCH)
+        return widths
+
+    def _add_columns(self, widths: list[int]) -> None:
+        self._widths = widths
+        for (key, title, _), width in zip(self.COLUMNS, widths):
             self.add_column(title, key=key, width=width)
 
     def sync(self, rows: list[tuple[str, tuple]]) -> list[str]:

@@ -26,6 +26,7 @@ class RunsTable(KeyedTable):
     BINDINGS = [Binding("enter", "select_cursor", "Open", id="runs.open", tooltip="open the run's log and result")]
 
     COLUMNS = COLUMNS
+    STRETCH = "cell"
 
     def _cells(self, v: RunView) -> tuple:
         state = "overrun" if v.overrun and v.active else v.status
