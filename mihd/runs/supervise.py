@@ -85,13 +85,15 @@ def _open_log(run_dir: Path) -> None:
 
 def _wait_measuring(child: subprocess.Popen, run_dir: Path) -> int:
     """Wait for the command, writing its process group's usage.json every EVERY seconds and at the end."""
-    usage = GroupUsage(child.pid, gpu=Gpu())
-    rc = None
+    usage, rc, failed = None, None, False
     while True:
         try:
+            usage = usage or GroupUsage(child.pid, gpu=Gpu())
             usage.write(run_dir, ended=rc is not None)
-        except OSError as exc:  # a full or vanished disk must not end the run it measures
-            print(f"[mihd supervise] cannot write usage: {exc}", flush=True)
+        except Exception as exc:  # measuring (a full disk, an odd /proc) must never end the run it measures
+            if not failed:
+                print(f"[mihd supervise] cannot measure usage: {type(exc).__name__}: {exc}", flush=True)
+            failed = True
         if rc is not None:
             return rc
         try:
