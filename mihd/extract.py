@@ -1,7 +1,9 @@
 """The one path from a slice to an embedding: cache lookup first, the encoder only on a miss.
 
 `mihd extract`, `mihd run`, `mihd grid` and launched runs all come through `get_embedding`, so a hit never
-builds a model and every miss is stored the same way (raw float32 + provenance).
+builds a model and every miss is stored the same way (raw float32 + provenance). A hit that contradicts
+what the caller explicitly asked for (random vs pretrained weights, another precision) is refused with
+the two ways out, never silently served nor silently replaced.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str |
         if not override:
             found = cache.lookup(key, adata.uns["mihd"]["fingerprint"][modality])
             if found.status == "hit":
+                _check_asked(key, found.embedding.meta, config or {})
                 seconds = time.perf_counter() - started
                 events.emit("cache", modality=modality, name=key.name, variant=key.variant, status="hit", seconds=round(seconds, 4))
                 return Extracted(found.embedding, "hit", seconds)
@@ -65,6 +68,22 @@ def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str |
     finally:
         if own_cache:
             cache.close()
+
+
+def _check_asked(key: CacheKey, meta: dict, asked: dict) -> None:
+    """Refuse a hit made otherwise than explicitly asked: the weights' kind, or (model encoders) precision."""
+    have = meta.get("config") or {}
+    random_have = bool(meta.get("random_init") or have.get("random_init"))
+    conflicts = []
+    if asked.get("random_init") and not random_have:
+        conflicts.append("pretrained weights, asked for random init")
+    if asked.get("weights") and random_have:
+        conflicts.append("random-init weights, asked for --weights")
+    if asked.get("precision") and "timm_name" in have and asked["precision"] != have.get("precision", "fp32"):
+        conflicts.append(f"{have.get('precision', 'fp32')} embeddings, asked for {asked['precision']}")
+    if conflicts:
+        raise MihdError(f"cache entry {key}: holds {'; '.join(conflicts)}; --override replaces it, "
+                        "--cache-name NAME keeps both")
 
 
 def _lookup_only(adata, key: CacheKey, cache: EmbeddingCache, events: EventLog) -> Extracted:

@@ -85,3 +85,20 @@ def test_bad_extract_arguments_are_one_line_errors(tmp_path):
                           "--precision 'half'", "bf16")  # before the slice is even looked for
     assert_one_line_error(run_mihd("run", "nowhere", "--gene", "pca", "--vision", "uni2", "--fusion", "concat",
                                    "--precision", "fp64", root=root), "--precision 'fp64'")
+
+
+def test_a_hit_made_otherwise_than_explicitly_asked_is_refused_not_served(tmp_path):
+    write_spaceranger(tmp_path / "s", n_spots=30)
+    root, s = tmp_path / "ws", str(tmp_path / "s")
+    first = run_mihd("extract", s, "--vision", "hipt", "--random-init", root=root)
+    assert first.returncode == 0 and first.stdout.startswith("miss"), first.stderr
+    assert_one_line_error(run_mihd("extract", s, "--vision", "hipt", "--random-init", "--precision", "bf16", root=root),
+                          "holds fp32 embeddings, asked for bf16", "--override", "--cache-name")
+    assert_one_line_error(run_mihd("extract", s, "--vision", "hipt", "--weights", str(tmp_path / "w.pth"), root=root),
+                          "holds random-init weights, asked for --weights")
+    assert run_mihd("extract", s, "--vision", "hipt", root=root).stdout.startswith("hit")  # nothing asked: served
+    kept = run_mihd("extract", s, "--vision", "hipt", "--random-init", "--precision", "bf16", "--cache-name",
+                    "hipt_bf16", root=root)
+    assert kept.returncode == 0 and kept.stdout.startswith("miss"), kept.stderr
+    listing = run_mihd("cache", "ls", root=root).stdout
+    assert "hipt (random init)" in listing and "hipt_bf16 (random init) (bf16)" in listing
