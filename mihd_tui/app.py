@@ -258,7 +258,18 @@ class MihdApp(App):
 
 
 def _is_empty(root: Path) -> bool:
-    return not (slices_file(root).exists() or embeddings_dir(root).exists() or runs_dir(root).exists())
+    """No registered slice, no run, no cached embedding (an embeddings folder a listing made counts as empty)."""
+    if slices_file(root).exists() or (runs_dir(root).exists() and any(runs_dir(root).iterdir())):
+        return False
+    if not embeddings_dir(root).exists():
+        return True
+    from mihd.cache import EmbeddingCache
+
+    cache = EmbeddingCache(root)
+    try:
+        return not cache.entries()
+    finally:
+        cache.close()
 
 
 def main(argv: list[str] | None = None) -> int:

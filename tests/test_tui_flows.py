@@ -238,6 +238,8 @@ async def test_gpu_panel_shows_each_device(workspace):
 
 async def test_first_start_in_an_empty_workspace_sets_up_the_demo(tmp_path):
     root = tmp_path / "fresh"
+    listing = subprocess.run([sys.executable, "-m", "mihd", "cache", "ls", "--root", str(root)], capture_output=True)
+    assert listing.returncode == 0  # a look at the empty cache first (it makes the folder) changes nothing
     app = MihdApp(root, interval=0.3, gpu=no_gpu())
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
