@@ -269,6 +269,18 @@ class EmbeddingCache:
         return checked, problems
 
 
+def read_entries(root: Path, slice_id: str | None = None) -> list[dict]:
+    """Every entry's metadata, for a reader (listing, dashboard): a workspace without a cache has none,
+    and reading does not create one."""
+    if not embeddings_dir(root).is_dir():
+        return []
+    cache = EmbeddingCache(root)
+    try:
+        return cache.entries(slice_id)
+    finally:
+        cache.close()
+
+
 def entry_flags(meta: dict) -> list[str]:
     """What a listing must say about an entry beside its name: random weights, reduced precision."""
     config = meta.get("config") or {}

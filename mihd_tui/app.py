@@ -21,7 +21,7 @@ from mihd.errors import MihdError
 from mihd.grid_state import GridSpec, launch_argv, plan_launches
 from mihd.jsonio import read_json
 from mihd.runs.gpu import Gpu
-from mihd.workspace import embeddings_dir, resolve_root, runs_dir, slices_file
+from mihd.workspace import resolve_root, runs_dir, slices_file
 
 from .messages import Notice, SnapshotReady
 from .poller import Poller, Snapshot
@@ -261,15 +261,9 @@ def _is_empty(root: Path) -> bool:
     """No registered slice, no run, no cached embedding (an embeddings folder a listing made counts as empty)."""
     if slices_file(root).exists() or (runs_dir(root).exists() and any(runs_dir(root).iterdir())):
         return False
-    if not embeddings_dir(root).exists():
-        return True
-    from mihd.cache import EmbeddingCache
+    from mihd.cache import read_entries
 
-    cache = EmbeddingCache(root)
-    try:
-        return not cache.entries()
-    finally:
-        cache.close()
+    return not read_entries(root)
 
 
 def main(argv: list[str] | None = None) -> int:

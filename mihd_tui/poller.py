@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mihd.cache import read_entries
 from mihd.grid_state import Grid, GridSpec, GridState, InventoryRow, gene_choices, inventory, slice_choices
 from mihd.runs.gpu import Gpu, GpuDevice, default_gpu
 from mihd.runs.status import RunView, RunWatcher
@@ -83,17 +84,6 @@ class Poller:
         self._cache_stamp = stamp
         return changed
 
-    def _read_entries(self) -> list[dict]:
-        if not embeddings_dir(self.root).is_dir():
-            return []
-        from mihd.cache import EmbeddingCache
-
-        cache = EmbeddingCache(self.root)
-        try:
-            return cache.entries()
-        finally:
-            cache.close()
-
     def snapshot(self, spec: GridSpec) -> Snapshot:
         now = time.time()
         watcher = self.watcher
@@ -104,7 +94,7 @@ class Poller:
             self._history = watcher.registry.durations()
             self._ended = ended
         if self._cache_changed():
-            self._entries = self._read_entries()
+            self._entries = read_entries(self.root)
         with self._lock:
             wanted = self._wanted - {v.id for v in views} - {i for i, v in self._extra.items() if not v.active}
         for run_id in wanted:

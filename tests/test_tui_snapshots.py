@@ -55,19 +55,19 @@ def test_run_detail_with_spatial_map(snap_compare, frozen_root, size):
     assert snap_compare(make_app(frozen_root), terminal_size=size, run_before=before)
 
 
-def test_launch_dialog_80x24(snap_compare, frozen_root):
+def _then_press(key: str, settle: float):
+    """run_before: the main screen ready, then `key`, then `settle` seconds for the screen it opens."""
     async def before(pilot):
         await _main_ready(pilot)
-        await pilot.press("enter")
-        await pilot.pause(0.5)
+        await pilot.press(key)
+        await pilot.pause(settle)
 
-    assert snap_compare(make_app(frozen_root), terminal_size=(80, 24), run_before=before)
+    return before
+
+
+def test_launch_dialog_80x24(snap_compare, frozen_root):
+    assert snap_compare(make_app(frozen_root), terminal_size=(80, 24), run_before=_then_press("enter", 0.5))
 
 
 def test_help_80x24(snap_compare, frozen_root):
-    async def before(pilot):
-        await _main_ready(pilot)
-        await pilot.press("question_mark")
-        await pilot.pause(0.3)
-
-    assert snap_compare(make_app(frozen_root), terminal_size=(80, 24), run_before=before)
+    assert snap_compare(make_app(frozen_root), terminal_size=(80, 24), run_before=_then_press("question_mark", 0.3))

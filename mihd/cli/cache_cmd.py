@@ -56,8 +56,10 @@ def inventory_rows(entries: list[dict], now: float) -> list[list]:
 
 
 def cmd_ls(args) -> int:
-    cache = _open(args)
-    entries = cache.entries(args.slice)
+    from ..cache import read_entries
+    from ..workspace import resolve_root
+
+    entries = read_entries(resolve_root(args.root), args.slice)
     if args.json:
         print_json(entries)
     elif entries:
