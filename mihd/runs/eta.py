@@ -88,8 +88,6 @@ class ProgressTracker:
 
     def __init__(self, n_cells: int | None = None):
         self.p = Progress(n_cells=n_cells or None)
-        self._finished = 0
-        self._stage_frac = 0.0
         self._stages: list[str] = []  # the current cell's ordered stages, when its `cell` event names them
         self._slot = 0
 
@@ -102,28 +100,26 @@ class ProgressTracker:
             elif kind == "cell":
                 p.cell_index = int(ev.get("index", 0))
                 p.n_cells = int(ev.get("of") or p.n_cells or 1)
-                self._finished = max(self._finished, p.cell_index)
-                self._stage_frac, p.stage, p.done, p.total = 0.0, None, None, None
+                p.finished = max(p.finished, p.cell_index)
+                p.cell_fraction, p.stage, p.done, p.total = 0.0, None, None, None
                 self._stages, self._slot = list(ev.get("stages") or []), 0
             elif kind == "stage":
                 p.stage, p.done, p.total = ev.get("stage"), ev.get("done"), ev.get("total")
                 if p.total:
-                    self._stage_frac = self._cell_fraction(p.stage, float(p.done or 0) / float(p.total))
+                    p.cell_fraction = self._cell_fraction(p.stage, float(p.done or 0) / float(p.total))
             elif kind == "metric":
-                index = int(ev.get("index", self._finished))
+                index = int(ev.get("index", p.finished))
                 p.cells[index] = {k: ev.get(k) for k in ("ari", "nmi", "random_init", "error")}
-                self._finished = max(self._finished, index + 1)
-                self._stage_frac = 0.0
+                p.finished = max(p.finished, index + 1)
+                p.cell_fraction = 0.0
             elif kind == "end":
                 p.ended = True
         n = p.n_cells or 1
-        p.finished, p.cell_fraction = self._finished, self._stage_frac
         if p.ended:
             p.fraction = 1.0
-        elif p.stage is not None or self._finished:
-            p.fraction = min((min(self._finished, n) + self._stage_frac) / n, 0.999)
+        elif p.stage is not None or p.finished:
+            p.fraction = min((min(p.finished, n) + p.cell_fraction) / n, 0.999)
         return p
-
 
     def _cell_fraction(self, stage: str | None, frac: float) -> float:
         """A stage's share of its cell: named stages split the cell evenly, sub-stages (e.g. an
