@@ -142,7 +142,7 @@ class Registry:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             with _write(conn):
                 for stmt in SCHEMA.split(";"):
@@ -242,6 +242,20 @@ class _write:
 
     def __exit__(self, exc_type, *_):
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. SQLite answers "database is locked" at once, without the busy timeout, while another
+    process is creating the same file (two launchers on a fresh workspace): retry until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _inode(path: Path) -> int | None:
