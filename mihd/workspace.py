@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
+import tempfile
 from pathlib import Path
 
 from .errors import MihdError
@@ -40,3 +43,16 @@ def registry_path(root: Path) -> Path:
 
 def slices_file(root: Path) -> Path:
     return root / "slices.json"
+
+
+def host_index_dir(root: Path) -> Path:
+    """A host-local folder for the SQLite indexes over this workspace (the run registry, the cache index).
+
+    SQLite's locks and WAL do not hold on NFS/Lustre/GPFS across hosts, so no SQLite file lives in a shared
+    workspace: the files there are the truth and each host keeps its own rebuildable index here
+    (`$MIHD_INDEX_DIR`, else the temp folder), keyed by host and the workspace's resolved path, so two
+    mounts of one workspace never share an index.
+    """
+    base = Path(os.environ.get("MIHD_INDEX_DIR") or Path(tempfile.gettempdir()) / f"mihd-index-{os.getuid()}")
+    digest = hashlib.sha1(f"{socket.gethostname()}\0{Path(root).resolve()}".encode()).hexdigest()[:12]
+    return base / f"{Path(root).name or 'root'}-{digest}"

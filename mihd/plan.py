@@ -1,0 +1,189 @@
+"""The typed experiment plan: one `Cell` and one `RunSpec`, used by the CLI, the pipeline, launch, the
+registry and the dashboard alike.
+
+A Cell is one point of the grid (slice x gene x vision (+variant) x fusion x clusterer). A RunSpec is what
+one run is asked to compute: its cells and the options they share, plus how it is launched. Both are
+frozen, round-trip through JSON (`spec.json` holds a RunSpec under "plan"), and reject a bad shape with
+one line naming the field. Names are checked against the registries only by `check` (the pipeline's
+business); this module imports nothing heavy, so the dashboard uses it directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .errors import MihdError
+
+DEFAULT_CLUSTER = "gmm"
+DEFAULT_VARIANT = "standard"
+KINDS = ("run", "grid")
+DEVICES = ("auto", "cpu", "cuda")  # where training (staig_fusion, attention, SCAN) runs; auto = CUDA when torch sees one
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def _name(value: Any, what: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise MihdError(f"{what}: {value!r} is not a name (letters, digits, _ . + -; at most 64)")
+    return value
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid. `variant` is None exactly when there is no vision embedding."""
+
+    slice: str
+    gene: str
+    vision: str | None
+    fusion: str
+    cluster: str = DEFAULT_CLUSTER
+    variant: str | None = None
+
+    def __post_init__(self):
+        _name(self.slice, "slice")
+        _name(self.gene, "gene")
+        _name(self.vision, "vision", optional=True)
+        _name(self.fusion, "fusion")
+        _name(self.cluster, "cluster")
+        if self.vision is None:
+            object.__setattr__(self, "variant", None)
+        else:
+            object.__setattr__(self, "variant", _name(self.variant or DEFAULT_VARIANT, "variant"))
+
+    @property
+    def label(self) -> str:
+        """`demo pca+texture concat gmm`; a non-standard variant shows as `+texture/freq`; no vision: `demo pca mean gmm`."""
+        return f"{self.slice} {self.encoders} {self.fusion} {self.cluster}"
+
+    @property
+    def encoders(self) -> str:
+        if not self.vision:
+            return self.gene
+        variant = f"/{self.variant}" if self.variant != DEFAULT_VARIANT else ""
+        return f"{self.gene}+{self.vision}{variant}"
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the cell across specs, results and scores."""
+        return (self.slice, self.gene, self.vision, self.variant, self.fusion, self.cluster)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "cell") -> "Cell":
+        if not isinstance(data, dict):
+            raise MihdError(f"{where}: expected an object, got {type(data).__name__}")
+        fields = ("slice", "gene", "vision", "fusion", "cluster", "variant")
+        missing = [f for f in ("slice", "gene", "fusion") if data.get(f) is None]
+        if missing:
+            raise MihdError(f"{where}: missing {', '.join(missing)}")
+        return cls(**{f: data.get(f) for f in fields if data.get(f) is not None or f == "vision"})
+
+
+def grid_cells(slice_id: str, genes, visions, fusions, clusters, variant: str = DEFAULT_VARIANT) -> tuple[Cell, ...]:
+    """The cross product; `visions` empty (or [None]) means gene-only cells."""
+    return tuple(Cell(slice_id, g, v, f, c, variant if v else None)
+                 for g, v, f, c in itertools.product(genes, list(visions) or [None], fusions, clusters))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run computes and how it is launched. `encoder` holds the vision encoder options
+    (random_init, weights, precision); `device` where training runs; `slice_options` the slice loading ones (truth_col, fullres);
+    `backend_options` are the backend's own, validated by the backend's declaration."""
+
+    cells: tuple[Cell, ...]
+    kind: str = "run"
+    n_clusters: int | None = None
+    refine: bool = False
+    seeds: tuple[int, ...] = (0,)
+    override: bool = False
+    drop_unlabelled: bool = False
+    device: str = "auto"
+    encoder: dict = field(default_factory=dict)
+    slice_options: dict = field(default_factory=dict)
+    backend: str = "local"
+    backend_options: dict = field(default_factory=dict)
+    expect: float | None = None
+    name: str | None = None
+
+    def __post_init__(self):
+        cells = tuple(self.cells)
+        object.__setattr__(self, "cells", cells)
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if not cells:
+            raise MihdError("plan: no cells to run")
+        if not all(isinstance(c, Cell) for c in cells):
+            raise MihdError("plan: cells must be Cell objects")
+        if len({c.slice for c in cells}) != 1:
+            raise MihdError("plan: all cells of a run must be on one slice")
+        if len(set(cells)) != len(cells):
+            raise MihdError("plan: a cell is listed twice")
+        if self.kind not in KINDS:
+            raise MihdError(f"plan: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.kind == "run" and len(cells) != 1:
+            raise MihdError("plan: a `run` has exactly one cell (use `grid` for several)")
+        if self.n_clusters is not None and (not isinstance(self.n_clusters, int) or isinstance(self.n_clusters, bool)
+                                            or not 2 <= self.n_clusters <= 100):
+            raise MihdError(f"--n-clusters: {self.n_clusters!r} is not a whole number from 2 to 100")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds) \
+                or len(set(self.seeds)) != len(self.seeds):
+            raise MihdError(f"--seeds: {list(self.seeds)!r} must be distinct whole numbers >= 0")
+        if self.expect is not None and (not isinstance(self.expect, (int, float)) or isinstance(self.expect, bool)
+                                        or self.expect <= 0):
+            raise MihdError(f"--expect: {self.expect!r} must be a positive duration")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()
+                                      or any(ch in self.name for ch in "\n\r\t\x00") or len(self.name) > 80):
+            raise MihdError(f"--name: {self.name!r} must be one line of at most 80 characters")
+        for what in ("encoder", "slice_options", "backend_options"):
+            if not isinstance(getattr(self, what), dict):
+                raise MihdError(f"plan: {what} must be an object")
+        _name(self.backend, "--backend")
+        if self.device not in DEVICES:
+            raise MihdError(f"--device: {self.device!r} is not one of {', '.join(DEVICES)}")
+
+    @property
+    def slice(self) -> str:
+        return self.cells[0].slice
+
+    @property
+    def label(self) -> str:
+        """The name if given, the cell's label for one cell, `demo grid 12 cells` for several."""
+        if self.name:
+            return self.name
+        if len(self.cells) == 1:
+            return self.cells[0].label
+        return f"{self.slice} grid {len(self.cells)} cells"
+
+    def with_(self, **changes) -> "RunSpec":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["cells"] = [c.to_dict() for c in self.cells]
+        data["seeds"] = list(self.seeds)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "spec") -> "RunSpec":
+        if not isinstance(data, dict):
+            raise MihdError(f"{where}: expected an object, got {type(data).__name__}")
+        if not isinstance(data.get("cells"), list):
+            raise MihdError(f"{where}: cells must be a list")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MihdError(f"{where}: unknown field {unknown[0]!r}")
+        cells = tuple(Cell.from_dict(c, f"{where}: cells[{i}]") for i, c in enumerate(data["cells"]))
+        seeds = data.get("seeds", [0])
+        if not isinstance(seeds, list):
+            raise MihdError(f"{where}: seeds must be a list")
+        try:
+            return cls(**{**data, "cells": cells, "seeds": tuple(seeds)})
+        except TypeError as exc:
+            raise MihdError(f"{where}: {exc}") from None
