@@ -22,6 +22,7 @@ import tempfile
 import termios
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -31,7 +32,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from mihd.runs.kill import kill_run  # noqa: E402
 from mihd.runs.launch import launch  # noqa: E402
-from runs_helpers import CELL, launch_fake  # noqa: E402
+from runs_helpers import CELL, fake_plan, launch_fake  # noqa: E402
 from tui_helpers import no_gpu  # noqa: E402
 
 TUI = [sys.executable, "-m", "mihd_tui.app"]
@@ -115,8 +116,8 @@ def idle(root: Path, seconds: float) -> dict:
 async def flood(root: Path, seconds: float, script: str = FLOOD, fusion: str = "concat") -> dict:
     from mihd_tui.app import MihdApp
 
-    run_id = launch(root, [sys.executable, "-c", script.format(secs=seconds)], raw=True,
-                    cells=[dict(CELL, fusion=fusion)])  # its own cell: no history, no overrun dialog
+    run_id = launch(root, fake_plan([replace(CELL, fusion=fusion)]),  # its own cell: no history, no overrun dialog
+                    raw_argv=[sys.executable, "-c", script.format(secs=seconds)], cached=[True])
     app = MihdApp(root, interval=2.0, gpu=no_gpu(), setup_demo=False)
     me = psutil.Process()
     latencies, rss = [], []

@@ -1,35 +1,44 @@
-"""The embedding cache: raw encoder outputs in diskcache under `<root>/embeddings`.
+"""The embedding cache: files on the (possibly shared) workspace are the truth; diskcache is a host-local index.
 
-Layout (one diskcache store, string keys):
-  meta|slice|modality|name|variant   -> JSON text: shape, encoder, config, fingerprint, data key, crc, ...
-  data|slice|modality|name|variant|<ms>-<uuid> -> the raw float32 bytes (a file on disk); <ms> is the
-                                     write time in hex milliseconds, so `gc` can spare writes in flight
-  spots|<hash>                       -> JSON list of spot barcodes (shared by all entries on that spot set)
+Layout under `<root>/embeddings/` (see docs/ARCHITECTURE.md, "The embedding cache", for why):
+  entries/<slice>/<modality>~<name>~<variant>.json          the entry: its metadata (shape, encoder, config,
+                                                            fingerprint, blob, xxh3_64 of the array, ...)
+  entries/<slice>/<modality>~<name>~<variant>~<token>.npy   the raw float32 array (a plain .npy file)
+  spots/<blake2b>.json                                      spot barcodes, shared by entries on one spot set
+  locks/<slice>~<modality>~<name>~<variant>.lock            single flight: who computes a missing entry
 
-An entry becomes visible only when its meta is written, after its data: a writer killed midway leaves
-an unreferenced blob, never a readable partial entry. Each write uses a fresh data key, so two
-processes writing the same entry at once cannot pair one's meta with the other's data. Listing reads
-meta only. The store never evicts (size_limit off): embeddings are removed only by `mihd cache rm`;
-blobs no entry refers to (a killed writer's, the loser of a race) only by `mihd cache gc`.
+Every file is written under a temporary name in its folder, fsynced, then renamed into place (atomic on a
+local disk, NFS and Lustre within a folder); nothing is ever rewritten in place. An entry exists once its
+.json is renamed in, after its blob: a killed writer leaves an unreferenced file, never a readable partial
+entry. A replace writes a new blob and then switches the .json; the old blob is left for `gc` after a grace
+(its mtime is refreshed at the switch), so a reader that read the old .json still finds the old blob, and a
+reader always gets the old entry or the new one. Every hit checks the array's xxh3_64 in the same pass as
+the read, so bytes that differ from what was written are reported as `corrupt`, never served.
+
+The index (diskcache, in `workspace.host_index_dir`) only speeds up listing: it keeps each .json's
+metadata keyed by (mtime, size, inode) and rereads only new or changed files. It is rebuildable at will;
+when it cannot be used (a full or read-only local disk) listing reads the .json files directly.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
+import socket
+import threading
 import time
 import uuid
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import diskcache
+from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .errors import CacheCorrupt, MihdError
-from .workspace import embeddings_dir
+from .jsonio import read_json, write_atomic, write_json_atomic
+from .workspace import embeddings_dir, host_index_dir, is_writable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +47,11 @@ if TYPE_CHECKING:
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 GENE_VARIANT = "-"
-ORPHAN_GRACE = 600.0  # seconds: a blob younger than this may be a write whose meta is about to follow
+SEP = "~"  # never in a valid name, so file names split back into key parts
+ORPHAN_GRACE = 600.0  # seconds: a file younger than this may be a write in flight or a replaced blob in use
+CHUNK = 1 << 22  # bytes read (and hashed) at a time on a hit
+LOCK_TIMEOUT = float(os.environ.get("MIHD_CACHE_LOCK_TIMEOUT", 120))  # heartbeat silence that frees a lock
+CACHE_FROM_FILE = "cache_from.json"  # in the workspace root: a list of read-only caches to read from too
 
 
 def is_valid_name(name: str) -> bool:
@@ -46,7 +59,7 @@ def is_valid_name(name: str) -> bool:
 
 
 def validate_name(name: str, what: str = "--cache-name") -> str:
-    """Cache and slice names become key parts and folder names: a fixed character set, no `..`."""
+    """Cache and slice names become key parts and file names: a fixed character set, no `..`."""
     if not is_valid_name(name):
         raise MihdError(
             f"{what} {name!r}: invalid name; use letters, digits and _ . + - "
@@ -69,8 +82,9 @@ class CacheKey:
             raise MihdError(f"modality {self.modality!r}: expected gene or vision")
 
     @property
-    def meta_key(self) -> str:
-        return "|".join(("meta", self.slice, self.modality, self.name, self.variant))
+    def stem(self) -> str:
+        """The entry's file name stem inside its slice folder."""
+        return SEP.join((self.modality, self.name, self.variant))
 
     def __str__(self) -> str:
         return f"{self.slice}/{self.modality}/{self.name}/{self.variant}"
@@ -84,123 +98,241 @@ class Lookup:
 
 
 class EmbeddingCache:
-    def __init__(self, root: Path):
-        self.dir = embeddings_dir(Path(root))
-        self._store = diskcache.Cache(
-            str(self.dir), size_limit=2**62, eviction_policy="none", cull_limit=0, timeout=60
-        )
+    """One workspace's cache, plus read-only caches to look in when this one misses (`--cache-from`)."""
+
+    def __init__(self, root: Path, sources: list[Path] | None = None, *, as_source: bool = False):
+        self.root = Path(root)
+        self.dir = embeddings_dir(self.root)
+        self._index = None
+        self._spots: dict[str, list[str]] = {}
+        self.sources = [] if as_source else [
+            EmbeddingCache(s, as_source=True) for s in [*(sources or []), *cache_from_config(self.root)]]
+        if not as_source and (self.dir / "cache.db").exists():
+            from .cache_legacy import migrate
+
+            migrate(self)
 
     def close(self) -> None:
-        self._store.close()
+        if self._index is not None:
+            self._index.close()
+            self._index = None
 
-    # -- metadata -----------------------------------------------------------------------------
+    # -- paths ------------------------------------------------------------------------------
+    def slice_dir(self, slice_id: str) -> Path:
+        return self.dir / "entries" / slice_id
+
+    def meta_path(self, key: CacheKey) -> Path:
+        return self.slice_dir(key.slice) / f"{key.stem}.json"
+
+    def _spots_path(self, spots_hash: str) -> Path:
+        return self.dir / "spots" / f"{spots_hash}.json"
+
+    def lock_path(self, key: CacheKey) -> Path:
+        return self.dir / "locks" / f"{key.slice}{SEP}{key.stem}.lock"
+
+    # -- metadata ---------------------------------------------------------------------------
     def meta(self, key: CacheKey) -> dict | None:
-        raw = self._store.get(key.meta_key)
-        if raw is None:
-            return None
         try:
-            meta = json.loads(raw)
-            if not isinstance(meta, dict) or "data_key" not in meta:
-                raise ValueError
-            return meta
-        except (TypeError, ValueError):
-            raise CacheCorrupt(f"cache entry {key}: unreadable metadata") from None
+            raw = self.meta_path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheCorrupt(f"cache entry {key}: metadata unreadable ({exc.strerror})") from None
+        meta = _parse_meta(raw)
+        if meta is None:
+            raise CacheCorrupt(f"cache entry {key}: unreadable metadata")
+        return meta
 
     def entries(self, slice_id: str | None = None) -> list[dict]:
         """Metadata of every entry (no arrays read); corrupt metadata shows as a row with `corrupt`."""
-        rows = []
-        prefix = "meta|" if slice_id is None else f"meta|{slice_id}|"
-        for k in self._store.iterkeys():
-            if not (isinstance(k, str) and k.startswith(prefix)):
-                continue
-            raw = self._store.get(k)
+        base = self.dir / "entries"
+        if slice_id is not None:
+            slices = [slice_id] if is_valid_name(slice_id) else []
+        else:
             try:
-                meta = json.loads(raw)
-            except (TypeError, ValueError):
-                _, s, mod, name, variant = k.split("|", 4)
-                meta = {"slice": s, "modality": mod, "name": name, "variant": variant, "corrupt": "unreadable metadata"}
-            rows.append(meta)
+                slices = sorted(e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith("."))
+            except OSError:
+                slices = []
+        index = self._open_index()
+        rows = []
+        for s in slices:
+            rows += self._slice_entries(s, index)
         return rows
+
+    def _slice_entries(self, slice_id: str, index) -> list[dict]:
+        folder = self.slice_dir(slice_id)
+        known = _index_get(index, slice_id) or {}
+        fresh, rows, changed = {}, [], False
+        try:
+            listing = [e for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith(".")]
+        except OSError:
+            listing = []
+        for e in listing:
+            try:
+                st = e.stat()
+            except OSError:  # removed meanwhile
+                continue
+            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+            cached = known.get(e.name)
+            if cached is not None and tuple(cached[0]) == sig:
+                meta = cached[1]
+            else:
+                changed = True
+                try:
+                    meta = _parse_meta(Path(e.path).read_bytes())
+                except OSError:
+                    continue
+                if meta is None:
+                    mod, name, variant = (e.name[: -len(".json")].split(SEP) + ["?", "?"])[:3]
+                    meta = {"slice": slice_id, "modality": mod, "name": name, "variant": variant,
+                            "corrupt": "unreadable metadata"}
+            fresh[e.name] = (sig, meta)
+            rows.append(meta)
+        if changed or len(fresh) != len(known):
+            _index_set(index, slice_id, fresh)
+        return rows
+
+    def _open_index(self):
+        """The host-local diskcache index, or None when it cannot be opened (then listing reads every file)."""
+        if self._index is None:
+            try:
+                import diskcache
+
+                folder = host_index_dir(self.root) / "embeddings"
+                folder.mkdir(parents=True, exist_ok=True)
+                self._index = diskcache.Cache(str(folder), size_limit=2**40, eviction_policy="none", timeout=5)
+            except Exception:  # the index is only a speed-up
+                self._index = None
+        return self._index
 
     # -- arrays -------------------------------------------------------------------------------
     def lookup(self, key: CacheKey, fingerprint: str | None = None) -> Lookup:
-        """Hit, miss, stale (the slice changed since) or corrupt (reported, never returned as data)."""
-        try:
-            meta = self.meta(key)
-        except CacheCorrupt as exc:
-            return Lookup("corrupt", reason=str(exc))
-        if meta is None:
-            return Lookup("miss")
-        if fingerprint is not None and meta.get("fingerprint") != fingerprint:
-            return Lookup("stale", reason=f"cache entry {key}: the slice changed since it was computed")
-        try:
-            return Lookup("hit", self._load(key, meta))
-        except CacheCorrupt as exc:
-            return Lookup("corrupt", reason=str(exc))
+        """Hit, miss, stale (the slice changed since) or corrupt (reported, never returned as data).
+        On anything but a hit, the read-only `sources` are asked in turn."""
+        found = self._lookup_own(key, fingerprint)
+        if found.status == "hit":
+            return found
+        for source in self.sources:
+            theirs = source._lookup_own(key, fingerprint)
+            if theirs.status == "hit":
+                theirs.embedding.meta["source"] = str(source.root)
+                return theirs
+        return found
 
-    def _load(self, key: CacheKey, meta: dict, check_crc: bool = False) -> "Embedding":
+    def _lookup_own(self, key: CacheKey, fingerprint: str | None) -> Lookup:
+        seen = None
+        for _ in range(3):  # a replace or rm between reading the .json and opening its blob: read again
+            try:
+                meta = self.meta(key)
+            except CacheCorrupt as exc:
+                return Lookup("corrupt", reason=str(exc))
+            if meta is None:
+                return Lookup("miss")
+            if fingerprint is not None and meta.get("fingerprint") != fingerprint:
+                return Lookup("stale", reason=f"cache entry {key}: the slice changed since it was computed")
+            if meta.get("blob") == seen:
+                break
+            seen = meta.get("blob")
+            try:
+                return Lookup("hit", self._load(key, meta))
+            except FileNotFoundError:
+                continue
+            except CacheCorrupt as exc:
+                return Lookup("corrupt", reason=str(exc))
+        return Lookup("corrupt", reason=f"cache entry {key}: its array is missing")
+
+    def _load(self, key: CacheKey, meta: dict) -> "Embedding":
+        """The entry's array, checked against its xxh3_64 in the same pass as the read."""
         import numpy as np
+        import xxhash
 
         from .embedding import Embedding
 
-        shape = tuple(meta["shape"])
-        nbytes = int(np.prod(shape)) * 4
-        fh = self._store.get(meta["data_key"], read=True)
-        if fh is None:
-            raise CacheCorrupt(f"cache entry {key}: its array is missing")
+        try:
+            shape = tuple(int(n) for n in meta["shape"])
+            path = self.slice_dir(key.slice) / meta["blob"]
+            expected = meta["xxh3_64"]
+        except (KeyError, TypeError, ValueError):
+            raise CacheCorrupt(f"cache entry {key}: metadata lacks shape, blob or checksum") from None
+        if Path(meta["blob"]).name != meta["blob"]:
+            raise CacheCorrupt(f"cache entry {key}: blob name {meta['blob']!r} is not a file name")
         array = np.empty(shape, dtype=np.float32)
-        if isinstance(fh, bytes):  # small arrays live inside the SQLite file, not in a blob file
-            got, extra = len(fh), b""
-            if got == nbytes:
-                memoryview(array).cast("B")[:] = fh
-        else:
-            with fh:
-                got = fh.readinto(memoryview(array).cast("B")) if nbytes else 0
+        view = memoryview(array).cast("B")
+        digest = xxhash.xxh3_64()
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                _check_header(fh, key, shape)
+                pos = 0
+                while pos < len(view):
+                    got = fh.readinto(view[pos: pos + CHUNK])
+                    if not got:
+                        break
+                    digest.update(view[pos: pos + got])
+                    pos += got
                 extra = fh.read(1)
-        if got != nbytes or extra:
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise CacheCorrupt(f"cache entry {key}: array unreadable ({exc.strerror})") from None
+        if pos != len(view) or extra:
             raise CacheCorrupt(f"cache entry {key}: array has the wrong size (truncated or overwritten)")
-        if check_crc and zlib.crc32(memoryview(array).cast("B")) != meta.get("crc32"):
-            raise CacheCorrupt(f"cache entry {key}: array checksum mismatch")
-        spots = self._store.get(f"spots|{meta['spots_hash']}")
-        if spots is None:
-            raise CacheCorrupt(f"cache entry {key}: its spot list is missing")
-        return Embedding(array=array, meta=meta, obs_names=np.asarray(json.loads(spots), dtype=object))
+        if digest.hexdigest() != expected:
+            raise CacheCorrupt(f"cache entry {key}: array checksum mismatch (the file changed after it was written)")
+        spots = self._read_spots(key, meta.get("spots_hash", ""))
+        return Embedding(array=array, meta=meta, obs_names=np.asarray(spots, dtype=object))
+
+    def _read_spots(self, key: CacheKey, spots_hash: str) -> list[str]:
+        if spots_hash not in self._spots:
+            try:
+                raw = self._spots_path(spots_hash).read_bytes()
+            except OSError:
+                raise CacheCorrupt(f"cache entry {key}: its spot list is missing") from None
+            if _spots_hash(raw) != spots_hash:
+                raise CacheCorrupt(f"cache entry {key}: its spot list changed after it was written")
+            self._spots[spots_hash] = json.loads(raw)
+        return self._spots[spots_hash]
 
     def put(self, key: CacheKey, array: "np.ndarray", obs_names, **meta_fields) -> dict:
-        """Store a raw embedding; returns its metadata. Replaces an existing entry atomically."""
-        import hashlib
+        """Store a raw embedding; returns its metadata. Replaces an existing entry atomically.
 
+        A full disk or a read-only workspace is a one-line MihdError, with nothing partial left behind."""
         import numpy as np
+        import xxhash
 
         array = np.ascontiguousarray(array, dtype=np.float32)
         if array.ndim != 2 or array.shape[0] != len(obs_names):
             raise MihdError(f"cache entry {key}: array shape {array.shape} does not match {len(obs_names)} spots")
-        spots_json = json.dumps([str(s) for s in obs_names])
-        spots_hash = hashlib.blake2b(spots_json.encode(), digest_size=12).hexdigest()
-        self._store.set(f"spots|{spots_hash}", spots_json)
-        data_key = f"data|{key.slice}|{key.modality}|{key.name}|{key.variant}|{_token()}"
-        buf = memoryview(array).cast("B")
-        self._store.set(data_key, bytes(buf))
+        self.check_writable(f"store {key}")
+        spots_raw = json.dumps([str(s) for s in obs_names]).encode()
+        spots_hash = _spots_hash(spots_raw)
+        folder = self.slice_dir(key.slice)
+        blob = f"{key.stem}{SEP}{_token()}.npy"
         meta = {
-            "slice": key.slice,
-            "modality": key.modality,
-            "name": key.name,
-            "variant": key.variant,
-            "shape": list(array.shape),
-            "dtype": "float32",
-            "nbytes": array.nbytes,
-            "crc32": zlib.crc32(buf),
-            "data_key": data_key,
-            "spots_hash": spots_hash,
-            "created": time.time(),
-            "version": __version__,
-            "transforms": [],
-            **meta_fields,
+            "slice": key.slice, "modality": key.modality, "name": key.name, "variant": key.variant,
+            "shape": list(array.shape), "dtype": "float32", "nbytes": array.nbytes,
+            "xxh3_64": xxhash.xxh3_64_hexdigest(memoryview(array).cast("B")),
+            "blob": blob, "spots_hash": spots_hash, "created": time.time(), "version": __version__,
+            "transforms": [], **meta_fields,
         }
-        old = self._safe_meta(key)
-        self._store.set(key.meta_key, json.dumps(meta, default=str))
-        if old and old.get("data_key") != data_key:
-            self._store.delete(old["data_key"])
+        need = array.nbytes + len(spots_raw) + 8192
+        written: list[Path] = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            spots_path = self._spots_path(spots_hash)
+            if not _touch(spots_path):  # reused: refreshed so `gc` spares it until the .json is in
+                spots_path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(spots_path, [spots_raw])
+            write_atomic(folder / blob, [_npy_header(array), memoryview(array).cast("B")])
+            written.append(folder / blob)
+            old = self._safe_meta(key)
+            if old and old.get("blob"):
+                _touch(folder / old["blob"])  # its grace before `gc` counts from the switch
+            write_json_atomic(self.meta_path(key), meta)
+        except OSError as exc:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise self._write_error(exc, f"store {key}", need) from None
+        self._spots[spots_hash] = json.loads(spots_raw)
         return meta
 
     def _safe_meta(self, key: CacheKey) -> dict | None:
@@ -210,68 +342,205 @@ class EmbeddingCache:
             return None
 
     def remove(self, key: CacheKey) -> bool:
+        self.check_writable(f"remove {key}")
         old = self._safe_meta(key)
-        existed = self._store.delete(key.meta_key)
-        if old:
-            self._store.delete(old["data_key"])
-        return existed
+        try:
+            self.meta_path(key).unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._write_error(exc, f"remove {key}", 0) from None
+        if old and old.get("blob") and Path(old["blob"]).name == old["blob"]:
+            (self.slice_dir(key.slice) / old["blob"]).unlink(missing_ok=True)
+        return True
 
+    # -- what no entry refers to --------------------------------------------------------------
     def orphans(self, grace: float = ORPHAN_GRACE) -> list[tuple[str, int]]:
-        """(data key, bytes) of blobs no entry refers to and older than `grace` seconds.
+        """(path under embeddings/, bytes) of every file no entry refers to, older than `grace` seconds:
+        blobs of killed, racing or replaced writes, partial temporary files, unused spot lists, dead locks.
 
-        Blobs of an entry whose metadata cannot be read are never counted (it might refer to them);
-        blobs from before write times were recorded count as old."""
-        referenced, unreadable = set(), set()
-        for k in self._store.iterkeys():
-            if isinstance(k, str) and k.startswith("meta|"):
-                try:
-                    referenced.add(json.loads(self._store.get(k))["data_key"])
-                except (TypeError, ValueError, KeyError):
-                    unreadable.add(k[len("meta|"):])
+        A file's age is its mtime (a write in flight keeps it fresh; a replaced blob is touched at the
+        switch). Files of an entry whose metadata cannot be read are spared: it might refer to them."""
         now, out = time.time(), []
-        for k in self._store.iterkeys():
-            if not (isinstance(k, str) and k.startswith("data|")) or k in referenced:
-                continue
-            entry, token = k[len("data|"):].rsplit("|", 1)
-            written = _token_time(token)
-            if entry in unreadable or (written is not None and now - written < grace):
-                continue
-            out.append((k, self._size(k)))
+        referenced_spots = set()
+        entries = self.dir / "entries"
+        for folder in _subdirs(entries):
+            names = _names(folder)
+            referenced, spare_stems = set(), set()
+            for name in names:
+                if name.endswith(".json") and not name.startswith("."):
+                    meta = _parse_meta(_read_bytes(folder / name))
+                    if meta is None:
+                        spare_stems.add(name[: -len(".json")])
+                        continue
+                    referenced.add(meta.get("blob"))
+                    referenced_spots.add(f"{meta.get('spots_hash')}.json")
+            for name in names:
+                if (name.endswith(".json") and not name.startswith(".")) or name in referenced \
+                        or SEP.join(name.lstrip(".").split(SEP)[:3]) in spare_stems:
+                    continue
+                _add_if_old(out, folder / name, now, grace, self.dir)
+        for name in _names(self.dir / "spots"):
+            if name not in referenced_spots:
+                _add_if_old(out, self.dir / "spots" / name, now, grace, self.dir)
+        for name in _names(self.dir / "locks"):
+            _add_if_old(out, self.dir / "locks" / name, now, max(grace, LOCK_TIMEOUT), self.dir)
         return out
 
     def collect_orphans(self, grace: float = ORPHAN_GRACE) -> tuple[int, int]:
-        """Delete `orphans(grace)`; returns (blobs removed, bytes freed)."""
-        found = self.orphans(grace)
-        removed = [(k, n) for k, n in found if self._store.delete(k)]
-        return len(removed), sum(n for _, n in removed)
-
-    def _size(self, key: str) -> int:
-        """Bytes of a blob without reading it: a file's size, or the length of a small value kept inline."""
-        value = self._store.get(key, read=True)
-        if value is None or isinstance(value, bytes):
-            return len(value or b"")
-        with value:
-            return os.fstat(value.fileno()).st_size
+        """Delete `orphans(grace)`; returns (files removed, bytes freed)."""
+        self.check_writable("remove unreferenced files")
+        count = freed = 0
+        for rel, size in self.orphans(grace):
+            try:
+                (self.dir / rel).unlink()
+            except FileNotFoundError:
+                continue
+            count, freed = count + 1, freed + size
+        return count, freed
 
     def verify(self) -> tuple[int, list[str]]:
         """Read every entry in full (checksums included); returns (entries checked, problems)."""
         problems, checked = [], 0
         for meta in self.entries():
             checked += 1
-            key = CacheKey(meta["slice"], meta["modality"], meta["name"], meta["variant"])
+            try:
+                key = CacheKey(meta["slice"], meta["modality"], meta["name"], meta["variant"])
+            except (KeyError, MihdError):
+                problems.append(f"cache entry {meta.get('slice')}/{meta.get('modality')}/{meta.get('name')}: bad key")
+                continue
             if "corrupt" in meta:
                 problems.append(f"cache entry {key}: {meta['corrupt']}")
                 continue
-            try:
-                self._load(key, meta, check_crc=True)
-            except (CacheCorrupt, KeyError, ValueError, TypeError) as exc:
-                problems.append(str(exc) if isinstance(exc, CacheCorrupt) else f"cache entry {key}: bad metadata ({exc})")
+            found = self._lookup_own(key, None)
+            if found.status != "hit":
+                problems.append(found.reason or f"cache entry {key}: removed while verifying")
         return checked, problems
+
+    # -- writability --------------------------------------------------------------------------
+    def check_writable(self, what: str) -> None:
+        if not is_writable(self.root):
+            raise MihdError(f"--root {self.root}: the workspace is read-only; cannot {what} "
+                            "(read from it with --cache-from and write to a --root of your own)")
+
+    def _write_error(self, exc: OSError, what: str, need: int) -> MihdError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            try:
+                free = shutil.disk_usage(self.root).free
+            except OSError:
+                free = 0
+            return MihdError(f"--root {self.root}: no space left to {what} ({_size(need)} needed, "
+                             f"{_size(free)} free); nothing was written")
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return MihdError(f"--root {self.root}: cannot {what}: {exc.strerror}")
+        return MihdError(f"--root {self.root}: cannot {what}: {exc.strerror or exc}")
+
+    # -- single flight ----------------------------------------------------------------------------
+    def claim(self, key: CacheKey, run: str | None = None) -> "Claim | None":
+        """Become the one process computing `key` (None when another one is): an O_EXCL lock file on the
+        workspace (exclusive create holds on NFSv3+), kept fresh by a heartbeat while held."""
+        return self.claim_path(self.lock_path(key), str(key), run)
+
+    def claim_path(self, path: Path, what: str, run: str | None = None) -> "Claim | None":
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "run": run, "token": uuid.uuid4().hex,
+                 "started": time.time()}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            return None
+        except OSError as exc:
+            raise self._write_error(exc, f"lock {what}", 4096) from None
+        try:
+            os.write(fd, json.dumps(owner).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return Claim(path, owner)
+
+    def holder(self, key: CacheKey) -> dict | None:
+        """Who holds `key`'s lock (host, pid, run), or None; `mtime` is its last heartbeat."""
+        path = self.lock_path(key)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        owner = read_json(path, {}) or {}
+        return {**owner, "mtime": st.st_mtime_ns}
+
+    def break_lock(self, key: CacheKey, stale: dict) -> None:
+        """Remove a lock whose heartbeat stopped (its computer died). Moved aside first, so of several
+        waiters only one removes it; a lock renewed meanwhile (another token) is put back."""
+        path = self.lock_path(key)
+        aside = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, aside)
+        except OSError:
+            return
+        if (read_json(aside, {}) or {}).get("token") not in (None, stale.get("token")) and not path.exists():
+            os.rename(aside, path)
+        else:
+            aside.unlink(missing_ok=True)
+
+    def acquire(self, key: CacheKey, fingerprint: str | None, *, run: str | None = None,
+                on_wait: Callable[[dict], None] | None = None, want_hit: bool = True,
+                poll: float = 0.5) -> tuple[Lookup | None, "Claim | None"]:
+        """Single flight: (a hit, None) when another process computed `key` while this one waited, or
+        (None, claim) when this process must compute it. `on_wait(holder)` is called once, when waiting
+        starts. A holder whose heartbeat is silent for LOCK_TIMEOUT seconds (this host's clock) is
+        taken over."""
+        announced = False
+        last_seen, silent_since = None, time.monotonic()
+        while True:
+            claim = self.claim(key, run)
+            if claim is not None:
+                found = self.lookup(key, fingerprint) if want_hit else None
+                if found is not None and found.status == "hit":  # computed just before we claimed
+                    claim.release()
+                    return found, None
+                return None, claim
+            holder = self.holder(key)
+            if holder is None:
+                continue
+            if not announced and on_wait is not None:
+                on_wait(holder)
+                announced = True
+            beat = (holder.get("token"), holder.get("mtime"))
+            if beat != last_seen:
+                last_seen, silent_since = beat, time.monotonic()
+            elif time.monotonic() - silent_since > LOCK_TIMEOUT:
+                self.break_lock(key, holder)
+                continue
+            time.sleep(poll)
+            if want_hit:
+                found = self.lookup(key, fingerprint)
+                if found.status == "hit":
+                    return found, None
+
+
+class Claim:
+    """A held single-flight lock: its mtime is touched every LOCK_TIMEOUT/6 seconds until released."""
+
+    def __init__(self, path: Path, owner: dict):
+        self.path, self.owner = path, owner
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="mihd-cache-lock", daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(max(LOCK_TIMEOUT / 6, 0.1)):
+            _touch(self.path)
+
+    def release(self) -> None:
+        self._stop.set()
+        self._beat.join()
+        if (read_json(self.path, {}) or {}).get("token") == self.owner["token"]:
+            self.path.unlink(missing_ok=True)
 
 
 def read_entries(root: Path, slice_id: str | None = None) -> list[dict]:
     """Every entry's metadata, for a reader (listing, dashboard): a workspace without a cache has none,
-    and reading does not create one."""
+    and reading creates nothing in the workspace."""
     if not embeddings_dir(root).is_dir():
         return []
     cache = EmbeddingCache(root)
@@ -281,6 +550,28 @@ def read_entries(root: Path, slice_id: str | None = None) -> list[dict]:
         cache.close()
 
 
+def inventory_stamp(root: Path) -> tuple:
+    """Changes when an entry is added, replaced or removed (the entry folders' mtimes): a watcher rereads
+    the inventory only then. Cheap: one stat per slice, none per entry."""
+    stamp = []
+    entries = embeddings_dir(root) / "entries"
+    for folder in [entries, *sorted(_subdirs(entries))]:
+        try:
+            st = folder.stat()
+            stamp.append((folder.name, st.st_mtime_ns, st.st_size, st.st_nlink))
+        except OSError:
+            stamp.append((folder.name, None))
+    return tuple(stamp)
+
+
+def cache_from_config(root: Path) -> list[Path]:
+    """`<root>/cache_from.json`: a list of read-only workspaces to read embeddings from as well."""
+    listed = read_json(Path(root) / CACHE_FROM_FILE, [])
+    if not isinstance(listed, list):
+        raise MihdError(f"{Path(root) / CACHE_FROM_FILE}: expected a JSON list of workspace folders")
+    return [Path(p).expanduser() for p in listed if isinstance(p, str)]
+
+
 def entry_flags(meta: dict) -> list[str]:
     """What a listing must say about an entry beside its name: random weights, reduced precision."""
     config = meta.get("config") or {}
@@ -288,14 +579,103 @@ def entry_flags(meta: dict) -> list[str]:
     return flags + (["bf16"] if config.get("precision") == "bf16" else [])
 
 
-def _token() -> str:
-    return f"{int(time.time() * 1000):x}-{uuid.uuid4().hex}"
-
-
-def _token_time(token: str) -> float | None:
-    """The write time a data key's token records, or None for tokens written before it was recorded."""
-    stamp, sep, _ = token.partition("-")
+# -- file helpers ---------------------------------------------------------------------------------
+def _parse_meta(raw: bytes | None) -> dict | None:
     try:
-        return int(stamp, 16) / 1000 if sep else None
-    except ValueError:
+        meta = json.loads(raw)
+    except (TypeError, ValueError):
         return None
+    return meta if isinstance(meta, dict) and "shape" in meta else None
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _npy_header(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
+    return buf.getvalue()
+
+
+def _check_header(fh, key: CacheKey, shape: tuple) -> None:
+    import numpy as np
+
+    try:
+        np.lib.format.read_magic(fh)
+        got_shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    except ValueError:
+        raise CacheCorrupt(f"cache entry {key}: array file header is damaged") from None
+    if tuple(got_shape) != shape or fortran or dtype != np.dtype("<f4"):
+        raise CacheCorrupt(f"cache entry {key}: array file holds {got_shape} {dtype}, its metadata says {shape} float32")
+
+
+def _touch(path: Path) -> bool:
+    try:
+        os.utime(path)
+        return True
+    except OSError:
+        return False
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return [e.name for e in os.scandir(folder) if e.is_file()]
+    except OSError:
+        return []
+
+
+def _add_if_old(out: list, path: Path, now: float, grace: float, base: Path) -> None:
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    if now - st.st_mtime >= grace:
+        out.append((str(path.relative_to(base)), st.st_size))
+
+
+def _spots_hash(raw: bytes) -> str:
+    import hashlib
+
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+def _index_get(index, slice_id: str):
+    if index is None:
+        return None
+    try:
+        return index.get(f"slice|{slice_id}")
+    except Exception:
+        return None
+
+
+def _index_set(index, slice_id: str, listing: dict) -> None:
+    if index is None:
+        return
+    try:
+        index.set(f"slice|{slice_id}", listing)
+    except Exception:  # a full or read-only local disk: the next listing reads the files again
+        pass
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _token() -> str:
+    return f"{int(time.time() * 1000):x}-{uuid.uuid4().hex[:12]}"
+

@@ -4,6 +4,9 @@
 builds a model and every miss is stored the same way (raw float32 + provenance). A hit that contradicts
 what the caller explicitly asked for (random vs pretrained weights, another precision) is refused with
 the two ways out, never silently served nor silently replaced.
+
+A miss is computed once however many processes (on one host or several) need it at the same time: the
+first claims the entry's lock, the others wait, saying for whom, and then load what it stored.
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ def cache_key(adata, modality: str, name: str, variant: str | None, cache_name: 
 
 def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str | None = "standard",
                   cache_name: str | None = None, override: bool = False, config: dict | None = None,
-                  events: EventLog | None = None, cache: EmbeddingCache | None = None) -> Extracted:
-    """Load `name` (an encoder or a custom cache name) for this slice, computing it on a miss."""
+                  events: EventLog | None = None, cache: EmbeddingCache | None = None,
+                  cache_from: list[Path] | None = None) -> Extracted:
+    """Load `name` (an encoder or a custom cache name) for this slice, computing it on a miss.
+    `cache_from`: read-only workspaces looked in when this one misses (never written)."""
     events = events or EventLog(None)
     own_cache = cache is None
-    cache = cache or EmbeddingCache(root)
+    cache = cache or EmbeddingCache(root, sources=cache_from)
     try:
         key = cache_key(adata, modality, name, variant, cache_name)
         is_encoder = name in REGISTRY.get(modality, {})
@@ -49,25 +54,48 @@ def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str |
             # a custom cache name (e.g. scan_uni2): nothing to compute, only a lookup
             return _lookup_only(adata, key, cache, events)
         get_encoder(modality, name)  # unknown encoder -> one-line error before any work
+        fingerprint = adata.uns["mihd"]["fingerprint"][modality]
         started = time.perf_counter()
         status = "override"
         if not override:
-            found = cache.lookup(key, adata.uns["mihd"]["fingerprint"][modality])
+            found = cache.lookup(key, fingerprint)
             if found.status == "hit":
-                _check_asked(key, found.embedding.meta, config or {})
-                seconds = time.perf_counter() - started
-                events.emit("cache", modality=modality, name=key.name, variant=key.variant, status="hit", seconds=round(seconds, 4))
-                return Extracted(found.embedding, "hit", seconds)
+                return _served(found, key, config, events, started)
             if found.reason:
                 print(f"mihd: {found.reason}; recomputing", file=sys.stderr)
             status = found.status
-        embedding = _compute(adata, modality, name, key, cache, config or {}, events)
+        if modality == "vision" and not _has_image(adata):
+            raise MihdError(f"slice {key.slice!r}: has no H&E image, which --vision {name} needs")
+        cache.check_writable(f"store {key}")  # said before minutes of computing, not after
+        found, claim = cache.acquire(key, fingerprint, run=events.run_dir.name if events.run_dir else None,
+                                     on_wait=lambda holder: _waiting(key, holder, events), want_hit=not override)
+        if claim is None:  # another process computed it while this one waited
+            return _served(found, key, config, events, started)
+        try:
+            embedding = _compute(adata, modality, name, key, cache, config or {}, events)
+        finally:
+            claim.release()
         seconds = time.perf_counter() - started
         events.emit("cache", modality=modality, name=key.name, variant=key.variant, status=status, seconds=round(seconds, 4))
         return Extracted(embedding, status, seconds)
     finally:
         if own_cache:
             cache.close()
+
+
+def _served(found, key: CacheKey, config: dict | None, events: EventLog, started: float) -> Extracted:
+    _check_asked(key, found.embedding.meta, config or {})
+    seconds = time.perf_counter() - started
+    events.emit("cache", modality=key.modality, name=key.name, variant=key.variant, status="hit", seconds=round(seconds, 4))
+    return Extracted(found.embedding, "hit", seconds)
+
+
+def _waiting(key: CacheKey, holder: dict, events: EventLog) -> None:
+    who = f"run {holder['run']} on " if holder.get("run") else ""
+    who += f"{holder.get('host', '?')} (pid {holder.get('pid', '?')})"
+    print(f"mihd: waiting for {key} computed by {who}", file=sys.stderr, flush=True)
+    events.emit("cache", modality=key.modality, name=key.name, variant=key.variant, status="waiting",
+                holder={k: holder.get(k) for k in ("run", "host", "pid")})
 
 
 def _check_asked(key: CacheKey, meta: dict, asked: dict) -> None:
@@ -104,8 +132,6 @@ def _has_image(adata) -> bool:
 
 def _compute(adata, modality: str, name: str, key: CacheKey, cache: EmbeddingCache, config: dict,
              events: EventLog) -> Embedding:
-    if modality == "vision" and not _has_image(adata):
-        raise MihdError(f"slice {key.slice!r}: has no H&E image, which --vision {name} needs")
     encode = get_encoder(modality, name).load()
     stage = f"extract_{modality}"
     events.stage(stage, 0, 1)

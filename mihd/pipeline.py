@@ -8,46 +8,32 @@ and result.json (scores, timings, labels, spot map) is written atomically at the
 
 from __future__ import annotations
 
-import itertools
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MihdError
+from .plan import Cell, RunSpec
 from .rundir import EventLog, write_result
+from .runs.cells import stored
 
 
 CELL_STAGES = ("load", "fuse", "cluster")  # the stages of every cell, in order (named in its `cell` event)
 
 
-@dataclass(frozen=True)
-class Cell:
-    gene: str
-    vision: str | None
-    variant: str
-    fusion: str
-    cluster: str
-
-    @property
-    def label(self) -> str:
-        vision = f"+{self.vision}" + (f"/{self.variant}" if self.variant != "standard" else "") if self.vision else ""
-        return f"{self.gene}{vision} {self.fusion} {self.cluster}"
-
-
-def grid_cells(genes, visions, fusions, clusters, variant: str = "standard") -> list[Cell]:
-    """The cross product; one-modality fusions that ignore vision still get one cell per vision column."""
-    return [Cell(g, v, variant, f, c) for g, v, f, c in itertools.product(genes, visions or [None], fusions, clusters)]
-
-
-def check_cells(cells: list[Cell]) -> None:
-    """Bad names fail before the slice is loaded or anything is computed."""
+def check_plan(spec: RunSpec) -> None:
+    """Bad names (fusion, clusterer, variant, encoder options) fail before the slice is loaded or anything
+    is computed."""
     from .cluster import get_clusterer
     from .encoders import check_variant
     from .fusion import get_fusion
 
-    for cell in cells:
+    from .encoders.vision import check_precision
+
+    if spec.encoder.get("precision"):
+        check_precision(spec.encoder["precision"])
+    for cell in spec.cells:
         method = get_fusion(cell.fusion)
         get_clusterer(cell.cluster)
         if cell.vision:
@@ -98,34 +84,34 @@ def default_n_clusters(adata, n_clusters: int | None) -> int:
     raise MihdError("--n-clusters: required, since the slice has no truth labels to take the number from")
 
 
-def run_cells(adata, cells: list[Cell], *, root: Path, run_dir: Path | None = None, n_clusters: int | None = None,
-              refine: bool = False, seed: int = 0, override: bool = False, encoder_config: dict | None = None,
-              drop_unlabelled: bool = False, argv: list[str] | None = None, keep_going: bool = False) -> dict:
-    """Run `cells` on the loaded slice; returns the result.json content (also written when run_dir is set).
+def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
+              argv: list[str] | None = None) -> dict:
+    """Run the plan's cells on the loaded slice; returns the result.json content (also written when run_dir is set).
 
-    With `keep_going` (the grid), a failing cell is recorded with its error and the others still run;
-    otherwise the first MihdError ends the run (recorded in result.json, then raised).
+    A grid (kind `grid`) records a failing cell with its error and still runs the others; a `run` ends at
+    the first MihdError (recorded in result.json, then raised). The seed is the plan's first.
     """
     from .fusion import run_cell_arrays
     from .metrics import ari, labelled_mask, nmi
 
-    check_cells(cells)
+    check_plan(spec)
+    cells, keep_going, seed = spec.cells, spec.kind == "grid", spec.seeds[0]
     events = EventLog(run_dir)
     events.emit("start", argv=argv or [], cells=len(cells), slice=adata.uns["mihd"]["slice_id"])
     result = {"slice": adata.uns["mihd"]["slice_id"], "status": "ok", "error": None, "spots": _spots(adata), "cells": []}
-    embeddings = _Embeddings(adata, root, events, override, encoder_config or {})
+    embeddings = _Embeddings(adata, root, events, spec.override, spec.encoder)
     truth = result["spots"]["truth"]
-    keep = labelled_mask(truth) if (drop_unlabelled and truth is not None) else np.ones(adata.n_obs, dtype=bool)
+    keep = labelled_mask(truth) if (spec.drop_unlabelled and truth is not None) else np.ones(adata.n_obs, dtype=bool)
     try:
-        k = default_n_clusters(adata, n_clusters)
+        k = default_n_clusters(adata, spec.n_clusters)
         for index, cell in enumerate(cells):
-            events.emit("cell", index=index, of=len(cells), cell=asdict(cell), stages=list(CELL_STAGES))
+            events.emit("cell", index=index, of=len(cells), cell=_fields(cell), stages=list(CELL_STAGES))
             try:
-                entry = _run_one(cell, embeddings, adata, keep, k, refine, seed, events, run_cell_arrays)
+                entry = _run_one(cell, embeddings, adata, keep, k, spec, seed, events, run_cell_arrays)
             except MihdError as exc:
                 if not keep_going:
                     raise
-                entry = {**_describe(cell, k, refine), "error": str(exc), "ari": None, "nmi": None}
+                entry = {**_describe(cell, k, spec.refine), "error": str(exc), "ari": None, "nmi": None}
                 result["status"] = "failed"
             if "labels" in entry:
                 entry["ari"] = ari(entry["labels"], truth) if truth else None
@@ -147,12 +133,17 @@ def run_cells(adata, cells: list[Cell], *, root: Path, run_dir: Path | None = No
     return result
 
 
+def _fields(cell: Cell) -> dict:
+    """What the `cell` event says of a cell (the slice is in the `start` event)."""
+    return {"gene": cell.gene, "vision": cell.vision, "variant": cell.variant, "fusion": cell.fusion,
+            "cluster": cell.cluster}
+
+
 def _describe(cell: Cell, k: int, refine: bool) -> dict:
-    return {"gene": cell.gene, "vision": cell.vision, "variant": cell.variant if cell.vision else None,
-            "fusion": cell.fusion, "cluster": cell.cluster, "n_clusters": k, "refine": refine}
+    return {**_fields(cell), "n_clusters": k, "refine": refine}
 
 
-def _run_one(cell: Cell, embeddings: _Embeddings, adata, keep, k, refine, seed, events, run_cell_arrays) -> dict:
+def _run_one(cell: Cell, embeddings: _Embeddings, adata, keep, k, spec: RunSpec, seed, events, run_cell_arrays) -> dict:
     started = time.perf_counter()
     events.stage("load", 0, 1)
     gene = embeddings.get("gene", cell.gene, "-")
@@ -164,18 +155,16 @@ def _run_one(cell: Cell, embeddings: _Embeddings, adata, keep, k, refine, seed, 
         g = g.subset(keep)
         v = v.subset(keep) if v is not None else None
     labels, _, timings = run_cell_arrays(
-        g, v, adata.obsm["spatial"][keep], fusion=cell.fusion, cluster=cell.cluster, n_clusters=k, refine=refine,
-        seed=seed, progress=lambda stage, done, total: events.stage(stage, done, total))
+        g, v, adata.obsm["spatial"][keep], fusion=cell.fusion, cluster=cell.cluster, n_clusters=k, refine=spec.refine,
+        seed=seed, device=spec.device, progress=lambda stage, done, total: events.stage(stage, done, total))
     full = np.full(adata.n_obs, -1, dtype=np.int64)
     full[keep] = labels
     cache = {"gene": gene.status, **({"vision": vision.status} if vision else {})}
     cached = all(s == "hit" for s in cache.values())
     random_init = bool(g.meta.get("random_init") or (v is not None and v.meta.get("random_init")))
     return {
-        **_describe(cell, k, refine),
-        "signature": {"slice": adata.uns["mihd"]["slice_id"], "gene": cell.gene, "vision": cell.vision,
-                      "variant": cell.variant if cell.vision else None, "fusion": cell.fusion,
-                      "cluster": cell.cluster, "cached": cached},
+        **_describe(cell, k, spec.refine),
+        "signature": stored(cell, cached),
         "seconds": {"load": round(load_seconds, 3), "fuse": round(timings["fuse"], 3),
                     "cluster": round(timings["cluster"], 3), "total": round(time.perf_counter() - started, 3)},
         "cache": cache, "random_init": random_init, "labels": full.tolist(), "n_scored_spots": int(keep.sum()),

@@ -57,7 +57,12 @@ class Cell:
     @property
     def label(self) -> str:
         """`demo pca+texture concat gmm`; a non-standard variant shows as `+texture/freq`; no vision: `demo pca mean gmm`."""
-        return f"{self.slice} {self.encoders} {self.fusion} {self.cluster}"
+        return f"{self.slice} {self.short_label}"
+
+    @property
+    def short_label(self) -> str:
+        """The label without the slice, where the slice is said once (the cells of one run)."""
+        return f"{self.encoders} {self.fusion} {self.cluster}"
 
     @property
     def encoders(self) -> str:
@@ -130,7 +135,7 @@ class RunSpec:
             raise MihdError("plan: a `run` has exactly one cell (use `grid` for several)")
         if self.n_clusters is not None and (not isinstance(self.n_clusters, int) or isinstance(self.n_clusters, bool)
                                             or not 2 <= self.n_clusters <= 100):
-            raise MihdError(f"--n-clusters: {self.n_clusters!r} is not a whole number from 2 to 100")
+            raise MihdError(f"--n-clusters {self.n_clusters!r}: not a whole number from 2 to 100")
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds) \
                 or len(set(self.seeds)) != len(self.seeds):
             raise MihdError(f"--seeds: {list(self.seeds)!r} must be distinct whole numbers >= 0")

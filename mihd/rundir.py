@@ -15,10 +15,15 @@ from typing import Any, Iterable
 from .jsonio import read_json, write_json_atomic
 
 SPEC = "spec.json"
+PROC = "proc.json"      # the supervisor's identity (pid, create time, session, host), written once it runs
+HANDLE = "handle.json"  # the backend's handle (e.g. a Slurm job id), written by launch
+USAGE = "usage.json"    # CPU/RSS/GPU of the run's processes, rewritten by the supervisor
 LOG = "run.log"
 EVENTS = "events.jsonl"
 RESULT = "result.json"
 EXIT = "exit.json"
+BATCH_SCRIPT = "job.sbatch"       # a Slurm run's batch script, written by its submit
+BATCH_OUTPUT = "slurm-%j.out"     # what Slurm itself prints for the job (%j: the job id)
 
 EVENT_KINDS = ("start", "stage", "metric", "cache", "end", "overrun", "kill", "cell")
 
@@ -88,8 +93,66 @@ def read_exit(run_dir: Path) -> dict | None:
     return read_json(Path(run_dir) / EXIT)
 
 
+def write_spec(run_dir: Path, plan, *, run_id: str, argv: list[str], cached, direct: bool = False) -> None:
+    """spec.json: the RunSpec under "plan", and how it was started: the exact command, whether each cell's
+    inputs were cached at launch (part of the ETA signature), who and when; `direct` for a `mihd run`
+    that is its own supervisor."""
+    import getpass
+    import socket
+
+    data = {"plan": plan.to_dict(), "id": run_id, "argv": list(argv), "cached": list(cached),
+            "created": round(time.time(), 3), "by": f"{getpass.getuser()}@{socket.gethostname()}"}
+    write_json_atomic(Path(run_dir) / SPEC, {**data, **({"direct": True} if direct else {})})
+
+
 def read_spec(run_dir: Path) -> dict | None:
-    return read_json(Path(run_dir) / SPEC)
+    """spec.json as one view over its current and its older form (top-level "cells" dicts, "mihd_args"):
+    {"plan": RunSpec or None, "cells": [each cell's fields + "cached"], "id", "name", "backend" ("direct"
+    for a direct run), "expect", "options", "argv", "created", "by", "direct"}. None when there is none."""
+    data = read_json(Path(run_dir) / SPEC)
+    if not isinstance(data, dict):
+        return None
+    return _spec_view(data) if "plan" in data else _old_spec_view(data)
+
+
+def read_plan(run_dir: Path):
+    """The RunSpec a run dir was asked to compute, from either form of spec.json; None when unknown."""
+    return (read_spec(run_dir) or {}).get("plan")
+
+
+def _spec_view(data: dict) -> dict:
+    from .errors import MihdError
+    from .plan import RunSpec
+
+    try:
+        plan = RunSpec.from_dict(data["plan"], SPEC)
+    except MihdError:
+        plan = None
+    cached = data.get("cached") if isinstance(data.get("cached"), list) else []
+    cells = [] if plan is None else [{**c.to_dict(), "cached": cached[i] if i < len(cached) else None}
+                                     for i, c in enumerate(plan.cells)]
+    direct = bool(data.get("direct"))
+    return {"plan": plan, "cells": cells, "id": data.get("id"), "name": plan and plan.name,
+            "backend": "direct" if direct else (plan and plan.backend), "expect": plan and plan.expect,
+            "options": plan.backend_options if plan else {}, "argv": data.get("argv"), "created": data.get("created"),
+            "by": data.get("by"), "direct": direct}
+
+
+def _old_spec_view(data: dict) -> dict:
+    from .errors import MihdError
+    from .plan import Cell, RunSpec
+
+    cells = [c for c in data.get("cells") or [] if isinstance(c, dict)]
+    args = data.get("mihd_args") or []
+    try:
+        plan = RunSpec(tuple(Cell.from_dict(c) for c in cells), kind="grid" if args[:1] == ["grid"] or len(cells) > 1
+                       else "run", backend="local" if data.get("direct") else data.get("backend") or "local",
+                       backend_options=data.get("options") or {}, expect=data.get("expect"), name=data.get("name"))
+    except (MihdError, TypeError):
+        plan = None
+    keys = ("id", "name", "backend", "expect", "argv", "created", "by")
+    return {"plan": plan, "cells": cells, **{k: data.get(k) for k in keys}, "options": data.get("options") or {},
+            "direct": bool(data.get("direct"))}
 
 
 def iter_run_dirs(runs_root: Path) -> Iterable[Path]:
@@ -98,3 +161,129 @@ def iter_run_dirs(runs_root: Path) -> Iterable[Path]:
     except OSError:
         return []
     return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
+
+
+# -- validated reading: a run dir file that exists is checked for its shape, not just its JSON syntax ------
+from .errors import MihdError  # noqa: E402
+
+
+class RunFileError(MihdError):
+    """A run dir file that is there but unusable; str() is the one line `<file>: <why>`."""
+
+
+_NUM = (int, float)
+_OPT_NUM, _OPT_INT, _OPT_STR = (int, float, type(None)), (int, type(None)), (str, type(None))
+_FIELDS = {  # per file: field -> the types its value may have (a field may be missing; others are ignored)
+    EXIT: {"code": _OPT_INT, "signal": _OPT_STR, "ended": _OPT_NUM, "forwarded": list, "error": _OPT_STR},
+    PROC: {"pid": int, "create_time": _OPT_NUM, "sid": _OPT_INT, "host": _OPT_STR, "uid": _OPT_INT,
+           "started": _OPT_NUM, "child_pid": _OPT_INT, "child_create_time": _OPT_NUM, "boot_id": _OPT_STR,
+           "marker": _OPT_STR, "argv": list},
+    HANDLE: {"backend": _OPT_STR, "job_id": (str, int, type(None)), "submitted": _OPT_NUM, "host": _OPT_STR,
+             "pid": _OPT_INT, "outcome": (dict, type(None))},
+    RESULT: {"status": _OPT_STR, "error": _OPT_STR, "cells": list},
+    USAGE: {"t": _NUM, "cpu_percent": _OPT_NUM, "rss": _OPT_INT, "nprocs": _OPT_INT, "gpu_mem": _OPT_INT,
+            "peak": (dict, type(None))},
+    SPEC: {"id": _OPT_STR, "name": _OPT_STR, "argv": (list, type(None)), "cells": (list, type(None)),
+           "backend": _OPT_STR, "expect": _OPT_NUM, "options": (dict, type(None)), "created": _OPT_NUM,
+           "direct": (bool, type(None)), "plan": dict},
+}
+_REQUIRED = {PROC: ("pid",), USAGE: ("t",)}
+_CELL_FIELDS = {"ari": _OPT_NUM, "nmi": _OPT_NUM, "seconds": (dict, type(None)), "signature": (dict, type(None))}
+_EVENT_FIELDS = {  # per event kind, the fields watchers use
+    None: {"t": _NUM, "kind": str},
+    "stage": {"stage": str, "done": _NUM, "total": _NUM},
+    "cell": {"index": int, "of": _OPT_INT, "cell": (dict, type(None))},
+    "metric": {"index": _OPT_INT, "ari": _OPT_NUM, "nmi": _OPT_NUM},
+    "end": {"status": _OPT_STR, "error": _OPT_STR},
+    "kill": {"signal": _OPT_STR, "by": _OPT_STR},
+    "lost": {"reason": _OPT_STR},
+}
+
+
+def _kind_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, _NUM) else type(value).__name__)
+
+
+def _shape_problem(data: Any, fields: dict, required: tuple = ()) -> str | None:
+    """Why `data` is not an object with these field types (bool is never a number), or None."""
+    if not isinstance(data, dict):
+        return f"expected an object, found {_kind_name(data)}"
+    for key in required:
+        if key not in data:
+            return f"{key}: missing"
+    for key, types in fields.items():
+        if key in data:
+            value = data[key]
+            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in (
+                types if isinstance(types, tuple) else (types,)))
+            if not ok:
+                return f"{key}: unexpected {_kind_name(value)}"
+    return None
+
+
+def event_problem(event: Any) -> str | None:
+    """Why one events.jsonl entry cannot be used, or None."""
+    problem = _shape_problem(event, _EVENT_FIELDS[None], ("t", "kind"))
+    return problem or _shape_problem(event, _EVENT_FIELDS.get(event["kind"], {}))
+
+
+def load_file(run_dir: Path, name: str) -> dict | None:
+    """Run dir file `name` (spec, proc, handle, result, exit, usage) parsed and checked; None when absent.
+    Raises RunFileError when it is there but not JSON or not of its shape (spec.json's plan included)."""
+    try:
+        text = (Path(run_dir) / name).read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFileError(f"{name}: unreadable ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RunFileError(f"{name}: not JSON ({exc})") from None
+    problem = _shape_problem(data, _FIELDS[name], _REQUIRED.get(name, ()))
+    if problem is None and name == RESULT:
+        problem = next((f"cells[{i}]: {p}" for i, c in enumerate(data.get("cells") or [])
+                        if (p := _shape_problem(c, _CELL_FIELDS))), None)
+    if problem is None and name == SPEC:
+        problem = _spec_problem(data)
+    if problem:
+        raise RunFileError(f"{name}: {problem}")
+    return data
+
+
+def _spec_problem(data: dict) -> str | None:
+    from .plan import RunSpec
+
+    if "plan" in data:
+        try:
+            RunSpec.from_dict(data["plan"], "plan")
+        except MihdError as exc:
+            return str(exc)
+        return None
+    return next((f"cells[{i}]: expected an object, found {_kind_name(c)}"
+                 for i, c in enumerate(data.get("cells") or []) if not isinstance(c, dict)), None)
+
+
+def load_events(run_dir: Path) -> list[dict]:
+    """Every whole line of events.jsonl, checked; a torn last line (being written) is left for later.
+    Raises RunFileError naming the first bad line."""
+    try:
+        data = (Path(run_dir) / EVENTS).read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise RunFileError(f"{EVENTS}: unreadable ({exc.strerror})") from None
+    events = []
+    for n, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise RunFileError(f"{EVENTS}: line {n}: not JSON") from None
+        problem = event_problem(event)
+        if problem:
+            raise RunFileError(f"{EVENTS}: line {n}: {problem}")
+        events.append(event)
+    return events

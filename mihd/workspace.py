@@ -37,6 +37,24 @@ def runs_dir(root: Path) -> Path:
     return root / "runs"
 
 
+def run_path(root: Path, run_id: str) -> Path:
+    return runs_dir(root) / run_id
+
+
+def demo_dir(root: Path) -> Path:
+    return root / "demo"
+
+
+def backend_defaults_file(root: Path, backend: str) -> Path:
+    """`<root>/<backend>.json`: the site defaults of a backend's options (e.g. slurm.json)."""
+    return Path(root) / f"{backend}.json"
+
+
+def keymap_file(root: Path) -> Path:
+    """`<root>/tui_keys.json`: the dashboard's key remapping ({binding id: keys})."""
+    return root / "tui_keys.json"
+
+
 def registry_path(root: Path) -> Path:
     return root / "mihd.sqlite"
 
@@ -56,3 +74,15 @@ def host_index_dir(root: Path) -> Path:
     base = Path(os.environ.get("MIHD_INDEX_DIR") or Path(tempfile.gettempdir()) / f"mihd-index-{os.getuid()}")
     digest = hashlib.sha1(f"{socket.gethostname()}\0{Path(root).resolve()}".encode()).hexdigest()[:12]
     return base / f"{Path(root).name or 'root'}-{digest}"
+
+
+def is_writable(root: Path) -> bool:
+    """Whether this process may write in the workspace: False on a read-only mount (a lab's shared cache)
+    or a folder without write permission. Writes nothing to find out (the dashboard shows a read-only mode)."""
+    path = Path(root)
+    while not path.exists() and path != path.parent:  # not made yet: whether it can be made
+        path = path.parent
+    try:
+        return os.access(path, os.W_OK) and not os.statvfs(path).f_flag & os.ST_RDONLY
+    except OSError:
+        return False

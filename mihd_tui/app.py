@@ -18,16 +18,16 @@ from textual.screen import ModalScreen, Screen
 from textual.worker import get_current_worker
 
 from mihd.errors import MihdError
-from mihd.grid_state import GridSpec, launch_argv, plan_launches
+from mihd.grid import GridSpec, plan_launches
+from mihd.inventory import cached_inputs, inputs_cached
 from mihd.jsonio import read_json
 from mihd.runs.gpu import Gpu
-from mihd.workspace import resolve_root, runs_dir, slices_file
+from mihd.workspace import keymap_file, resolve_root, runs_dir, slices_file
 
 from .messages import Notice, SnapshotReady
 from .poller import Poller, Snapshot
 
 HISTORY = 120  # samples of CPU/RSS/GPU kept per run for the sparklines
-KEYMAP_FILE = "tui_keys.json"  # optional {binding id: keys} in the workspace, e.g. {"kill": "K"}
 
 
 class MihdApp(App):
@@ -56,7 +56,7 @@ class MihdApp(App):
 
     # -- start and polling ------------------------------------------------------------------------
     def on_mount(self) -> None:
-        keymap = read_json(self.root / KEYMAP_FILE, default=None)
+        keymap = read_json(keymap_file(self.root), default=None)  # optional {binding id: keys}, e.g. {"kill": "K"}
         if isinstance(keymap, dict):
             self.set_keymap({str(k): str(v) for k, v in keymap.items()})
         from .screens.main import MainScreen
@@ -183,21 +183,22 @@ class MihdApp(App):
             self.notify(f"{what}: nothing runnable here (this fusion needs a vision embedding)", severity="warning")
             return
         self.push_screen(LaunchDialog(self.spec, groups, what, snap.entries, snap.history),
-                         lambda req: req and self.launch(req))
+                         lambda plans: plans and self.launch(plans, snap.entries))
 
     @work(thread=True, group="launch")
-    def launch(self, req) -> None:
+    def launch(self, plans: list, entries: list[dict]) -> None:
+        """Launch each RunSpec; whether its inputs are cached is known from the inventory the dialog showed."""
+        from mihd.cli.run_cmd import plan_argv
         from mihd.runs.launch import launch
 
-        spec = replace(self.spec, cluster=req.cluster, variant=req.variant)
-        for fusions, columns in req.groups:
-            argv = launch_argv(spec, fusions, columns, req.n_clusters, req.override, req.refine)
+        cached = cached_inputs(entries)
+        for plan in plans:
             try:
-                run_id = launch(self.root, argv, backend=req.backend, expect=req.expect, options=req.options)
+                run_id = launch(self.root, plan, cached=[inputs_cached(c, cached) for c in plan.cells])
             except MihdError as exc:
                 self.post_message(Notice(str(exc), "error"))
                 return
-            self.post_message(Notice(f"launched {run_id}: mihd {' '.join(argv)}"))
+            self.post_message(Notice(f"launched {run_id}: mihd {' '.join(plan_argv(plan))}"))
 
     def set_spec(self, **changes) -> None:
         self.spec = replace(self.spec, **changes)

@@ -8,17 +8,17 @@ changed, the scores and the duration history when a run ended. No Textual import
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mihd.cache import read_entries
-from mihd.grid_state import Grid, GridSpec, GridState, InventoryRow, gene_choices, inventory, slice_choices
+from mihd.cache import inventory_stamp, read_entries
+from mihd.grid import Grid, GridSpec, GridState, gene_choices, slice_choices
+from mihd.inventory import InventoryRow, inventory
 from mihd.runs.gpu import Gpu, GpuDevice, default_gpu
 from mihd.runs.status import RunView, RunWatcher
-from mihd.workspace import embeddings_dir
+from mihd.workspace import run_path
 
 
 @dataclass
@@ -73,13 +73,7 @@ class Poller:
             self._watcher.close()
 
     def _cache_changed(self) -> bool:
-        stamp = []
-        for name in ("cache.db", "cache.db-wal"):
-            try:
-                st = os.stat(embeddings_dir(self.root) / name)
-                stamp.append((st.st_mtime_ns, st.st_size))
-            except OSError:
-                stamp.append(None)
+        stamp = inventory_stamp(self.root)
         changed = stamp != self._cache_stamp
         self._cache_stamp = stamp
         return changed
@@ -103,7 +97,7 @@ class Poller:
             except Exception:  # a run dir deleted meanwhile: nothing to show
                 with self._lock:
                     self._wanted.discard(run_id)
-        run_dirs = {s["run_id"]: str(self.root / "runs" / s["run_id"]) for s in self._scores.values()}
+        run_dirs = {s["run_id"]: str(run_path(self.root, s["run_id"])) for s in self._scores.values()}
         grid = self._grid.compute(spec, views, self._scores, self._entries, run_dirs)
         devices = self.gpu.devices()
         return Snapshot(

@@ -9,17 +9,22 @@ from pathlib import Path
 
 import psutil
 
+from mihd.plan import Cell, RunSpec
 from mihd.runs.launch import launch
 from mihd.runs.status import list_runs
 
 FAKE = str(Path(__file__).parent / "fixtures" / "fake_run.py")
-CELL = {"slice": "demo", "gene": "pca", "vision": "texture", "variant": "standard", "fusion": "concat",
-        "cluster": "gmm", "cached": True}
+CELL = Cell("demo", "pca", "texture", "concat", "gmm", "standard")
 
 
-def launch_fake(root, *args, expect=None, name=None, cells=None):
-    return launch(root, [sys.executable, FAKE, "{run_dir}", *map(str, args)], raw=True, expect=expect,
-                  name=name, cells=[dict(CELL)] if cells is None else cells)
+def fake_plan(cells=(CELL,), **kw) -> RunSpec:
+    """What a fake run says it computes (its inputs count as cached)."""
+    return RunSpec(tuple(cells), kind="grid" if len(cells) > 1 else "run", **kw)
+
+
+def launch_fake(root, *args, expect=None, name=None, cells=(CELL,), **kw):
+    return launch(root, fake_plan(cells, expect=expect, name=name, **kw),
+                  raw_argv=[sys.executable, FAKE, "{run_dir}", *map(str, args)], cached=[True] * len(cells))
 
 
 def view(root, run_id, **kw):

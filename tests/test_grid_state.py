@@ -1,4 +1,5 @@
-"""The grid's decision logic (mihd.grid_state): columns, cell states, what a launch runs, expected time."""
+"""The grid's decision logic (mihd.grid): columns, cell states, what a launch runs, expected time; the cache
+inventory rows (mihd.inventory) and how states read on screen (mihd_tui.wording)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from mihd import grid_state as gs
-from mihd.grid_state import GridSpec, GridState
+from mihd import grid as gs
+from mihd.cli.run_cmd import plan_argv
+from mihd.grid import GridSpec, GridState
+from mihd.inventory import inventory
 from mihd.jsonio import write_json_atomic
+from mihd.plan import Cell, RunSpec
+from mihd.rundir import write_spec
+from mihd_tui.wording import cell_text, describe_expected
 
 SPEC = GridSpec("demo", "pca")
 
@@ -22,7 +28,8 @@ def entry(name, modality="vision", variant="standard", slice_id="demo", **kw):
 def view(tmp_path, run_id, cells, status="running", **kw):
     d = tmp_path / run_id
     d.mkdir(exist_ok=True)
-    write_json_atomic(d / "spec.json", {"cells": cells})
+    plan = RunSpec(tuple(Cell.from_dict(c) for c in cells), kind="grid" if len(cells) > 1 else "run")
+    write_spec(d, plan, run_id=run_id, argv=["mihd"], cached=[True] * len(cells))
     base = dict(id=run_id, run_dir=str(d), status=status, active=status in ("queued", "running"),
                 progress=None, cell_index=None, overrun=False, cell_results={}, cell_progress=None)
     return SimpleNamespace(**{**base, **kw})
@@ -55,7 +62,7 @@ def test_columns_include_custom_cache_names_of_the_slice_and_none():
 def test_states_never_ready_and_na(tmp_path):
     grid = GridState().compute(SPEC, [], {}, [entry("pca", "gene"), entry("texture")])
     assert grid[("concat", "texture")].state == gs.READY
-    assert grid[("concat", "texture")].text == "ready"
+    assert cell_text(grid[("concat", "texture")]) == "ready"
     assert grid[("concat", "uni2")].state == gs.NEVER
     assert grid[("concat", "none")].state == gs.NA
     assert grid[("gene_only", "none")].state == gs.READY  # needs only the gene embedding
@@ -70,7 +77,7 @@ def test_latest_score_wins_and_random_init_is_flagged(tmp_path):
     scores = {**score("20250101-000000-000-aaaaaa", 0.41), **score("20250102-000000-000-bbbbbb", 0.73)}
     grid = GridState().compute(SPEC, [], scores, [], {"20250102-000000-000-bbbbbb": str(run_dir)})
     cs = grid[("concat", "texture")]
-    assert (cs.state, cs.ari, cs.random_init, cs.text, cs.band) == (gs.DONE, 0.73, True, "0.730*", 3)
+    assert (cs.state, cs.ari, cs.random_init, cell_text(cs), cs.band) == (gs.DONE, 0.73, True, "0.730*", 3)
 
 
 def test_active_runs_override_scores_running_queued_overrun(tmp_path):
@@ -79,12 +86,12 @@ def test_active_runs_override_scores_running_queued_overrun(tmp_path):
     running = view(tmp_path, "20250103-000000-000-cccccc", cells, progress=0.25, cell_index=0, cell_progress=0.5)
     grid = GridState().compute(SPEC, [running], scores, [])
     first, second = grid[("concat", "texture")], grid[("concat", "uni2")]
-    assert (first.state, round(first.progress, 2), first.previous_ari, first.text) == (gs.RUNNING, 0.5, 0.5, "50%")
+    assert (first.state, round(first.progress, 2), first.previous_ari, cell_text(first)) == (gs.RUNNING, 0.5, 0.5, "50%")
     assert second.state == gs.QUEUED
     over = view(tmp_path, "20250103-000000-000-dddddd", [CELL], progress=0.9, cell_index=0, overrun=True,
                 cell_progress=0.9)
     grid = GridState().compute(SPEC, [over], scores, [])
-    assert grid[("concat", "texture")].state == gs.OVERRUN and grid[("concat", "texture")].text.endswith("!")
+    assert grid[("concat", "texture")].state == gs.OVERRUN and cell_text(grid[("concat", "texture")]).endswith("!")
 
 
 def test_a_running_grid_shows_each_cell_score_as_soon_as_the_cell_is_scored(tmp_path):
@@ -94,9 +101,9 @@ def test_a_running_grid_shows_each_cell_score_as_soon_as_the_cell_is_scored(tmp_
                                  1: {"ari": 0.31, "nmi": 0.3, "random_init": True, "error": None}})
     grid = GridState().compute(SPEC, [running], {}, [])
     first, second, third = (grid[("concat", v)] for v in ("texture", "uni2", "uni"))
-    assert (first.state, first.text, first.run_id) == (gs.DONE, "0.612", running.id)
-    assert second.text == "0.310*"  # random-init weights are flagged while the grid still runs
-    assert third.state == gs.RUNNING and third.text == "10%"
+    assert (first.state, cell_text(first), first.run_id) == (gs.DONE, "0.612", running.id)
+    assert cell_text(second) == "0.310*"  # random-init weights are flagged while the grid still runs
+    assert third.state == gs.RUNNING and cell_text(third) == "10%"
     failed = view(tmp_path, "20250103-000000-000-dddddd", cells[:2], progress=0.6, cell_index=1,
                   cell_results={0: {"ari": None, "nmi": None, "error": "concat: vision missing"}})
     assert GridState().compute(SPEC, [failed], {}, [])[("concat", "texture")].state == gs.FAILED
@@ -110,6 +117,13 @@ def test_failed_or_killed_after_the_score_shows_that(tmp_path):
     assert GridState().compute(SPEC, [older], scores, [])[("concat", "texture")].state == gs.DONE
 
 
+def test_runs_of_workspaces_from_before_the_plan_still_place_their_cells(tmp_path):
+    """An older spec.json has top-level cell dicts (and `mihd_args`) instead of a plan."""
+    old = view(tmp_path, "20250104-000000-000-eeeeee", [CELL], status="killed")
+    write_json_atomic(tmp_path / old.id / "spec.json", {"cells": [{**CELL, "cached": True}], "mihd_args": ["run"]})
+    assert GridState().compute(SPEC, [old], {}, [])[("concat", "texture")].state == gs.KILLED
+
+
 def test_cells_of_other_clusterers_or_genes_do_not_leak(tmp_path):
     scores = score("20250101-000000-000-aaaaaa", 0.5, cluster="kmeans")
     grid = GridState().compute(SPEC, [], scores, [])
@@ -118,17 +132,21 @@ def test_cells_of_other_clusterers_or_genes_do_not_leak(tmp_path):
     assert grid[("concat", "texture")].ari == 0.5
 
 
-def test_launch_argv_single_cell_row_and_column():
-    assert gs.launch_argv(SPEC, ["concat"], ["texture"]) == [
-        "run", "demo", "--gene", "pca", "--vision", "texture", "--variant", "standard", "--fusion", "concat",
-        "--cluster", "gmm"]
-    argv = gs.launch_argv(SPEC, ["concat", "mean"], ["texture", "uni2"], n_clusters=7, override=True)
+def test_launch_plans_single_cell_row_and_column():
+    (one,) = gs.launch_plans(SPEC, [(["concat"], ["texture"])])
+    assert one.kind == "run" and one.cells == (Cell("demo", "pca", "texture", "concat", "gmm", "standard"),)
+    assert plan_argv(one) == ["run", "demo", "--gene", "pca", "--vision", "texture", "--variant", "standard",
+                              "--fusion", "concat", "--cluster", "gmm"]
+    (grid,) = gs.launch_plans(SPEC, [(["concat", "mean"], ["texture", "uni2"])], n_clusters=7, override=True)
+    assert grid.kind == "grid" and len(grid.cells) == 4 and (grid.n_clusters, grid.override) == (7, True)
+    argv = plan_argv(grid)
     assert argv[0] == "grid" and "texture,uni2" in argv and "concat,mean" in argv
     assert argv[-3:] == ["--n-clusters", "7", "--override"]
-    assert gs.launch_argv(SPEC, ["gene_only", "concat"], ["none"])[:2] == ["run", "demo"]
-    assert "--vision" not in gs.launch_argv(SPEC, ["gene_only"], ["none"])
+    (gene_only,) = gs.launch_plans(SPEC, [(["gene_only", "concat"], ["none"])])  # concat needs vision: left out
+    assert gene_only.kind == "run" and gene_only.cells[0].vision is None and gene_only.label == "demo pca gene_only gmm"
+    assert "--vision" not in plan_argv(gene_only)
     with pytest.raises(ValueError):
-        gs.launch_argv(SPEC, ["concat"], ["none"])
+        gs.launch_plans(SPEC, [(["concat"], ["none"])])
 
 
 def test_plan_launches_splits_none_from_vision_columns():
@@ -145,20 +163,21 @@ def test_expected_from_history_of_the_same_cached_signature():
     from mihd.runs.cells import sig_string, signature
 
     entries = [entry("pca", "gene"), entry("texture")]
-    hot = sig_string(signature({**CELL, "cached": True}, "local"))
-    cold = sig_string(signature({**CELL, "cached": False}, "local"))
+    cell = Cell.from_dict(CELL)
+    hot = sig_string(signature(cell, "local", True))
+    cold = sig_string(signature(cell, "local", False))
     history = {hot: [10.0, 12.0, 14.0], cold: [100.0]}
     exp = gs.expected_for(SPEC, ["concat"], ["texture"], entries, history)
     assert (exp.seconds, exp.source, exp.n) == (12.0, "history", 3)
     assert gs.expected_for(SPEC, ["concat"], ["texture"], [], history).seconds == 100.0
-    direct = {sig_string(signature({**CELL, "cached": True}, "direct")): [20.0]}
+    direct = {sig_string(signature(cell, "direct", True)): [20.0]}
     assert gs.expected_for(SPEC, ["concat"], ["texture"], entries, direct).seconds == 20.0
     assert gs.expected_for(SPEC, ["concat"], ["uni2"], entries, history).seconds is None
-    assert gs.describe_expected(exp) == "~12s (history, 3 runs)"
+    assert describe_expected(exp) == "~12s (history, 3 runs)"
 
 
 def test_inventory_rows():
-    rows = gs.inventory([entry("texture", random_init=True), entry("pca", "gene"), {"slice": "demo",
+    rows = inventory([entry("texture", random_init=True), entry("pca", "gene"), {"slice": "demo",
                          "modality": "vision", "name": "bad", "variant": "standard", "corrupt": "unreadable metadata"},
                          entry("uni2", config={"precision": "bf16"})])
     assert [r.name for r in rows] == ["pca", "bad", "texture", "uni2"]

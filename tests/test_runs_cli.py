@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from mihd.cli import main
+from mihd.plan import Cell, RunSpec
 
 from runs_helpers import launch_fake, view, wait_for
 
@@ -60,13 +61,16 @@ def test_launch_arguments_and_errors(tmp_path, capsys):
 
 
 def test_launch_writes_spec_and_runs_mihd(tmp_path, capsys):
-    """The launched command is `python -m mihd run ... --run-dir D --root R` under the supervisor."""
+    """The launched command is `python -m mihd exec-plan --run-dir D --root R` under the supervisor: it runs
+    the RunSpec that spec.json holds, built from the arguments after `--` by the parser of `mihd run`."""
     assert main(["launch", "--root", str(tmp_path), "--expect", "2m", "--name", "n1", "--",
                  "run", "demo", "--gene", "pca", "--fusion", "gene_only"]) == 0
     run_id = capsys.readouterr().out.strip()
     spec = json.loads((tmp_path / "runs" / run_id / "spec.json").read_text())
-    assert spec["argv"][1:4] == ["-m", "mihd", "run"] and spec["argv"][-4:] == [
-        "--run-dir", str(tmp_path / "runs" / run_id), "--root", str(tmp_path)]
-    assert spec["expect"] == 120 and spec["cells"][0]["gene"] == "pca" and spec["backend"] == "local"
+    assert spec["argv"][1:] == ["-m", "mihd", "exec-plan", "--run-dir", str(tmp_path / "runs" / run_id),
+                                "--root", str(tmp_path)]
+    plan = RunSpec.from_dict(spec["plan"])
+    assert (plan.expect, plan.backend, plan.name, plan.kind) == (120, "local", "n1", "run")
+    assert plan.cells == (Cell("demo", "pca", None, "gene_only"),) and spec["cached"] == [False]
     v = wait_for(lambda: (v := view(tmp_path, run_id)).status in ("done", "failed", "killed") and v, timeout=300)
     assert v.name == "n1" and v.status == "done" and v.exit_code == 0 and 0 < v.ari <= 1

@@ -3,8 +3,10 @@
 import pytest
 
 from mihd.errors import MihdError
-from mihd.runs.cells import cell_label, cells_from_args, run_signature, sig_string, signature
-from mihd.runs.durations import fmt_duration, parse_duration
+from mihd.plan import Cell
+from mihd.present import fmt_duration
+from mihd.runs.cells import run_signature, sig_string, signature, stored, stored_label
+from mihd.runs.durations import parse_duration
 from mihd.runs.eta import Expected, ProgressTracker, eta, expected_duration
 from mihd.runs.gpu import Gpu
 from mihd.runs.launch import new_run_id
@@ -29,28 +31,21 @@ def test_run_ids_sort_by_time_and_are_unique():
     assert len({new_run_id(1_700_000_000.5) for _ in range(200)}) == 200
 
 
-def test_cells_from_run_and_grid_args():
-    run = cells_from_args(["run", "demo", "--gene", "pca", "--vision", "uni2", "--fusion", "concat",
-                           "--cluster", "gmm", "--n-clusters", "7"])
-    assert run == [{"slice": "demo", "gene": "pca", "vision": "uni2", "variant": None, "fusion": "concat",
-                    "cluster": "gmm"}]
-    grid = cells_from_args(["grid", "demo", "--gene", "pca", "--vision", "uni2,resnet50",
-                            "--fusion", "concat", "mean", "--override"])
-    assert len(grid) == 4 and {c["vision"] for c in grid} == {"uni2", "resnet50"}
-    assert cells_from_args(["cache", "ls"]) == []
-
-
 def test_signature_includes_cached_and_backend_and_matches_result_cells():
-    spec_cell = {"slice": "demo", "gene": "pca", "vision": "uni2", "fusion": "concat", "cluster": "gmm",
-                 "cached": True}
+    cell = Cell("demo", "pca", "uni2", "concat", "gmm")
     result_cell = {"signature": {"slice": "demo", "gene": "pca", "vision": "uni2", "variant": "standard",
                                  "fusion": "concat", "cluster": "gmm"}, "cache": {"gene": "hit", "vision": "hit"}}
-    assert sig_string(signature(spec_cell, "local")) == sig_string(signature(result_cell, "local"))
+    assert sig_string(signature(cell, "local", True)) == sig_string(signature(result_cell, "local"))
+    assert sig_string(signature(stored(cell, True), "local")) == sig_string(signature(cell, "local", True))
     missed = {**result_cell, "cache": {"gene": "hit", "vision": "miss"}}
     assert signature(missed)["cached"] is False
-    assert run_signature([spec_cell], "local") != run_signature([spec_cell], "slurm")
-    assert run_signature([spec_cell, {**spec_cell, "fusion": "mean"}], "local").startswith("grid:")
-    assert cell_label([spec_cell]) == "demo pca+uni2 concat gmm"
+    assert run_signature([cell], "local", [True]) != run_signature([cell], "slurm", [True])
+    assert run_signature([cell], "local", [True]) != run_signature([cell], "local", [False])
+    mean = Cell("demo", "pca", "uni2", "mean", "gmm")
+    assert run_signature([cell, mean], "local", [True, True]).startswith("grid:")
+    assert stored_label([stored(cell, True)]) == "demo pca+uni2 concat gmm" == cell.label
+    assert stored_label([stored(cell, True), stored(mean, True)]) == "demo grid 2 cells"
+    assert stored_label([{"slice": "demo"}], "named") == "named" and stored_label([]) == "-"
 
 
 def test_expected_duration_from_history_given_and_cells():

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -50,9 +51,10 @@ def test_failed_run_and_expected_duration_from_history(tmp_path):
 
 
 def test_a_new_grid_is_expected_from_its_cells_timed_inside_an_earlier_grid(tmp_path):
-    first = launch_fake(tmp_path, "--seconds", 0.6, "--cells", 3, cells=[dict(CELL)] * 3)  # 0.2 s a cell
+    cells = [replace(CELL, fusion=f) for f in ("concat", "mean", "attention")]
+    first = launch_fake(tmp_path, "--seconds", 0.6, "--cells", 3, cells=cells)  # 0.2 s a cell
     wait_for(lambda: view(tmp_path, first).status == "done")
-    fresh = launch_fake(tmp_path, "--seconds", 30, "--cells", 2, cells=[dict(CELL)] * 2)
+    fresh = launch_fake(tmp_path, "--seconds", 30, "--cells", 2, cells=cells[:2])
     v = view(tmp_path, fresh)
     assert (v.expected_source, v.expected_s) == ("cells", pytest.approx(0.4))
     kill_run(tmp_path, fresh, grace=1)
@@ -151,9 +153,9 @@ def test_deleted_registry_is_rebuilt_with_nothing_lost(tmp_path):
 
 def _launch_many(root, n):
     sys.path[:0] = [str(REPO / "tests")]
-    from runs_helpers import launch as _launch
+    from runs_helpers import fake_plan, launch as _launch
 
-    return [_launch(root, [sys.executable, "-c", "pass"], raw=True, cells=[]) for _ in range(n)]
+    return [_launch(root, fake_plan(), raw_argv=[sys.executable, "-c", "pass"], cached=[True]) for _ in range(n)]
 
 
 def test_two_launchers_at_once_lose_no_record(tmp_path):

@@ -14,7 +14,8 @@ import pytest
 
 from mihd.errors import MihdError
 from mihd.runs.backends import GONE, QUEUED, RUNNING, UNKNOWN
-from mihd.runs.backends.slurm import Backend, batch_script, resolve_options, slurm_time
+from mihd.runs.backends import resolve_options
+from mihd.runs.backends.slurm import Backend, batch_script, slurm_time
 from mihd.runs.backends.slurm_commands import (SQUEUE_FORMAT, SlurmCommands, clean_env, normalise_state,
                                                parse_sbatch, parse_show_job, parse_squeue)
 
@@ -182,8 +183,9 @@ def test_ended_without_exit_json_is_gone_with_slurms_word_kept_in_the_run_dir(tm
     st = be.poll({"r1": handle(d, "43")})["r1"]
     word = state.split()[0]
     assert st.state == GONE and word in st.reason and "slurm-43.out" in st.reason
-    assert json.loads((d / "handle.json").read_text())["slurm_state"] == word
-    assert st.handle["slurm_state"] == word
+    stored = json.loads((d / "handle.json").read_text())
+    assert word in stored["outcome"]["note"] and "run_dir" not in stored  # neutral words, no path
+    assert stored["outcome"]["status"] == (None if word == "CANCELLED" else "failed") and st.handle == stored
 
 
 def test_just_ended_job_waits_for_its_exit_json_then_exit_json_decides(tmp_path):
@@ -206,6 +208,11 @@ def test_job_ended_by_its_time_limit_is_a_failed_run_that_says_timeout(tmp_path)
     (d / "handle.json").write_text(json.dumps(handle(d, "44")))
     st = backend(Cluster("", {"44": show("44", "TIMEOUT", "TimeLimit")})).poll({"r1": handle(d, "44")})["r1"]
     assert st.state == GONE and "TIMEOUT" in st.reason
+    row, _ = describe(d)
+    assert row["status"] == "failed" and row["error"].startswith("Slurm TIMEOUT (TimeLimit)")
+    # a handle.json of an earlier release kept Slurm's word as slurm_state: still read
+    (d / "handle.json").write_text(json.dumps({"backend": "slurm", "job_id": "44", "slurm_state": "TIMEOUT",
+                                               "slurm_reason": "TimeLimit"}))
     row, _ = describe(d)
     assert row["status"] == "failed" and row["error"].startswith("Slurm TIMEOUT (TimeLimit)")
 
@@ -243,7 +250,7 @@ def test_squeue_failure_keeps_runs_as_they_were_and_says_why(tmp_path, monkeypat
 def test_options_from_workspace_config_overridden_and_checked(tmp_path):
     (tmp_path / "slurm.json").write_text(json.dumps({"partition": "gpu", "account": "lab",
                                                      "sbatch_args": ["--qos=low"]}))
-    opts = resolve_options(tmp_path, {"partition": "cpu", "time": "90m", "cpus": 4, "mem": "16G",
+    opts = resolve_options(tmp_path, "slurm", {"partition": "cpu", "time": "90m", "cpus": 4, "mem": "16G",
                                       "sbatch_args": ["--constraint=a100"], "account": None})
     assert opts == {"partition": "cpu", "account": "lab", "time": "01:30:00", "cpus": 4, "mem": "16G",
                     "sbatch_args": ["--qos=low", "--constraint=a100"]}
@@ -253,10 +260,10 @@ def test_options_from_workspace_config_overridden_and_checked(tmp_path):
                         ({"sbatch_args": ["--output=/tmp/x"]}, "set by mihd"),
                         ({"sbatch_args": ["qos=high"]}, "--sbatch-arg")]:
         with pytest.raises(MihdError, match=needle):
-            resolve_options(tmp_path, bad)
+            resolve_options(tmp_path, "slurm", bad)
     (tmp_path / "slurm.json").write_text(json.dumps({"partitoin": "gpu"}))
     with pytest.raises(MihdError, match="slurm.json: unexpected"):
-        resolve_options(tmp_path, {})
+        resolve_options(tmp_path, "slurm", {})
 
 
 def test_batch_script_runs_the_supervisor_with_this_python_and_working_dir(tmp_path):

@@ -17,7 +17,7 @@ from mihd.runs.launch import launch
 from mihd.runs.status import RunWatcher
 
 from conftest import assert_one_line_error, run_mihd
-from runs_helpers import CELL, FAKE, alive, session_pids, view, wait_for
+from runs_helpers import FAKE, alive, fake_plan, session_pids, view, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 START, STOP = REPO / "scripts" / "slurm" / "start.sh", REPO / "scripts" / "slurm" / "stop.sh"
@@ -54,8 +54,8 @@ def ws(slurm, tmp_path):
 
 
 def launch_fake(root, *args, options=None):
-    return launch(root, [sys.executable, FAKE, "{run_dir}", *map(str, args)], backend="slurm", raw=True,
-                  cells=[dict(CELL)], options=options or {})
+    return launch(root, fake_plan(backend="slurm", backend_options=options or {}),
+                  raw_argv=[sys.executable, FAKE, "{run_dir}", *map(str, args)], cached=[True])
 
 
 def in_squeue(job_id) -> bool:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from mihd.jsonio import write_json_atomic
+from mihd.plan import Cell, RunSpec
 from mihd.runs.gpu import Gpu
 from runs_helpers import fake_nvml
 
@@ -35,10 +36,9 @@ def frozen_run(root: Path, run_id: str = FIXED_ID, ari: float = 0.62) -> Path:
     run_dir.mkdir(parents=True)
     cell = {"slice": "demo", "gene": "pca", "vision": "texture", "variant": "standard", "fusion": "concat",
             "cluster": "gmm"}
-    write_json_atomic(run_dir / "spec.json", {"id": run_id, "name": None, "argv": ["mihd", "run"],
-                                              "mihd_args": ["run", "demo"], "cells": [{**cell, "cached": True}],
-                                              "backend": "local", "expect": None, "options": {},
-                                              "created": FIXED_T, "by": "test@host"})
+    plan = RunSpec((Cell.from_dict(cell),))
+    write_json_atomic(run_dir / "spec.json", {"plan": plan.to_dict(), "id": run_id, "argv": ["mihd", "exec-plan"],
+                                              "cached": [True], "created": FIXED_T, "by": "test@host"})
     xs, ys, truth, labels = [], [], [], []
     for r in range(24):
         for c in range(30):

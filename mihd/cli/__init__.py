@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from ..errors import MihdError
-from . import cache_cmd, extract_cmd, run_cmd, runs_cmd, slices_cmd
+from . import cache_cmd, export_cmd, extract_cmd, launch_cmd, results_cmd, run_cmd, runs_cmd, slices_cmd
 
-GROUPS = (slices_cmd, extract_cmd, cache_cmd, run_cmd, runs_cmd)
+GROUPS = (slices_cmd, extract_cmd, cache_cmd, run_cmd, launch_cmd, runs_cmd, results_cmd, export_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""`mihd cache ls | rm | verify | gc`: the inventory reads metadata only, never arrays."""
+"""`mihd cache ls | rm | verify | gc`: the inventory reads metadata only, never arrays.
+`ls` and `verify` work on a read-only workspace; `rm` and `gc` say in one line that they cannot."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def register(sub) -> None:
     verify = group.add_parser("verify", help="read every entry in full and report corrupt ones")
     add_root(verify)
     verify.set_defaults(handler=cmd_verify)
-    gc = group.add_parser("gc", help="remove blobs no entry refers to (left by killed or racing writers)")
+    gc = group.add_parser("gc", help="remove files no entry refers to (killed, racing or replaced writes)")
     gc.add_argument("--older-than", default="10m", metavar="AGE",
-                    help="spare blobs younger than this: a write in flight (default 10m)")
+                    help="spare files younger than this: a write in flight, a replaced array still being read (default 10m)")
     gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     add_root(gc)
     gc.set_defaults(handler=cmd_gc)
@@ -41,7 +42,7 @@ def _open(args):
 
 def inventory_rows(entries: list[dict], now: float) -> list[list]:
     from ..cache import entry_flags
-    from ..runs.durations import fmt_age
+    from ..present import fmt_age
 
     rows = []
     for m in sorted(entries, key=lambda m: (m["slice"], m["modality"], m["name"], m["variant"])):
@@ -72,12 +73,17 @@ def cmd_ls(args) -> int:
 def cmd_rm(args) -> int:
     from ..cache import CacheKey
 
+    from ..errors import MihdError
+
     cache = _open(args)
     removed = 0
     for m in cache.entries(args.slice):
         if (args.modality or m["modality"]) == m["modality"] and (args.name or m["name"]) == m["name"] \
                 and (args.variant or m["variant"]) == m["variant"]:
             removed += cache.remove(CacheKey(m["slice"], m["modality"], m["name"], m["variant"]))
+    if not removed:
+        asked = " ".join(f"--{f} {getattr(args, f)}" for f in ("modality", "name", "variant") if getattr(args, f))
+        raise MihdError(f"SLICE {args.slice!r}{' ' + asked if asked else ''}: no cache entry matches (see `mihd cache ls`)")
     print(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
     return 0
 
@@ -90,8 +96,8 @@ def cmd_verify(args) -> int:
     print(f"{checked} entries checked, {len(problems)} corrupt")
     orphans = cache.orphans()
     if orphans:
-        print(f"{len(orphans)} blobs ({sum(n for _, n in orphans) / 1e6:.1f} MB) belong to no entry "
-              "(interrupted writes): `mihd cache gc` removes them")
+        print(f"{len(orphans)} files ({sum(n for _, n in orphans) / 1e6:.1f} MB) belong to no entry "
+              "(interrupted or replaced writes): `mihd cache gc` removes them")
     return 1 if problems else 0
 
 
@@ -102,8 +108,8 @@ def cmd_gc(args) -> int:
     cache = _open(args)
     if args.dry_run:
         found = cache.orphans(grace)
-        print(f"would remove {len(found)} blobs, {sum(n for _, n in found) / 1e6:.1f} MB")
+        print(f"would remove {len(found)} files, {sum(n for _, n in found) / 1e6:.1f} MB")
         return 0
     count, freed = cache.collect_orphans(grace)
-    print(f"removed {count} blobs, {freed / 1e6:.1f} MB")
+    print(f"removed {count} files, {freed / 1e6:.1f} MB")
     return 0

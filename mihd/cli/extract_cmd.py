@@ -14,6 +14,9 @@ def register(sub) -> None:
     add_encoder_options(p)
     p.add_argument("--cache-name", help="store under this name instead of the encoder's (e.g. uni2_try2)")
     p.add_argument("--override", action="store_true", help="recompute and replace the cached entry")
+    p.add_argument("--cache-from", action="append", metavar="DIR", default=[],
+                   help="also read embeddings from this workspace (e.g. a lab's read-only shared cache); repeatable. "
+                        "The workspace's cache_from.json may list such folders too")
     add_root(p)
     p.set_defaults(handler=cmd_extract)
 
@@ -29,17 +32,31 @@ def cmd_extract(args) -> int:
     get_encoder(modality, name)  # fail on bad arguments before loading the slice
     if modality == "vision":
         check_variant(args.variant)
-    if args.cache_name:
+    if args.cache_name is not None:
         validate_name(args.cache_name)
+    cache_from = [_source(d) for d in args.cache_from]
     config = encoder_config(args)
     root = resolve_root(args.root)
     adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
     result = get_embedding(adata, modality, name, root=root, variant=args.variant, cache_name=args.cache_name,
-                           override=args.override, config=config)
+                           override=args.override, config=config, cache_from=cache_from)
     meta = result.embedding.meta
     shape = "x".join(map(str, meta["shape"]))
     flag = "  [random init]" if meta.get("random_init") else ""
     verb = "loaded" if result.status == "hit" else "computed"
+    source = f"  (from {meta['source']})" if meta.get("source") else ""
     print(f"{result.status}  {meta['slice']}/{modality}/{meta['name']}/{meta['variant']}  {shape}  "
-          f"{verb} in {result.seconds:.2f} s{flag}")
+          f"{verb} in {result.seconds:.2f} s{flag}{source}")
     return 0
+
+
+def _source(folder: str):
+    from pathlib import Path
+
+    from ..errors import MihdError
+    from ..workspace import embeddings_dir
+
+    path = Path(folder).expanduser().resolve()
+    if not embeddings_dir(path).is_dir():
+        raise MihdError(f"--cache-from {folder}: not a workspace with embeddings (no {embeddings_dir(path)})")
+    return path

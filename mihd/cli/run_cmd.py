@@ -1,15 +1,18 @@
-"""`mihd run` (one cell), `mihd grid` (the cross product, one process), `mihd refine scan`.
+"""`mihd run` (one cell), `mihd grid` (the cross product, one process), `mihd exec-plan` (what a launched
+run executes), `mihd refine scan`.
 
-Without --run-dir, a run still gets a run dir of its own under `<root>/runs/` and is indexed in the
-registry, so every result can be compared later and shows in the dashboard.
+`run` and `grid` build a RunSpec from their arguments (`plan_from_args`, which `mihd launch` uses too)
+and run it through `run_plan`, as `exec-plan` does with the RunSpec in a run dir's spec.json. Without
+--run-dir, a run still gets a run dir of its own under `<root>/runs/` and is indexed in the registry,
+so every result can be compared later and shows in the dashboard.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
+from ..plan import DEVICES
 from .common import add_encoder_options, add_root, add_slice_options, encoder_config, print_json, print_table
 
 
@@ -22,7 +25,9 @@ def _common(p) -> None:
     p.add_argument("--override", action="store_true", help="recompute the embeddings even when cached")
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="leave spots without truth out before fusion (the DLPFC protocol)")
-    p.add_argument("--run-dir", help="write events.jsonl and result.json here (set by mihd launch)")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where training fusions run (default auto: CUDA when torch sees one)")
+    p.add_argument("--run-dir", help="write events.jsonl and result.json here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     add_root(p)
 
@@ -42,6 +47,11 @@ def register(sub) -> None:
     grid.add_argument("--cluster", default="gmm", metavar="C1,C2")
     _common(grid)
     grid.set_defaults(handler=cmd_run, grid=True)
+    plan = sub.add_parser("exec-plan", help="run the plan in a run dir's spec.json (the command mihd launch starts)")
+    plan.add_argument("--run-dir", required=True, help="the run dir whose spec.json holds the plan")
+    plan.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
+    add_root(plan)
+    plan.set_defaults(handler=cmd_exec_plan)
     refine = sub.add_parser("refine", help="refine a cached embedding into a new cache entry")
     methods = refine.add_subparsers(dest="refine_method", required=True)
     scan = methods.add_parser("scan", help="SCAN (k=20 neighbours, entropy weight 5) on a vision embedding")
@@ -60,77 +70,132 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _cells(args) -> list:
-    """The cells asked for, checked (unknown fusion, clusterer, variant fail here)."""
-    from ..pipeline import Cell, check_cells, grid_cells
-
-    if args.grid:
-        cells = grid_cells(_split(args.gene), _split(args.vision), _split(args.fusion), _split(args.cluster), args.variant)
-    else:
-        cells = [Cell(args.gene, args.vision, args.variant, args.fusion, args.cluster)]
-    check_cells(cells)
-    encoder_config(args)
-    return cells
-
-
-def check_launch_args(command: list[str]) -> None:
-    """`mihd launch` checks the run/grid arguments before it starts anything, so a typo is an error now,
-    not a failed run a minute later."""
-    import contextlib
-    import io
-
+def _slice_ref(text: str, root: Path) -> tuple[str, dict]:
+    """The slice id of SLICE and, when SLICE is a folder or file rather than a registered name, its path
+    (so the plan names the slice as results do, and a launched run finds it from any directory)."""
+    from ..cache import is_valid_name
+    from ..data.registry import registered
     from ..errors import MihdError
-    from . import build_parser
 
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            args = build_parser().parse_args(command)
-    except SystemExit:
-        reason = (stderr.getvalue().strip().splitlines() or ["invalid arguments"])[-1]
-        raise MihdError(f"mihd launch: {reason}") from None
-    if getattr(args, "handler", None) is not cmd_run:
-        raise MihdError("mihd launch: expected `run ...` or `grid ...` after the launch options")
-    _cells(args)
+    if text == "demo" or text in registered(root):
+        return text, {}
+    path = Path(text).expanduser()
+    if not path.exists():
+        known = ", ".join(sorted(registered(root))) or "none"
+        raise MihdError(f"SLICE {text!r}: not a registered slice (registered: {known}), a folder or an .h5ad file")
+    path = path.resolve()
+    slice_id = path.stem if path.is_file() else path.name
+    if not is_valid_name(slice_id):
+        raise MihdError(f"SLICE {text}: {slice_id!r} is not a usable slice id; register it: mihd slices add NAME {path}")
+    return slice_id, {"source": str(path)}
+
+
+def plan_from_args(args, root: Path, **launch):
+    """The RunSpec that `mihd run|grid` arguments ask for, checked (unknown fusion, clusterer, variant,
+    precision fail here, before anything is loaded); `launch` adds backend, backend_options, expect, name."""
+    from ..pipeline import check_plan
+    from ..plan import Cell, RunSpec, grid_cells
+
+    slice_id, slice_options = _slice_ref(args.slice, root)
+    if args.truth_col:
+        slice_options["truth_col"] = args.truth_col
+    if args.fullres:
+        slice_options["fullres"] = str(Path(args.fullres).expanduser().resolve())
+    if args.grid:
+        cells = grid_cells(slice_id, _split(args.gene), _split(args.vision), _split(args.fusion), _split(args.cluster),
+                           args.variant)
+    else:
+        cells = (Cell(slice_id, args.gene, args.vision, args.fusion, args.cluster, args.variant if args.vision else None),)
+    plan = RunSpec(cells, kind="grid" if args.grid else "run", n_clusters=args.n_clusters, refine=args.refine,
+                   seeds=(args.seed,), override=args.override, drop_unlabelled=args.drop_unlabelled,
+                   device=args.device, encoder=encoder_config(args), slice_options=slice_options, **launch)
+    check_plan(plan)
+    return plan
+
+
+def plan_argv(plan) -> list[str]:
+    """The `mihd run|grid` arguments that ask for `plan` (what the dashboard shows it will launch)."""
+    cells = plan.cells
+    first = cells[0]
+    joined = lambda attr: ",".join(dict.fromkeys(str(getattr(c, attr)) for c in cells if getattr(c, attr)))  # noqa: E731
+    argv = [plan.kind, plan.slice_options.get("source", plan.slice), "--gene", joined("gene")]
+    if first.vision:
+        argv += ["--vision", joined("vision"), "--variant", first.variant]
+    argv += ["--fusion", joined("fusion"), "--cluster", joined("cluster")]
+    for flag, key in (("--truth-col", "truth_col"), ("--fullres", "fullres")):
+        if plan.slice_options.get(key):
+            argv += [flag, plan.slice_options[key]]
+    if plan.n_clusters:
+        argv += ["--n-clusters", str(plan.n_clusters)]
+    if plan.seeds != (0,):
+        argv += ["--seed", str(plan.seeds[0])]
+    for flag, on in (("--refine", plan.refine), ("--override", plan.override),
+                     ("--drop-unlabelled", plan.drop_unlabelled), ("--random-init", plan.encoder.get("random_init"))):
+        if on:
+            argv.append(flag)
+    for flag, key in (("--weights", "weights"), ("--precision", "precision")):
+        if plan.encoder.get(key):
+            argv += [flag, plan.encoder[key]]
+    if plan.device != "auto":
+        argv += ["--device", plan.device]
+    return argv
 
 
 def cmd_run(args) -> int:
-    from ..data import load_slice
-    from ..pipeline import run_cells
     from ..workspace import resolve_root
 
-    cells = _cells(args)
     root = resolve_root(args.root)
-    argv = ["grid" if args.grid else "run", *sys.argv[2:]]
-    run_dir, direct = _run_dir(root, args.run_dir, argv)
+    return run_plan(plan_from_args(args, root), root, Path(args.run_dir).resolve() if args.run_dir else None,
+                    as_json=args.json)
+
+
+def cmd_exec_plan(args) -> int:
+    from ..errors import MihdError
+    from ..rundir import SPEC, read_plan
+    from ..workspace import resolve_root
+
+    run_dir = Path(args.run_dir).resolve()
+    plan = read_plan(run_dir)
+    if plan is None:
+        raise MihdError(f"{run_dir / SPEC}: no readable plan")
+    return run_plan(plan, resolve_root(args.root), run_dir, as_json=args.json)
+
+
+def run_plan(plan, root: Path, run_dir: Path | None = None, *, as_json: bool = False) -> int:
+    """Run `plan` in `run_dir`; a run dir without a launcher's spec.json (a direct run, in a new run dir
+    when none is given) is supervised by this process and indexed at its end."""
+    from ..data import load_slice
+    from ..pipeline import run_cells
+
+    run_dir, direct = _run_dir(root, run_dir, plan)
     started = time.time()
     code = 1
     try:
-        adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
-        result = run_cells(adata, cells, root=root, run_dir=run_dir, n_clusters=args.n_clusters, refine=args.refine,
-                           seed=args.seed, override=args.override, encoder_config=encoder_config(args),
-                           drop_unlabelled=args.drop_unlabelled, argv=argv, keep_going=args.grid)
+        opts = plan.slice_options
+        adata = load_slice(opts.get("source", plan.slice), root=root, truth_col=opts.get("truth_col"),
+                           fullres=opts.get("fullres"))
+        result = run_cells(adata, plan, root=root, run_dir=run_dir, argv=plan_argv(plan))
         code = 0 if result["status"] == "ok" else 1
     finally:
         if direct:
             _finish_direct(root, run_dir, code)
-    if args.json:
+    if as_json:
         print_json(_summary(result, run_dir, time.time() - started))
     else:
         _print_summary(result, run_dir, time.time() - started)
     return code
 
 
-def _run_dir(root: Path, given: str | None, argv: list[str]) -> tuple[Path, bool]:
+def _run_dir(root: Path, given: Path | None, plan) -> tuple[Path, bool]:
     """The run dir, and whether this process is its own supervisor (no spec.json from a launcher)."""
     from ..rundir import SPEC
     from ..runs.launch import begin_direct, new_run_id
-    from ..workspace import runs_dir
+    from ..workspace import run_path
 
-    run_dir = Path(given).resolve() if given else runs_dir(root) / new_run_id()
+    run_dir = given or run_path(root, new_run_id())
     if (run_dir / SPEC).is_file():
         return run_dir, False
-    begin_direct(root, run_dir, argv)
+    begin_direct(root, run_dir, plan, ["mihd", *plan_argv(plan)])
     return run_dir, True
 
 
@@ -156,15 +221,17 @@ def _fmt(score) -> str:
 
 
 def _print_summary(result: dict, run_dir: Path, seconds: float) -> None:
+    from ..plan import Cell
+
     rows = []
     for c in result["cells"]:
-        vision = (c["vision"] or "-") + (f"/{c['variant']}" if c.get("variant") not in (None, "standard") else "")
+        cell = Cell.from_dict({**c, "slice": result["slice"]})
         flag = " (random init)" if c.get("random_init") else ""
         cache = ",".join(f"{m} {s}" for m, s in c.get("cache", {}).items())
-        rows.append([c["gene"], vision + flag, c["fusion"], c["cluster"], c["n_clusters"], _fmt(c["ari"]), _fmt(c["nmi"]),
+        rows.append([cell.short_label + flag, c["n_clusters"], _fmt(c["ari"]), _fmt(c["nmi"]),
                      f"{c['seconds']['total']:.1f}s" if "seconds" in c else "-", c.get("error") or cache])
     print(f"slice {result['slice']}: {len(rows)} cell{'s' if len(rows) != 1 else ''} in {seconds:.1f} s")
-    print_table(["GENE", "VISION", "FUSION", "CLUSTER", "K", "ARI", "NMI", "TIME", "CACHE / ERROR"], rows)
+    print_table(["CELL", "K", "ARI", "NMI", "TIME", "CACHE / ERROR"], rows)
     print(f"run dir: {run_dir}")
 
 

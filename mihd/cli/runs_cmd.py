@@ -1,46 +1,17 @@
-"""`mihd launch` and `mihd runs ls|show|logs|kill|reindex`: run control from the shell.
+"""`mihd runs ls|show|logs|kill|reindex`: run control from the shell.
 
 Run-control modules are imported inside the handlers, so building the parser costs nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
-LAUNCH_EPILOG = """\
-The arguments of `mihd run` or `mihd grid` follow the launch options, best after `--`:
-  mihd launch --expect 5m --name first -- run demo --gene pca --vision texture --fusion concat
-  mihd launch -- grid demo --gene pca --vision texture,resnet50 --fusion concat,mean
-Launch adds --run-dir and --root itself, prints the run id and returns at once; the run goes on
-after this shell, SSH link or dashboard is gone. Watch it with `mihd runs ls`, stop it with
-`mihd runs kill ID`."""
-
 
 def register(sub) -> None:
     from .common import add_root
-
-    p = sub.add_parser("launch", help="start `mihd run`/`mihd grid` as a detached, supervised run",
-                       epilog=LAUNCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default="local", help="where it runs (default: local)")
-    p.add_argument("--expect", metavar="DURATION",
-                   help="expected duration (90s, 5m, 1h30m); past it the run is flagged overrunning")
-    p.add_argument("--name", help="a name to show instead of the cell")
-    slurm = p.add_argument_group("--backend slurm (defaults from <root>/slurm.json; see docs/SLURM.md)")
-    slurm.add_argument("--partition")
-    slurm.add_argument("--time", help="job time limit: Slurm's form (30 = minutes, 2:00:00, 1-12) or 90m, 2h")
-    slurm.add_argument("--cpus", type=int, help="--cpus-per-task")
-    slurm.add_argument("--mem", help="memory per node, e.g. 16G")
-    slurm.add_argument("--gres", help="generic resources, e.g. gpu:1")
-    slurm.add_argument("--account")
-    slurm.add_argument("--sbatch-arg", action="append", dest="sbatch_args", metavar="ARG",
-                       help="one more sbatch option, repeatable: --sbatch-arg=--qos=high")
-    add_root(p)
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="run|grid ARGS",
-                   help="the arguments of `mihd run` or `mihd grid`")
-    p.set_defaults(handler=cmd_launch)
 
     runs = sub.add_parser("runs", help="list, inspect, follow and stop runs")
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
@@ -65,35 +36,12 @@ def register(sub) -> None:
     runs.set_defaults(handler=cmd_runs)
 
 
-def cmd_launch(args) -> int:
-    from ..errors import MihdError
-    from ..runs.launch import launch
-    from ..runs.durations import parse_duration
-    from .run_cmd import check_launch_args
-
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise MihdError("mihd launch: missing the command; e.g. mihd launch -- run demo --gene pca")
-    keys = ("partition", "time", "cpus", "mem", "gres", "account", "sbatch_args")
-    options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    if options and args.backend != "slurm":
-        first = next(iter(options))
-        raise MihdError(f"--{'sbatch-arg' if first == 'sbatch_args' else first}: only with --backend slurm")
-    expect = parse_duration(args.expect) if args.expect else None
-    check_launch_args(command)
-    run_id = launch(args.root, command, backend=args.backend, expect=expect, name=args.name,
-                    options=options)
-    print(run_id)
-    return 0
-
-
 def cmd_runs(args) -> int:
     return {"ls": _ls, "show": _show, "logs": _logs, "kill": _kill, "reindex": _reindex}[args.runs_command](args)
 
 
 def _row(v) -> list[str]:
-    from ..runs.durations import fmt_duration
-    from ..runs.monitor import fmt_bytes
+    from ..present import fmt_bytes, fmt_duration
 
     prog = "-" if v.progress is None else f"{100 * v.progress:.0f}%"
     eta = "-" if v.eta_s is None else f"{fmt_duration(v.eta_s)}~{v.eta_confidence}"
@@ -123,7 +71,7 @@ def _ls(args) -> int:
 
 
 def _fmt_usage(cpu_percent, rss, gpu_mem) -> str:
-    from ..runs.monitor import fmt_bytes
+    from ..present import fmt_bytes
 
     return f"{'-' if cpu_percent is None else f'{cpu_percent:.0f}%'} / {fmt_bytes(rss)} / {fmt_bytes(gpu_mem)}"
 
@@ -132,7 +80,7 @@ def _show(args) -> int:
     from pathlib import Path
 
     from ..rundir import read_spec
-    from ..runs.durations import fmt_duration
+    from ..present import fmt_duration
     from ..runs.status import RunWatcher
     from ..runs.usage import read_usage
 

@@ -119,7 +119,9 @@ def ensure_demo(root: Path) -> Path:
     """Make `<root>/demo/demo.h5ad` once (atomically, so concurrent first uses are safe) and register it."""
     from .registry import register, registered
 
-    path = Path(root) / "demo" / "demo.h5ad"
+    from ..workspace import demo_dir
+
+    path = demo_dir(Path(root)) / "demo.h5ad"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".demo.{os.getpid()}.h5ad")

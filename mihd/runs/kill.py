@@ -1,8 +1,10 @@
 """Stopping a run: its whole process tree (or its job), recorded in events.jsonl and the registry.
 
-The backend refuses when the recorded pid now belongs to another process (its create time differs) or
-to another user. The kill event (who, when, which signal, whether KILL was needed) is what makes the
-run's final status `killed` rather than `failed`, in the registry and after any reindex.
+The backend refuses when a recorded identity is incomplete (no create time), from another host or boot,
+or now belongs to another process or user. An `orphaned` run (supervisor gone, command running) is
+killed like any other; so is a `corrupt` one whose processes still run. The kill event (who, when, which
+signal, whether KILL was needed, what was left) is what makes the run's final status `killed` rather than
+`failed`, in the registry and after any reindex.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from ..errors import MihdError
 from ..jsonio import write_json_atomic
 from ..rundir import EXIT, EventLog
-from .backends import get_backend
+from .backends import GONE, get_backend
 from .registry import ACTIVE, Registry
 from .status import RunWatcher, _backend_name
 
@@ -28,8 +30,9 @@ def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
              watcher: RunWatcher | None = None) -> dict:
     """Signal run `run_id` (id, prefix or name) and escalate to KILL after `grace` seconds.
 
-    Returns {"id", "signal", "escalated", "survivors", "status"}. Raises MihdError when the run is not
-    running, or when the backend refuses (pid reused, another user's process).
+    Returns {"id", "signal", "escalated", "survivors", "status"} and what the backend adds ("left",
+    "outside": processes by "PID NAME"). Raises MihdError when the run is not running, or when the
+    backend refuses (an incomplete identity, pid reused, another user's process, another host).
     """
     signal = signal.upper().removeprefix("SIG")
     if signal not in SIGNALS:
@@ -38,20 +41,23 @@ def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
     watcher = watcher or RunWatcher(root)
     try:
         view = watcher.view(run_id)
-        if view.status not in ACTIVE:
-            raise MihdError(f"run {view.id}: not running ({view.status}); nothing to kill")
         reg: Registry = watcher.registry
         row = reg.row(view.id)
-        handle = json.loads(row["handle"]) if row["handle"] else {}
-        handle.setdefault("run_dir", row["run_dir"])
-        outcome = get_backend(_backend_name(row["backend"])).kill(handle, signal, grace)
+        handle = {**(json.loads(row["handle"]) if row["handle"] else {}), "run_dir": row["run_dir"]}
+        backend = get_backend(_backend_name(row["backend"]))
+        runs = view.status in ACTIVE or (view.status == "corrupt"  # a bad file, but its processes may run
+                                         and backend.poll({view.id: handle})[view.id].state != GONE)
+        if not runs:
+            what = f"corrupt: {view.error}" if view.status == "corrupt" else view.status
+            raise MihdError(f"run {view.id}: not running ({what}); nothing to kill")
+        outcome = backend.kill(handle, signal, grace)
         run_dir = Path(row["run_dir"])
         now = time.time()
         who = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
         log = EventLog(run_dir)
         try:
             log.emit("kill", signal=signal, by=who, grace=grace, escalated=outcome.get("escalated", False),
-                     survivors=outcome.get("survivors"))
+                     survivors=outcome.get("survivors"), left=outcome.get("left"), outside=outcome.get("outside"))
         finally:
             log.close()
         if outcome.get("survivors") == 0 and outcome.get("ended", True) and not (run_dir / EXIT).exists():

@@ -1,12 +1,12 @@
 """Launching a run: write its run dir and spec, hand it to a backend, index it, return its id at once.
 
-The launched command is `python -m mihd <run|grid args> --run-dir RUN_DIR --root ROOT`, run by the
-supervisor, so it writes events.jsonl and result.json into its own run dir and outlives the launcher.
+The launched command is `python -m mihd exec-plan --run-dir RUN_DIR --root ROOT`, run by the supervisor:
+it reads the RunSpec from the run dir's spec.json, writes events.jsonl and result.json into its own run
+dir and outlives the launcher. Nothing is turned into command-line text and parsed back.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
 import secrets
 import socket
@@ -16,13 +16,12 @@ from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import write_json_atomic
-from ..rundir import SPEC
+from ..plan import RunSpec
+from ..rundir import HANDLE, PROC, write_spec
 from ..workspace import resolve_root, runs_dir
-from .backends import get_backend
-from .cells import cells_from_args
-from .durations import parse_duration
-from .registry import HANDLE, Registry
-from .supervise import PROC, proc_create_time
+from .backends import get_backend, resolve_options
+from .registry import Registry
+from .supervise import boot_id, proc_create_time
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -44,70 +43,40 @@ def _make_run_dir(root: Path) -> tuple[str, Path]:
             continue
 
 
-def _check_mihd_args(argv: list[str]) -> None:
-    if not argv or argv[0] not in ("run", "grid"):
-        raise MihdError("mihd launch: expected `run ...` or `grid ...` after the launch options, "
-                        "e.g. mihd launch --expect 5m -- run demo --gene pca --fusion concat")
-    for tok in argv:
-        if tok.split("=")[0] in ("--run-dir", "--root"):
-            raise MihdError(f"mihd launch: {tok.split('=')[0]} is set by launch; give --root before the command")
+def _cached(root: Path, spec: RunSpec, cached) -> tuple:
+    """Whether each cell's inputs are cached now (part of the signature the ETA history uses): as the
+    caller knows it (the dashboard), else looked up once in the cache's metadata."""
+    if cached is not None:
+        if len(cached) != len(spec.cells):
+            raise MihdError(f"launch: {len(cached)} cached flags for {len(spec.cells)} cells")
+        return tuple(cached)
+    from ..inventory import cells_cached
+
+    return cells_cached(root, spec.cells)
 
 
-def _mark_cached(root: Path, cells: list[dict]) -> None:
-    """Whether each cell's embeddings are cached now (part of the signature the ETA history uses)."""
-    if not (root / "embeddings").is_dir():
-        for c in cells:
-            c["cached"] = False if c.get("slice") and c.get("gene") else None
-        return
-    try:
-        from ..cache import GENE_VARIANT, CacheKey, EmbeddingCache
-        cache = EmbeddingCache(root)
-    except Exception:
-        return
-    try:
-        for c in cells:
-            if not (c.get("slice") and c.get("gene")):
-                continue
-            keys = [CacheKey(c["slice"], "gene", c["gene"], GENE_VARIANT)]
-            if c.get("vision"):
-                keys.append(CacheKey(c["slice"], "vision", c["vision"], c.get("variant") or "standard"))
-            c["cached"] = all(cache.meta(k) is not None for k in keys)
-    except Exception:
-        pass  # an unusual name: leave "cached" unknown rather than fail the launch
-    finally:
-        cache.close()
+def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=None) -> str:
+    """Start `spec` as a detached run on its backend; return the run id.
 
-
-def launch(root, argv: list[str], backend: str = "local", expect=None, name: str | None = None,
-           options: dict | None = None, *, raw: bool = False, cells: list[dict] | None = None) -> str:
-    """Start `mihd <argv>` (run/grid arguments) as a detached run; return its id.
-
-    `expect`: seconds or a duration string (`5m`). `raw=True` runs `argv` as the whole command line
-    (tests, tools), with `{run_dir}` and `{root}` substituted; `cells` then says what it computes.
+    `raw_argv` runs that command line instead of `mihd exec-plan` (tests, tools), with `{run_dir}` and
+    `{root}` substituted; `spec` then says what it computes. `cached`: per cell, whether its inputs are
+    cached (looked up when not given).
     """
     root = resolve_root(root)
-    if raw:
-        if not argv:
-            raise MihdError("launch: empty command")
-    else:
-        _check_mihd_args(argv)
-    if isinstance(expect, str):
-        expect = parse_duration(expect)
-    be = get_backend(backend)
+    if not isinstance(spec, RunSpec):
+        raise MihdError(f"launch: expected a RunSpec, got {type(spec).__name__}")
+    if raw_argv is not None and not raw_argv:
+        raise MihdError("launch: empty command")
+    be = get_backend(spec.backend)
+    options = resolve_options(root, spec.backend, spec.backend_options)  # refused here: no run dir left behind
+    flags = _cached(root, spec, cached)
     run_id, run_dir = _make_run_dir(root)
-    if raw:
-        command = [t.replace("{run_dir}", str(run_dir)).replace("{root}", str(root)) for t in argv]
+    if raw_argv is not None:
+        command = [t.replace("{run_dir}", str(run_dir)).replace("{root}", str(root)) for t in raw_argv]
     else:
-        command = [sys.executable, "-m", "mihd", *argv, "--run-dir", str(run_dir), "--root", str(root)]
-    if cells is None:
-        cells = cells_from_args(argv) if not raw else []
-        _mark_cached(root, cells)
-    spec = {"id": run_id, "name": name, "argv": command, "mihd_args": None if raw else list(argv),
-            "cells": cells, "backend": backend, "expect": float(expect) if expect else None,
-            "options": options or {}, "created": round(time.time(), 3),
-            "by": f"{getpass.getuser()}@{socket.gethostname()}"}
-    write_json_atomic(run_dir / SPEC, spec)
-    handle = be.submit(run_dir, command, options or {})
+        command = [sys.executable, "-m", "mihd", "exec-plan", "--run-dir", str(run_dir), "--root", str(root)]
+    write_spec(run_dir, spec, run_id=run_id, argv=command, cached=flags)
+    handle = be.submit(run_dir, command, options)
     write_json_atomic(run_dir / HANDLE, handle)
     reg = Registry(root)
     try:
@@ -117,20 +86,15 @@ def launch(root, argv: list[str], backend: str = "local", expect=None, name: str
     return run_id
 
 
-def begin_direct(root, run_dir: Path, argv: list[str]) -> None:
-    """For a direct `mihd run --run-dir D` (no launch): write spec.json and this process's identity,
-    so watchers show it running and can tell lost from running. Call `registry.ingest` at the end."""
+def begin_direct(root, run_dir: Path, spec: RunSpec, argv: list[str]) -> None:
+    """For a direct `mihd run` (no launch): write spec.json and this process's identity, so watchers show
+    it running and can tell lost from running. Call `registry.ingest` at the end."""
     root = resolve_root(root)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cells = cells_from_args(argv)
-    _mark_cached(root, cells)
-    write_json_atomic(run_dir / SPEC, {"id": run_dir.name, "name": None, "argv": list(argv),
-                                       "mihd_args": list(argv), "cells": cells, "backend": "direct",
-                                       "expect": None, "options": {}, "created": round(time.time(), 3),
-                                       "direct": True, "by": f"{getpass.getuser()}@{socket.gethostname()}"})
+    write_spec(run_dir, spec, run_id=run_dir.name, argv=argv, cached=_cached(root, spec, None), direct=True)
     pid = os.getpid()
     ident = {"pid": pid, "create_time": proc_create_time(pid), "sid": os.getsid(0),
-             "host": socket.gethostname(), "uid": os.getuid(), "started": round(time.time(), 3),
+             "host": socket.gethostname(), "boot_id": boot_id(), "uid": os.getuid(), "started": round(time.time(), 3),
              "child_pid": pid, "child_create_time": proc_create_time(pid)}
     write_json_atomic(run_dir / PROC, ident)

@@ -73,13 +73,3 @@ class Monitor:
             out[run_id] = s
         self._last = {k: v for k, v in self._last.items() if k in seen}
         return out
-
-
-def fmt_bytes(n: int | float | None) -> str:
-    """`312M`, `1.2G`; `-` when unknown."""
-    if n is None:
-        return "-"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}" if unit == "G" else f"{n / size:.0f}{unit}"
-    return f"{n:.0f}B"

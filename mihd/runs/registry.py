@@ -1,109 +1,127 @@
-"""The run registry: an SQLite index (WAL mode) over the run dirs at `<root>/mihd.sqlite`.
+"""The run registry: a host-local SQLite index over the run dirs, `workspace.host_index_dir(root)/registry.sqlite`.
 
-The run dirs are the truth; every column here is derived from their files (spec.json, handle.json,
-proc.json, events.jsonl, result.json, exit.json), so a deleted registry is rebuilt by `reindex` and
-`ingest` of the same files is idempotent. The one fact not in the files is `lost` (process gone, no
-exit.json), which the watcher (status.py) decides and ingest keeps. Writers use BEGIN IMMEDIATE with
-a busy timeout, so several launchers and dashboards writing at once wait for each other and lose nothing.
+The run dirs are the truth; every column is derived from their files (spec.json, handle.json, proc.json,
+events.jsonl, result.json, exit.json), so the index can be deleted, rebuilt (`reindex`) or healed at any
+time and loses nothing: what a watcher decides about a run is written into the run dir first (a `lost`
+event, the backend's `outcome` in handle.json). It is host-local because SQLite's locks and WAL do not
+hold across hosts on NFS/Lustre/GPFS; each open, and each watcher refresh, ingests the run dirs it has not
+seen (one scandir), so a run started on another host shows within one refresh, and a read-only workspace
+lists fine. An unreadable index file (random bytes, a torn image) is moved aside and rebuilt, with a note
+in `notes`; an older schema (PRAGMA user_version) is rebuilt, a newer one refused in one line. The
+`<root>/mihd.sqlite` of earlier releases is never opened (SQLite on the shared file system is what
+failed): everything it held is in the run dirs. Writers use BEGIN IMMEDIATE with a busy timeout, so
+launchers and dashboards on one host writing at once wait for each other and lose nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import time
 from pathlib import Path
 
+from ..errors import MihdError
 from ..jsonio import read_json
-from ..rundir import iter_run_dirs, read_events, read_exit, read_result, read_spec
-from ..workspace import registry_path, resolve_root, runs_dir
-from .cells import cell_label, run_signature, sig_string, signature
+from ..rundir import (EVENTS, EXIT, HANDLE, PROC, RESULT, SPEC, RunFileError, iter_run_dirs, load_events, load_file,
+                      read_spec)
+from ..workspace import host_index_dir, resolve_root, runs_dir
+from .backends import outcome as backend_outcome
+from .cells import run_signature, sig_string, signature, stored_label
 from .eta import CELL_KEY
-from .supervise import PROC
 
-HANDLE = "handle.json"  # the backend's handle, written by launch
-SLURM_FAILURES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
+SCHEMA_VERSION = 2          # PRAGMA user_version; older indexes are rebuilt from the run dirs
+INDEX_FILE = "registry.sqlite"
+LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspace root: never opened
 TERMINAL = ("done", "failed", "killed")
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "orphaned")
 BUSY_TIMEOUT_S = 30.0
+_UNREADABLE = ("file is not a database", "malformed")
 
 RUN_COLUMNS = (
     "id", "name", "label", "signature", "cells", "n_cells", "backend", "handle", "pid", "create_time",
     "job_id", "host", "run_dir", "created", "started", "ended", "status", "exit_code", "exit_signal",
-    "error", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated",
+    "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated",
 )
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
   id TEXT PRIMARY KEY, name TEXT, label TEXT, signature TEXT, cells TEXT, n_cells INTEGER,
   backend TEXT, handle TEXT, pid INTEGER, create_time REAL, job_id TEXT, host TEXT, run_dir TEXT,
   created REAL, started REAL, ended REAL, status TEXT, exit_code INTEGER, exit_signal TEXT, error TEXT,
-  expect REAL, overrun INTEGER NOT NULL DEFAULT 0, overrun_at REAL, kill_signal TEXT, killed_at REAL,
-  killed_by TEXT, updated REAL);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-CREATE INDEX IF NOT EXISTS runs_signature ON runs(signature, status);
-CREATE TABLE IF NOT EXISTS cells (
+  note TEXT, expect REAL, overrun INTEGER NOT NULL DEFAULT 0, overrun_at REAL, kill_signal TEXT,
+  killed_at REAL, killed_by TEXT, updated REAL);
+CREATE INDEX runs_status ON runs(status);
+CREATE INDEX runs_signature ON runs(signature, status);
+CREATE TABLE cells (
   run_id TEXT NOT NULL, idx INTEGER NOT NULL, signature TEXT, sig TEXT, label TEXT,
   ari REAL, nmi REAL, seconds REAL, PRIMARY KEY (run_id, idx));
 """
 _UPSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
     "ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{c}=excluded.{c}" for c in RUN_COLUMNS if c not in ("id", "status", "overrun", "overrun_at"))
-    + ", status=CASE WHEN runs.status='lost' AND excluded.status IN ('queued','running') THEN 'lost' "
-      "ELSE excluded.status END"
+    + ", ".join(f"{c}=excluded.{c}" for c in RUN_COLUMNS if c not in ("id", "overrun", "overrun_at"))
     + ", overrun=MAX(runs.overrun, excluded.overrun), overrun_at=COALESCE(runs.overrun_at, excluded.overrun_at)"
 )
 
 
-def describe(run_dir: Path) -> tuple[dict, list[dict]]:
-    """The registry row and cell rows that the files of one run dir say (no process checks)."""
+def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
+    """The registry row and cell rows that the files of one run dir say. `gone`: its backend found none of
+    its processes, so without exit.json the run ended on its own: done/failed by its result, else lost.
+    A file of the wrong shape makes a `corrupt` row whose error names it; never an exception."""
     run_dir = Path(run_dir)
-    spec = read_spec(run_dir) or {}
-    handle = read_json(run_dir / HANDLE) or {}
-    ident = read_json(run_dir / PROC) or {}
-    result = read_result(run_dir)
-    exit_ = read_exit(run_dir)
+    try:
+        spec_raw, handle, ident, result, exit_ = (load_file(run_dir, f) for f in (SPEC, HANDLE, PROC, RESULT, EXIT))
+        events = load_events(run_dir)
+    except RunFileError as exc:
+        return _corrupt_row(run_dir, str(exc)), []
+    spec = (read_spec(run_dir) or {}) if spec_raw else {}
+    handle, ident, result = handle or {}, ident or {}, result or {}
+    first, last = {}, {}
+    for e in events:
+        first.setdefault(e["kind"], e)
+        last[e["kind"]] = e
+    start_ev, overrun_ev = first.get("start"), first.get("overrun")
+    kill_ev, end_ev, lost_ev = last.get("kill"), last.get("end"), last.get("lost")
     backend = spec.get("backend") or handle.get("backend") or "direct"
-    events, _ = read_events(run_dir)
-    start_ev = next((e for e in events if e.get("kind") == "start"), None)
-    kill_ev = next((e for e in reversed(events) if e.get("kind") == "kill"), None)
-    overrun_ev = next((e for e in events if e.get("kind") == "overrun"), None)
-    end_ev = next((e for e in reversed(events) if e.get("kind") == "end"), None)
+    said = backend_outcome(handle.get("backend") or backend, handle)
+    said = said if isinstance(said, dict) else {}
 
-    result_cells = (result or {}).get("cells") or []
+    result_cells = result.get("cells") or []
     cells = spec.get("cells") or [c.get("signature") or c for c in result_cells]
+    finished = {"ok": "done", "failed": "failed"}.get(result.get("status") or (end_ev or {}).get("status"))
     if exit_ is not None:
-        failed_result = (result or {}).get("status") == "failed"
-        if handle.get("slurm_state") in SLURM_FAILURES and not kill_ev:
-            status = "failed"  # Slurm ended it (time limit, memory, node): not the researcher's kill
+        if said.get("status") == "failed" and not kill_ev:
+            status = "failed"  # the backend ended it (a time limit, memory, a node): not the researcher's kill
         elif kill_ev or exit_.get("forwarded"):
             status = "killed"
-        elif exit_.get("code") == 0 and not failed_result:
+        elif exit_.get("code") == 0 and result.get("status") != "failed":
             status = "done"
         else:
             status = "failed"
+    elif gone or lost_ev:
+        status = finished or "lost"  # e.g. its supervisor was killed but the command finished
     elif spec.get("direct") or (not spec and not ident):
-        status = {"ok": "done", "failed": "failed"}.get((result or end_ev or {}).get("status"), "running")
+        status = finished or "running"
     else:
         status = "running" if ident else "queued"
     started = ident.get("started") or (start_ev or {}).get("t")
     ended = (exit_ or {}).get("ended") or (end_ev or {}).get("t") if status in TERMINAL else None
     created = spec.get("created") or started or _mtime(run_dir)
-    error = (result or {}).get("error") or (end_ev or {}).get("error") or (exit_ or {}).get("error")
-    if handle.get("slurm_state") in SLURM_FAILURES:
-        error = f"Slurm {handle['slurm_state']}" + (f" ({handle['slurm_reason']})" if handle.get("slurm_reason") else "") \
-            + (f": {error}" if error else "")
+    error = result.get("error") or (end_ev or {}).get("error") or (exit_ or {}).get("error")
+    note = said.get("note") or ((lost_ev or {}).get("reason") if status == "lost" else None)
+    if said.get("status") == "failed":
+        error = f"{said.get('note')}: {error}" if error else said.get("note")
     row = {
-        "id": spec.get("id") or run_dir.name, "name": spec.get("name"),
-        "label": cell_label(cells, spec.get("name")), "signature": run_signature(cells, backend),
+        "id": run_dir.name, "name": spec.get("name"),
+        "label": stored_label(cells, spec.get("name")), "signature": run_signature(cells, backend),
         "cells": json.dumps(cells), "n_cells": len(cells), "backend": backend,
         "handle": json.dumps(handle) if handle else None,
         "pid": ident.get("pid") or handle.get("pid"), "create_time": ident.get("create_time"),
         "job_id": handle.get("job_id"), "host": ident.get("host") or handle.get("host"),
         "run_dir": str(run_dir.resolve()), "created": created, "started": started, "ended": ended,
         "status": status, "exit_code": (exit_ or {}).get("code"), "exit_signal": (exit_ or {}).get("signal"),
-        "error": error, "expect": spec.get("expect"),
+        "error": error, "note": note, "expect": spec.get("expect"),
         "overrun": 1 if overrun_ev else 0, "overrun_at": (overrun_ev or {}).get("t"),
         "kill_signal": (kill_ev or {}).get("signal"), "killed_at": (kill_ev or {}).get("t"),
         "killed_by": (kill_ev or {}).get("by"), "updated": time.time(),
@@ -113,9 +131,27 @@ def describe(run_dir: Path) -> tuple[dict, list[dict]]:
         sig = signature(cell, backend)
         secs = (cell.get("seconds") or {}).get("total")
         cell_rows.append({"run_id": row["id"], "idx": i, "signature": sig_string(sig), "sig": json.dumps(sig),
-                          "label": cell_label([cell]), "ari": cell.get("ari"), "nmi": cell.get("nmi"),
+                          "label": stored_label([cell]), "ari": cell.get("ari"), "nmi": cell.get("nmi"),
                           "seconds": secs})
     return row, cell_rows
+
+
+def _corrupt_row(run_dir: Path, why: str) -> dict:
+    """The row of a run dir with a bad file: status `corrupt`, error `<file>: <why>`; what can still be read
+    leniently (its name, cells, backend handle) is kept so it can be found, and killed if it runs."""
+    handle = read_json(run_dir / HANDLE)
+    handle = handle if isinstance(handle, dict) else {}
+    try:
+        spec = read_spec(run_dir) or {}
+        label = stored_label(spec.get("cells") or [], spec.get("name"))
+    except Exception:  # any shape at all: the label is a courtesy, the row must exist
+        spec, label = {}, run_dir.name
+    backend = spec.get("backend") if isinstance(spec.get("backend"), str) else handle.get("backend")
+    return {**{c: None for c in RUN_COLUMNS}, "id": run_dir.name, "name": spec.get("name"), "label": label,
+            "signature": "", "cells": "[]", "n_cells": 0, "backend": backend if isinstance(backend, str) else "local",
+            "handle": json.dumps(handle) if handle else None, "run_dir": str(run_dir.resolve()),
+            "created": spec.get("created") if isinstance(spec.get("created"), (int, float)) else _mtime(run_dir),
+            "status": "corrupt", "error": why, "overrun": 0, "updated": time.time()}
 
 
 def _mtime(path: Path) -> float | None:
@@ -125,62 +161,153 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
+def _has_files(run_dir: Path) -> bool:
+    return any((run_dir / f).exists() for f in (SPEC, EVENTS, RESULT))
+
+
+def _healing(method):
+    """Run `method`; when the index file turns out unreadable, move it aside, rebuild, and run it again.
+    Any other SQLite failure becomes one line naming the file (never a traceback)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        for attempt in (1, 2):
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2 or self.memory or not any(w in str(exc) for w in _UNREADABLE):
+                    raise MihdError(f"{self.path}: {exc}") from None
+                self._set_aside(exc)
+    return wrapper
+
+
 class Registry:
-    """One connection to `<root>/mihd.sqlite`; reconnects if the file was deleted or replaced."""
+    """One connection to the host-local index; reconnects if the file was deleted or replaced."""
 
     def __init__(self, root: Path | str | None = None):
         self.root = resolve_root(root)
-        self.path = registry_path(self.root)
+        self.path = host_index_dir(self.root) / INDEX_FILE
+        self.notes: list[str] = []  # what was healed or rebuilt, one line each (the CLI prints them on stderr)
+        self.memory = False         # no usable index folder: an in-memory index, rebuilt by each process
         self._conn: sqlite3.Connection | None = None
         self._inode: int | None = None
 
     @property
     def conn(self) -> sqlite3.Connection:
-        inode = _inode(self.path)
-        if self._conn is None or inode != self._inode:
+        if self._conn is None or (not self.memory and _inode(self.path) != self._inode):
             self.close()
+            self._conn = self._open()
+            self.sync()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._inode = _inode(self.path)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             _set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
-            with _write(conn):
-                for stmt in SCHEMA.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-            self._conn, self._inode = conn, _inode(self.path)
-        return self._conn
+        except (OSError, sqlite3.OperationalError) as exc:  # an unwritable index folder: this process only
+            self.memory = True
+            self.notes.append(f"registry: cannot use {self.path} ({exc}); indexing the run dirs in memory")
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        self._migrate(conn)
+        self._inode = None if self.memory else _inode(self.path)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Create the schema, or rebuild an older one (it is an index: the run dirs refill it)."""
+        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with _write(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have just done it
+            if version > SCHEMA_VERSION:
+                raise MihdError(f"{self.path}: registry schema {version} is newer than this mihd knows "
+                                f"({SCHEMA_VERSION}); use the newer mihd, or delete the file (an index) to rebuild it")
+            if version == SCHEMA_VERSION:
+                return
+            old = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            for table in old:
+                conn.execute(f'DROP TABLE "{table}"')
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if old:
+            self.notes.append(f"registry {self.path}: schema {version} -> {SCHEMA_VERSION}, rebuilt from the run dirs")
+        elif (self.root / LEGACY_FILE).exists():
+            self.notes.append(f"{self.root / LEGACY_FILE}: an earlier release's registry, no longer read (the index "
+                              "is host-local now and rebuilt from the run dirs); it may be deleted")
+
+    def _set_aside(self, exc: Exception) -> None:
+        """Move the unreadable index (and its WAL) aside, unless another process already replaced it."""
+        self.close()
+        if _inode(self.path) == self._inode:
+            aside = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+                except FileNotFoundError:
+                    pass
+            self.notes.append(f"registry {self.path}: unreadable ({exc}); moved aside to {aside.name}, "
+                              "rebuilt from the run dirs")
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def ingest(self, run_dir: Path) -> dict:
-        row, cell_rows = describe(run_dir)
-        self.write(row, cell_rows)
+    @_healing
+    def sync(self) -> int:
+        """Index the run dirs not seen yet and forget those that are gone (one scandir); returns how many new."""
+        try:
+            names = {e.name for e in os.scandir(runs_dir(self.root)) if e.is_dir() and e.name[0] != "."}
+        except OSError:
+            names = set()
+        known = self.ids()
+        new = [d for d in (runs_dir(self.root) / n for n in sorted(names - known)) if _has_files(d)]
+        described = [describe(d) for d in new]
+        if described or known - names:
+            with _write(self.conn):
+                for run_id in known - names:
+                    self.conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
+                    self.conn.execute("DELETE FROM cells WHERE run_id=?", (run_id,))
+                for row, cell_rows in described:
+                    self._put(row, cell_rows)
+        return len(described)
+
+    @_healing
+    def ingest(self, run_dir: Path, gone: bool = False) -> dict:
+        row, cell_rows = describe(run_dir, gone)
+        with _write(self.conn):
+            self._put(row, cell_rows)
         return row
 
-    def write(self, row: dict, cell_rows: list[dict]) -> None:
-        conn = self.conn
-        with _write(conn):
-            conn.execute(_UPSERT, [row.get(c) for c in RUN_COLUMNS])
-            conn.execute("DELETE FROM cells WHERE run_id=?", (row["id"],))
-            conn.executemany(
-                "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, seconds) "
-                "VALUES (:run_id, :idx, :signature, :sig, :label, :ari, :nmi, :seconds)", cell_rows)
+    def _put(self, row: dict, cell_rows: list[dict]) -> None:
+        self.conn.execute(_UPSERT, [row.get(c) for c in RUN_COLUMNS])
+        self.conn.execute("DELETE FROM cells WHERE run_id=?", (row["id"],))
+        self.conn.executemany(
+            "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, seconds) "
+            "VALUES (:run_id, :idx, :signature, :sig, :label, :ari, :nmi, :seconds)", cell_rows)
 
+    @_healing
     def reindex(self) -> int:
-        """Ingest every run dir (rebuilds a deleted or stale registry); returns how many."""
+        """Rebuild the whole index from the run dirs (in one transaction); returns how many run dirs."""
         dirs = list(iter_run_dirs(runs_dir(self.root)))
-        for d in dirs:
-            if (d / "spec.json").exists() or (d / "events.jsonl").exists() or (d / "result.json").exists():
-                self.ingest(d)
+        described = [describe(d) for d in dirs if _has_files(d)]
+        with _write(self.conn):
+            self.conn.execute("DELETE FROM runs")
+            self.conn.execute("DELETE FROM cells")
+            for row, cell_rows in described:
+                self._put(row, cell_rows)
         return len(dirs)
 
+    @_healing
     def ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT id FROM runs")}
 
+    @_healing
     def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
         sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
         return [dict(r) for r in self.conn.execute(sql, params)]
@@ -189,12 +316,14 @@ class Registry:
         rows = self.rows("id=?", (run_id,))
         return rows[0] if rows else None
 
+    @_healing
     def update(self, run_id: str, **fields) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)
         with _write(self.conn):
             self.conn.execute(f"UPDATE runs SET {sets}, updated=? WHERE id=?",
                               (*fields.values(), time.time(), run_id))
 
+    @_healing
     def claim_overrun(self, run_id: str, at: float) -> bool:
         """Set the overrun flag; True only for the one caller that set it (so the event is written once)."""
         with _write(self.conn):
@@ -202,6 +331,7 @@ class Registry:
                                     (at, run_id))
         return cur.rowcount == 1
 
+    @_healing
     def cells(self, run_ids: list[str] | None = None) -> dict[str, list[dict]]:
         sql = "SELECT * FROM cells"
         params: tuple = ()
@@ -215,6 +345,7 @@ class Registry:
             out.setdefault(r["run_id"], []).append(dict(r))
         return out
 
+    @_healing
     def durations(self) -> dict[str, list[float]]:
         """The history behind expected times: running time of every finished (done) run by run signature,
         and under `eta.CELL_KEY + signature` the seconds of each cell inside a done multi-cell run (so a

@@ -4,20 +4,25 @@ A RunWatcher is meant to live as long as its caller (the dashboard keeps one): i
 process objects (for CPU %), each live run's events offset (only new bytes are read) and the NVML
 probe. Finished runs cost nothing per refresh: their rows are final. New run dirs (launched elsewhere,
 or a deleted registry) are found by one scandir and indexed.
+
+Status follows what the processes do: `running` while the supervisor runs, `orphaned` while the command
+runs on without it, then done/failed from the run's own result/events (or exit.json), and `lost` only when
+nothing of the run is left and it said nothing; that decision is written into the run dir (a `lost`
+event) so a rebuilt index keeps it. A run dir with a bad file is `corrupt` (error: `<file>: <why>`), alone.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import MihdError
-from ..rundir import EXIT, read_events
-from ..workspace import resolve_root, runs_dir
-from .backends import GONE, QUEUED, RUNNING, get_backend
+from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, read_events
+from ..workspace import resolve_root
+from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import sig_string, signature
 from .eta import ProgressTracker, cell_seconds, eta, expected_duration
 from .gpu import Gpu, default_gpu
@@ -27,6 +32,7 @@ from .registry import ACTIVE, Registry
 from .usage import fresh, read_usage
 
 RECENT = 20  # finished runs shown by `ls` without --all
+COMPUTING = ("running", "orphaned")  # its command runs (with or without its supervisor)
 
 
 @dataclass
@@ -34,7 +40,7 @@ class RunView:
     id: str
     name: str | None
     label: str
-    status: str                  # queued | running | done | failed | killed | lost
+    status: str                  # queued | running | orphaned | done | failed | killed | lost | corrupt
     backend: str
     run_dir: str
     signature: str
@@ -96,31 +102,24 @@ class RunWatcher:
         self.monitor = monitor or Monitor(self.gpu)
         self._trackers: dict[str, tuple[ProgressTracker, int]] = {}
 
+    @property
+    def notes(self) -> list[str]:
+        """What the registry healed or rebuilt, one line each (the CLI prints them on stderr)."""
+        return self.registry.notes
+
     def close(self) -> None:
         self.registry.close()
 
     # -- refreshing -------------------------------------------------------------------------------
-    def _discover(self) -> None:
-        """Index run dirs the registry does not know (runs launched elsewhere, a deleted registry)."""
-        try:
-            names = {e.name for e in os.scandir(runs_dir(self.root)) if e.is_dir() and e.name[0] != "."}
-        except OSError:
-            return
-        for name in sorted(names - self.registry.ids()):
-            d = runs_dir(self.root) / name
-            if any((d / f).exists() for f in ("spec.json", "events.jsonl", "result.json")):
-                self.registry.ingest(d)
-
     def _refresh_active(self, rows: list[dict]) -> None:
-        """Bring queued/running rows up to date: exit.json first, then what the backends say."""
+        """Bring active (and corrupt) rows up to date: exit.json first, then what the backends say."""
         by_backend: dict[str, dict[str, dict]] = {}
         for row in rows:
-            if (Path(row["run_dir"]) / EXIT).exists():
-                row.update(self.registry.ingest(Path(row["run_dir"])))
+            if row["status"] == "corrupt" or (Path(row["run_dir"]) / EXIT).exists():
+                row.update(self.registry.ingest(Path(row["run_dir"])))  # a repaired file heals a corrupt run
                 continue
             handle = json.loads(row["handle"]) if row["handle"] else {}
-            handle.setdefault("run_dir", row["run_dir"])
-            by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = handle
+            by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = {**handle, "run_dir": row["run_dir"]}
         index = {r["id"]: r for r in rows}
         for name, handles in by_backend.items():
             try:
@@ -130,45 +129,66 @@ class RunWatcher:
                     index[rid]["reason"] = str(exc)
                 continue
             for rid, st in states.items():
-                row = index[rid]
-                row["reason"] = st.reason
-                if st.handle is not None or st.state == GONE or (st.state == RUNNING and row["status"] == "queued"):
-                    row.update(self.registry.ingest(Path(row["run_dir"])))  # picks up proc.json / result
-                    if st.handle is not None:
-                        self.registry.update(rid, handle=json.dumps(st.handle))
-                        row["handle"] = json.dumps(st.handle)
-                if st.state == GONE and row["status"] in ACTIVE and not (Path(row["run_dir"]) / EXIT).exists():
-                    self.registry.update(rid, status="lost")
-                    row["status"] = "lost"
-                elif st.state == RUNNING and row["status"] == "queued":
-                    row["status"] = "running"
-                    row["started"] = row["started"] or st.started or time.time()
-                    self.registry.update(rid, status="running", started=row["started"])
-                elif st.state == QUEUED:
-                    row["status"] = "queued"
+                self._follow(index[rid], st)
+
+    def _follow(self, row: dict, st) -> None:
+        run_dir = Path(row["run_dir"])
+        if st.state == GONE:  # nothing of it runs: its own files say how it ended, else it is lost
+            row.update(self.registry.ingest(run_dir, gone=True))
+            if row["status"] == "lost":
+                self._record_lost(run_dir, st.reason or "none of its processes runs and it left no exit.json")
+                row.update(self.registry.ingest(run_dir, gone=True))
+            row["reason"] = st.reason or row["note"]
+            return
+        if st.handle is not None or st.state == UNKNOWN or (st.state == RUNNING and row["status"] == "queued"):
+            row.update(self.registry.ingest(run_dir))  # proc.json, a result, another host's events
+        row["reason"] = st.reason
+        if row["status"] not in ACTIVE:
+            return
+        if st.state == RUNNING and row["status"] != "running" or st.state == ORPHANED and row["status"] != "orphaned":
+            row["status"] = "running" if st.state == RUNNING else "orphaned"
+            row["started"] = row["started"] or st.started or time.time()
+            self.registry.update(row["id"], status=row["status"], started=row["started"])
+        elif st.state == QUEUED:
+            row["status"] = "queued"
+
+    @staticmethod
+    def _record_lost(run_dir: Path, reason: str) -> None:
+        """Write the `lost` decision into the run dir once (so a rebuilt index keeps it); a read-only
+        workspace keeps it in this host's index only."""
+        try:
+            if any(e["kind"] == "lost" for e in load_events(run_dir)):
+                return
+            log = EventLog(run_dir)
+            try:
+                log.emit("lost", reason=reason, by=socket.gethostname())
+            finally:
+                log.close()
+        except (OSError, RunFileError):
+            pass
 
     def _progress(self, row: dict):
         tracker, offset = self._trackers.get(row["id"]) or (ProgressTracker(row["n_cells"]), 0)
         events, offset = read_events(Path(row["run_dir"]), offset)
-        tracker.feed(events)
+        tracker.feed([e for e in events if not event_problem(e)])
         self._trackers[row["id"]] = (tracker, offset)
         return tracker.p
 
     def refresh(self, all: bool = False, recent: int = RECENT) -> list[RunView]:
         """Every active run, plus the `recent` latest finished ones (all of them with all=True)."""
         now = time.time()
-        self._discover()
+        self.registry.sync()
         if all:
             rows = self.registry.rows()
         else:  # active runs and the latest ended ones: the rest is final and not shown
+            active = ", ".join(f"'{s}'" for s in ACTIVE)
             rows = self.registry.rows(
-                "status IN ('queued', 'running') OR id IN "
-                "(SELECT id FROM runs WHERE status NOT IN ('queued', 'running') ORDER BY id DESC LIMIT ?)",
-                (recent,))
+                f"status IN ({active}) OR id IN "
+                f"(SELECT id FROM runs WHERE status NOT IN ({active}) ORDER BY id DESC LIMIT ?)", (recent,))
         for r in rows:  # a lost run whose exit.json arrived late (e.g. over a network filesystem)
             if r["status"] == "lost" and (Path(r["run_dir"]) / EXIT).exists():
                 r.update(self.registry.ingest(Path(r["run_dir"])))
-        self._refresh_active([r for r in rows if r["status"] in ACTIVE])
+        self._refresh_active([r for r in rows if r["status"] in ACTIVE or r["status"] == "corrupt"])
         return self._views(rows, now)
 
     def view(self, run_id: str) -> RunView:
@@ -177,7 +197,7 @@ class RunWatcher:
         return next(v for v in self.refresh(all=True) if v.id == rid)
 
     def resolve(self, run_id: str) -> str:
-        self._discover()
+        self.registry.sync()
         ids = self.registry.ids()
         if run_id in ids:
             return run_id
@@ -204,14 +224,14 @@ class RunWatcher:
         cells = self.registry.cells([r["id"] for r in rows])
         live = {}
         for r in rows:
-            if r["status"] == "running":
+            if r["status"] in COMPUTING:
                 root = get_backend(_backend_name(r["backend"])).process_root(
-                    json.loads(r["handle"]) if r["handle"] else {})
+                    {**(json.loads(r["handle"]) if r["handle"] else {}), "run_dir": r["run_dir"]})
                 if root:
                     live[r["id"]] = root
         samples = self.monitor.sample(live) if live else {}
         for r in rows:  # processes we cannot see (a Slurm job, another host): what the run itself measured
-            if r["status"] == "running" and r["id"] not in live:
+            if r["status"] in COMPUTING and r["id"] not in live:
                 usage = read_usage(Path(r["run_dir"]))
                 if fresh(usage, now):
                     samples[r["id"]] = TreeSample(cpu_percent=usage["cpu_percent"] or 0.0, rss=usage["rss"],
@@ -229,14 +249,14 @@ class RunWatcher:
                 expected_by[key] = (expected_duration(r["signature"], history, r["expect"], cell_sigs),
                                     cell_seconds(cell_sigs, history) if len(cell_sigs) > 1 else None)
             expected, per_cell = expected_by[key]
-            prog = self._progress(r) if status == "running" else None
+            prog = self._progress(r) if status in COMPUTING else None
             fraction = prog.weighted(per_cell) if prog else (1.0 if status == "done" else None)
-            eta_s, conf = eta(elapsed, fraction, expected) if status == "running" and elapsed is not None \
+            eta_s, conf = eta(elapsed, fraction, expected) if status in COMPUTING and elapsed is not None \
                 else (None, expected.confidence if status == "queued" else "none")
             if status == "queued":
                 eta_s = expected.seconds
             overrun = bool(r["overrun"])
-            if status == "running" and not overrun and is_overrun(elapsed, expected, self.factor):
+            if status in COMPUTING and not overrun and is_overrun(elapsed, expected, self.factor):
                 record_overrun(self.registry, r["id"], Path(r["run_dir"]), elapsed, expected, self.factor, now)
                 overrun = True
             scores = [{k: c[k] for k in ("label", "signature", "ari", "nmi", "seconds")} for c in cells.get(r["id"], [])]
@@ -258,7 +278,7 @@ class RunWatcher:
                 ari=scores[best]["ari"] if best is not None else None,
                 nmi=scores[best]["nmi"] if best is not None else None, scores=scores,
                 exit_code=r["exit_code"], exit_signal=r["exit_signal"], error=r["error"],
-                reason=r.get("reason"), pid=r["pid"], job_id=r["job_id"], host=r["host"],
+                reason=r.get("reason") or r.get("note"), pid=r["pid"], job_id=r["job_id"], host=r["host"],
                 kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"]))
         return views
 

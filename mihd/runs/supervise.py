@@ -2,8 +2,9 @@
 
 It owns one run: it becomes a session leader (so the run outlives the terminal, SSH link or dashboard
 that started it), starts the command in a process group of its own with stdout+stderr appended to
-`run.log`, forwards TERM/INT/HUP to that group, waits, and writes `exit.json`. Its identity (pid and
-process create time) goes to `proc.json` so any later watcher can find and check it. While it waits it
+`run.log`, forwards TERM/INT/HUP to that group, waits, and writes `exit.json`. Its identity and the
+command's (pid, create time, host, boot id; session, process group and environment marker: identity.py)
+go to `proc.json`, so any later watcher can find and check both, even after the supervisor died. While it waits it
 keeps `usage.json` (CPU, RSS, GPU memory and their peaks; see usage.py) every few seconds.
 
 `--detach` forks once more and lets the first process exit at once, so the launcher (a long-lived
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,38 +25,24 @@ import time
 from pathlib import Path
 
 from ..jsonio import write_json_atomic
-from ..rundir import EXIT, LOG
+from ..rundir import EXIT, LOG, PROC
 from .gpu import Gpu
-from .usage import EVERY, GroupUsage, live_processes
+from .identity import MARKER_VAR, boot_id, proc_create_time, run_members
+from .usage import EVERY, GroupUsage
 
-PROC = "proc.json"  # supervisor identity, written by the supervisor once it runs
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def proc_create_time(pid: int) -> float | None:
-    """The process create time as psutil computes it (boot time + start ticks), without psutil."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        with open("/proc/stat", "rb") as fh:
-            btime = next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
-    except (OSError, StopIteration, ValueError):
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
-def _session_pids() -> list[int]:
-    """Live processes of our session but us: what the run started and left behind."""
+def _stop_leftovers(marker: str, grace: float = 5.0) -> int:
+    """When the command has ended, end what it left running too (TERM, then KILL after `grace`): the
+    members of our session (when it is ours) and every process carrying the run's marker."""
     me = os.getpid()
-    return [pid for pid, fields in live_processes() if pid != me and int(fields[3]) == me]  # fields[3]: session
+    sid = me if os.getsid(0) == me else None  # a batch script's session is not ours to empty
 
+    def members() -> list[int]:
+        return list(run_members(sid=sid, marker=marker, exclude=(me,)))
 
-def _stop_leftovers(grace: float = 5.0) -> int:
-    """When the command has ended, end what it left running too (TERM, then KILL after `grace`)."""
-    if os.getsid(0) != os.getpid():
-        return 0  # not our own session (e.g. a batch script kept its own): leave it alone
-    pids = _session_pids()
+    pids = members()
     found = len(pids)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
@@ -65,7 +53,7 @@ def _stop_leftovers(grace: float = 5.0) -> int:
         deadline = time.monotonic() + grace
         while pids and time.monotonic() < deadline:
             time.sleep(0.05)
-            pids = _session_pids()
+            pids = members()
     return found
 
 
@@ -115,10 +103,12 @@ def supervise(run_dir: Path, argv: list[str]) -> int:
         "create_time": proc_create_time(pid),
         "sid": os.getsid(0),
         "host": socket.gethostname(),
+        "boot_id": boot_id(),
         "uid": os.getuid(),
         "user": getpass.getuser(),
         "started": round(time.time(), 3),
         "argv": argv,
+        "marker": secrets.token_hex(8),  # in the command's environment: finds its processes wherever they go
     }
     forwarded: list[str] = []
     child: subprocess.Popen | None = None
@@ -136,18 +126,19 @@ def supervise(run_dir: Path, argv: list[str]) -> int:
     write_json_atomic(run_dir / PROC, ident)
     print(f"[mihd supervise] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}", flush=True)
     try:
-        child = subprocess.Popen(argv, process_group=0, close_fds=True)
+        child = subprocess.Popen(argv, process_group=0, close_fds=True,
+                                 env={**os.environ, MARKER_VAR: ident["marker"]})
     except OSError as exc:
         print(f"[mihd supervise] cannot start {argv[0]!r}: {exc}", flush=True)
         write_json_atomic(run_dir / EXIT, {"code": 127, "signal": None, "error": str(exc),
                                            "ended": round(time.time(), 3), "forwarded": []})
         return 127
-    write_json_atomic(run_dir / PROC, {**ident, "child_pid": child.pid,
+    write_json_atomic(run_dir / PROC, {**ident, "child_pid": child.pid, "child_pgid": child.pid,
                                        "child_create_time": proc_create_time(child.pid)})
     if forwarded:  # a signal arrived before the child existed
         os.killpg(child.pid, signal.Signals[forwarded[-1]])
     rc = _wait_measuring(child, run_dir)
-    left = _stop_leftovers()
+    left = _stop_leftovers(ident["marker"])
     if left:
         print(f"[mihd supervise] stopped {left} leftover processes of the run", flush=True)
     ended = round(time.time(), 3)

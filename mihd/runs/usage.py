@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from ..jsonio import read_json, write_json_atomic
+from ..rundir import USAGE
 
-USAGE = "usage.json"
 EVERY = 5.0        # seconds between samples written by the supervisor
 FRESH = 3 * EVERY  # a running run's file older than this says nothing about now
 

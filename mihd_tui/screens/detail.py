@@ -17,17 +17,19 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from mihd.domain_colours import map_colours
+from mihd.errors import MihdError
 from mihd.jsonio import read_json
+from mihd.plan import Cell
+from mihd.present import fmt_bytes, fmt_duration
 from mihd.rundir import LOG, RESULT
-from mihd.runs.durations import fmt_duration
-from mihd.runs.monitor import fmt_bytes
 from mihd.runs.status import RunView
 from mihd.runs.usage import read_usage
 
 from ..messages import LogLines
 from ..poller import Snapshot
 from ..widgets.fmt import fmt_eta
-from ..widgets.spatial_map import SpatialMap, map_colours
+from ..widgets.spatial_map import SpatialMap
 from ..widgets.sparkline import MetricSpark
 
 LOG_CAP = 5000            # lines kept in the log view (and waiting while paused)
@@ -291,10 +293,9 @@ class RunDetailScreen(Screen):
                 "no result" + (f": {self.result.get('error')}" if self.result and self.result.get("error") else ""))
             return
         for i, c in enumerate(cells):
-            vision = (c.get("vision") or "-") + (f"/{c['variant']}" if c.get("variant") not in (None, "standard") else "")
             secs = (c.get("seconds") or {}).get("total")
             note = c.get("error") or ("random-init weights" if c.get("random_init") else "")
-            table.add_row(f"{c.get('gene')}+{vision} {c.get('fusion')} {c.get('cluster')}",
+            table.add_row(_cell_label(self.result.get("slice"), c),
                           "-" if c.get("ari") is None else f"{c['ari']:.3f}",
                           "-" if c.get("nmi") is None else f"{c['nmi']:.3f}",
                           fmt_duration(secs), note, key=str(i))
@@ -329,3 +330,11 @@ class RunDetailScreen(Screen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+
+def _cell_label(slice_id: str | None, cell: dict) -> str:
+    """A result.json cell as Cell.short_label (`pca+texture concat gmm`; no vision: `pca mean gmm`)."""
+    try:
+        return Cell.from_dict({"slice": slice_id, **cell}).short_label
+    except MihdError:
+        return "?"

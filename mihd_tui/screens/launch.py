@@ -1,11 +1,11 @@
 """The launch dialog: clusterer, n-clusters, variant, backend, override, and the expected duration
-prefilled from history (sent as --expect only when edited, so an untouched history estimate keeps
-the overrun factor's slack)."""
+prefilled from history (set as the plan's expect only when edited, so an untouched history estimate
+keeps the overrun factor's slack). It answers with the RunSpecs to launch."""
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,24 +14,15 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from mihd.encoders import VARIANTS
 from mihd.errors import MihdError
-from mihd.grid_state import CLUSTERERS, GridSpec, describe_expected, expected_for, launch_argv
-from mihd.runs.backends import available
-from mihd.runs.durations import fmt_duration, parse_duration
+from mihd.cli.run_cmd import plan_argv
+from mihd.grid import CLUSTERERS, GridSpec, expected_for, launch_plans
+from mihd.plan import RunSpec
+from mihd.present import fmt_duration
+from mihd.runs.backends import names
+from mihd.runs.durations import parse_duration
 
+from ..wording import describe_expected
 from .modal import PausingModal
-
-
-@dataclass
-class LaunchRequest:
-    groups: list[tuple[list[str], list[str]]]
-    cluster: str
-    variant: str
-    backend: str = "local"
-    n_clusters: int | None = None
-    override: bool = False
-    refine: bool = False
-    expect: float | None = None
-    options: dict = field(default_factory=dict)
 
 
 def parse_options(text: str) -> dict:
@@ -45,7 +36,7 @@ def parse_options(text: str) -> dict:
     return out
 
 
-class LaunchDialog(PausingModal["LaunchRequest | None"]):
+class LaunchDialog(PausingModal["list[RunSpec] | None"]):
     BINDINGS = [Binding("ctrl+l", "launch", "Launch", id="launch.go", priority=True)]
 
     def __init__(self, spec: GridSpec, groups, what: str, entries: list[dict], history: dict) -> None:
@@ -70,7 +61,7 @@ class LaunchDialog(PausingModal["LaunchRequest | None"]):
                 yield Select([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
                              id="variant", compact=True)
                 yield Label("backend")
-                yield Select([(b, b) for b in available()], value="local", allow_blank=False, id="backend",
+                yield Select([(b, b) for b in names()], value="local", allow_blank=False, id="backend",
                              compact=True)
                 yield Label("options", id="options-label")
                 yield Input(placeholder="partition=gpu time=1:00:00 gres=gpu:1", id="options", compact=True)
@@ -105,7 +96,7 @@ class LaunchDialog(PausingModal["LaunchRequest | None"]):
         if prefill or expect.value == self._prefill:  # not edited: follow the choices
             self._prefill = fmt_duration(exp.seconds) if exp.seconds else ""
             expect.value = self._prefill
-        cmds = [" ".join(["mihd", *launch_argv(spec, f, c)]) for f, c in self.groups]
+        cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in launch_plans(spec, self.groups)]
         self.query_one("#launch-cmd", Static).update("\n".join(cmds))
         self.query_one("#launch-hint", Static).update(
             f"expected from history: {describe_expected(exp)}; ctrl+l or Launch starts it, Esc cancels")
@@ -131,7 +122,7 @@ class LaunchDialog(PausingModal["LaunchRequest | None"]):
             return
         self.dismiss(req)
 
-    def _request(self) -> LaunchRequest:
+    def _request(self) -> list[RunSpec]:
         n_text = self.query_one("#n-clusters", Input).value.strip()
         n_clusters = None
         if n_text:
@@ -141,8 +132,8 @@ class LaunchDialog(PausingModal["LaunchRequest | None"]):
         expect_text = self.query_one("#expect", Input).value.strip()
         expect = parse_duration(expect_text, "expected") if expect_text and expect_text != self._prefill else None
         backend = self._choice("backend")
-        return LaunchRequest(
-            groups=self.groups, cluster=self._choice("cluster"), variant=self._choice("variant"), backend=backend,
-            n_clusters=n_clusters, override=self.query_one("#override", Checkbox).value,
-            refine=self.query_one("#refine", Checkbox).value, expect=expect,
-            options=parse_options(self.query_one("#options", Input).value) if backend != "local" else {})
+        spec = replace(self.spec, cluster=self._choice("cluster"), variant=self._choice("variant"))
+        return launch_plans(
+            spec, self.groups, backend=backend, n_clusters=n_clusters,
+            override=self.query_one("#override", Checkbox).value, refine=self.query_one("#refine", Checkbox).value,
+            expect=expect, backend_options=parse_options(self.query_one("#options", Input).value) if backend != "local" else {})

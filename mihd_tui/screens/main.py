@@ -11,20 +11,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from mihd.grid_state import CLUSTERERS, DONE, Grid
 from mihd.encoders import VARIANTS
+from mihd.grid import CLUSTERERS, DONE, Grid
 
 from ..poller import Snapshot
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.grid_table import GridTable
 from ..widgets.inventory import CacheInventory
 from ..widgets.runs_table import RunsTable
+from ..wording import DESCRIBE
 
 WIDE = 150  # columns from which the cache inventory also shows beside the grid
-
-DESCRIBE = {"never": "never run", "ready": "inputs cached, can run now", "queued": "queued",
-            "running": "running", "overrun": "running past its expected time", "failed": "failed",
-            "killed": "killed", "lost": "lost (process gone without an exit)", "n/a": "needs a vision embedding"}
 
 
 def _cycle(options: list[str], current: str) -> str:

@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Label, Static
 
-from mihd.runs.durations import fmt_duration
+from mihd.present import fmt_duration
 from mihd.runs.status import RunView
 
 from .kill import identity

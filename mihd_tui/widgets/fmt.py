@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mihd.runs.durations import fmt_duration
+from mihd.present import fmt_duration
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 

@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import Label
 
 from mihd.runs.gpu import GpuDevice
-from mihd.runs.monitor import fmt_bytes
+from mihd.present import fmt_bytes
 
 from .sparkline import MetricSpark
 

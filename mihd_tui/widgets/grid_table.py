@@ -6,7 +6,9 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from mihd.grid_state import DONE, Grid, CellState
+from mihd.grid import DONE, CellState, Grid
+
+from ..wording import cell_text
 
 
 class GridTable(DataTable):
@@ -34,7 +36,7 @@ class GridTable(DataTable):
             name = f"grid--ari-{cs.band}"
         else:
             name = "grid--" + ("na" if cs.state == "n/a" else cs.state)
-        return Text(cs.text, style=self.get_component_rich_style(name, partial=True), justify="center")
+        return Text(cell_text(cs), style=self.get_component_rich_style(name, partial=True), justify="center")
 
     def show(self, grid: Grid) -> None:
         """Bring the table to `grid`, updating only the cells whose state changed."""

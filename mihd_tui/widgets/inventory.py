@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mihd.grid_state import InventoryRow
-from mihd.runs.durations import fmt_age
+from mihd.inventory import InventoryRow
+from mihd.present import fmt_age
 
 from .keyed_table import KeyedTable
 

@@ -6,8 +6,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from mihd.runs.durations import fmt_duration
-from mihd.runs.monitor import fmt_bytes
+from mihd.present import fmt_bytes, fmt_duration
 from mihd.runs.status import RunView
 
 from .fmt import fmt_eta, short_id, text_bar

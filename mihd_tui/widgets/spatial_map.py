@@ -1,43 +1,15 @@
 """Spatial domain maps drawn with coloured half-blocks: each terminal cell shows two square-ish pixels.
 
-Predicted clusters are coloured after the truth domain they overlap most (greedy, one cluster per
-domain first), so a good result looks like the truth beside it and a split domain stands out.
+The colours (predicted clusters matched to the truth domains) come from mihd.domain_colours.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
-
-PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-           "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3")
-UNLABELLED = "#555555"
-
-
-def truth_colours(truth: list) -> dict:
-    """Truth domain -> colour, in sorted order of the domain names."""
-    names = sorted({t for t in truth if t is not None})
-    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-
-
-def matched_colours(labels: list[int], truth: list | None, truth_map: dict) -> dict:
-    """Predicted cluster -> colour: the colour of its best-overlapping truth domain when still free."""
-    clusters = sorted({int(c) for c in labels if c is not None and c >= 0})
-    out: dict = {}
-    if truth:
-        overlap = Counter((int(c), t) for c, t in zip(labels, truth) if t is not None and c is not None and c >= 0)
-        used = set()
-        for (c, t), _ in overlap.most_common():
-            if c not in out and t not in used:
-                out[c], _ = truth_map[t], used.add(t)
-    spare = [p for p in PALETTE if p not in out.values()] or list(PALETTE)
-    for i, c in enumerate(c for c in clusters if c not in out):
-        out[c] = spare[i % len(spare)]
-    return out
 
 
 def raster(x: list[float], y: list[float], colours: list[str | None], width: int, height: int) -> list[list]:
@@ -99,13 +71,3 @@ class SpatialMap(Widget):
         if self._cache is None or self._cache[0] != (w, h):
             self._cache = ((w, h), half_blocks(raster(*self._spots, w, h * 2)))
         return self._cache[1]
-
-
-def map_colours(spots: dict, labels: list[int]) -> tuple[list, list]:
-    """(colours of the predicted labels, colours of the truth) per spot, matched as the module says."""
-    truth = spots.get("truth")
-    tmap = truth_colours(truth or [])
-    pmap = matched_colours(labels, truth, tmap)
-    pred = [pmap.get(int(c), UNLABELLED) if c is not None and c >= 0 else UNLABELLED for c in labels]
-    true = [tmap.get(t, UNLABELLED) for t in truth] if truth else [UNLABELLED] * len(labels)
-    return pred, true

@@ -1,7 +1,10 @@
-"""The local backend: the supervisor runs detached on this machine; psutil watches and stops it.
+"""The local backend: the supervisor runs detached on this machine; /proc and psutil watch and stop it.
 
-Identity is (pid, create time, host): a pid alone can be reused by an unrelated process after the run
-ends, so every check compares the create time too, and nothing is ever signalled on a mismatch.
+Everything is read from the run dir's `proc.json` (identity.py): the supervisor and the command each by
+(pid, create time, host, boot id), all or nothing. A run whose supervisor died while its command goes on
+is `orphaned`, still watched and still killable. A kill keeps every process it signalled and signals
+them all again when it escalates to KILL, so a process that left the session or the tree since is not
+forgotten; what is still alive at the end is counted and named.
 """
 
 from __future__ import annotations
@@ -17,58 +20,36 @@ from pathlib import Path
 import psutil
 
 from ...errors import MihdError
-from ...jsonio import read_json
-from ...rundir import EXIT
-from ..supervise import PROC
-from .base import GONE, QUEUED, RUNNING, UNKNOWN, RunState
+from ...rundir import EXIT, PROC, RunFileError, load_file
+from ..identity import CTIME_TOLERANCE, alive, elsewhere, run_members
+from .base import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, RunState
 
-CTIME_TOLERANCE = 0.1  # seconds; both sides compute create time from the same /proc fields
 SUBMIT_WAIT = 2.0      # how long submit waits for the supervisor to record itself
 START_TIMEOUT = 30.0   # a supervisor not recorded by then never started: the run is lost
+KILL_ROUNDS = 20       # KILL rounds after escalation, for processes forking while being killed
 
 
-def live_process(pid: int | None, create_time: float | None) -> psutil.Process | None:
-    """The process with this pid *and* create time, alive and not a zombie; else None."""
-    if not pid:
-        return None
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > CTIME_TOLERANCE:
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+def _alive(procs) -> list[psutil.Process]:
     out = []
     for p in procs:
         try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:  # is_running compares create times
                 out.append(p)
         except psutil.NoSuchProcess:
             pass
     return out
 
 
-def _session_members(sid: int, exclude: int) -> list[psutil.Process]:
-    """Every process in session `sid` (the supervisor's): children, grandchildren, even re-parented ones."""
-    found = []
-    for p in psutil.process_iter():
-        if p.pid == exclude:
-            continue
-        try:
-            if os.getsid(p.pid) == sid:
-                found.append(p)
-        except OSError:
-            pass
-    return found
+def _name(p: psutil.Process) -> str:
+    try:
+        return f"{p.pid} {p.name()}"
+    except psutil.NoSuchProcess:
+        return str(p.pid)
 
 
 class Backend:
     name = "local"
+    options = ()
 
     def __init__(self):
         self.host = socket.gethostname()
@@ -79,127 +60,151 @@ class Backend:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
         cmd = [sys.executable, "-m", "mihd.runs.supervise", "--detach", str(run_dir), "--", *argv]
         first = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
-                                 env=env, cwd=options.get("cwd"))
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True, env=env)
         first.wait()  # exits right after forking the real supervisor: nothing left to reap later
-        handle = {"backend": self.name, "run_dir": str(run_dir), "host": self.host,
-                  "submitted": round(time.time(), 3)}
-        deadline = time.monotonic() + float(options.get("submit_wait", SUBMIT_WAIT))
-        while time.monotonic() < deadline:
-            ident = read_json(Path(run_dir) / PROC)
-            if ident:
-                return {**handle, **_ident_fields(ident)}
+        deadline = time.monotonic() + SUBMIT_WAIT
+        while not (Path(run_dir) / PROC).exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return handle
+        return {"backend": self.name, "host": self.host, "submitted": round(time.time(), 3)}
 
-    def _handle_from_dir(self, handle: dict) -> dict:
-        ident = read_json(Path(handle["run_dir"]) / PROC)
-        return {**handle, **_ident_fields(ident)} if ident else handle
-
+    # -- state ------------------------------------------------------------------------------------
     def poll(self, handles: dict[str, dict]) -> dict[str, RunState]:
-        states = {}
-        for run_id, handle in handles.items():
-            fresh = handle if handle.get("child_pid") else self._handle_from_dir(handle)
-            changed = fresh if fresh != handle else None
-            if fresh.get("host") not in (None, self.host):
-                states[run_id] = RunState(UNKNOWN, reason=f"runs on {fresh['host']}", handle=changed)
-            elif not fresh.get("pid"):
-                late = time.time() - fresh.get("submitted", time.time()) > START_TIMEOUT
-                states[run_id] = RunState(GONE, reason="supervisor never started", handle=changed) if late \
-                    else RunState(QUEUED, reason="supervisor starting", handle=changed)
-            elif live_process(fresh["pid"], fresh.get("create_time")):
-                states[run_id] = RunState(RUNNING, started=fresh.get("started"), handle=changed)
-            else:
-                states[run_id] = RunState(GONE, started=fresh.get("started"), handle=changed)
-        return states
+        return {run_id: self._state(handle) for run_id, handle in handles.items()}
+
+    def _state(self, handle: dict) -> RunState:
+        try:
+            ident = load_file(Path(handle["run_dir"]), PROC)
+        except RunFileError as exc:
+            return RunState(UNKNOWN, reason=str(exc))
+        if not ident:
+            late = time.time() - (handle.get("submitted") or 0) > START_TIMEOUT
+            return RunState(GONE, reason="supervisor never started") if late \
+                else RunState(QUEUED, reason="supervisor starting")
+        where = elsewhere(ident)
+        if where and where.startswith("host "):
+            return RunState(UNKNOWN, reason=f"runs on {where}")
+        if where:
+            return RunState(GONE, started=ident.get("started"), reason=f"identity recorded {where}: never a match")
+        if alive(ident["pid"], ident.get("create_time")):
+            return RunState(RUNNING, started=ident.get("started"))
+        if ident.get("child_pid") != ident["pid"] and alive(ident.get("child_pid"), ident.get("child_create_time")):
+            return RunState(ORPHANED, started=ident.get("started"),
+                            reason=f"its supervisor is gone; the command (pid {ident['child_pid']}) runs on")
+        return RunState(GONE, started=ident.get("started"))
 
     def process_root(self, handle: dict) -> tuple[int, float] | None:
-        if handle.get("host") not in (None, self.host) or not handle.get("pid"):
+        try:
+            ident = load_file(Path(handle["run_dir"]), PROC)
+        except RunFileError:
             return None
-        return handle["pid"], handle.get("create_time")
+        if not ident or elsewhere(ident):
+            return None
+        for pid, ctime in ((ident["pid"], ident.get("create_time")),
+                           (ident.get("child_pid"), ident.get("child_create_time"))):
+            if alive(pid, ctime):
+                return pid, ctime
+        return None
 
-    def _checked(self, pid: int | None, ctime: float | None, what: str) -> psutil.Process | None:
-        """The process if it is still ours; None if gone; MihdError if the pid was reused or is not ours."""
+    # -- kill -------------------------------------------------------------------------------------
+    @staticmethod
+    def _own(pid: int | None, ctime: float | None, what: str) -> tuple[psutil.Process | None, str | None]:
+        """(the process if it is still this run's, else None; why not, when its pid is taken by another).
+        Raises MihdError when the pid is there but cannot be told apart (no create time) or is another user's."""
         if not pid:
-            return None
+            return None, None
         try:
             proc = psutil.Process(pid)
-            actual = proc.create_time()
-            uid = proc.uids().real
+            actual, uid, zombie = proc.create_time(), proc.uids().real, proc.status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
-            return None
-        if ctime is not None and abs(actual - ctime) > CTIME_TOLERANCE:
-            raise MihdError(f"{what} pid {pid}: now belongs to another process (pid reused); not signalling")
-        if uid != os.getuid():
+            return None, None
+        if zombie:
+            return None, None
+        if ctime is None:
+            raise MihdError(f"{what} pid {pid}: no create time recorded, so it cannot be told from another "
+                            "process; not signalling")
+        if abs(actual - ctime) > CTIME_TOLERANCE:
+            return None, f"{what} pid {pid}: now belongs to another process (pid reused); not signalling"
+        if uid != os.getuid() and os.getuid() != 0:
             raise MihdError(f"{what} pid {pid}: belongs to another user (uid {uid}); not signalling")
-        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
+        return proc, None
 
     def kill(self, handle: dict, signal: str, grace: float) -> dict:
-        handle = self._handle_from_dir(handle)
-        if handle.get("host") not in (None, self.host):
-            raise MihdError(f"run on host {handle['host']}: kill it from that machine")
-        if not handle.get("pid"):
-            raise MihdError(f"run in {handle['run_dir']}: its supervisor has not started yet; try again")
+        run_dir = Path(handle["run_dir"])
+        ident = load_file(run_dir, PROC)
+        if not ident:
+            raise MihdError(f"run {run_dir.name}: its supervisor has not started yet; try again")
+        where = elsewhere(ident)
+        if where:
+            hint = "kill it from that machine" if where.startswith("host ") else "not signalling"
+            raise MihdError(f"run {run_dir.name}: its processes were recorded on {where}; {hint}")
+        direct = ident["pid"] == ident.get("child_pid")  # a direct `mihd run`: no supervisor
+        sup, sup_why = (None, None) if direct else self._own(ident["pid"], ident.get("create_time"), "supervisor")
+        child, child_why = self._own(ident.get("child_pid"), ident.get("child_create_time"), "command")
+        if sup is None and child is None:
+            raise MihdError(child_why or sup_why or f"run {run_dir.name}: none of its processes runs; nothing to kill")
         sig = _signal.Signals[f"SIG{signal}"]
-        direct = handle.get("pid") == handle.get("child_pid")  # a direct `mihd run`: no supervisor
-        sup = None if direct else self._checked(handle.get("pid"), handle.get("create_time"), "supervisor")
-        child = self._checked(handle.get("child_pid"), handle.get("child_create_time"), "run")
-        sup_pid = sup.pid if sup else -1
+        sid = ident.get("sid")  # the supervisor's own session only (a direct run's is the user's terminal)
+        own_session = not direct and sid == ident["pid"] and (sup is not None or os.getsid(child.pid) == sid)
+        sid = sid if own_session else None
+        members = dict(sid=sid, pgid=ident.get("child_pgid") if child else None,
+                       marker=ident.get("marker"), exclude=(sup.pid,) if sup else ())
+        outside: dict[int, str] = {}  # found outside the run's session (a double-forked daemon): named in the report
 
-        def targets() -> list[psutil.Process]:
-            own_session = sup is not None and handle.get("sid") == sup.pid
-            procs = {p.pid: p for p in _session_members(sup.pid, sup.pid)} if own_session else {}
-            for root in (sup, child):
-                if root is not None:
-                    try:
-                        procs.update({p.pid: p for p in root.children(recursive=True)})
-                    except psutil.NoSuchProcess:
-                        pass
-            if child is not None:
-                procs[child.pid] = child
-            procs.pop(sup_pid, None)
-            return _alive(list(procs.values()))
-
-        def send(procs, s) -> None:
-            if child is not None:
+        def discover() -> dict[int, psutil.Process]:
+            found = {}
+            for pid in run_members(**members):
                 try:
-                    if os.getpgid(child.pid) == child.pid:
-                        os.killpg(child.pid, s)  # the run's process group first, then any escapee
-                except (ProcessLookupError, PermissionError):
-                    pass
-            for p in procs:
-                try:
-                    p.send_signal(s)
+                    found[pid] = psutil.Process(pid)
                 except psutil.NoSuchProcess:
                     pass
+            for root in (sup, child):
+                try:
+                    found.update({p.pid: p for p in root.children(recursive=True)} if root else {})
+                except psutil.NoSuchProcess:
+                    pass
+            if child is not None:
+                found[child.pid] = child
+            found.pop(sup.pid if sup else -1, None)
+            for pid, p in found.items():
+                try:
+                    if sid is not None and os.getsid(pid) != sid:
+                        outside.setdefault(pid, _name(p))
+                except ProcessLookupError:
+                    pass
+            return found
 
-        procs = targets()
-        send(procs, sig)
-        escalated = False
+        signalled: dict[int, psutil.Process] = {}
+
+        def send(procs: dict[int, psutil.Process], s) -> None:
+            for p in procs.values():
+                try:
+                    p.send_signal(s)  # psutil refuses a pid that now belongs to another process
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            signalled.update(procs)
+
+        send(discover(), sig)
         deadline = time.monotonic() + (0 if sig == _signal.SIGKILL else grace)
         while True:
-            procs = _alive(procs) + [p for p in targets() if p not in procs]
-            if not procs or time.monotonic() >= deadline:
+            new = {pid: p for pid, p in discover().items() if pid not in signalled}
+            send(new, sig)  # forked since: they get the same signal
+            if not _alive(signalled.values()) or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
-        for _ in range(20):  # KILL until nothing of the run is left (new forks included)
-            procs = targets()
-            if not procs:
+        escalated = False
+        for _ in range(KILL_ROUNDS):  # every process signalled once, and any found since, until none is left
+            left = {p.pid: p for p in _alive([*signalled.values(), *discover().values()])}
+            if not left:
                 break
-            escalated = True
-            send(procs, _signal.SIGKILL)
+            escalated = escalated or sig != _signal.SIGKILL
+            send(left, _signal.SIGKILL)
             time.sleep(0.05)
-        survivors = len(targets())
+        left = _alive({**signalled, **discover()}.values())
         if sup is not None:  # the supervisor writes exit.json once its child is gone, then exits: wait for both
-            exit_file = Path(handle["run_dir"]) / EXIT
             deadline = time.monotonic() + 5
             while _alive([sup]) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if _alive([sup]) and not exit_file.exists():
+            if _alive([sup]) and not (run_dir / EXIT).exists():
                 sup.kill()
-        return {"signal": signal, "escalated": escalated, "survivors": survivors}
-
-
-def _ident_fields(ident: dict) -> dict:
-    keys = ("pid", "create_time", "sid", "host", "uid", "started", "child_pid", "child_create_time")
-    return {k: ident[k] for k in keys if ident.get(k) is not None}
+        return {"signal": signal, "escalated": escalated, "survivors": len(left), "left": [_name(p) for p in left],
+                "signalled": len(signalled), "outside": list(outside.values())}

@@ -7,8 +7,8 @@ costs the controller little; a job missing from it is asked about once with `sco
 may have just been submitted, ended, or belong to another user). sacct is not used: many clusters have
 it, but not all, and squeue + scontrol + exit.json say enough.
 
-Options (from `mihd launch --partition ...`, the dashboard, or `<root>/slurm.json`, options winning):
-partition, time, cpus, mem, gres, account, sbatch_args (a list of extra sbatch arguments).
+Options are declared in `OPTIONS` (flags, `<root>/slurm.json` defaults and dialog fields all come from
+it); `submit` receives them resolved and validated (`backends.resolve_options`), before any run dir exists.
 """
 
 from __future__ import annotations
@@ -23,33 +23,33 @@ from pathlib import Path
 
 from ...errors import MihdError
 from ...jsonio import read_json, write_json_atomic
-from ...rundir import EXIT
+from ...rundir import BATCH_OUTPUT, BATCH_SCRIPT, EXIT, HANDLE, PROC
 from ..durations import parse_duration
-from ..registry import HANDLE
-from ..supervise import PROC
-from .base import GONE, QUEUED, RUNNING, UNKNOWN, RunState
+from .base import GONE, QUEUED, RUNNING, UNKNOWN, Option, RunState
 from .slurm_commands import JobInfo, SlurmCommands
 
-SCRIPT = "job.sbatch"
-CONFIG = "slurm.json"   # in the workspace root: site defaults (partition, account, ...)
-OPTIONS = ("partition", "time", "cpus", "mem", "gres", "account", "sbatch_args")
 QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
                  "SPECIAL_EXIT"}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "SUSPENDED", "STOPPED", "RESIZING"}
 ENDED_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
                 "BOOT_FAIL", "DEADLINE", "REVOKED"}
+FAILURES = {"TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}  # Slurm ended it: failed
 SIGNALS_FORWARDED = ("TERM", "INT", "HUP", "USR1", "USR2")
 KILL_WAIT = 30.0  # after KILL, how long to wait for Slurm to report the job gone
 
-_VALID = {
-    "partition": (re.compile(r"^[\w.,-]+$"), "a partition name (or a comma list)"),
-    "account": (re.compile(r"^[\w.-]+$"), "an account name"),
-    "mem": (re.compile(r"^\d+[KMGTkmgt]?$"), "a memory size such as 16G or 4000M"),
-    "gres": (re.compile(r"^[\w:.,/=-]+$"), "a gres spec such as gpu:1 or gpu:a100:2"),
-}
-_SLURM_TIME = re.compile(r"^(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})$")
 _OWN = ("--output", "--error", "--chdir", "--parsable", "--wrap", "--array", "--test-only", "--job-name")
 _OWN_SHORT = ("-o", "-e", "-D", "-a", "-J")
+_SLURM_TIME = re.compile(r"^(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})$")
+
+
+def _matching(pattern: str, what: str):
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"expected {what}")
+        return value
+    return check
 
 
 def slurm_time(value) -> str:
@@ -57,46 +57,46 @@ def slurm_time(value) -> str:
     text = str(value).strip()
     if _SLURM_TIME.match(text):
         return text
-    secs = int(-(-parse_duration(text, "--time") // 1))
+    try:
+        secs = int(-(-parse_duration(text) // 1))
+    except MihdError:
+        raise ValueError("expected a time limit such as 30 (minutes), 2:00:00, 1-12, 90m or 2h") from None
     days, rest = divmod(secs, 86400)
     hms = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
     return f"{days}-{hms}" if days else hms
 
 
-def _check_sbatch_arg(arg) -> str:
-    if not isinstance(arg, str) or not arg.startswith("-") or "\n" in arg or '"' in arg:
-        raise MihdError(f"--sbatch-arg {arg!r}: expected one sbatch option such as --qos=high "
-                        "(write --sbatch-arg=--qos=high; no newlines or double quotes)")
+def _at_least_one(n: int) -> int:
+    if n < 1:
+        raise ValueError("expected a whole number >= 1")
+    return n
+
+
+def _sbatch_arg(arg: str) -> str:
+    if not arg.startswith("-") or "\n" in arg or '"' in arg:
+        raise ValueError("expected one sbatch option such as --qos=high "
+                         "(write --sbatch-arg=--qos=high; no newlines or double quotes)")
     name = arg.split("=")[0]
     if name in _OWN or any(arg.startswith(s) for s in _OWN_SHORT):
-        raise MihdError(f"--sbatch-arg {arg!r}: {name} is set by mihd (the job's log goes to its run dir)")
+        raise ValueError(f"{name} is set by mihd (the job's log goes to its run dir)")
     return arg
 
 
-def resolve_options(root: Path, options: dict) -> dict:
-    """`<root>/slurm.json` overlaid with `options` (None = unset), validated; sbatch_args concatenate."""
-    path = Path(root) / CONFIG
-    config = read_json(path) if path.exists() else {}
-    if not isinstance(config, dict) or set(config) - set(OPTIONS):
-        bad = sorted(set(config) - set(OPTIONS)) if isinstance(config, dict) else "not a JSON object"
-        raise MihdError(f"{path}: unexpected {bad}; allowed keys: {', '.join(OPTIONS)}")
-    merged = {k: v for k, v in config.items() if v is not None}
-    merged.update({k: v for k, v in options.items() if k in OPTIONS and v is not None})
-    merged["sbatch_args"] = [*(config.get("sbatch_args") or []), *(options.get("sbatch_args") or [])]
-    for key, (pattern, what) in _VALID.items():
-        if key in merged and not pattern.match(str(merged[key])):
-            raise MihdError(f"--{key} {merged[key]!r}: expected {what}")
-    if "time" in merged:
-        merged["time"] = slurm_time(merged["time"])
-    if "cpus" in merged:
-        try:
-            merged["cpus"] = int(merged["cpus"])
-        except (TypeError, ValueError):
-            merged["cpus"] = 0
-        if merged["cpus"] < 1:
-            raise MihdError(f"--cpus {options.get('cpus', config.get('cpus'))!r}: expected a whole number >= 1")
-    merged["sbatch_args"] = [_check_sbatch_arg(a) for a in merged["sbatch_args"]]
-    return merged
+OPTIONS = (
+    Option("partition", help="the partition (or a comma list)", metavar="NAME",
+           validate=_matching(r"^[\w.,-]+$", "a partition name (or a comma list)")),
+    Option("time", help="job time limit: Slurm's form (30 = minutes, 2:00:00, 1-12) or 90m, 2h",
+           validate=slurm_time, metavar="LIMIT"),
+    Option("cpus", type=int, help="--cpus-per-task", validate=_at_least_one, metavar="N"),
+    Option("mem", help="memory per node, e.g. 16G", metavar="SIZE",
+           validate=_matching(r"^\d+[KMGTkmgt]?$", "a memory size such as 16G or 4000M")),
+    Option("gres", help="generic resources, e.g. gpu:1", metavar="SPEC",
+           validate=_matching(r"^[\w:.,/=-]+$", "a gres spec such as gpu:1 or gpu:a100:2")),
+    Option("account", metavar="NAME", help="the account to charge",
+           validate=_matching(r"^[\w.-]+$", "an account name")),
+    Option("sbatch_args", flag="--sbatch-arg", repeat=True, metavar="ARG", validate=_sbatch_arg,
+           help="one more sbatch option, repeatable: --sbatch-arg=--qos=high"),
+)
 
 
 def _directive(flag: str, value) -> str:
@@ -113,9 +113,9 @@ def batch_script(run_dir: Path, argv: list[str], opts: dict, cwd: str) -> str:
              "--account": opts.get("account")}
     lines = ["#!/bin/bash", f"# MIHD run {run_dir.name}: written by mihd's Slurm backend.",
              _directive("--job-name", f"mihd-{run_dir.name}"),
-             _directive("--output", run_dir / "slurm-%j.out"), _directive("--chdir", cwd)]
+             _directive("--output", run_dir / BATCH_OUTPUT), _directive("--chdir", cwd)]
     lines += [_directive(flag, v) for flag, v in flags.items() if v is not None]
-    lines += [f"#SBATCH {a}" if not re.search(r"\s", a) else _directive(*a.split("=", 1)) for a in opts["sbatch_args"]]
+    lines += [f"#SBATCH {a}" if not re.search(r"\s", a) else _directive(*a.split("=", 1)) for a in opts.get("sbatch_args", ())]
     pkg_parent = str(Path(__file__).resolve().parents[3])
     supervisor = [sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--", *argv]
     lines += [
@@ -136,6 +136,7 @@ def batch_script(run_dir: Path, argv: list[str], opts: dict, cwd: str) -> str:
 
 class Backend:
     name = "slurm"
+    options = OPTIONS
     cache_s = 3.0      # at most one squeue per this many seconds, however often poll is called
     exit_grace = 30.0  # a job ended this recently may still have its exit.json on the way (network fs)
 
@@ -150,13 +151,12 @@ class Backend:
     # -- submit -----------------------------------------------------------------------------------
     def submit(self, run_dir: Path, argv: list[str], options: dict) -> dict:
         run_dir = Path(run_dir)
-        handle = {"backend": self.name, "run_dir": str(run_dir), "submitted": round(time.time(), 3)}
+        handle = {"backend": self.name, "submitted": round(time.time(), 3)}
         try:
-            opts = resolve_options(run_dir.parent.parent, options)  # run dirs live in <root>/runs/
-            script = run_dir / SCRIPT
-            script.write_text(batch_script(run_dir, argv, opts, str(options.get("cwd") or os.getcwd())))
+            script = run_dir / BATCH_SCRIPT
+            script.write_text(batch_script(run_dir, argv, options, os.getcwd()))
             handle["job_id"] = self.commands.sbatch(str(script))
-        except MihdError as exc:  # the run never started: say so in its run dir, then tell the caller
+        except MihdError as exc:  # sbatch refused it: the run never started; say so in its run dir, then tell the caller
             write_json_atomic(run_dir / EXIT, {"code": None, "signal": None, "error": str(exc), "forwarded": [],
                                                "ended": round(time.time(), 3), "written_by": "slurm submit"})
             raise
@@ -224,16 +224,30 @@ class Backend:
             if time.time() - ended < self.exit_grace:
                 return RunState(UNKNOWN, reason=f"{what}; waiting for its exit.json")
         final = self._remember(handle, info)
-        return RunState(GONE, reason=f"{what}, without exit.json; see {run_dir / f'slurm-{job}.out'}", handle=final)
+        return RunState(GONE, reason=f"{what}, without exit.json; see slurm-{job}.out in its run dir", handle=final)
 
     @staticmethod
     def _remember(handle: dict, info: JobInfo | None) -> dict | None:
-        """Keep Slurm's last word in handle.json (so it survives a reindex); the new handle, or None if unchanged."""
-        final = {**handle, "slurm_state": info.state if info else None, "slurm_reason": info.reason if info else None}
-        if final == handle:
+        """Keep Slurm's last word in handle.json as the backend-neutral `outcome` (so it survives a reindex):
+        {"status": "failed" when Slurm ended the job (time limit, memory, node), else None, "note": its words}.
+        The new handle, or None if unchanged."""
+        stored = {k: v for k, v in handle.items() if k != "run_dir"}
+        note = f"Slurm {info.state}" + (f" ({info.reason})" if info.reason else "") if info else "Slurm: job forgotten"
+        final = {**stored, "outcome": {"status": "failed" if info and info.state in FAILURES else None, "note": note}}
+        if final == stored:
             return None
         write_json_atomic(Path(handle["run_dir"]) / HANDLE, final)
         return final
+
+    @staticmethod
+    def legacy_outcome(handle: dict) -> dict | None:
+        """The outcome of a handle.json written by an earlier release (`slurm_state`, `slurm_reason`)."""
+        state = handle.get("slurm_state")
+        if not state:
+            return None
+        reason = handle.get("slurm_reason")
+        return {"status": "failed" if state in FAILURES else None,
+                "note": f"Slurm {state}" + (f" ({reason})" if reason else "")}
 
     def process_root(self, handle: dict) -> tuple[int, float] | None:
         return None  # the job's processes live on a compute node
@@ -259,7 +273,7 @@ class Backend:
         `grace`; a job still pending is simply cancelled. `ended` is True only once Slurm has let go."""
         job = str(handle.get("job_id") or "")
         if not job:
-            raise MihdError(f"run in {handle.get('run_dir')}: no Slurm job id (it was never submitted)")
+            raise MihdError(f"run {Path(handle['run_dir']).name}: no Slurm job id (it was never submitted)")
         info = self.commands.show_job(job)
         out = {"signal": signal, "escalated": False, "survivors": 0, "ended": True, "job_id": job}
         if info is None or _ended(info):

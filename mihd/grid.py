@@ -1,4 +1,5 @@
-"""What the dashboard's grid shows: one state per (fusion method x vision column) cell, and what to launch.
+"""The grid `mihd` computes for the dashboard: one state per (fusion method x vision column) cell, and
+what launching a cell, a row, a column or the whole grid means as RunSpecs.
 
 For one slice, gene encoder, clusterer and patch variant the grid has a row per fusion method and a
 column per vision encoder, per custom vision cache name found for that slice (e.g. `scan_uni2`), and a
@@ -6,29 +7,27 @@ column per vision encoder, per custom vision cache name found for that slice (e.
 computes it (queued / running with its % / overrunning), the latest finished run that computed it
 (its ARI, flagged when an input had random weights; failed; killed; lost), else the cache (inputs
 cached: it can run now) or nothing (never run). Pure logic over RunViews, the registry's scores and
-the cache inventory, so it is unit-tested without a terminal; no heavy imports.
+the cache inventory, so it is unit-tested without a terminal; how a state reads on screen is the
+dashboard's (mihd_tui/wording.py). No heavy imports.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .cache import GENE_VARIANT, entry_flags
 from .cluster import CLUSTERERS as _CLUSTERERS
 from .data.registry import registered
 from .encoders import GENE_ENCODERS, VISION_ENCODERS
+from .errors import MihdError
 from .fusion import FUSIONS
-from .jsonio import read_json
-from .rundir import RESULT, SPEC
+from .inventory import cached_inputs, inputs_cached
+from .plan import DEFAULT_CLUSTER, DEFAULT_VARIANT, Cell, RunSpec, grid_cells
+from .rundir import read_result, read_spec
 from .runs.cells import run_signature, sig_string, signature
-from .runs.durations import fmt_duration
 from .runs.eta import Expected, expected_duration
 
 NONE = "none"  # the column of cells without a vision embedding
-DEFAULT_CLUSTER = "gmm"
-DEFAULT_VARIANT = "standard"
 # fusion name -> does it need a vision embedding; clusterers with the default first (both registries
 # import without numpy, so the dashboard reads them directly)
 FUSION_NEEDS_VISION = {name: m.needs_vision for name, m in FUSIONS.items()}
@@ -49,10 +48,9 @@ class GridSpec:
     cluster: str = DEFAULT_CLUSTER
     variant: str = DEFAULT_VARIANT
 
-    def cell(self, fusion: str, column: str) -> dict:
+    def cell(self, fusion: str, column: str) -> Cell:
         vision = None if column == NONE else column
-        return {"slice": self.slice, "gene": self.gene, "vision": vision,
-                "variant": self.variant if vision else None, "fusion": fusion, "cluster": self.cluster}
+        return Cell(self.slice, self.gene, vision, fusion, self.cluster, self.variant if vision else None)
 
 
 @dataclass(frozen=True)
@@ -66,16 +64,6 @@ class CellState:
     run_id: str | None = None       # the run behind the state (active, or the one that scored it)
     progress: float | None = None   # 0..1 of this cell, while running
     previous_ari: float | None = None  # the last score while a new run is active
-
-    @property
-    def text(self) -> str:
-        """Short (<= 7 columns) text for the grid cell."""
-        if self.state == DONE:
-            return "done" if self.ari is None else f"{self.ari:.3f}" + ("*" if self.random_init else "")
-        if self.state in (RUNNING, OVERRUN):
-            pct = f"{100 * (self.progress or 0):.0f}%"
-            return pct + (" !" if self.state == OVERRUN else "")
-        return {NEVER: "·", READY: "ready", NA: "—"}.get(self.state, self.state)
 
     @property
     def band(self) -> int | None:
@@ -100,12 +88,12 @@ def ari_band(ari: float | None) -> int | None:
     return sum(ari >= t for t in ARI_BANDS)
 
 
-def cell_key(cell: dict) -> tuple:
-    """What identifies a grid cell across spec cells, result cells and score signatures."""
-    sig = signature(cell)
-    vision = sig["vision"] or None
-    return (sig["slice"], sig["gene"], vision, (sig["variant"] or DEFAULT_VARIANT) if vision else None,
-            sig["fusion"], sig["cluster"] or DEFAULT_CLUSTER)
+def stored_key(cell: dict) -> tuple | None:
+    """The Cell.key of a stored cell (a result.json cell, a score's signature); None when incomplete."""
+    try:
+        return Cell.from_dict(signature(cell)).key
+    except MihdError:
+        return None
 
 
 def is_valid(fusion: str, column: str) -> bool:
@@ -136,19 +124,6 @@ def _names(registry: dict, entries: list[dict], slice_id: str, modality: str) ->
     return list(registry) + custom
 
 
-def cached_inputs(entries: list[dict]) -> set[tuple[str, str, str, str]]:
-    """(slice, modality, name, variant) of every readable cache entry."""
-    return {(e["slice"], e["modality"], e["name"], e["variant"]) for e in entries
-            if not e.get("corrupt") and all(k in e for k in ("slice", "modality", "name", "variant"))}
-
-
-def inputs_cached(cell: dict, cached: set) -> bool:
-    if (cell["slice"], "gene", cell["gene"], GENE_VARIANT) not in cached:
-        return False
-    return not cell.get("vision") or \
-        (cell["slice"], "vision", cell["vision"], cell.get("variant") or DEFAULT_VARIANT) in cached
-
-
 # -- the grid --------------------------------------------------------------------------------------
 class GridState:
     """Computes Grids; remembers each run's cells and random-init flags (run dirs are final on those)."""
@@ -160,14 +135,13 @@ class GridState:
     def run_cells(self, run_id: str, run_dir: str) -> list[tuple]:
         """The cell keys a run computes, in order (from its spec.json, else its result.json)."""
         if run_id not in self._run_cells:
-            spec = read_json(Path(run_dir) / SPEC, default={}) or {}
-            cells = spec.get("cells")
-            if not cells:
-                result = read_json(Path(run_dir) / RESULT, default={}) or {}
-                cells = [c.get("signature") or c for c in result.get("cells") or []]
-            keys = [cell_key(c) for c in cells or []]
-            if not keys and spec.get("cells") is None:
-                return []  # spec not written yet: ask again next time
+            spec = read_spec(Path(run_dir))
+            if spec is not None and spec["plan"] is not None:
+                keys = [c.key for c in spec["plan"].cells]
+            else:
+                keys = [stored_key(c) for c in (read_result(Path(run_dir)) or {}).get("cells") or []]
+                if not keys and spec is None:
+                    return []  # spec not written yet: ask again next time
             self._run_cells[run_id] = keys
         return self._run_cells[run_id]
 
@@ -176,9 +150,8 @@ class GridState:
         if run_id not in self._random:
             flags: dict[tuple, bool] = {}
             if run_dir:
-                result = read_json(Path(run_dir) / RESULT, default={}) or {}
-                for c in result.get("cells") or []:
-                    flags[cell_key(c)] = bool(c.get("random_init"))
+                for c in (read_result(Path(run_dir)) or {}).get("cells") or []:
+                    flags[stored_key(c)] = bool(c.get("random_init"))
             self._random[run_id] = flags
         return self._random[run_id].get(key, False)
 
@@ -204,14 +177,14 @@ class GridState:
                     ended[key] = (v.id, v.status)
         latest: dict[tuple, dict] = {}
         for s in scores.values():
-            key = cell_key(s["sig"])
+            key = stored_key(s["sig"])
             if key not in latest or s["run_id"] > latest[key]["run_id"]:
                 latest[key] = s
         grid = Grid(spec, rows, columns)
         for fusion in rows:
             for column in columns:
                 cell = spec.cell(fusion, column)
-                key = cell_key(cell)
+                key = cell.key
                 grid.cells[(fusion, column)] = self._state(
                     fusion, column, cell, key, active.get(key), ended.get(key), latest.get(key), cached, run_dirs)
         return grid
@@ -249,32 +222,6 @@ def _active_state(view, index: int) -> CellState:
 
 
 # -- launching -------------------------------------------------------------------------------------
-def launch_argv(spec: GridSpec, fusions: list[str], columns: list[str], n_clusters: int | None = None,
-                override: bool = False, refine: bool = False) -> list[str]:
-    """`mihd run` for one cell, `mihd grid` for several (vision columns and `none` cannot share a grid).
-
-    Cells that cannot run (a vision-needing fusion in the `none` column) are left out.
-    """
-    visions = [c for c in columns if c != NONE]
-    if visions and len(visions) != len(columns):
-        raise ValueError("launch_argv: `none` and vision columns go in separate runs")
-    fusions = [f for f in fusions if all(is_valid(f, c) for c in columns)]
-    if not fusions:
-        raise ValueError("launch_argv: no runnable cell")
-    single = len(fusions) == 1 and len(columns) == 1
-    argv = ["run" if single else "grid", spec.slice, "--gene", spec.gene]
-    if visions:
-        argv += ["--vision", ",".join(visions), "--variant", spec.variant]
-    argv += ["--fusion", ",".join(fusions), "--cluster", spec.cluster]
-    if n_clusters:
-        argv += ["--n-clusters", str(n_clusters)]
-    if override:
-        argv.append("--override")
-    if refine:
-        argv.append("--refine")
-    return argv
-
-
 def plan_launches(spec: GridSpec, grid: Grid, fusions: list[str], columns: list[str]) -> list[tuple[list[str], list[str]]]:
     """Split a selection (a row, a column, the grid) into runnable (fusions, columns) groups."""
     out = []
@@ -289,6 +236,25 @@ def plan_launches(spec: GridSpec, grid: Grid, fusions: list[str], columns: list[
     return out
 
 
+def launch_plans(spec: GridSpec, groups: list[tuple[list[str], list[str]]], **options) -> list[RunSpec]:
+    """One RunSpec per (fusions, columns) group of `plan_launches`: a `run` for one cell, a `grid` for several.
+
+    Cells that cannot run (a vision-needing fusion in the `none` column) are left out; `options` are
+    RunSpec fields shared by every run (n_clusters, override, refine, backend, backend_options, expect).
+    """
+    plans = []
+    for fusions, columns in groups:
+        visions = [c for c in columns if c != NONE]
+        if visions and len(visions) != len(columns):
+            raise ValueError("launch_plans: `none` and vision columns go in separate runs")
+        fusions = [f for f in fusions if all(is_valid(f, c) for c in columns)]
+        if not fusions:
+            raise ValueError("launch_plans: no runnable cell")
+        cells = grid_cells(spec.slice, [spec.gene], visions, fusions, [spec.cluster], spec.variant)
+        plans.append(RunSpec(cells, kind="run" if len(cells) == 1 else "grid", **options))
+    return plans
+
+
 def expected_for(spec: GridSpec, fusions: list[str], columns: list[str], entries: list[dict],
                  history: dict[str, list[float]], backend: str = "local", expect: float | None = None) -> Expected:
     """Expected running time of launching these cells now, from the history of the same signatures.
@@ -297,53 +263,11 @@ def expected_for(spec: GridSpec, fusions: list[str], columns: list[str], entries
     launch also learns from direct `mihd run`s of the same cell, which run the same way.
     """
     cached = cached_inputs(entries)
-    cells = []
-    for f in fusions:
-        for c in columns:
-            if is_valid(f, c):
-                cell = spec.cell(f, c)
-                cells.append({**cell, "cached": inputs_cached(cell, cached)})
+    cells = [spec.cell(f, c) for f in fusions for c in columns if is_valid(f, c)]
+    flags = [inputs_cached(c, cached) for c in cells]
     for be in ([backend, "direct"] if backend == "local" else [backend]):
-        strings = [sig_string(signature(c, be)) for c in cells]
-        got = expected_duration(run_signature(cells, be), history, expect, strings)
+        strings = [sig_string(signature(c, be, flag)) for c, flag in zip(cells, flags)]
+        got = expected_duration(run_signature(cells, be, flags), history, expect, strings)
         if got.seconds is not None:
             return got
     return Expected(None)
-
-
-def describe_expected(exp: Expected) -> str:
-    """`~42s (history of 3 runs)`: how the launch dialog prefills and explains the expected duration."""
-    if exp.seconds is None:
-        return "no history yet"
-    return f"~{fmt_duration(exp.seconds)} ({exp.source}" + (f", {exp.n} run{'s' * (exp.n != 1)})" if exp.n else ")")
-
-
-# -- cache inventory -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class InventoryRow:
-    key: str
-    slice: str
-    modality: str
-    name: str
-    variant: str
-    shape: str
-    mb: float
-    age_s: float | None
-    flags: tuple[str, ...]  # "random init", "bf16": shown beside the name
-    problem: str | None
-
-
-def inventory(entries: list[dict], now: float | None = None) -> list[InventoryRow]:
-    """The cache inventory as rows, sorted by slice, modality, name, variant."""
-    now = time.time() if now is None else now
-    rows = []
-    for e in entries:
-        shape = e.get("shape") or []
-        rows.append(InventoryRow(
-            key="|".join(str(e.get(k)) for k in ("slice", "modality", "name", "variant")),
-            slice=str(e.get("slice")), modality=str(e.get("modality")), name=str(e.get("name")),
-            variant=str(e.get("variant")), shape="x".join(map(str, shape)) or "?",
-            mb=(e.get("nbytes") or 0) / 1e6, age_s=(now - e["created"]) if e.get("created") else None,
-            flags=tuple(entry_flags(e)),
-            problem=e.get("corrupt")))
-    return sorted(rows, key=lambda r: (r.slice, r.modality, r.name, r.variant))

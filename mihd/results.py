@@ -1,0 +1,249 @@
+"""What runs produced, read back: the grid's scores as one table (`mihd results`) and each cell's fused embedding.
+
+Scores come from the run dirs' result.json, found through the run list (`RunWatcher.refresh(all=True)`, which
+also indexes run dirs the registry has not seen). A table row is one cell with its clustering options (slice,
+gene, vision, variant, fusion, clusterer, k, refine) and gathers every score it has: each seed of a run (a
+result.json cell that carries a `seeds` list of {seed, ari, nmi}) and, with `all`, every run of that cell;
+`latest` keeps the latest run of each row only. Several scores show as mean, sample sd and n, since the GMM
+start alone moves ARI by a few hundredths. Results made with random weights form rows of their own: they
+are never averaged with pretrained ones.
+
+The fused embedding of cell `i` is kept as `fused/<i>.npy` in the run dir (`save_fused`), so an export
+holds exactly what was clustered, even for trained fusions that would not come out the same twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MihdError
+from .plan import Cell
+from .rundir import read_plan, read_result
+
+SOURCES = ("latest", "all")
+FORMATS = ("table", "csv", "markdown", "json")
+FUSED_DIR = "fused"
+COLUMNS = ("slice", "gene", "vision", "variant", "fusion", "cluster", "k", "refine", "random_init",
+           "ari_mean", "ari_sd", "nmi_mean", "nmi_sd", "n", "seconds", "cache", "run_ids")
+
+
+@dataclass(frozen=True)
+class Score:
+    """One score of one cell: one seed of one run."""
+
+    cell: Cell
+    k: int | None
+    refine: bool
+    random_init: bool
+    run_id: str
+    when: float          # when the run ended (else was created): what `latest` orders by
+    seed: int | None
+    ari: float | None
+    nmi: float | None
+    seconds: float | None
+    cache: tuple         # ((modality, status), ...)
+
+    @property
+    def key(self) -> tuple:
+        return (*self.cell.key, self.k, self.refine, self.random_init)
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float | None
+    sd: float | None     # sample sd; None under two values
+    values: tuple
+
+    @classmethod
+    def of(cls, values) -> "Stat":
+        vals = tuple(v for v in values if v is not None)
+        if not vals:
+            return cls(None, None, ())
+        mean = sum(vals) / len(vals)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+        return cls(mean, sd, vals)
+
+
+@dataclass(frozen=True)
+class Row:
+    cell: Cell
+    k: int | None
+    refine: bool
+    random_init: bool
+    ari: Stat
+    nmi: Stat
+    n: int               # scores gathered (seeds x runs)
+    seconds: float | None  # mean time of the cell
+    cache: str           # e.g. "gene hit, vision hit/miss"
+    run_ids: tuple       # oldest first
+
+    def to_dict(self) -> dict:
+        c = self.cell
+        return {"slice": c.slice, "gene": c.gene, "vision": c.vision, "variant": c.variant, "fusion": c.fusion,
+                "cluster": c.cluster, "k": self.k, "refine": self.refine, "random_init": self.random_init,
+                "ari_mean": self.ari.mean, "ari_sd": self.ari.sd, "nmi_mean": self.nmi.mean, "nmi_sd": self.nmi.sd,
+                "n": self.n, "seconds": self.seconds, "cache": self.cache, "run_ids": list(self.run_ids)}
+
+
+def seed_scores(entry: dict) -> list[dict]:
+    """A result.json cell's scores, one per seed: its `seeds` list when it has one, else its own ari/nmi."""
+    seeds = entry.get("seeds")
+    if isinstance(seeds, list) and seeds and all(isinstance(s, dict) for s in seeds):
+        return [{"seed": s.get("seed"), "ari": s.get("ari"), "nmi": s.get("nmi")} for s in seeds]
+    return [{"seed": entry.get("seed"), "ari": entry.get("ari"), "nmi": entry.get("nmi")}]
+
+
+def run_scores(run_id: str, run_dir: Path, when: float) -> list[Score]:
+    """The scores in one run dir's result.json (cells that failed or never finished have none)."""
+    result = read_result(Path(run_dir))
+    if not isinstance(result, dict) or not isinstance(result.get("cells"), list):
+        return []
+    plan = read_plan(Path(run_dir))
+    default_seed = plan.seeds[0] if plan is not None else None
+    scores = []
+    for entry in result["cells"]:
+        if not isinstance(entry, dict) or entry.get("error") or "labels" not in entry:
+            continue
+        try:
+            cell = Cell.from_dict({**entry, "slice": result.get("slice")})
+        except MihdError:
+            continue  # a result.json from before cells were named as they are now
+        secs = (entry.get("seconds") or {}).get("total")
+        cache = tuple(sorted((str(m), str(s)) for m, s in (entry.get("cache") or {}).items()))
+        for s in seed_scores(entry):
+            scores.append(Score(cell, entry.get("n_clusters"), bool(entry.get("refine")),
+                                bool(entry.get("random_init")), run_id, when,
+                                s["seed"] if s["seed"] is not None else default_seed, s["ari"], s["nmi"], secs, cache))
+    return scores
+
+
+def collect(root=None, slice_id: str | None = None, runs: list[str] | None = None) -> list[Score]:
+    """Every score in the workspace (or in the given runs: ids, id prefixes or names), optionally of one slice."""
+    from .runs.status import RunWatcher
+
+    watcher = RunWatcher(root)
+    try:
+        try:
+            wanted = {watcher.resolve(r) for r in runs} if runs else None
+        except MihdError as exc:
+            raise MihdError(f"--run: {exc}") from None
+        views = watcher.refresh(all=True)
+    finally:
+        watcher.close()
+    scores = []
+    for v in views:
+        if wanted is None or v.id in wanted:
+            scores.extend(run_scores(v.id, Path(v.run_dir), v.ended or v.created or 0.0))
+    if slice_id is not None:
+        slices = sorted({s.cell.slice for s in scores})
+        scores = [s for s in scores if s.cell.slice == slice_id]
+        if not scores:
+            raise MihdError(f"--slice {slice_id!r}: no scored cells (slices with results: {', '.join(slices) or 'none'})")
+    return scores
+
+
+def aggregate(scores: list[Score], source: str = "latest") -> list[Row]:
+    """One Row per cell and options; `latest` keeps each row's latest run, `all` every run. Best ARI first."""
+    if source not in SOURCES:
+        raise MihdError(f"results: {source!r} is not one of {', '.join(SOURCES)}")
+    groups: dict[tuple, list[Score]] = defaultdict(list)
+    for s in scores:
+        groups[s.key].append(s)
+    rows = []
+    for group in groups.values():
+        group.sort(key=lambda s: (s.when, s.run_id))
+        if source == "latest":
+            group = [s for s in group if s.run_id == group[-1].run_id]
+        first = group[0]
+        secs = [s.seconds for s in group if s.seconds is not None]
+        rows.append(Row(first.cell, first.k, first.refine, first.random_init, Stat.of(s.ari for s in group),
+                        Stat.of(s.nmi for s in group), len(group), sum(secs) / len(secs) if secs else None,
+                        _cache_text(group), tuple(dict.fromkeys(s.run_id for s in group))))
+    rows.sort(key=lambda r: (r.cell.slice, r.ari.mean is None, -(r.ari.mean or 0.0), r.cell.label))
+    return rows
+
+
+def _cache_text(group: list[Score]) -> str:
+    states: dict[str, dict] = {}
+    for s in group:
+        for modality, status in s.cache:
+            states.setdefault(modality, {})[status] = None
+    return ", ".join(f"{m} {'/'.join(st)}" for m, st in states.items())
+
+
+def render(rows: list[Row], fmt: str = "table") -> str:
+    """The rows as an aligned table, CSV (full precision), a Markdown table or JSON."""
+    if fmt not in FORMATS:
+        raise MihdError(f"--format {fmt!r}: not one of {', '.join(FORMATS)}")
+    if fmt == "json":
+        return json.dumps([{"label": r.cell.label, **r.to_dict(), "ari_values": list(r.ari.values),
+                            "nmi_values": list(r.nmi.values)} for r in rows], indent=1) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for r in rows:
+            d = r.to_dict()
+            writer.writerow(["" if d[c] is None else ";".join(d[c]) if c == "run_ids" else d[c] for c in COLUMNS])
+        return buf.getvalue()
+    header = ["SLICE", "GENE", "VISION", "VARIANT", "FUSION", "CLUSTER", "K", "REFINE", "ARI", "NMI", "N",
+              "SECONDS", "CACHE", "RANDOM INIT", "RUN"]
+    body = [[r.cell.slice, r.cell.gene, r.cell.vision or "-", r.cell.variant or "-", r.cell.fusion, r.cell.cluster,
+             "-" if r.k is None else str(r.k), "yes" if r.refine else "no", _stat(r.ari), _stat(r.nmi), str(r.n),
+             "-" if r.seconds is None else f"{r.seconds:.1f}", r.cache or "-", "yes" if r.random_init else "no",
+             r.run_ids[-1] + (f" +{len(r.run_ids) - 1}" if len(r.run_ids) > 1 else "")] for r in rows]
+    if fmt == "markdown":
+        right = {"K", "ARI", "NMI", "N", "SECONDS"}
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if h in right else "---" for h in header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
+    if not rows:
+        return "no scored cells yet (run some: mihd run / mihd grid / mihd launch)\n"
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    return "".join("  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() + "\n" for row in [header, *body])
+
+
+def _stat(stat: Stat) -> str:
+    if stat.mean is None:
+        return "-"
+    return f"{stat.mean:.3f}" + (f" ± {stat.sd:.3f}" if stat.sd is not None else "")
+
+
+# -- fused embeddings ------------------------------------------------------------------------------------------
+def fused_path(run_dir: Path, index: int) -> Path:
+    return Path(run_dir) / FUSED_DIR / f"{int(index)}.npy"
+
+
+def save_fused(run_dir: Path, index: int, array) -> Path:
+    """Keep cell `index`'s fused embedding (spots x d, the spots it clustered) as float32, written atomically."""
+    import numpy as np
+
+    path = fused_path(run_dir, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_fused(run_dir: Path, index: int):
+    """Cell `index`'s fused embedding, or None when the run did not keep it."""
+    import numpy as np
+
+    path = fused_path(run_dir, index)
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise MihdError(f"{path}: unreadable fused embedding ({exc})") from None
