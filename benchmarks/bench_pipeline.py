@@ -18,7 +18,8 @@ from mihd.data import load_slice
 from mihd.extract import get_embedding
 from mihd.fusion import FUSIONS, run_cell_arrays
 from mihd.metrics import ari
-from mihd.pipeline import grid_cells, run_cells
+from mihd.pipeline import run_cells
+from mihd.plan import RunSpec, grid_cells
 from mihd.rundir import read_events
 
 DLPFC = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dlpfc_151673"
@@ -66,8 +67,8 @@ def grid_loads_once(root: Path) -> None:
     get_embedding(adata, "vision", "texture", root=root, variant="standard", cache_name="texture_b")
     run_dir = root / "grid-bench"
     started = time.perf_counter()
-    cells = grid_cells(["pca"], ["texture", "texture_b"], list(FUSIONS), ["kmeans"])
-    run_cells(adata, cells, root=root, run_dir=run_dir, keep_going=True)
+    cells = grid_cells("demo", ["pca"], ["texture", "texture_b"], list(FUSIONS), ["kmeans"])
+    run_cells(adata, RunSpec(cells, kind="grid"), root=root, run_dir=run_dir)
     events, _ = read_events(run_dir)
     loads = [(e["modality"], e["name"]) for e in events if e["kind"] == "cache"]
     print(f"demo grid {len(FUSIONS)} fusions x 2 vision encoders = {len(cells)} cells in "

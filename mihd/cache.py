@@ -133,11 +133,11 @@ class EmbeddingCache:
     # -- metadata ---------------------------------------------------------------------------
     def meta(self, key: CacheKey) -> dict | None:
         try:
-            raw = self.meta_path(key).read_bytes()
-        except FileNotFoundError:
-            return None
+            raw = _read_file(self.meta_path(key), _is_meta)
         except OSError as exc:
             raise CacheCorrupt(f"cache entry {key}: metadata unreadable ({exc.strerror})") from None
+        if raw is None:
+            return None
         meta = _parse_meta(raw)
         if meta is None:
             raise CacheCorrupt(f"cache entry {key}: unreadable metadata")
@@ -178,10 +178,10 @@ class EmbeddingCache:
                 meta = cached[1]
             else:
                 changed = True
-                try:
-                    meta = _parse_meta(Path(e.path).read_bytes())
-                except OSError:
+                raw = _read_bytes(Path(e.path), _is_meta)
+                if raw is None:  # removed meanwhile
                     continue
+                meta = _parse_meta(raw)
                 if meta is None:
                     mod, name, variant = (e.name[: -len(".json")].split(SEP) + ["?", "?"])[:3]
                     meta = {"slice": slice_id, "modality": mod, "name": name, "variant": variant,
@@ -221,7 +221,7 @@ class EmbeddingCache:
 
     def _lookup_own(self, key: CacheKey, fingerprint: str | None) -> Lookup:
         seen = None
-        for _ in range(3):  # a replace or rm between reading the .json and opening its blob: read again
+        for _ in range(4):  # a replace or rm between reading the .json and opening its blob: read again
             try:
                 meta = self.meta(key)
             except CacheCorrupt as exc:
@@ -270,9 +270,9 @@ class EmbeddingCache:
                     digest.update(view[pos: pos + got])
                     pos += got
                 extra = fh.read(1)
-        except FileNotFoundError:
-            raise
         except OSError as exc:
+            if exc.errno in _GONE:  # replaced or removed meanwhile: the caller reads the .json again
+                raise FileNotFoundError(exc.errno, exc.strerror, str(path)) from None
             raise CacheCorrupt(f"cache entry {key}: array unreadable ({exc.strerror})") from None
         if pos != len(view) or extra:
             raise CacheCorrupt(f"cache entry {key}: array has the wrong size (truncated or overwritten)")
@@ -284,9 +284,11 @@ class EmbeddingCache:
     def _read_spots(self, key: CacheKey, spots_hash: str) -> list[str]:
         if spots_hash not in self._spots:
             try:
-                raw = self._spots_path(spots_hash).read_bytes()
+                raw = _read_file(self._spots_path(spots_hash), lambda raw: _spots_hash(raw) == spots_hash)
             except OSError:
-                raise CacheCorrupt(f"cache entry {key}: its spot list is missing") from None
+                raw = None
+            if raw is None:
+                raise CacheCorrupt(f"cache entry {key}: its spot list is missing")
             if _spots_hash(raw) != spots_hash:
                 raise CacheCorrupt(f"cache entry {key}: its spot list changed after it was written")
             self._spots[spots_hash] = json.loads(raw)
@@ -369,7 +371,7 @@ class EmbeddingCache:
             referenced, spare_stems = set(), set()
             for name in names:
                 if name.endswith(".json") and not name.startswith("."):
-                    meta = _parse_meta(_read_bytes(folder / name))
+                    meta = _parse_meta(_read_bytes(folder / name, _is_meta))
                     if meta is None:
                         spare_stems.add(name[: -len(".json")])
                         continue
@@ -465,8 +467,7 @@ class EmbeddingCache:
             st = path.stat()
         except OSError:
             return None
-        owner = read_json(path, {}) or {}
-        return {**owner, "mtime": st.st_mtime_ns}
+        return {**_lock_owner(path), "mtime": st.st_mtime_ns}
 
     def break_lock(self, key: CacheKey, stale: dict) -> None:
         """Remove a lock whose heartbeat stopped (its computer died). Moved aside first, so of several
@@ -477,7 +478,7 @@ class EmbeddingCache:
             os.rename(path, aside)
         except OSError:
             return
-        if (read_json(aside, {}) or {}).get("token") not in (None, stale.get("token")) and not path.exists():
+        if _lock_owner(aside).get("token") not in (None, stale.get("token")) and not path.exists():
             os.rename(aside, path)
         else:
             aside.unlink(missing_ok=True)
@@ -502,7 +503,7 @@ class EmbeddingCache:
             holder = self.holder(key)
             if holder is None:
                 continue
-            if not announced and on_wait is not None:
+            if not announced and on_wait is not None and holder.get("token"):  # else: being written
                 on_wait(holder)
                 announced = True
             beat = (holder.get("token"), holder.get("mtime"))
@@ -534,7 +535,7 @@ class Claim:
     def release(self) -> None:
         self._stop.set()
         self._beat.join()
-        if (read_json(self.path, {}) or {}).get("token") == self.owner["token"]:
+        if _lock_owner(self.path).get("token") == self.owner["token"]:
             self.path.unlink(missing_ok=True)
 
 
@@ -580,6 +581,31 @@ def entry_flags(meta: dict) -> list[str]:
 
 
 # -- file helpers ---------------------------------------------------------------------------------
+_GONE = (errno.ENOENT, errno.ESTALE)
+
+
+def _read_file(path: Path, valid: Callable[[bytes], bool] = lambda raw: True, tries: int = 4) -> bytes | None:
+    """The file's bytes (checked by `valid`), or None when it does not exist. On a network file system a
+    name that another process is renaming over can answer ENOENT or ESTALE, or a read cut short at the
+    client's cached size, for a moment (seen through sshfs; NFS clients do the like), so either is asked
+    again, briefly, before it is believed; what is still not `valid` then is returned for the caller
+    to report."""
+    for attempt in range(tries):
+        last = attempt == tries - 1
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            if valid(raw) or last:
+                return raw
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
+            if last or not path.parent.is_dir():
+                return None
+        time.sleep(0.005 * (attempt + 1) ** 2)
+    return None
+
+
 def _parse_meta(raw: bytes | None) -> dict | None:
     try:
         meta = json.loads(raw)
@@ -588,9 +614,28 @@ def _parse_meta(raw: bytes | None) -> dict | None:
     return meta if isinstance(meta, dict) and "shape" in meta else None
 
 
-def _read_bytes(path: Path) -> bytes | None:
+def _lock_owner(path: Path) -> dict:
+    """A lock file's owner (host, pid, run, token); {} while it is being written or when it is gone."""
+    def owner(raw: bytes) -> dict:
+        try:
+            found = json.loads(raw)
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
     try:
-        return path.read_bytes()
+        return owner(_read_file(path, lambda raw: "token" in owner(raw)) or b"")
+    except OSError:
+        return {}
+
+
+def _is_meta(raw: bytes) -> bool:
+    return _parse_meta(raw) is not None
+
+
+def _read_bytes(path: Path, valid: Callable[[bytes], bool]) -> bytes | None:
+    try:
+        return _read_file(path, valid)
     except OSError:
         return None
 

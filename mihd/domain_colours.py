@@ -2,7 +2,8 @@
 
 Truth domains get palette colours in sorted order of their names. A predicted cluster takes the colour of
 the truth domain it overlaps most (greedy by overlap, one cluster per domain), so a good result looks like
-the truth beside it and a split domain stands out in a spare colour. Pure Python: the dashboard imports it.
+the truth beside it; a cluster left without a domain (a split one) takes a colour no domain has.
+Pure Python: the dashboard imports it.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def match_clusters(labels: list[int], truth: list | None) -> dict[int, str]:
 
 
 def matched_colours(labels: list[int], truth: list | None, truth_map: dict) -> dict:
-    """Predicted cluster -> colour: its matched truth domain's colour, else a spare palette colour."""
+    """Predicted cluster -> colour: its matched truth domain's colour, else one no truth domain uses."""
     clusters = sorted({int(c) for c in labels if c is not None and c >= 0})
     out = {c: truth_map[t] for c, t in match_clusters(labels, truth).items()}
-    spare = [p for p in PALETTE if p not in out.values()] or list(PALETTE)
+    spare = [p for p in PALETTE if p not in truth_map.values()] or list(PALETTE)  # never a domain's colour
     for i, c in enumerate(c for c in clusters if c not in out):
         out[c] = spare[i % len(spare)]
     return out

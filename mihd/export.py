@@ -50,11 +50,12 @@ class Run:
     id: str
     run_dir: Path
     result: dict
+    plan: object  # its RunSpec, None when spec.json is unreadable
 
     @classmethod
     def load(cls, root, run: str) -> "Run":
         """A finished run by id, id prefix or name, with its result.json."""
-        from .rundir import read_result
+        from .rundir import read_plan, read_result
         from .runs.status import RunWatcher
 
         watcher = RunWatcher(root)
@@ -66,7 +67,7 @@ class Run:
         if not isinstance(result, dict) or not isinstance(result.get("cells"), list) \
                 or not isinstance(result.get("spots"), dict):
             raise MihdError(f"run {view.id}: no result to export (status {view.status})")
-        return cls(view.id, Path(view.run_dir), result)
+        return cls(view.id, Path(view.run_dir), result, read_plan(Path(view.run_dir)))
 
     def cells(self) -> list[RunCell]:
         """The cells that produced labels (failed ones have none)."""
@@ -95,10 +96,7 @@ class Run:
 
     @property
     def slice_options(self) -> dict:
-        from .rundir import read_plan
-
-        plan = read_plan(self.run_dir)
-        opts = plan.slice_options if plan is not None else {}
+        opts = self.plan.slice_options if self.plan is not None else {}
         return {k: opts[k] for k in ("truth_col", "fullres") if opts.get(k)}
 
 
@@ -110,7 +108,7 @@ def best(cells: list[RunCell]) -> RunCell:
 def check_out(path: str | os.PathLike, flag: str) -> Path:
     """An output path that can be written: its folder exists and is writable, it is not a folder."""
     out = Path(path).expanduser()
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent
     if out.is_dir():
         raise MihdError(f"{flag} {path}: is a folder; give a file name")
     if not parent.is_dir():
@@ -153,7 +151,6 @@ def to_anndata(run: Run, cells: list[RunCell], root=None, slice_source: str | No
 
     from .data import load_slice
     from .domain_colours import UNLABELLED, matched_colours, truth_colours
-    from .rundir import read_spec
     from .results import load_fused
 
     source = slice_source or run.result.get("slice")
@@ -172,11 +169,10 @@ def to_anndata(run: Run, cells: list[RunCell], root=None, slice_source: str | No
         labels = np.asarray(c.entry["labels"], dtype=np.int64)
         if labels.shape != (len(barcodes),):
             raise MihdError(f"run {run.id}: cell {c.index} has {labels.size} labels for {len(barcodes)} spots")
-        clusters = sorted(int(x) for x in np.unique(labels[labels >= 0]))
-        full = np.full(adata.n_obs, -1, dtype=np.int64)
-        full[pos] = labels
-        adata.obs[c.key] = pd.Categorical.from_codes(
-            [clusters.index(x) if x >= 0 else -1 for x in full], categories=[str(x) for x in clusters])
+        clusters = [int(x) for x in np.unique(labels[labels >= 0])]
+        codes = np.full(adata.n_obs, -1, dtype=np.int64)
+        codes[pos] = np.where(labels >= 0, np.searchsorted(clusters, labels), -1)
+        adata.obs[c.key] = pd.Categorical.from_codes(codes, categories=[str(x) for x in clusters])
         colours = matched_colours(labels.tolist(), truth, tmap)
         adata.uns[f"{c.key}_colors"] = [colours[x] for x in clusters]
         fused = load_fused(run.run_dir, c.index)
@@ -187,11 +183,9 @@ def to_anndata(run: Run, cells: list[RunCell], root=None, slice_source: str | No
         scores[c.key] = {k: float("nan") if c.entry.get(k) is None else float(c.entry[k]) for k in ("ari", "nmi")}
     if "truth" in adata.obs and hasattr(adata.obs["truth"], "cat"):
         adata.uns["truth_colors"] = [tmap.get(str(t), UNLABELLED) for t in adata.obs["truth"].cat.categories]
-    spec = read_spec(run.run_dir) or {}
-    plan = spec.get("plan")
     adata.uns["mihd_run"] = {
         "id": run.id,
-        "spec": json.dumps(plan.to_dict() if plan is not None else None),
+        "spec": json.dumps(run.plan.to_dict() if run.plan is not None else None),
         "cells": json.dumps([{k: v for k, v in c.entry.items() if k != "labels"} for c in cells], default=str),
         "scores": scores,
     }
@@ -249,9 +243,9 @@ def draw_png(run: Run, cell: RunCell, out: Path) -> None:
         legend.append(("unlabelled", UNLABELLED))
     fig.legend([Line2D([], [], marker="o", linestyle="", markersize=9, markerfacecolor=col, markeredgewidth=0)
                 for _, col in legend], [name for name, _ in legend], loc="center left", bbox_to_anchor=(0.80, 0.45),
-               frameon=False, fontsize=11, title="domain")
+               frameon=False, fontsize=11, title="domain" if truth else "cluster")
     ari, nmi = cell.entry.get("ari"), cell.entry.get("nmi")
-    score = "no truth to score against" if ari is None else f"ARI {ari:.3f}   NMI {nmi:.3f}"
+    score = "no truth to score against" if ari is None or nmi is None else f"ARI {ari:.3f}   NMI {nmi:.3f}"
     flag = "   (random init)" if cell.entry.get("random_init") else ""
     fig.suptitle(f"{cell.cell.label}   {score}{flag}", fontsize=14)
     fig.savefig(out, format="png", dpi=PNG_DPI)

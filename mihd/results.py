@@ -95,9 +95,14 @@ class Row:
 def seed_scores(entry: dict) -> list[dict]:
     """A result.json cell's scores, one per seed: its `seeds` list when it has one, else its own ari/nmi."""
     seeds = entry.get("seeds")
-    if isinstance(seeds, list) and seeds and all(isinstance(s, dict) for s in seeds):
-        return [{"seed": s.get("seed"), "ari": s.get("ari"), "nmi": s.get("nmi")} for s in seeds]
-    return [{"seed": entry.get("seed"), "ari": entry.get("ari"), "nmi": entry.get("nmi")}]
+    scored = seeds if isinstance(seeds, list) and seeds and all(isinstance(s, dict) for s in seeds) else [entry]
+    return [{"seed": s.get("seed") if isinstance(s.get("seed"), int) else None,
+             "ari": _number(s.get("ari")), "nmi": _number(s.get("nmi"))} for s in scored]
+
+
+def _number(value) -> float | None:
+    """A score as written (a hand-edited result.json may hold anything)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def run_scores(run_id: str, run_dir: Path, when: float) -> list[Score]:
@@ -115,11 +120,12 @@ def run_scores(run_id: str, run_dir: Path, when: float) -> list[Score]:
             cell = Cell.from_dict({**entry, "slice": result.get("slice")})
         except MihdError:
             continue  # a result.json from before cells were named as they are now
-        secs = (entry.get("seconds") or {}).get("total")
-        cache = tuple(sorted((str(m), str(s)) for m, s in (entry.get("cache") or {}).items()))
+        seconds, cache = entry.get("seconds"), entry.get("cache")
+        secs = _number(seconds.get("total")) if isinstance(seconds, dict) else None
+        cache = tuple(sorted((str(m), str(s)) for m, s in cache.items())) if isinstance(cache, dict) else ()
+        k = entry.get("n_clusters") if isinstance(entry.get("n_clusters"), int) else None
         for s in seed_scores(entry):
-            scores.append(Score(cell, entry.get("n_clusters"), bool(entry.get("refine")),
-                                bool(entry.get("random_init")), run_id, when,
+            scores.append(Score(cell, k, bool(entry.get("refine")), bool(entry.get("random_init")), run_id, when,
                                 s["seed"] if s["seed"] is not None else default_seed, s["ari"], s["nmi"], secs, cache))
     return scores
 
@@ -145,7 +151,8 @@ def collect(root=None, slice_id: str | None = None, runs: list[str] | None = Non
         slices = sorted({s.cell.slice for s in scores})
         scores = [s for s in scores if s.cell.slice == slice_id]
         if not scores:
-            raise MihdError(f"--slice {slice_id!r}: no scored cells (slices with results: {', '.join(slices) or 'none'})")
+            known = ", ".join(slices) or "none"
+            raise MihdError(f"--slice {slice_id!r}: no scored cells (slices with results: {known})")
     return scores
 
 
@@ -201,7 +208,8 @@ def render(rows: list[Row], fmt: str = "table") -> str:
              r.run_ids[-1] + (f" +{len(r.run_ids) - 1}" if len(r.run_ids) > 1 else "")] for r in rows]
     if fmt == "markdown":
         right = {"K", "ARI", "NMI", "N", "SECONDS"}
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if h in right else "---" for h in header) + "|"]
+        rule = "|" + "|".join("---:" if h in right else "---" for h in header) + "|"
+        lines = ["| " + " | ".join(header) + " |", rule]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
     if not rows:
         return "no scored cells yet (run some: mihd run / mihd grid / mihd launch)\n"

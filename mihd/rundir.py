@@ -1,13 +1,17 @@
 """The run dir protocol (DESIGN.md): file names, the events log, and reading a run's state back.
 
 A run writes only into its run dir. `events.jsonl` is appended one JSON object a line, flushed after
-each line, so a reader polling the file always sees whole events (a torn last line is skipped).
+each line, so a reader polling the file always sees whole events (a torn last line is skipped). The
+run's own events are also written as human-readable lines to stderr, which a launched run's supervisor
+appends to `run.log` (the live log): each cell and stage as it starts, a long stage's steps every
+LINE_INTERVAL_S (with the training loss when given), each cell's score as it is made.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,7 +29,8 @@ EXIT = "exit.json"
 BATCH_SCRIPT = "job.sbatch"       # a Slurm run's batch script, written by its submit
 BATCH_OUTPUT = "slurm-%j.out"     # what Slurm itself prints for the job (%j: the job id)
 
-EVENT_KINDS = ("start", "stage", "metric", "cache", "end", "overrun", "kill", "cell")
+EVENT_KINDS = ("start", "stage", "metric", "cache", "end", "overrun", "kill", "cell", "lost")
+LINE_INTERVAL_S = 10.0  # a long stage's progress goes to the live log at most this often
 
 
 class EventLog:
@@ -38,13 +43,47 @@ class EventLog:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.run_dir / EVENTS, "a", buffering=1)
         self._last_stage_emit: dict[str, float] = {}
+        self._last_line: dict[str, float] = {}
+        self._cell: tuple[str, float] = ("", 0.0)  # "2/7" and when that cell began
 
     def emit(self, kind: str, **fields: Any) -> dict:
         event = {"t": round(time.time(), 3), "kind": kind, **fields}
         if self._fh is not None:
             self._fh.write(json.dumps(event, default=str) + "\n")
             self._fh.flush()
+            line = self._line(event)
+            if line:
+                print(time.strftime("[%H:%M:%S] ", time.localtime(event["t"])) + line, file=sys.stderr, flush=True)
         return event
+
+    def _line(self, ev: dict) -> str | None:
+        """The live-log line of one of the run's own events (None: not worth a line now)."""
+        kind = ev["kind"]
+        if kind == "start":
+            return f"start: {ev.get('slice', '')} {ev.get('cells', '?')} cell{'s' * (ev.get('cells') != 1)}"
+        if kind == "cell":
+            cell = ev.get("cell") or {}
+            self._cell, self._last_line = (f"{ev.get('index', 0) + 1}/{ev.get('of', '?')}", ev["t"]), {}
+            vision = f"+{cell['vision']}" if cell.get("vision") else ""
+            return f"cell {self._cell[0]} {cell.get('gene')}{vision} {cell.get('fusion')} {cell.get('cluster')}"
+        if kind == "stage":
+            done, total, stage = ev["done"], ev["total"], ev["stage"]
+            if total <= 1 or (done not in (0, total) and ev["t"] - self._last_line.get(stage, 0.0) < LINE_INTERVAL_S):
+                return stage if total <= 1 and done == 0 else None
+            self._last_line[stage] = ev["t"]
+            loss = f" loss {ev['loss']:.4g}" if isinstance(ev.get("loss"), (int, float)) else ""
+            return f"{stage} {done}/{total}{loss}"
+        if kind == "cache":
+            return f"{ev.get('modality')} {ev.get('name')}: {ev.get('status')} ({ev.get('seconds') or 0:.1f} s)"
+        if kind == "metric":
+            took = f"({ev['t'] - self._cell[1]:.1f} s)"
+            if ev.get("error"):
+                return f"cell {self._cell[0]} failed {took}: {ev['error']}"
+            ari = "-" if ev.get("ari") is None else f"{ev['ari']:.3f}"
+            return f"cell {self._cell[0]} ARI {ari} {took}"
+        if kind == "end":
+            return f"end: {ev.get('status')}" + (f": {ev['error']}" if ev.get("error") else "")
+        return None
 
     def stage(self, stage: str, done: int, total: int, min_interval: float = 0.5, **fields: Any) -> None:
         """Progress of a stage; rate-limited so a tight loop does not flood the file."""

@@ -27,6 +27,15 @@ def launch_fake(root, *args, expect=None, name=None, cells=(CELL,), **kw):
                   raw_argv=[sys.executable, FAKE, "{run_dir}", *map(str, args)], cached=[True] * len(cells))
 
 
+def drop_index(root) -> None:
+    """Delete this host's registry index of workspace `root` (a new host, a wiped temp folder)."""
+    from mihd.runs.registry import INDEX_FILE
+    from mihd.workspace import host_index_dir
+
+    for suffix in ("", "-wal", "-shm"):
+        (host_index_dir(Path(root)) / f"{INDEX_FILE}{suffix}").unlink(missing_ok=True)
+
+
 def view(root, run_id, **kw):
     return next(v for v in list_runs(root, all=True, **kw) if v.id == run_id)
 
@@ -43,6 +52,8 @@ def wait_for(fn, timeout=20.0, every=0.1):
 
 def session_pids(run_dir: Path) -> set[int]:
     """Every live process of a run: the members of its supervisor's session."""
+    if not (Path(run_dir) / "proc.json").exists():
+        return set()  # not started yet
     sup = json.loads((Path(run_dir) / "proc.json").read_text())["pid"]
     pids = set()
     for p in psutil.process_iter():

@@ -21,7 +21,7 @@ key = CacheKey("s1", "gene", "pca", "-")
 found = cache.lookup(key, "fp")
 if found.status != "hit":
     found, claim = cache.acquire(key, "fp", run=run, poll=0.1,
-                                 on_wait=lambda h: print(f"waiting for {key} computed by run {h['run']}", flush=True))
+                                 on_wait=lambda h: print(f"waiting for {key} computed by run {h.get('run')}", flush=True))
     if claim is not None:
         print("computing", flush=True)
         time.sleep(compute_seconds)

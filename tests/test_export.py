@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_mihd
 
-from mihd.domain_colours import truth_colours
+from mihd.domain_colours import matched_colours, truth_colours
 from mihd.export import PNG_SIZE
 from mihd.results import fused_path, save_fused
 from mihd.rundir import read_result
@@ -165,3 +165,14 @@ def test_bad_input_is_one_line_and_leaves_nothing(runs, tmp_path, demo_h5ad):
     assert_one_line_error(run_mihd("export", grid.name, "--slice", str(other), "--png", png, "--h5ad", h5ad,
                                    root=root), "spots are not in it", "--slice")
     assert list(out.iterdir()) == []
+
+
+
+def test_a_cluster_without_a_domain_never_wears_a_domains_colour():
+    """L3 is split between clusters 2 and 3; L4 is left to no cluster: cluster 3 must not look like L4."""
+    truth = ["L1"] * 4 + ["L2"] * 4 + ["L3"] * 4 + ["L4"] * 2
+    labels = [0] * 4 + [1] * 4 + [2] * 2 + [3] * 2 + [1] * 2
+    domains = truth_colours(truth)
+    colours = matched_colours(labels, truth, domains)
+    assert [colours[c] for c in (0, 1)] == [domains["L1"], domains["L2"]] and colours[2] == domains["L3"]
+    assert colours[3] not in domains.values()

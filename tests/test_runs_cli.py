@@ -8,7 +8,7 @@ from pathlib import Path
 from mihd.cli import main
 from mihd.plan import Cell, RunSpec
 
-from runs_helpers import launch_fake, view, wait_for
+from runs_helpers import drop_index, launch_fake, view, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_ls_show_logs_kill_reindex(tmp_path):
     again = mihd("runs", "kill", live, "--root", tmp_path)
     assert again.returncode == 2 and "not running (killed)" in again.stderr
 
-    (tmp_path / "mihd.sqlite").unlink()
+    drop_index(tmp_path)
     reindex = mihd("runs", "reindex", "--root", tmp_path)
     assert reindex.returncode == 0 and "indexed 2 run dirs" in reindex.stdout
     assert view(tmp_path, live).status == "killed" and view(tmp_path, done).ari == 0.42

@@ -16,11 +16,12 @@ from mihd.errors import MihdError
 from mihd.jsonio import write_json_atomic
 from mihd.rundir import read_events
 from mihd.runs.backends import get_backend
+from mihd.runs.identity import process_identity
 from mihd.runs.kill import kill_run
 from mihd.runs.registry import Registry
 from mihd.runs.status import RunWatcher, list_runs
 
-from runs_helpers import CELL, alive, launch_fake, session_pids, view, wait_for
+from runs_helpers import CELL, alive, drop_index, launch_fake, session_pids, view, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,12 +83,12 @@ def test_kill_leaves_no_process_of_the_tree_twenty_times(tmp_path):
 def test_kill_refuses_reused_pid_and_other_users_process(tmp_path):
     run_id = launch_fake(tmp_path, "--seconds", 60)
     run_dir = Path(view(tmp_path, run_id).run_dir)
-    ident = json.loads((run_dir / "proc.json").read_text())
-    forged = {**ident, "create_time": ident["create_time"] - 1000}  # as if the pid now were someone else
-    Registry(tmp_path).update(run_id, handle=json.dumps({"backend": "local", "run_dir": str(run_dir), **forged}))
+    ident = wait_for(lambda: (i := json.loads((run_dir / "proc.json").read_text())).get("child_pid") and i)
+    forged = {**ident, "create_time": ident["create_time"] - 1000,  # as if both pids now were someone else's
+              "child_create_time": ident["child_create_time"] - 1000}
     write_json_atomic(run_dir / "proc.json", forged)
     with pytest.raises(MihdError, match="pid reused"):  # the backend's own check, at the seam
-        get_backend("local").kill({"run_dir": str(run_dir), **forged}, "TERM", 1)
+        get_backend("local").kill({"run_dir": str(run_dir)}, "TERM", 1)
     with pytest.raises(MihdError, match="not running"):  # the watcher already sees it as gone
         kill_run(tmp_path, run_id)
     assert psutil.pid_exists(ident["pid"]) and psutil.pid_exists(ident["child_pid"])
@@ -100,8 +101,8 @@ def test_kill_refuses_another_users_process(tmp_path):
         odir.mkdir(parents=True)
         ct = psutil.Process(other.pid).create_time()
         write_json_atomic(odir / "spec.json", {"id": odir.name, "backend": "local", "cells": [], "created": ct})
-        write_json_atomic(odir / "proc.json", {"pid": other.pid, "create_time": ct, "sid": other.pid,
-                                               "child_pid": other.pid + 100000, "started": ct})
+        write_json_atomic(odir / "proc.json", {**process_identity(other.pid), "child_pid": other.pid + 100000,
+                                               "started": ct})
         with pytest.raises(MihdError, match="another user"):
             kill_run(tmp_path, odir.name)
         assert other.poll() is None
@@ -144,8 +145,7 @@ def test_deleted_registry_is_rebuilt_with_nothing_lost(tmp_path):
     live = launch_fake(tmp_path, "--seconds", 60)
     wait_for(lambda: all(view(tmp_path, i).status == "done" for i in ids))
     before = {v.id: (v.status, v.ari, v.label) for v in list_runs(tmp_path, all=True)}
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{tmp_path}/mihd.sqlite{suffix}").unlink(missing_ok=True)
+    drop_index(tmp_path)
     after = {v.id: (v.status, v.ari, v.label) for v in list_runs(tmp_path, all=True)}
     assert after == before and after[live][0] == "running"
     kill_run(tmp_path, live, grace=1)

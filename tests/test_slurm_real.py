@@ -17,7 +17,7 @@ from mihd.runs.launch import launch
 from mihd.runs.status import RunWatcher
 
 from conftest import assert_one_line_error, run_mihd
-from runs_helpers import FAKE, alive, fake_plan, session_pids, view, wait_for
+from runs_helpers import FAKE, alive, drop_index, fake_plan, session_pids, view, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 START, STOP = REPO / "scripts" / "slurm" / "start.sh", REPO / "scripts" / "slurm" / "stop.sh"
@@ -136,7 +136,7 @@ def test_killed_while_queued_ends_killed_and_leaves_the_queue(ws):
 def test_restarted_dashboard_shows_the_running_job(ws):
     run_id = launch_fake(ws, "--seconds", 60)
     v = wait_for(lambda: (v := view(ws, run_id)).status == "running" and (v.progress or 0) > 0 and v, timeout=60)
-    (ws / "mihd.sqlite").unlink()  # a new dashboard, even one without the registry, finds it from the files
+    drop_index(ws)  # a new dashboard, even one without the registry, finds it from the files
     proc = run_mihd("runs", "ls", "--json", root=ws, env={"SQUEUE_FORMAT": "%.5i %j", "SQUEUE_STATES": "CD",
                                                           "SLURM_TIME_FORMAT": "relative"})
     assert proc.returncode == 0, proc.stderr
@@ -180,7 +180,9 @@ def test_job_gone_without_exit_json_is_lost(ws):
     subprocess.run(["scancel", str(v.job_id)], check=True)  # cancelled behind mihd's back
     lost = wait_for(lambda: (v := view(ws, run_id)).status == "lost" and v, timeout=30)
     assert "CANCELLED" in lost.reason and not (Path(lost.run_dir) / "exit.json").exists()
-    assert json.loads((Path(lost.run_dir) / "handle.json").read_text())["slurm_state"] == "CANCELLED"
+    stored = json.loads((Path(lost.run_dir) / "handle.json").read_text())
+    assert stored["outcome"] == {"status": None, "note": "Slurm CANCELLED"} and "run_dir" not in stored
+    assert '"kind": "lost"' in (Path(lost.run_dir) / "events.jsonl").read_text()  # kept for a rebuilt index
 
 
 def test_refused_submit_is_one_line_and_a_failed_run(ws):

@@ -1,6 +1,8 @@
 """`mihd runs ls|show|logs|kill|reindex`: run control from the shell.
 
-Run-control modules are imported inside the handlers, so building the parser costs nothing.
+Run-control modules are imported inside the handlers, so building the parser costs nothing. What the
+registry healed or rebuilt is said on stderr, one line each; a run dir with a bad file is one `corrupt`
+line, never a traceback.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 
 
 def register(sub) -> None:
@@ -29,7 +32,7 @@ def register(sub) -> None:
     kill.add_argument("id")
     kill.add_argument("--signal", default="TERM", type=str.upper, choices=("TERM", "INT", "KILL"))
     kill.add_argument("--grace", default="10s", help="wait this long before KILL (default 10s)")
-    rsub.add_parser("reindex", help="rebuild the registry (mihd.sqlite) from the run dirs")
+    rsub.add_parser("reindex", help="rebuild this host's registry index from the run dirs")
     for q in (ls, show, logs, kill):
         add_root(q)
     add_root(rsub.choices["reindex"])
@@ -38,6 +41,24 @@ def register(sub) -> None:
 
 def cmd_runs(args) -> int:
     return {"ls": _ls, "show": _show, "logs": _logs, "kill": _kill, "reindex": _reindex}[args.runs_command](args)
+
+
+@contextmanager
+def _watcher(root, factor: float | None = None):
+    from ..runs.status import RunWatcher
+
+    w = RunWatcher(root, factor=factor)
+    try:
+        yield w
+    finally:
+        for note in w.notes:
+            print(f"mihd: {note}", file=sys.stderr)
+        w.close()
+
+
+def _text(value) -> str:
+    """One line whatever a name or file holds: control characters (a newline in --name) are escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
 
 
 def _row(v) -> list[str]:
@@ -49,13 +70,12 @@ def _row(v) -> list[str]:
     status = v.status + ("!" if v.overrun and v.active else "")
     elapsed = fmt_duration(v.elapsed) if v.status != "queued" else f"q {fmt_duration(v.queued_s)}"
     cpu = "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%"
-    return [v.id, v.label[:34], status, elapsed, eta, prog, cpu, fmt_bytes(v.rss), fmt_bytes(v.gpu_mem), score]
+    return [v.id, _text(v.label)[:34], status, elapsed, eta, prog, cpu, fmt_bytes(v.rss), fmt_bytes(v.gpu_mem), score]
 
 
 def _ls(args) -> int:
-    from ..runs.status import list_runs
-
-    views = list_runs(args.root, all=args.all, factor=args.overrun_factor)
+    with _watcher(args.root, factor=args.overrun_factor) as w:
+        views = w.refresh(all=args.all)
     if args.json:
         json.dump([v.to_dict() for v in views], sys.stdout, indent=1, default=str)
         print()
@@ -67,6 +87,9 @@ def _ls(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     if any(v.overrun and v.active for v in views):
         print("! overrunning: past its expected time (mihd runs kill ID to stop it)")
+    for v in views:
+        if v.status == "corrupt":
+            print(f"{v.id}: corrupt: {_text(v.error)}")
     return 0
 
 
@@ -81,16 +104,13 @@ def _show(args) -> int:
 
     from ..rundir import read_spec
     from ..present import fmt_duration
-    from ..runs.status import RunWatcher
     from ..runs.usage import read_usage
 
-    w = RunWatcher(args.root)
-    try:
+    with _watcher(args.root) as w:
         v = w.view(args.id)
-    finally:
-        w.close()
     d = v.to_dict()
-    d["argv"] = (read_spec(v.run_dir) or {}).get("argv")
+    argv = (read_spec(v.run_dir) or {}).get("argv")
+    d["argv"] = argv if isinstance(argv, list) else None
     if args.json:
         json.dump(d, sys.stdout, indent=1, default=str)
         print()
@@ -98,7 +118,7 @@ def _show(args) -> int:
     peak = (read_usage(Path(v.run_dir)) or {}).get("peak", {})
     stamp = lambda t: "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))  # noqa: E731
     lines = [("id", v.id), ("name", v.name or "-"), ("cell", v.label), ("status", v.status),
-             ("backend", v.backend), ("run dir", v.run_dir), ("command", " ".join(d["argv"] or [])),
+             ("backend", v.backend), ("run dir", v.run_dir), ("command", " ".join(map(str, d["argv"] or []))),
              ("created", stamp(v.created)), ("started", stamp(v.started)), ("ended", stamp(v.ended)),
              ("queued", fmt_duration(v.queued_s)), ("running", fmt_duration(v.elapsed)),
              ("expected", f"{fmt_duration(v.expected_s)} ({v.expected_source or 'no history'})"),
@@ -119,7 +139,7 @@ def _show(args) -> int:
     if v.reason:
         lines.append(("note", v.reason))
     for k, val in lines:
-        print(f"{k:>16}  {val}")
+        print(f"{k:>16}  {_text(val)}")
     for s in v.scores:
         ari = "-" if s["ari"] is None else f"{s['ari']:.3f}"
         nmi = "-" if s["nmi"] is None else f"{s['nmi']:.3f}"
@@ -131,13 +151,9 @@ def _logs(args) -> int:
     from pathlib import Path
 
     from ..rundir import EXIT, LOG
-    from ..runs.status import RunWatcher
 
-    w = RunWatcher(args.root)
-    try:
+    with _watcher(args.root) as w:
         run_dir = Path(w.view(args.id).run_dir)
-    finally:
-        w.close()
     offset = 0
     while True:
         try:
@@ -159,21 +175,22 @@ def _kill(args) -> int:
     from ..runs.durations import parse_duration
     from ..runs.kill import kill_run
 
-    out = kill_run(args.root, args.id, signal=args.signal, grace=parse_duration(args.grace, "--grace"))
-    extra = " (escalated to KILL)" if out.get("escalated") else ""
-    print(f"{out['id']}: sent {out['signal']}{extra}; status {out['status']}, {out['survivors']} processes left")
+    grace = parse_duration(args.grace, "--grace")
+    with _watcher(args.root) as w:
+        out = kill_run(args.root, args.id, signal=args.signal, grace=grace, watcher=w)
+    extra = ", then KILL to what was left" if out.get("escalated") else ""
+    left = f" ({', '.join(out['left'])})" if out.get("left") else ""
+    print(f"{out['id']}: sent {out['signal']}{extra}; status {out['status']}, {out['survivors']} processes left{left}")
+    if out.get("outside"):
+        print(f"{out['id']}: found outside the run's session and signalled too: {', '.join(out['outside'])}")
     return 0 if not out["survivors"] else 1
 
 
 def _reindex(args) -> int:
-    from ..runs.registry import Registry
-    from ..runs.status import list_runs
-
-    reg = Registry(args.root)
-    try:
-        n = reg.reindex()
-    finally:
-        reg.close()
-    views = list_runs(args.root, all=True)  # process checks: runs gone without exit.json become lost
-    print(f"indexed {n} run dirs ({sum(v.active for v in views)} active)")
+    with _watcher(args.root) as w:
+        n = w.registry.reindex()
+        views = w.refresh(all=True)  # process checks: a run gone without exit.json ends by its own files, or lost
+    corrupt = sum(v.status == "corrupt" for v in views)
+    print(f"indexed {n} run dirs ({sum(v.active for v in views)} active"
+          + (f", {corrupt} corrupt: see mihd runs ls --all)" if corrupt else ")"))
     return 0

@@ -1,8 +1,12 @@
 """Overrun: a run past its expected time. Decided here, flagged by the watcher (CLI, dashboard) once.
 
-Overrunning means elapsed > factor x expected (history), or elapsed > the `--expect` given. The factor
-is 1.5 unless set (argument, or MIHD_OVERRUN_FACTOR). The run itself never writes this event: the
-registry's atomic claim makes exactly one watcher append it, however many are polling.
+The `--expect` given is authoritative: past it, a run overruns. An expected time from history is a
+yardstick only when at least MIN_HISTORY runs stand behind it: then elapsed > factor x expected (1.5
+unless set by argument or MIHD_OVERRUN_FACTOR) overruns. Fewer runs (one noisy first run says little)
+flag only past TENTATIVE_FACTOR x expected, and the `overrun` event says so. Either way a run gets
+MIN_SLACK_S beyond its expected time, so a seconds-long run is not flagged for a slow process start.
+The run itself never writes this event: the registry's atomic claim makes exactly one watcher append
+it, however many are polling.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from pathlib import Path
 
 from ..errors import MihdError
 from ..rundir import EventLog
-from .eta import Expected
+from .eta import MIN_HISTORY, Expected
 
 DEFAULT_FACTOR = 1.5
+TENTATIVE_FACTOR = 3.0
+MIN_SLACK_S = 10.0
 
 
 def overrun_factor(value: float | str | None = None) -> float:
@@ -28,11 +34,24 @@ def overrun_factor(value: float | str | None = None) -> float:
     return factor
 
 
+def overrun_limit(expected: Expected, factor: float = DEFAULT_FACTOR) -> tuple[float | None, float, str]:
+    """(elapsed seconds past which the run overruns, the factor applied, what the expected time rests on)."""
+    if expected.seconds is None:
+        return None, factor, "no expected time"
+    if expected.source == "given":
+        return expected.seconds, 1.0, "given at launch"
+    runs = f"{expected.n} earlier run{'s' * (expected.n != 1)}"
+    if expected.tentative:
+        factor = max(factor, TENTATIVE_FACTOR)
+        why = f"median of only {runs} (fewer than {MIN_HISTORY}): wider factor"
+    else:
+        why = f"median of {runs}"
+    return max(factor * expected.seconds, expected.seconds + MIN_SLACK_S), factor, why
+
+
 def is_overrun(elapsed: float | None, expected: Expected, factor: float = DEFAULT_FACTOR) -> bool:
-    if elapsed is None or expected.seconds is None:
-        return False
-    limit = expected.seconds if expected.source == "given" else factor * expected.seconds
-    return elapsed > limit
+    limit = overrun_limit(expected, factor)[0]
+    return elapsed is not None and limit is not None and elapsed > limit
 
 
 def record_overrun(registry, run_id: str, run_dir: Path, elapsed: float, expected: Expected,
@@ -40,10 +59,11 @@ def record_overrun(registry, run_id: str, run_dir: Path, elapsed: float, expecte
     """Flag the run in the registry and append one `overrun` event; False if someone already did."""
     if not registry.claim_overrun(run_id, now):
         return False
+    _, factor, why = overrun_limit(expected, factor)
     log = EventLog(run_dir)
     try:
         log.emit("overrun", elapsed=round(elapsed, 1), expected=round(expected.seconds, 1),
-                 source=expected.source, factor=factor)
+                 source=expected.source, factor=factor, basis=why)
     finally:
         log.close()
     return True

@@ -24,11 +24,12 @@ from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, r
 from ..workspace import resolve_root
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import sig_string, signature
-from .eta import ProgressTracker, cell_seconds, eta, expected_duration
+from .eta import ProgressTracker, cell_plans, expected_duration
 from .gpu import Gpu, default_gpu
 from .monitor import Monitor, TreeSample
 from .overrun import is_overrun, overrun_factor, record_overrun
 from .registry import ACTIVE, Registry
+from .stages import ShareBook
 from .usage import fresh, read_usage
 
 RECENT = 20  # finished runs shown by `ls` without --all
@@ -53,7 +54,7 @@ class RunView:
     expected_s: float | None
     expected_source: str | None  # given | history | cells | None
     eta_s: float | None
-    eta_confidence: str          # none | low | medium | high | given
+    eta_confidence: str          # unknown | low | medium | high (mihd.runs.eta says what each rests on)
     progress: float | None       # 0..1
     stage: str | None
     stage_done: int | None
@@ -101,6 +102,7 @@ class RunWatcher:
         self.gpu = gpu if gpu is not None else default_gpu()
         self.monitor = monitor or Monitor(self.gpu)
         self._trackers: dict[str, tuple[ProgressTracker, int]] = {}
+        self._shares = ShareBook(self.registry)
 
     @property
     def notes(self) -> list[str]:
@@ -167,12 +169,19 @@ class RunWatcher:
         except (OSError, RunFileError):
             pass
 
-    def _progress(self, row: dict):
-        tracker, offset = self._trackers.get(row["id"]) or (ProgressTracker(row["n_cells"]), 0)
+    def _progress(self, row: dict, expected, history: dict, now: float):
+        tracker, offset = self._trackers.get(row["id"]) or (self._tracker(row, expected, history), 0)
         events, offset = read_events(Path(row["run_dir"]), offset)
         tracker.feed([e for e in events if not event_problem(e)])
         self._trackers[row["id"]] = (tracker, offset)
-        return tracker.p
+        return tracker.estimate(now)
+
+    def _tracker(self, row: dict, expected, history: dict) -> ProgressTracker:
+        """A run's ETA tracker: each cell's history and stage shares (learned from finished runs of it)."""
+        cells = json.loads(row["cells"] or "[]")
+        sigs = [sig_string(signature(c, row["backend"])) for c in cells]
+        plans = cell_plans([c.get("fusion") for c in cells], sigs, history, {s: self._shares.get(s) for s in sigs})
+        return ProgressTracker(row["n_cells"], plans, expected, row["started"])
 
     def refresh(self, all: bool = False, recent: int = RECENT) -> list[RunView]:
         """Every active run, plus the `recent` latest finished ones (all of them with all=True)."""
@@ -246,15 +255,13 @@ class RunWatcher:
             key = (r["signature"], r["expect"])
             if key not in expected_by:
                 cell_sigs = [sig_string(signature(c, r["backend"])) for c in json.loads(r["cells"] or "[]")]
-                expected_by[key] = (expected_duration(r["signature"], history, r["expect"], cell_sigs),
-                                    cell_seconds(cell_sigs, history) if len(cell_sigs) > 1 else None)
-            expected, per_cell = expected_by[key]
-            prog = self._progress(r) if status in COMPUTING else None
-            fraction = prog.weighted(per_cell) if prog else (1.0 if status == "done" else None)
-            eta_s, conf = eta(elapsed, fraction, expected) if status in COMPUTING and elapsed is not None \
-                else (None, expected.confidence if status == "queued" else "none")
+                expected_by[key] = expected_duration(r["signature"], history, r["expect"], cell_sigs)
+            expected = expected_by[key]
+            prog = self._progress(r, expected, history, now) if status in COMPUTING else None
+            fraction = prog.fraction if prog else (1.0 if status == "done" else None)
+            eta_s, conf = (prog.eta_s, prog.confidence) if prog else (None, "unknown")
             if status == "queued":
-                eta_s = expected.seconds
+                eta_s, conf = expected.seconds, expected.confidence
             overrun = bool(r["overrun"])
             if status in COMPUTING and not overrun and is_overrun(elapsed, expected, self.factor):
                 record_overrun(self.registry, r["id"], Path(r["run_dir"]), elapsed, expected, self.factor, now)

@@ -84,7 +84,7 @@ class Backend:
         if where and where.startswith("host "):
             return RunState(UNKNOWN, reason=f"runs on {where}")
         if where:
-            return RunState(GONE, started=ident.get("started"), reason=f"identity recorded {where}: never a match")
+            return RunState(GONE, started=ident.get("started"), reason=f"its processes cannot be told here ({where})")
         if alive(ident["pid"], ident.get("create_time")):
             return RunState(RUNNING, started=ident.get("started"))
         if ident.get("child_pid") != ident["pid"] and alive(ident.get("child_pid"), ident.get("child_create_time")):
@@ -124,7 +124,7 @@ class Backend:
                             "process; not signalling")
         if abs(actual - ctime) > CTIME_TOLERANCE:
             return None, f"{what} pid {pid}: now belongs to another process (pid reused); not signalling"
-        if uid != os.getuid() and os.getuid() != 0:
+        if uid != os.getuid():
             raise MihdError(f"{what} pid {pid}: belongs to another user (uid {uid}); not signalling")
         return proc, None
 
