@@ -228,6 +228,7 @@ _FIELDS = {  # per file: field -> the types its value may have (a field may be m
 }
 _REQUIRED = {PROC: ("pid",), USAGE: ("t",)}
 _CELL_FIELDS = {"ari": _OPT_NUM, "nmi": _OPT_NUM, "seconds": (dict, type(None)), "signature": (dict, type(None))}
+_PEAK_FIELDS = {"cpu_percent": _OPT_NUM, "rss": _OPT_INT, "gpu_mem": _OPT_INT}
 _EVENT_FIELDS = {  # per event kind, the fields watchers use
     None: {"t": _NUM, "kind": str},
     "stage": {"stage": str, "done": _NUM, "total": _NUM},
@@ -237,11 +238,12 @@ _EVENT_FIELDS = {  # per event kind, the fields watchers use
     "kill": {"signal": _OPT_STR, "by": _OPT_STR},
     "lost": {"reason": _OPT_STR},
 }
+_WORDS = {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null", int: "a whole number",
+          float: "a number"}
 
 
 def _kind_name(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, _NUM) else type(value).__name__)
+    return _WORDS.get(type(value), type(value).__name__)
 
 
 def _shape_problem(data: Any, fields: dict, required: tuple = ()) -> str | None:
@@ -252,12 +254,10 @@ def _shape_problem(data: Any, fields: dict, required: tuple = ()) -> str | None:
         if key not in data:
             return f"{key}: missing"
     for key, types in fields.items():
-        if key in data:
-            value = data[key]
-            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in (
-                types if isinstance(types, tuple) else (types,)))
-            if not ok:
-                return f"{key}: unexpected {_kind_name(value)}"
+        types = types if isinstance(types, tuple) else (types,)
+        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool) and bool not in types):
+            wanted = " or ".join(_WORDS[t] for t in types if t is not int or float not in types)
+            return f"{key}: expected {wanted}, found {_kind_name(data[key])}"
     return None
 
 
@@ -282,13 +282,23 @@ def load_file(run_dir: Path, name: str) -> dict | None:
         raise RunFileError(f"{name}: not JSON ({exc})") from None
     problem = _shape_problem(data, _FIELDS[name], _REQUIRED.get(name, ()))
     if problem is None and name == RESULT:
-        problem = next((f"cells[{i}]: {p}" for i, c in enumerate(data.get("cells") or [])
-                        if (p := _shape_problem(c, _CELL_FIELDS))), None)
+        problem = next((f"cells[{i}]: {p}" for i, c in enumerate(data.get("cells") or []) if (p := _cell_problem(c))),
+                       None)
+    if problem is None and name == USAGE and data.get("peak") is not None:
+        problem = next((f"peak: {p}" for p in [_shape_problem(data["peak"], _PEAK_FIELDS)] if p), None)
     if problem is None and name == SPEC:
         problem = _spec_problem(data)
     if problem:
         raise RunFileError(f"{name}: {problem}")
     return data
+
+
+def _cell_problem(cell: Any) -> str | None:
+    problem = _shape_problem(cell, _CELL_FIELDS)
+    if problem is None and cell.get("seconds"):
+        problem = _shape_problem(cell["seconds"], dict.fromkeys(cell["seconds"], _OPT_NUM))
+        problem = problem and f"seconds: {problem}"
+    return problem
 
 
 def _spec_problem(data: dict) -> str | None:

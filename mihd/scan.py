@@ -7,6 +7,9 @@ neighbour). Several linear heads Linear(dim, n_clusters) are trained with the SC
 Returned: the kept head's pre-softmax output (logits), n x n_clusters. The softmax saturates towards
 one-hot vectors, which leaves a tied-covariance GMM or KMeans nearly degenerate input; the logits keep
 the head's geometry (argmax is the same cluster) and are still a plain embedding for any fusion.
+
+Trains on the device asked for (auto: the GPU when torch sees one) with the threads mihd.compute gives;
+batches and neighbour picks come from a CPU generator, so a seed draws the same ones on either device.
 """
 
 from __future__ import annotations
@@ -47,29 +50,36 @@ def scan_loss(anchor_logits, neighbour_logits, entropy_weight: float = ENTROPY_W
 
 
 def scan_refine(x: np.ndarray, n_clusters: int, *, k: int = K_NEIGHBOURS, heads: int = HEADS,
-                epochs: int = EPOCHS, seed: int = 0, progress=None) -> np.ndarray:
+                epochs: int = EPOCHS, seed: int = 0, progress=None, device: str = "auto") -> np.ndarray:
     """Train SCAN heads on the frozen embedding `x`; return the best head's logits (n x n_clusters)."""
-    import torch
+    from .compute import torch_device
 
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:
         raise MihdError(f"scan: expected a spots x d embedding with at least 2 spots, got shape {x.shape}")
     if not 2 <= n_clusters <= len(x):
         raise MihdError(f"--n-clusters {n_clusters}: must be from 2 to the number of spots ({len(x)})")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    with torch_device(device) as dev:
+        return _train(x, n_clusters, k, heads, epochs, seed, progress, dev)
+
+
+def _train(x, n_clusters, k, heads, epochs, seed, progress, dev) -> np.ndarray:
+    import torch
+
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    neigh = torch.as_tensor(mine_neighbours(x, k))
+    neigh = torch.as_tensor(mine_neighbours(x, k))  # stays on the CPU: picks are drawn there
     mu, sd = x.mean(0), x.std(0)
-    xt = torch.as_tensor((x - mu) / np.where(sd > 0, sd, 1.0))
-    models = [torch.nn.Linear(x.shape[1], n_clusters) for _ in range(heads)]
+    xt = torch.as_tensor((x - mu) / np.where(sd > 0, sd, 1.0), device=dev)
+    models = [torch.nn.Linear(x.shape[1], n_clusters).to(dev) for _ in range(heads)]
     opts = [torch.optim.Adam(m.parameters(), lr=LR, weight_decay=1e-4) for m in models]
     n = len(x)
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, BATCH):
             idx = perm[start : start + BATCH]
-            pick = neigh[idx, torch.randint(neigh.shape[1], (len(idx),), generator=gen)]
+            pick = neigh[idx, torch.randint(neigh.shape[1], (len(idx),), generator=gen)].to(dev)
+            idx = idx.to(dev)
             for model, opt in zip(models, opts):
                 opt.zero_grad()
                 scan_loss(model(xt[idx]), model(xt[pick])).backward()
@@ -77,7 +87,7 @@ def scan_refine(x: np.ndarray, n_clusters: int, *, k: int = K_NEIGHBOURS, heads:
         if progress:
             progress("scan", epoch + 1, epochs)
     with torch.no_grad():
-        full_pick = neigh[torch.arange(n), torch.randint(neigh.shape[1], (n,), generator=gen)]
+        full_pick = neigh[torch.arange(n), torch.randint(neigh.shape[1], (n,), generator=gen)].to(dev)
         losses = [float(scan_loss(m(xt), m(xt[full_pick]))) for m in models]
         best = models[int(np.argmin(losses))]
-        return best(xt).numpy()
+        return best(xt).cpu().numpy()

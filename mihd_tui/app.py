@@ -52,6 +52,7 @@ class MihdApp(App):
         self._overrun_seen: set[str] = set()
         self._overrun_queue: list[str] = []
         self._setup_demo = setup_demo and _is_empty(self.root)
+        self._pauses = 0
         self.setup_note = ""
 
     # -- start and polling ------------------------------------------------------------------------
@@ -86,9 +87,12 @@ class MihdApp(App):
         self.poller.wake.set()
 
     def pause_refresh(self, paused: bool) -> None:
-        """Modal dialogs pause the refresh, so what they ask about does not change under them."""
-        (self.poller.paused.set if paused else self.poller.paused.clear)()
-        if not paused:
+        """Modal dialogs pause the refresh, so what they ask about does not change under them; so does a
+        launch until its run is handed to the backend (a run dir seen before that has no handle yet).
+        Pauses nest: the refresh resumes when the last one ends."""
+        self._pauses = max(self._pauses + (1 if paused else -1), 0)
+        (self.poller.paused.set if self._pauses else self.poller.paused.clear)()
+        if not self._pauses:
             self.refresh_now()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
@@ -185,20 +189,27 @@ class MihdApp(App):
         self.push_screen(LaunchDialog(self.spec, groups, what, snap.entries, snap.history),
                          lambda plans: plans and self.launch(plans, snap.entries))
 
-    @work(thread=True, group="launch")
     def launch(self, plans: list, entries: list[dict]) -> None:
+        self.pause_refresh(True)
+        self._launch(plans, entries)
+
+    @work(thread=True, group="launch")
+    def _launch(self, plans: list, entries: list[dict]) -> None:
         """Launch each RunSpec; whether its inputs are cached is known from the inventory the dialog showed."""
         from mihd.cli.run_cmd import plan_argv
         from mihd.runs.launch import launch
 
         cached = cached_inputs(entries)
-        for plan in plans:
-            try:
-                run_id = launch(self.root, plan, cached=[inputs_cached(c, cached) for c in plan.cells])
-            except MihdError as exc:
-                self.post_message(Notice(str(exc), "error"))
-                return
-            self.post_message(Notice(f"launched {run_id}: mihd {' '.join(plan_argv(plan))}"))
+        try:
+            for plan in plans:
+                try:
+                    run_id = launch(self.root, plan, cached=[inputs_cached(c, cached) for c in plan.cells])
+                except MihdError as exc:
+                    self.post_message(Notice(str(exc), "error"))
+                    return
+                self.post_message(Notice(f"launched {run_id}: mihd {' '.join(plan_argv(plan))}"))
+        finally:
+            self.call_from_thread(self.pause_refresh, False)
 
     def set_spec(self, **changes) -> None:
         self.spec = replace(self.spec, **changes)

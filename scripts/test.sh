@@ -7,7 +7,12 @@ started_slurm=0
 if [ -x scripts/slurm/start.sh ] && [ "$(id -u)" = 0 ]; then
   bash scripts/slurm/start.sh >/dev/null && started_slurm=1
 fi
+started_twohost=0
+if [ "$(id -u)" = 0 ]; then  # two sshfs mounts as two hosts (tests marked twohost skip without them)
+  bash scripts/twohost.sh start >/dev/null && started_twohost=1 || true
+fi
 status=0
 .venv/bin/python -m pytest -q "$@" || status=$?
 [ "$started_slurm" = 1 ] && bash scripts/slurm/stop.sh || true
+[ "$started_twohost" = 1 ] && bash scripts/twohost.sh stop || true
 exit $status

@@ -97,3 +97,25 @@ def test_options_are_validated_alike_from_flags_files_and_fields(fakeq, tmp_path
     err = capsys.readouterr().err.strip()
     assert err == "mihd: error: --queue: an option of --backend fakeq, not of --backend local"
     assert not (tmp_path / "runs").exists()
+
+
+async def test_a_third_backend_is_offered_by_the_launch_dialog(fakeq):
+    from textual.app import App
+    from textual.widgets import Select
+
+    from mihd.grid import GridSpec
+    from mihd_tui.screens.launch import LaunchDialog
+
+    class Host(App):
+        def pause_refresh(self, paused: bool) -> None:
+            pass
+
+        def on_mount(self) -> None:
+            self.push_screen(LaunchDialog(GridSpec("demo"), [(["concat"], ["texture"])], "a cell", [], {}))
+
+    async with Host().run_test() as pilot:
+        await pilot.pause()
+        backend = pilot.app.screen.query_one("#backend", Select)
+        backend.value = "fakeq"  # an option the dialog offers (Select refuses any other value)
+        await pilot.pause()
+        assert backend.value == "fakeq"

@@ -94,6 +94,7 @@ GARBLES = {
     "result.json": b'{"slice": "demo", "status": "ok", "cells": "not a list"}',
     "proc.json": b'{"pid": "12"}',
     "handle.json": b'"a string"',
+    "usage.json": b'{"t": "now", "rss": 1}',
 }
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from mihd.encoders import VISION_ENCODERS
-from mihd.encoders.vision import MODELS, build_model
+from mihd.encoders.vision import build_model
+from mihd.encoders.vision_models import VISION_MODELS
+from conftest import run_mihd
 from mihd.errors import MihdError
 from test_patches import make_slice
 
@@ -43,7 +47,7 @@ def test_architecture_matches_the_published_model(name):
                                            progress=lambda d, t: seen.append((d, t)))
     assert emb.shape == (2, dim) and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert cfg["random_init"] is True and cfg["weights"] is None and cfg["model"] == name
-    assert cfg["input_px"] == MODELS[name].size and cfg["image"] == "hires" and cfg["variant"] == "standard"
+    assert cfg["input_px"] == VISION_MODELS[name].size and cfg["image"] == "hires" and cfg["variant"] == "standard"
     assert seen == [(1, 2), (2, 2)]
 
 
@@ -57,7 +61,7 @@ def test_vit_configs_are_the_published_ones():
     assert uni2.blocks[0].ls1.gamma.shape == (1536,) and uni.blocks[0].ls1.gamma.shape == (1024,)  # init_values set
     assert uni.patch_embed.patch_size == (16, 16) and len(uni.blocks) == 24
     assert hipt.patch_embed.img_size == (256, 256) and hipt.embed_dim == 384 and len(hipt.blocks) == 12
-    assert MODELS["hipt"].mean == MODELS["hipt"].std == (0.5, 0.5, 0.5)
+    assert VISION_MODELS["hipt"].mean == VISION_MODELS["hipt"].std == (0.5, 0.5, 0.5)
 
 
 def _dino_checkpoint(model) -> dict:
@@ -133,10 +137,36 @@ def test_bad_weights_paths_and_files(tmp_path):
     with pytest.raises(MihdError, match="does not fit vit_small_patch16_224") as err:
         encode("hipt", a, weights=str(wrong))
     assert "\n" not in str(err.value)
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(MihdError, match="cannot be read"):
-        encode("hipt", a, weights=str(garbage))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("epochs: 100\nlr: 0.1\n")
+    with pytest.raises(MihdError) as err:
+        encode("hipt", a, weights=str(notes))
+    assert str(err.value) == f"weights {notes}: not a torch or safetensors checkpoint (a text file)"
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(wrong.read_bytes()[:4096])  # a torch zip cut short
+    with pytest.raises(MihdError, match=f"weights {truncated}: cannot be read") as err:
+        encode("hipt", a, weights=str(truncated))
+    assert "\n" not in str(err.value)
+
+
+def test_weights_that_are_not_a_checkpoint_are_one_line_from_the_cli(tmp_path, demo_root):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("some notes\n")
+    proc = run_mihd("extract", "demo", "--vision", "hipt", "--weights", str(notes), root=demo_root)
+    assert proc.returncode == 2
+    assert proc.stderr == f"mihd: error: weights {notes}: not a torch or safetensors checkpoint (a text file)\n"
+
+
+def test_the_model_tables_make_the_light_registry():
+    """Each table gives a registry entry (what the dashboard lists) without importing torch or timm."""
+    code = ("import sys; from mihd.encoders import VISION_ENCODERS as V; "
+            "print(','.join(V), [m for m in ('torch', 'timm', 'numpy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "uni2,uni,hipt,resnet50,texture []"
+    for name, model in VISION_MODELS.items():
+        spec = VISION_ENCODERS[name]
+        assert spec.description == model.description and spec.needs_weights
+        assert spec.load().args == (name,)  # vision.encode_model with the table's name bound
 
 
 def test_a_slice_without_image_fails_before_looking_for_weights():
@@ -158,12 +188,12 @@ def test_variants_feed_the_model(variant):
 
 def test_device_choice():
     a = make_slice(n_side=1)
-    _, cfg = encode("resnet50", a, random_init=True, device="cpu", num_threads=1)
-    assert cfg["device"] == "cpu" and cfg["num_threads"] == 1
-    with pytest.raises(MihdError, match="device 'gpu0': not a torch device"):
+    _, cfg = encode("resnet50", a, random_init=True, device="cpu")
+    assert cfg["device"] == "cpu" and cfg["num_threads"] == torch.get_num_threads()
+    with pytest.raises(MihdError, match="--device 'gpu0': not one of auto, cpu, cuda"):
         encode("resnet50", a, random_init=True, device="gpu0")
     if not torch.cuda.is_available():
-        with pytest.raises(MihdError, match="no CUDA GPU"):
+        with pytest.raises(MihdError, match="^--device cuda: no CUDA GPU is visible to this process"):
             encode("resnet50", a, random_init=True, device="cuda")
 
 

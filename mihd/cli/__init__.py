@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..compute import quiet_waiting
 from ..errors import MihdError
-from . import cache_cmd, export_cmd, extract_cmd, launch_cmd, results_cmd, run_cmd, runs_cmd, slices_cmd
+from . import cache_cmd, doctor_cmd, export_cmd, extract_cmd, launch_cmd, results_cmd, run_cmd, runs_cmd, slices_cmd
 
-GROUPS = (slices_cmd, extract_cmd, cache_cmd, run_cmd, launch_cmd, runs_cmd, results_cmd, export_cmd)
+quiet_waiting()  # before any handler loads numpy or torch: their worker threads sleep when idle, sized to our cores
+
+GROUPS = (slices_cmd, extract_cmd, cache_cmd, run_cmd, launch_cmd, runs_cmd, results_cmd, export_cmd, doctor_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,6 +61,7 @@ def register(sub) -> None:
     scan.add_argument("--cache-name", help="store under this name (default scan_<NAME>)")
     scan.add_argument("--n-clusters", type=int, help="SCAN head width (default: the number of truth labels)")
     scan.add_argument("--seed", type=int, default=0)
+    scan.add_argument("--device", default="auto", choices=DEVICES, help="where the heads train (default auto: CUDA when torch sees one)")
     scan.add_argument("--override", action="store_true", help="recompute even when cached")
     add_root(scan)
     scan.set_defaults(handler=cmd_refine_scan)
@@ -245,7 +246,7 @@ def cmd_refine_scan(args) -> int:
     root = resolve_root(args.root)
     adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
     result = refine_scan(adata, args.vision, root=root, variant=args.variant, cache_name=args.cache_name,
-                         n_clusters=args.n_clusters, seed=args.seed, override=args.override)
+                         n_clusters=args.n_clusters, seed=args.seed, override=args.override, device=args.device)
     meta = result.embedding.meta
     verb = "loaded" if result.status == "hit" else "computed"
     print(f"{result.status}  {meta['slice']}/vision/{meta['name']}/{meta['variant']}  "

@@ -4,14 +4,18 @@ An encode function has the signature
     encode(adata, *, variant: str, config: dict, progress: Callable[[int, int], None]) -> (array, config)
 and returns the raw spots x d embedding plus its effective configuration (what is recorded in the cache
 metadata: resolved weights path, batch size, random_init, ...). Gene encoders get variant "-".
+The pretrained vision encoders come from their tables in vision_models.py, all served by
+`vision.encode_model` with the model's name bound.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from functools import partial
 
 from ..errors import MihdError
+from .vision_models import VISION_MODELS
 
 
 @dataclass(frozen=True)
@@ -22,9 +26,11 @@ class EncoderSpec:
     function: str
     needs_weights: bool
     description: str
+    model: str | None = None  # passed as the first argument (a vision_models table name)
 
     def load(self):
-        return getattr(importlib.import_module(self.module, __name__), self.function)
+        fn = getattr(importlib.import_module(self.module, __name__), self.function)
+        return partial(fn, self.model) if self.model else fn
 
 
 VARIANTS = ("standard", "freq", "staig_strict")
@@ -40,14 +46,10 @@ GENE_ENCODERS = {
 }
 
 VISION_ENCODERS = {
-    s.name: s
-    for s in (
-        EncoderSpec("uni2", "vision", ".vision", "encode_uni2", True, "UNI2-h ViT-H/14, 8 register tokens, SwiGLU (1536-d)"),
-        EncoderSpec("uni", "vision", ".vision", "encode_uni", True, "UNI ViT-L/16 (1024-d)"),
-        EncoderSpec("hipt", "vision", ".vision", "encode_hipt", True, "HIPT ViT-S/16 DINO at 256 px (384-d)"),
-        EncoderSpec("resnet50", "vision", ".vision", "encode_resnet50", True, "timm ResNet-50 (2048-d)"),
-        EncoderSpec("texture", "vision", ".handcrafted", "encode_texture", False, "weight-free colour and texture statistics of the patch"),
-    )
+    **{m.name: EncoderSpec(m.name, "vision", ".vision", "encode_model", True, m.description, model=m.name)
+       for m in VISION_MODELS.values()},
+    "texture": EncoderSpec("texture", "vision", ".handcrafted", "encode_texture", False,
+                           "weight-free colour and texture statistics of the patch"),
 }
 
 REGISTRY = {"gene": GENE_ENCODERS, "vision": VISION_ENCODERS}

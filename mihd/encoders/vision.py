@@ -1,69 +1,29 @@
 """Pretrained histology vision encoders, built with timm exactly as their authors publish them.
 
+Each model is one table in vision_models.py; this module builds it and runs it.
 Weights come from local files only (no machine here reaches a model hub), looked for in this order:
 config["weights"] (a file or a folder), $MIHD_WEIGHTS/<name>/, the local Hugging Face cache (offline).
 Random weights only when config["random_init"] is true, and the effective config says so.
 config["precision"]: "fp32" (default; reproducible) or "bf16" (autocast: several times faster on a GPU,
-values differ slightly, so keep such an embedding under its own --cache-name).
+values differ slightly, so keep such an embedding under its own --cache-name). config["device"]: auto
+(default: the GPU when torch sees one), cpu or cuda; CPU threads are the cores this process may use.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import MihdError
 from .patches import SpotPatches, to_model_input
+from .vision_models import VISION_MODELS, VisionModel
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
 WEIGHT_GLOBS = ("*.pth", "*.pt")
 DROP_PREFIXES = ("module.", "backbone.")
 PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One encoder: its timm constructor and kwargs, its input (size, mean, std), where its weights live."""
-
-    name: str
-    timm_name: str
-    kwargs: Callable[[], dict]  # a function: some kwargs are timm/torch classes, imported only when built
-    dim: int
-    size: int
-    mean: tuple = IMAGENET_MEAN
-    std: tuple = IMAGENET_STD
-    hf_repo: str | None = None
-    ignore_unexpected: tuple = ()  # checkpoint keys the headless model does not have
-
-
-def _uni2_kwargs() -> dict:
-    import timm
-    import torch
-
-    return dict(img_size=224, patch_size=14, depth=24, num_heads=24, init_values=1e-5, embed_dim=1536,
-                mlp_ratio=2.66667 * 2, num_classes=0, no_embed_class=True, mlp_layer=timm.layers.SwiGLUPacked,
-                act_layer=torch.nn.SiLU, reg_tokens=8, dynamic_img_size=True)
-
-
-MODELS = {
-    m.name: m
-    for m in (
-        ModelSpec("uni2", "vit_giant_patch14_224", _uni2_kwargs, 1536, 224, hf_repo="MahmoodLab/UNI2-h"),
-        ModelSpec("uni", "vit_large_patch16_224",
-                  lambda: dict(img_size=224, patch_size=16, init_values=1e-5, num_classes=0, dynamic_img_size=True),
-                  1024, 224, hf_repo="MahmoodLab/UNI"),
-        ModelSpec("hipt", "vit_small_patch16_224", lambda: dict(img_size=256, num_classes=0), 384, 256,
-                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), ignore_unexpected=("head.",)),
-        ModelSpec("resnet50", "resnet50", lambda: dict(num_classes=0), 2048, 224, hf_repo="timm/resnet50.a1_in1k",
-                  ignore_unexpected=("fc.",)),
-    )
-}
 
 
 def check_precision(precision: str) -> str:
@@ -76,8 +36,8 @@ def build_model(name: str):
     """The timm model with random weights (the architecture only)."""
     import timm
 
-    spec = MODELS[name]
-    return timm.create_model(spec.timm_name, pretrained=False, **spec.kwargs())
+    spec = VISION_MODELS[name]
+    return timm.create_model(spec.timm_name, pretrained=False, **spec.timm_kwargs())
 
 
 def _weights_in_folder(folder: Path) -> Path | None:
@@ -93,7 +53,7 @@ def _weights_in_folder(folder: Path) -> Path | None:
 
 def find_weights(name: str, config: dict) -> tuple[Path, str]:
     """(weights file, where it was found). A missing file is a one-line MihdError listing every place looked."""
-    spec = MODELS[name]
+    spec = VISION_MODELS[name]
     wanted = ", ".join(WEIGHT_FILES + WEIGHT_GLOBS)
     if config.get("weights"):
         path = Path(config["weights"]).expanduser()
@@ -130,6 +90,30 @@ def find_weights(name: str, config: dict) -> tuple[Path, str]:
     )
 
 
+def checkpoint_kind(path: Path) -> str | None:
+    """"safetensors" or "torch" (torch.save's zip, or a legacy pickle) by the file's first bytes, else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # zip archive / pickle protocol >= 2
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1:  # u64 header size + JSON
+        return "safetensors"
+    return None
+
+
+def _looks_like(path: Path) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        return "the file is empty"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            return f"unknown binary format starting {head[:8]!r}"
+    return "a text file"
+
+
 def load_state_dict(path: Path) -> dict:
     """A checkpoint's tensors with wrappers removed: DINO's `teacher` (HIPT), `state_dict`/`model`, and the
     `module.`/`backbone.` key prefixes."""
@@ -137,8 +121,11 @@ def load_state_dict(path: Path) -> dict:
 
     import torch
 
+    kind = checkpoint_kind(path)
+    if kind is None:
+        raise MihdError(f"weights {path}: not a torch or safetensors checkpoint ({_looks_like(path)})")
     try:
-        if path.suffix == ".safetensors":
+        if kind == "safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(path))
@@ -162,7 +149,7 @@ def load_state_dict(path: Path) -> dict:
 
 
 def _load_into(model, name: str, path: Path) -> None:
-    spec = MODELS[name]
+    spec = VISION_MODELS[name]
     state = load_state_dict(path)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -176,25 +163,20 @@ def _load_into(model, name: str, path: Path) -> None:
 
 
 def encode_model(name: str, adata, *, variant: str, config: dict, progress=None):
-    """Embed every spot's patch with model `name`; returns (float32 n x dim, effective config)."""
-    spec = MODELS[name]
+    """Embed every spot's patch with model `name` (a vision_models table); returns (float32 n x dim,
+    effective config)."""
+    from ..compute import check_device, configure_torch, torch_device
+
+    spec = VISION_MODELS[name]
     patches = SpotPatches(adata, variant, spec.size)  # a slice without an image fails first, before any weights
+    check_device(config.get("device") or "auto")
+    precision = check_precision(config.get("precision") or "fp32")
     random_init = bool(config.get("random_init", False))
     weights, source = (None, None) if random_init else find_weights(name, config)
+    batch_size = int(config.get("batch_size", 32))
     import torch
 
-    try:
-        device = torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as exc:
-        raise MihdError(f"device {config.get('device')!r}: not a torch device") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MihdError(f"device {config.get('device')!r}: no CUDA GPU is visible to this process")
-    precision = check_precision(config.get("precision") or "fp32")
-    threads = max(1, min(int(config.get("num_threads", os.cpu_count() or 1)), os.cpu_count() or 1))
-    batch_size = int(config.get("batch_size", 32))
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_device(config.get("device") or "auto") as device:
         if random_init:
             torch.manual_seed(int(config.get("seed", 0)))
         model = build_model(name)
@@ -202,8 +184,7 @@ def encode_model(name: str, adata, *, variant: str, config: dict, progress=None)
             _load_into(model, name, weights)
         model.eval().to(device)
         out = embed_batches(model, spec, patches.batches(batch_size), len(patches), device, precision, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
+    threads = configure_torch()
     effective = {"model": name, "timm_name": spec.timm_name, "weights": str(weights) if weights else None,
                  "weights_source": source, "random_init": random_init, "dim": spec.dim, "mean": list(spec.mean),
                  "std": list(spec.std), "batch_size": batch_size, "device": str(device), "num_threads": threads,
@@ -214,7 +195,7 @@ def encode_model(name: str, adata, *, variant: str, config: dict, progress=None)
     return out, effective
 
 
-def embed_batches(model, spec: ModelSpec, batches, n: int, device, precision: str = "fp32", progress=None):
+def embed_batches(model, spec: VisionModel, batches, n: int, device, precision: str = "fp32", progress=None):
     """The forward pass over patch batches ((b, H, W, 3) in [0, 1]) -> float32 (n, dim); bf16 by autocast."""
     import torch
 
@@ -228,19 +209,3 @@ def embed_batches(model, spec: ModelSpec, batches, n: int, device, precision: st
             if progress:
                 progress(done, n)
     return out
-
-
-def encode_uni2(adata, *, variant: str, config: dict, progress=None):
-    return encode_model("uni2", adata, variant=variant, config=config, progress=progress)
-
-
-def encode_uni(adata, *, variant: str, config: dict, progress=None):
-    return encode_model("uni", adata, variant=variant, config=config, progress=progress)
-
-
-def encode_hipt(adata, *, variant: str, config: dict, progress=None):
-    return encode_model("hipt", adata, variant=variant, config=config, progress=progress)
-
-
-def encode_resnet50(adata, *, variant: str, config: dict, progress=None):
-    return encode_model("resnet50", adata, variant=variant, config=config, progress=progress)

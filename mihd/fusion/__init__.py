@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from ..compute import check_device
 from ..errors import MihdError
 from ..preprocess import Profile, apply_profile
 
@@ -30,11 +31,13 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 @dataclass(frozen=True)
 class FusionContext:
-    """What a method may use besides the embeddings: full-res coords (obsm["spatial"]), seed, n_clusters."""
+    """What a method may use besides the embeddings: full-res coords (obsm["spatial"]), seed, n_clusters,
+    and the device a training method runs on (auto | cpu | cuda; see mihd.compute)."""
 
     coords: np.ndarray
     seed: int = 0
     n_clusters: int = 7
+    device: str = "auto"
     progress: Progress = field(default=_no_progress)
 
 
@@ -108,12 +111,14 @@ def run_cell_arrays(
     refine: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
+    device: str = "auto",
 ):
     """Raw embeddings -> (labels, fused array, timings {"fuse", "cluster"} in seconds).
 
     Applies the method's profile once, fuses, clusters and (with `refine`) smooths the labels by a
-    15-NN spatial majority vote. Pass embeddings of the spots to score (e.g. labelled spots only for the
-    DLPFC protocol, where NA spots are dropped before the graph is built).
+    15-NN spatial majority vote. `device` is where the training methods (attention, staig_fusion) run.
+    Pass embeddings of the spots to score (e.g. labelled spots only for the DLPFC protocol, where NA
+    spots are dropped before the graph is built).
     """
     import numpy as np
 
@@ -122,6 +127,7 @@ def run_cell_arrays(
     progress = progress or _no_progress
     method = get_fusion(fusion)
     clustering.get_clusterer(cluster)  # fail on a bad name before any work
+    check_device(device)  # a bad name, or cuda without a GPU: one line, before any work
     coords = np.asarray(coords, dtype=np.float64)
     check_inputs(method, gene, vision, coords)
     clustering.check_n_clusters(n_clusters, len(gene.obs_names))
@@ -130,7 +136,7 @@ def run_cell_arrays(
     progress("fuse", 0, 1)
     g = apply_profile(gene, method.profile.gene)
     v = apply_profile(vision, method.profile.vision) if (vision is not None and method.uses_vision) else None
-    ctx = FusionContext(coords=coords, seed=seed, n_clusters=n_clusters, progress=progress)
+    ctx = FusionContext(coords=coords, seed=seed, n_clusters=n_clusters, device=device, progress=progress)
     fused = method.fuse(g, v, ctx)
     progress("fuse", 1, 1)
     t1 = time.perf_counter()

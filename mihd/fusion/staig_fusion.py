@@ -11,8 +11,10 @@
 - Loss: s = exp(cos / tau); positives = the spot in the other view + its graph neighbours in both
   views, divided by their number; denominator = pairs in both views (with an image: only pairs whose
   KMeans(k=80) image pseudo-labels differ) minus the self term; -log, symmetric, mean.
-- Settings from STAIG's 151673 configs. Full batch, float32, 2 threads, seeded (STAIG's seed 39788
-  + the run seed), so a run is reproducible on CPU.
+- Settings from STAIG's 151673 configs. Full batch, float32, seeded (STAIG's seed 39788 + the run
+  seed). Trains on the device asked for (auto: the GPU when torch sees one) with the threads this
+  process may use (mihd.compute); the random masks are drawn on the CPU, so both devices see the same
+  views, and the CPU result is the same to the bit for the same seed and allocation.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def _model(n_features: int):
     return STAIGNet()
 
 
-def _propagation(edges_kept: np.ndarray, n: int):
+def _propagation(edges_kept: np.ndarray, n: int, device=None):
     """GCN message lists for one view: both directions + self-loops, weight 1/sqrt(deg_i deg_j)."""
     import torch
 
@@ -122,7 +124,8 @@ def _propagation(edges_kept: np.ndarray, n: int):
     dst = np.concatenate([dst, np.arange(n)])
     deg = np.bincount(dst, minlength=n).astype(np.float32)
     norm = 1.0 / np.sqrt(deg[src] * deg[dst])
-    return torch.as_tensor(src), torch.as_tensor(dst), torch.as_tensor(norm, dtype=torch.float32)
+    return (torch.as_tensor(src, device=device), torch.as_tensor(dst, device=device),
+            torch.as_tensor(norm, dtype=torch.float32, device=device))
 
 
 def _pair_sums(a, ys, scale):
@@ -145,7 +148,7 @@ def _group_sums(a, y, groups, scale):
     index, valid = groups  # (G, m) spot index per group padded, (G, m) bool
     ag, yg = a[index], y[index]  # G x m x d
     e = torch.exp(scale * torch.bmm(ag, yg.transpose(1, 2))) * valid.unsqueeze(1)
-    out = torch.zeros(len(a), dtype=a.dtype)
+    out = torch.zeros(len(a), dtype=a.dtype, device=a.device)
     return out.index_put_((index[valid],), e.sum(2)[valid])
 
 
@@ -159,7 +162,7 @@ def _loss(z1, z2, pos_src, pos_dst, n_pos, groups, tau):
 
     def edge_sum(x, y):  # sum over graph neighbours j of exp(cos(x_i, y_j) / tau), exact
         s = torch.exp(scale * (x[pos_src] * y[pos_dst]).sum(1))
-        return torch.zeros(len(x), dtype=x.dtype).index_add_(0, pos_src, s)
+        return torch.zeros(len(x), dtype=x.dtype, device=x.device).index_add_(0, pos_src, s)
 
     cross_self = torch.exp(scale * (a * b).sum(1))
     self_term = torch.exp(scale * (a * a).sum(1))
@@ -175,7 +178,7 @@ def _loss(z1, z2, pos_src, pos_dst, n_pos, groups, tau):
     return 0.5 * (l1 + l2).mean()
 
 
-def _padded_groups(labels: np.ndarray):
+def _padded_groups(labels: np.ndarray, device=None):
     import torch
 
     order = [np.flatnonzero(labels == g) for g in np.unique(labels)]
@@ -184,15 +187,21 @@ def _padded_groups(labels: np.ndarray):
     valid = np.zeros((len(order), width), dtype=bool)
     for g, o in enumerate(order):
         index[g, : len(o)], valid[g, : len(o)] = o, True
-    return torch.as_tensor(index), torch.as_tensor(valid)
+    return torch.as_tensor(index, device=device), torch.as_tensor(valid, device=device)
 
 
 def train(gene_x: np.ndarray, coords: np.ndarray, image_emb: np.ndarray | None, *, seed: int = 0,
-          settings: Settings | None = None, progress=None) -> np.ndarray:
+          settings: Settings | None = None, progress=None, device: str = "auto") -> np.ndarray:
     """Train STAIG on one slice and return the 64-d projection-head embedding (n x 64)."""
+    from ..compute import torch_device
+
+    with torch_device(device) as dev:
+        return _train(gene_x, coords, image_emb, seed, settings, progress, dev)
+
+
+def _train(gene_x, coords, image_emb, seed, settings, progress, dev) -> np.ndarray:
     import torch
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     cfg = settings or (WITH_IMAGE if image_emb is not None else GENE_ONLY)
     n = len(gene_x)
     edges = spatial_edges(np.asarray(coords, dtype=np.float64))
@@ -205,13 +214,14 @@ def train(gene_x: np.ndarray, coords: np.ndarray, image_emb: np.ndarray | None, 
 
     gen = torch.Generator().manual_seed(STAIG_SEED + seed)
     torch.manual_seed(STAIG_SEED + seed)
-    x = torch.as_tensor(np.asarray(gene_x, dtype=np.float32))
-    pos_src, pos_dst = (torch.as_tensor(v) for v in _directed(edges))
-    n_pos = torch.as_tensor(2 * np.bincount(pos_src.numpy(), minlength=n) + 1, dtype=torch.float32)
-    groups = _padded_groups(labels) if labels is not None else None
-    p_t = torch.as_tensor(p_drop, dtype=torch.float32)
+    x = torch.as_tensor(np.asarray(gene_x, dtype=np.float32), device=dev)
+    src, dst = _directed(edges)
+    pos_src, pos_dst = torch.as_tensor(src, device=dev), torch.as_tensor(dst, device=dev)
+    n_pos = torch.as_tensor(2 * np.bincount(src, minlength=n) + 1, dtype=torch.float32, device=dev)
+    groups = _padded_groups(labels, dev) if labels is not None else None
+    p_t = torch.as_tensor(p_drop, dtype=torch.float32)  # masks are drawn on the CPU generator
 
-    model = _model(x.shape[1])
+    model = _model(x.shape[1]).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     for epoch in range(cfg.epochs):
         model.train()
@@ -219,7 +229,8 @@ def train(gene_x: np.ndarray, coords: np.ndarray, image_emb: np.ndarray | None, 
         views = []
         for rate in cfg.feature_mask:
             kept = edges[(torch.rand(len(edges), generator=gen) >= p_t).numpy()]
-            views.append(((torch.rand(x.shape[1], generator=gen) >= rate).float(), _propagation(kept, n)))
+            keep = (torch.rand(x.shape[1], generator=gen) >= rate).float().to(dev)
+            views.append((keep, _propagation(kept, n, dev)))
         z1, z2 = model(x, views)
         loss = _loss(z1, z2, pos_src, pos_dst, n_pos, groups, cfg.tau)
         loss.backward()
@@ -228,9 +239,10 @@ def train(gene_x: np.ndarray, coords: np.ndarray, image_emb: np.ndarray | None, 
             progress("train", epoch + 1, cfg.epochs)
     model.eval()
     with torch.no_grad():
-        (out,) = model(x, [(torch.ones(x.shape[1]), _propagation(edges, n))])
-    return out.numpy()
+        (out,) = model(x, [(torch.ones(x.shape[1], device=dev), _propagation(edges, n, dev))])
+    return out.cpu().numpy()
 
 
 def fuse(gene, vision, ctx):
-    return train(gene.array, ctx.coords, None if vision is None else vision.array, seed=ctx.seed, progress=ctx.progress)
+    return train(gene.array, ctx.coords, None if vision is None else vision.array, seed=ctx.seed, progress=ctx.progress,
+                 device=ctx.device)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import read_json
-from ..rundir import (EVENTS, EXIT, HANDLE, PROC, RESULT, SPEC, RunFileError, iter_run_dirs, load_events, load_file,
-                      read_spec)
+from ..rundir import (EVENTS, EXIT, HANDLE, PROC, RESULT, SPEC, USAGE, RunFileError, iter_run_dirs, load_events,
+                      load_file, read_spec)
 from ..workspace import host_index_dir, resolve_root, runs_dir
 from .backends import outcome as backend_outcome
 from .cells import run_signature, sig_string, signature, stored_label
@@ -37,7 +37,7 @@ LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspac
 TERMINAL = ("done", "failed", "killed")
 ACTIVE = ("queued", "running", "orphaned")
 BUSY_TIMEOUT_S = 30.0
-_UNREADABLE = ("file is not a database", "malformed")
+_UNREADABLE = ("file is not a database", "malformed", "no such table", "no such column")  # heal by rebuilding
 
 RUN_COLUMNS = (
     "id", "name", "label", "signature", "cells", "n_cells", "backend", "handle", "pid", "create_time",
@@ -72,6 +72,7 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
     run_dir = Path(run_dir)
     try:
         spec_raw, handle, ident, result, exit_ = (load_file(run_dir, f) for f in (SPEC, HANDLE, PROC, RESULT, EXIT))
+        load_file(run_dir, USAGE)  # only shown, but a bad one is said like any other
         events = load_events(run_dir)
     except RunFileError as exc:
         return _corrupt_row(run_dir, str(exc)), []
@@ -193,10 +194,15 @@ class Registry:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        """The connection; a new one (first use, a file deleted or replaced) ingests unseen run dirs first."""
+        return self._connection(sync=True)
+
+    def _connection(self, sync: bool) -> sqlite3.Connection:
         if self._conn is None or (not self.memory and _inode(self.path) != self._inode):
             self.close()
             self._conn = self._open()
-            self.sync()
+            if sync:
+                self.sync()
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
@@ -296,7 +302,7 @@ class Registry:
         """Rebuild the whole index from the run dirs (in one transaction); returns how many run dirs."""
         dirs = list(iter_run_dirs(runs_dir(self.root)))
         described = [describe(d) for d in dirs if _has_files(d)]
-        with _write(self.conn):
+        with _write(self._connection(sync=False)):
             self.conn.execute("DELETE FROM runs")
             self.conn.execute("DELETE FROM cells")
             for row, cell_rows in described:

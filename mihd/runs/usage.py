@@ -14,8 +14,8 @@ import os
 import time
 from pathlib import Path
 
-from ..jsonio import read_json, write_json_atomic
-from ..rundir import USAGE
+from ..jsonio import write_json_atomic
+from ..rundir import USAGE, RunFileError, load_file
 
 EVERY = 5.0        # seconds between samples written by the supervisor
 FRESH = 3 * EVERY  # a running run's file older than this says nothing about now
@@ -103,9 +103,12 @@ class GroupUsage:
 
 
 def read_usage(run_dir: Path) -> dict | None:
-    """The run's last usage sample, or None when there is none (or it cannot be read)."""
-    data = read_json(Path(run_dir) / USAGE)
-    return data if isinstance(data, dict) and "t" in data else None
+    """The run's last usage sample, or None when there is none or it is not of its shape (the run's
+    status says `corrupt` then; figures are only shown)."""
+    try:
+        return load_file(Path(run_dir), USAGE)
+    except RunFileError:
+        return None
 
 
 def fresh(usage: dict | None, now: float) -> bool:

@@ -115,7 +115,8 @@ def batch_script(run_dir: Path, argv: list[str], opts: dict, cwd: str) -> str:
              _directive("--job-name", f"mihd-{run_dir.name}"),
              _directive("--output", run_dir / BATCH_OUTPUT), _directive("--chdir", cwd)]
     lines += [_directive(flag, v) for flag, v in flags.items() if v is not None]
-    lines += [f"#SBATCH {a}" if not re.search(r"\s", a) else _directive(*a.split("=", 1)) for a in opts.get("sbatch_args", ())]
+    lines += [f"#SBATCH {a}" if not re.search(r"\s", a) else _directive(*a.split("=", 1))
+              for a in opts.get("sbatch_args", ())]
     pkg_parent = str(Path(__file__).resolve().parents[3])
     supervisor = [sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--", *argv]
     lines += [
@@ -156,7 +157,7 @@ class Backend:
             script = run_dir / BATCH_SCRIPT
             script.write_text(batch_script(run_dir, argv, options, os.getcwd()))
             handle["job_id"] = self.commands.sbatch(str(script))
-        except MihdError as exc:  # sbatch refused it: the run never started; say so in its run dir, then tell the caller
+        except MihdError as exc:  # sbatch refused it, the run never started: say so in its run dir, then raise
             write_json_atomic(run_dir / EXIT, {"code": None, "signal": None, "error": str(exc), "forwarded": [],
                                                "ended": round(time.time(), 3), "written_by": "slurm submit"})
             raise
