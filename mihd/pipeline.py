@@ -4,6 +4,10 @@ Each embedding a set of cells needs is loaded (or extracted) once through `extra
 each cell then goes through `fusion.run_cell_arrays`, which applies the method's preprocessing profile
 exactly once. Progress, cache hits/misses and scores go to the run dir's events.jsonl as they happen,
 and result.json (scores, timings, labels, spot map) is written atomically at the end.
+
+With several seeds a cell is fused and clustered once per seed on the embeddings loaded once; its entry keeps
+every seed's scores (`seeds`), their mean as `ari`/`nmi` (sd as `ari_sd`/`nmi_sd`), and the labels and fused
+embedding of the first seed. Stage events then count over all seeds, so a cell's progress only moves forward.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 
 from .errors import MihdError
 from .plan import Cell, RunSpec
+from .results import Stat, save_fused
 from .rundir import EventLog, write_result
 from .runs.cells import stored
 
@@ -89,13 +94,12 @@ def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
     """Run the plan's cells on the loaded slice; returns the result.json content (also written when run_dir is set).
 
     A grid (kind `grid`) records a failing cell with its error and still runs the others; a `run` ends at
-    the first MihdError (recorded in result.json, then raised). The seed is the plan's first.
+    the first MihdError (recorded in result.json, then raised).
     """
-    from .fusion import run_cell_arrays
-    from .metrics import ari, labelled_mask, nmi
+    from .metrics import labelled_mask
 
     check_plan(spec)
-    cells, keep_going, seed = spec.cells, spec.kind == "grid", spec.seeds[0]
+    cells, keep_going = spec.cells, spec.kind == "grid"
     events = EventLog(run_dir)
     events.emit("start", argv=argv or [], cells=len(cells), slice=adata.uns["mihd"]["slice_id"])
     result = {"slice": adata.uns["mihd"]["slice_id"], "status": "ok", "error": None, "spots": _spots(adata), "cells": []}
@@ -107,16 +111,13 @@ def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
         for index, cell in enumerate(cells):
             events.emit("cell", index=index, of=len(cells), cell=_fields(cell), stages=list(CELL_STAGES))
             try:
-                entry = _run_one(cell, embeddings, adata, keep, k, spec, seed, events, run_cell_arrays)
+                entry = _run_one(index, cell, embeddings, adata, keep, k, spec, truth, events)
             except MihdError as exc:
                 if not keep_going:
                     raise
                 entry = {**_describe(cell, k, spec.refine), "error": str(exc), "ari": None, "nmi": None}
                 result["status"] = "failed"
-            if "labels" in entry:
-                entry["ari"] = ari(entry["labels"], truth) if truth else None
-                entry["nmi"] = nmi(entry["labels"], truth) if truth else None
-            events.emit("metric", index=index, ari=entry["ari"], nmi=entry["nmi"],
+            events.emit("metric", index=index, ari=entry["ari"], nmi=entry["nmi"], n=len(spec.seeds),
                         random_init=bool(entry.get("random_init")), **({"error": entry["error"]} if "error" in entry else {}))
             result["cells"].append(entry)
         if result["status"] == "failed":
@@ -143,7 +144,10 @@ def _describe(cell: Cell, k: int, refine: bool) -> dict:
     return {**_fields(cell), "n_clusters": k, "refine": refine}
 
 
-def _run_one(cell: Cell, embeddings: _Embeddings, adata, keep, k, spec: RunSpec, seed, events, run_cell_arrays) -> dict:
+def _run_one(index: int, cell: Cell, embeddings: _Embeddings, adata, keep, k, spec: RunSpec, truth, events) -> dict:
+    from .fusion import run_cell_arrays
+    from .metrics import ari, nmi
+
     started = time.perf_counter()
     events.stage("load", 0, 1)
     gene = embeddings.get("gene", cell.gene, "-")
@@ -154,18 +158,31 @@ def _run_one(cell: Cell, embeddings: _Embeddings, adata, keep, k, spec: RunSpec,
     if not keep.all():
         g = g.subset(keep)
         v = v.subset(keep) if v is not None else None
-    labels, _, timings = run_cell_arrays(
-        g, v, adata.obsm["spatial"][keep], fusion=cell.fusion, cluster=cell.cluster, n_clusters=k, refine=spec.refine,
-        seed=seed, device=spec.device, progress=lambda stage, done, total: events.stage(stage, done, total))
-    full = np.full(adata.n_obs, -1, dtype=np.int64)
-    full[keep] = labels
+    n, first, scores, spent = len(spec.seeds), None, [], {"fuse": 0.0, "cluster": 0.0}
+    for i, seed in enumerate(spec.seeds):
+        labels, fused, timings = run_cell_arrays(
+            g, v, adata.obsm["spatial"][keep], fusion=cell.fusion, cluster=cell.cluster, n_clusters=k,
+            refine=spec.refine, seed=seed, device=spec.device,
+            progress=lambda stage, done, total, i=i: events.stage(stage, i * total + done, n * total))
+        full = np.full(adata.n_obs, -1, dtype=np.int64)
+        full[keep] = labels
+        if first is None:
+            first = full
+            if events.run_dir is not None:
+                save_fused(events.run_dir, index, fused)
+        scores.append({"seed": seed, "ari": ari(full, truth) if truth else None,
+                       "nmi": nmi(full, truth) if truth else None})
+        spent = {stage: spent[stage] + timings[stage] for stage in spent}
+    ari_stat, nmi_stat = Stat.of(s["ari"] for s in scores), Stat.of(s["nmi"] for s in scores)
     cache = {"gene": gene.status, **({"vision": vision.status} if vision else {})}
     cached = all(s == "hit" for s in cache.values())
     random_init = bool(g.meta.get("random_init") or (v is not None and v.meta.get("random_init")))
     return {
         **_describe(cell, k, spec.refine),
-        "signature": stored(cell, cached),
-        "seconds": {"load": round(load_seconds, 3), "fuse": round(timings["fuse"], 3),
-                    "cluster": round(timings["cluster"], 3), "total": round(time.perf_counter() - started, 3)},
-        "cache": cache, "random_init": random_init, "labels": full.tolist(), "n_scored_spots": int(keep.sum()),
+        "signature": stored(cell, cached, n_seeds=n),
+        "ari": ari_stat.mean, "nmi": nmi_stat.mean,
+        **({"ari_sd": ari_stat.sd, "nmi_sd": nmi_stat.sd, "seeds": scores} if n > 1 else {}),
+        "seconds": {"load": round(load_seconds, 3), "fuse": round(spent["fuse"], 3),
+                    "cluster": round(spent["cluster"], 3), "total": round(time.perf_counter() - started, 3)},
+        "cache": cache, "random_init": random_init, "labels": first.tolist(), "n_scored_spots": int(keep.sum()),
     }

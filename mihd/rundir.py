@@ -80,7 +80,8 @@ class EventLog:
             if ev.get("error"):
                 return f"cell {self._cell[0]} failed {took}: {ev['error']}"
             ari = "-" if ev.get("ari") is None else f"{ev['ari']:.3f}"
-            return f"cell {self._cell[0]} ARI {ari} {took}"
+            seeds = f" (mean of {ev['n']} seeds)" if isinstance(ev.get("n"), int) and ev["n"] > 1 else ""
+            return f"cell {self._cell[0]} ARI {ari}{seeds} {took}"
         if kind == "end":
             return f"end: {ev.get('status')}" + (f": {ev['error']}" if ev.get("error") else "")
         return None
@@ -146,8 +147,9 @@ def write_spec(run_dir: Path, plan, *, run_id: str, argv: list[str], cached, dir
 
 def read_spec(run_dir: Path) -> dict | None:
     """spec.json as one view over its current and its older form (top-level "cells" dicts, "mihd_args"):
-    {"plan": RunSpec or None, "cells": [each cell's fields + "cached"], "id", "name", "backend" ("direct"
-    for a direct run), "expect", "options", "argv", "created", "by", "direct"}. None when there is none."""
+    {"plan": RunSpec or None, "cells": [each cell's fields + "cached" (+ "n_seeds" when several)], "id", "name",
+    "backend" ("direct" for a direct run), "expect", "options", "argv", "created", "by", "direct"}. None when
+    there is none."""
     data = read_json(Path(run_dir) / SPEC)
     if not isinstance(data, dict):
         return None
@@ -168,7 +170,8 @@ def _spec_view(data: dict) -> dict:
     except MihdError:
         plan = None
     cached = data.get("cached") if isinstance(data.get("cached"), list) else []
-    cells = [] if plan is None else [{**c.to_dict(), "cached": cached[i] if i < len(cached) else None}
+    seeds = {"n_seeds": len(plan.seeds)} if plan is not None and len(plan.seeds) > 1 else {}
+    cells = [] if plan is None else [{**c.to_dict(), "cached": cached[i] if i < len(cached) else None, **seeds}
                                      for i, c in enumerate(plan.cells)]
     direct = bool(data.get("direct"))
     return {"plan": plan, "cells": cells, "id": data.get("id"), "name": plan and plan.name,

@@ -40,7 +40,6 @@ def runs(tmp_path_factory, demo_h5ad):
 
 
 
-@pytest.mark.xfail(strict=True, reason="mihd.pipeline does not call mihd.results.save_fused yet")
 def test_a_run_keeps_each_cells_fused_embedding(runs):
     root, _, _ = runs
     run_dir = _run(root, "run", "demo", "--gene", "pca", "--fusion", "gene_smooth", "--drop-unlabelled")

@@ -7,7 +7,7 @@ from mihd.plan import Cell
 from mihd.present import fmt_duration
 from mihd.runs.cells import run_signature, sig_string, signature, stored, stored_label
 from mihd.runs.durations import parse_duration
-from mihd.runs.eta import Expected, ProgressTracker, eta, expected_duration
+from mihd.runs.eta import CellPlan, Expected, ProgressTracker, expected_duration
 from mihd.runs.gpu import Gpu
 from mihd.runs.launch import new_run_id
 from mihd.runs.monitor import Monitor
@@ -51,14 +51,14 @@ def test_signature_includes_cached_and_backend_and_matches_result_cells():
 def test_expected_duration_from_history_given_and_cells():
     hist = {"a": [100, 110, 90, 105, 95], "b": [50], "c": [10, 100, 30]}
     e = expected_duration("a", hist)
-    assert (e.seconds, e.source, e.n, e.confidence) == (100, "history", 5, "high")
-    assert expected_duration("b", hist).confidence == "low"
+    assert (e.seconds, e.source, e.n, e.confidence, e.tentative) == (100, "history", 5, "high", False)
+    assert expected_duration("b", hist).confidence == "low" and expected_duration("b", hist).tentative  # one run
     assert expected_duration("c", hist).confidence == "low"  # spread history: trusted less
     assert expected_duration("a", hist, expect=30).seconds == 30
-    assert expected_duration("a", hist, expect=30).confidence == "given"
-    assert expected_duration("zzz", hist).seconds is None
+    assert expected_duration("a", hist, expect=30).source == "given"
+    assert expected_duration("zzz", hist).seconds is None and expected_duration("zzz", hist).confidence == "unknown"
     grid = expected_duration("grid:x", hist, cell_signatures=["a", "b"])
-    assert (grid.seconds, grid.source) == (150, "cells")
+    assert (grid.seconds, grid.source, grid.n, grid.tentative) == (150, "cells", 1, True)
     hist["cell:d"] = [40, 44]  # d only ever ran inside grids
     assert expected_duration("grid:y", hist, cell_signatures=["a", "d"]).seconds == 142
     assert expected_duration("d", hist).seconds is None  # a lone run of d is not judged by in-grid times
@@ -66,35 +66,35 @@ def test_expected_duration_from_history_given_and_cells():
 
 def test_progress_from_events():
     t = ProgressTracker(n_cells=2)
-    assert t.feed([{"kind": "start", "cells": 2}]).fraction is None
-    p = t.feed([{"kind": "cell", "index": 0, "of": 2}, {"kind": "stage", "stage": "fuse", "done": 5, "total": 10}])
-    assert p.fraction == pytest.approx(0.25) and p.stage == "fuse"
-    p = t.feed([{"kind": "metric", "index": 0, "ari": 0.5}, {"kind": "cell", "index": 1, "of": 2},
-                {"kind": "stage", "stage": "cluster", "done": 1, "total": 2}])
-    assert p.fraction == pytest.approx(0.75) and p.cell_index == 1
+    assert t.feed([{"t": 0.0, "kind": "start", "cells": 2}]).fraction == 0.0
+    p = t.feed([{"t": 1.0, "kind": "cell", "index": 0, "of": 2, "cell": {"fusion": "concat"}},
+                {"t": 2.0, "kind": "stage", "stage": "load", "done": 1, "total": 1},
+                {"t": 3.0, "kind": "stage", "stage": "fuse", "done": 1, "total": 1}])
+    assert p.cell_fraction == pytest.approx(0.30) and p.stage == "fuse"  # load 5 % + fuse 25 % of a plain cell
+    p = t.feed([{"t": 4.0, "kind": "metric", "index": 0, "ari": 0.5},
+                {"t": 4.0, "kind": "cell", "index": 1, "of": 2, "cell": {"fusion": "concat"}},
+                {"t": 4.5, "kind": "stage", "stage": "load", "done": 1, "total": 1}])
+    assert p.fraction == pytest.approx((1 + 0.05) / 2) and p.cell_index == 1
     assert p.cells == {0: {"ari": 0.5, "nmi": None, "random_init": None, "error": None}}  # the grid shows it now
-    # a quick first cell (10 s) and a slow second one (90 s), half through the second: 55 % done, not 75 %
-    assert p.weighted([10.0, 90.0]) == pytest.approx((10 + 0.5 * 90) / 100)
-    assert p.weighted(None) == p.fraction and p.weighted([10.0]) == p.fraction  # no (or mismatched) history
-    assert t.feed([{"kind": "end", "status": "ok"}]).fraction == 1.0
+    assert t.feed([{"t": 6.0, "kind": "end", "status": "ok"}]).fraction == 1.0
 
 
-def test_eta_blends_history_and_rate():
-    hist = Expected(100, "history", 5, "high")
-    assert eta(10, None, hist) == (90, "high")           # no progress yet: history alone
-    left, conf = eta(50, 0.5, hist)                        # both say 50 s
-    assert left == pytest.approx(50) and conf == "high"
-    assert eta(150, 0.75, hist)[0] == pytest.approx(50)  # past expected: the rate alone
-    assert eta(10, None, Expected(None)) == (None, "none")
-    assert eta(40, 0.5, Expected(None)) == (40, "medium")
+def test_progress_weighs_cells_by_their_expected_seconds():
+    """A quick first cell (10 s) and a slow second one (90 s), half through the second: 55 % done, not 75 %."""
+    plans = [CellPlan(10.0, 3, {"fuse": 1.0}), CellPlan(90.0, 3, {"fuse": 1.0})]
+    t = ProgressTracker(2, plans, Expected(None), started=0.0)
+    p = t.feed([{"t": 0.0, "kind": "cell", "index": 0, "of": 2}, {"t": 10.0, "kind": "metric", "index": 0},
+                {"t": 10.0, "kind": "cell", "index": 1, "of": 2},
+                {"t": 55.0, "kind": "stage", "stage": "fuse", "done": 50, "total": 100}])
+    assert p.fraction == pytest.approx((10 + 0.5 * 90) / 100)
 
 
 def test_overrun_rule_and_factor():
     hist = Expected(100, "history", 3, "medium")
     assert not is_overrun(140, hist) and is_overrun(151, hist)
     assert is_overrun(121, hist, factor=1.2)
-    given = Expected(60, "given", 0, "given")
-    assert not is_overrun(59, given) and is_overrun(61, given)
+    given = Expected(60, "given", 0, "medium")
+    assert not is_overrun(59, given) and is_overrun(61, given)  # what the researcher said is authoritative
     assert not is_overrun(10_000, Expected(None))
     assert overrun_factor("2") == 2.0
     with pytest.raises(MihdError):

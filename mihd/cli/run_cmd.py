@@ -21,7 +21,11 @@ def _common(p) -> None:
     add_encoder_options(p)
     p.add_argument("--n-clusters", type=int, help="number of domains (default: the number of truth labels)")
     p.add_argument("--refine", action="store_true", help="smooth labels by a 15-NN spatial majority vote")
-    p.add_argument("--seed", type=int, default=0)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="the seed of fusion and clustering (default 0)")
+    seeds.add_argument("--seeds", metavar="N|S1,S2",
+                       help="fuse and cluster each cell once per seed: N = seeds 0..N-1, or a list (0,3,7); "
+                            "scores are kept per seed and shown as mean ± sd")
     p.add_argument("--override", action="store_true", help="recompute the embeddings even when cached")
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="leave spots without truth out before fusion (the DLPFC protocol)")
@@ -91,6 +95,30 @@ def _slice_ref(text: str, root: Path) -> tuple[str, dict]:
     return slice_id, {"source": str(path)}
 
 
+MAX_SEEDS = 100
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`--seeds`: `5` means seeds 0..4, `0,3` (a comma) those seeds; anything else is a one-line error."""
+    from ..errors import MihdError
+
+    parts = [p.strip() for p in text.split(",")]
+    if "," in text:
+        parts = [p for p in parts if p]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise MihdError(f"--seeds {text!r}: give a number of seeds (5 = seeds 0..4) or seeds separated by commas (0,3)")
+    values = [int(p) for p in parts]
+    if "," not in text:
+        if not 1 <= values[0] <= MAX_SEEDS:
+            raise MihdError(f"--seeds {text}: the number of seeds must be from 1 to {MAX_SEEDS}")
+        return tuple(range(values[0]))
+    if len(set(values)) != len(values):
+        raise MihdError(f"--seeds {text}: a seed is listed twice")
+    if len(values) > MAX_SEEDS:
+        raise MihdError(f"--seeds {text}: at most {MAX_SEEDS} seeds")
+    return tuple(values)
+
+
 def plan_from_args(args, root: Path, **launch):
     """The RunSpec that `mihd run|grid` arguments ask for, checked (unknown fusion, clusterer, variant,
     precision fail here, before anything is loaded); `launch` adds backend, backend_options, expect, name."""
@@ -107,8 +135,9 @@ def plan_from_args(args, root: Path, **launch):
                            args.variant)
     else:
         cells = (Cell(slice_id, args.gene, args.vision, args.fusion, args.cluster, args.variant if args.vision else None),)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else (args.seed or 0,)
     plan = RunSpec(cells, kind="grid" if args.grid else "run", n_clusters=args.n_clusters, refine=args.refine,
-                   seeds=(args.seed,), override=args.override, drop_unlabelled=args.drop_unlabelled,
+                   seeds=seeds, override=args.override, drop_unlabelled=args.drop_unlabelled,
                    device=args.device, encoder=encoder_config(args), slice_options=slice_options, **launch)
     check_plan(plan)
     return plan
@@ -128,7 +157,9 @@ def plan_argv(plan) -> list[str]:
             argv += [flag, plan.slice_options[key]]
     if plan.n_clusters:
         argv += ["--n-clusters", str(plan.n_clusters)]
-    if plan.seeds != (0,):
+    if len(plan.seeds) > 1:
+        argv += ["--seeds", ",".join(map(str, plan.seeds))]
+    elif plan.seeds != (0,):
         argv += ["--seed", str(plan.seeds[0])]
     for flag, on in (("--refine", plan.refine), ("--override", plan.override),
                      ("--drop-unlabelled", plan.drop_unlabelled), ("--random-init", plan.encoder.get("random_init"))):
@@ -217,8 +248,9 @@ def _summary(result: dict, run_dir: Path, seconds: float) -> dict:
             "run_dir": str(run_dir), "cells": cells}
 
 
-def _fmt(score) -> str:
-    return "n/a" if score is None else f"{score:.3f}"
+def _fmt(score, sd=None) -> str:
+    """A score; a mean over seeds with its sd."""
+    return "n/a" if score is None else f"{score:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
 
 
 def _print_summary(result: dict, run_dir: Path, seconds: float) -> None:
@@ -229,9 +261,12 @@ def _print_summary(result: dict, run_dir: Path, seconds: float) -> None:
         cell = Cell.from_dict({**c, "slice": result["slice"]})
         flag = " (random init)" if c.get("random_init") else ""
         cache = ",".join(f"{m} {s}" for m, s in c.get("cache", {}).items())
-        rows.append([cell.short_label + flag, c["n_clusters"], _fmt(c["ari"]), _fmt(c["nmi"]),
-                     f"{c['seconds']['total']:.1f}s" if "seconds" in c else "-", c.get("error") or cache])
-    print(f"slice {result['slice']}: {len(rows)} cell{'s' if len(rows) != 1 else ''} in {seconds:.1f} s")
+        rows.append([cell.short_label + flag, c["n_clusters"], _fmt(c["ari"], c.get("ari_sd")),
+                     _fmt(c["nmi"], c.get("nmi_sd")), f"{c['seconds']['total']:.1f}s" if "seconds" in c else "-",
+                     c.get("error") or cache])
+    seeds = len(result["cells"][0].get("seeds") or [0]) if result["cells"] else 1
+    print(f"slice {result['slice']}: {len(rows)} cell{'s' if len(rows) != 1 else ''} in {seconds:.1f} s"
+          + (f", {seeds} seeds each (ARI/NMI: mean ± sd)" if seeds > 1 else ""))
     print_table(["CELL", "K", "ARI", "NMI", "TIME", "CACHE / ERROR"], rows)
     print(f"run dir: {run_dir}")
 

@@ -2,7 +2,8 @@
 
 A signature is a Cell's fields {slice, gene, vision, variant, fusion, cluster} plus whether its inputs
 were cached when it ran and the backend (added by run control, the only part that knows how a run was
-launched). Its string form keys the ETA history; a run of several cells gets one string over all of them.
+launched), and `n_seeds` when a cell is fused and clustered for several seeds (that many times the work).
+Its string form keys the ETA history; a run of several cells gets one string over all of them.
 The registry and result.json keep cells in the stored form (a signature without the backend), which
 `signature` and `stored_label` read back.
 """
@@ -29,25 +30,32 @@ def _cached_flag(src: dict) -> bool | None:
     return all(s == "hit" for s in states if s is not None)
 
 
-def signature(cell: Cell | dict, backend: str | None = None, cached: bool | None = None) -> dict:
-    """The signature of a Cell with its cached flag, or of a stored cell (a registry row's cell, a
-    result.json cell and its `signature`, an older spec.json cell) that carries its own flag."""
+def signature(cell: Cell | dict, backend: str | None = None, cached: bool | None = None, n_seeds: int = 1) -> dict:
+    """The signature of a Cell with its cached flag and number of seeds, or of a stored cell (a registry row's
+    cell, a result.json cell and its `signature`, an older spec.json cell) that carries its own."""
     if isinstance(cell, Cell):
-        return {**{f: getattr(cell, f) for f in SIG_FIELDS[:6]}, "cached": cached, "backend": backend}
+        return {**{f: getattr(cell, f) for f in SIG_FIELDS[:6]}, "cached": cached, "backend": backend,
+                **_seeds(n_seeds)}
     src = {**cell, **(cell.get("signature") or {})}
     sig = {f: src.get(f) for f in SIG_FIELDS[:6]}
     if sig["vision"] and not sig["variant"]:
         sig["variant"] = "standard"
-    return {**sig, "cached": _cached_flag(src), "backend": backend or src.get("backend")}
+    return {**sig, "cached": _cached_flag(src), "backend": backend or src.get("backend"), **_seeds(src.get("n_seeds"))}
 
 
-def stored(cell: Cell, cached: bool | None) -> dict:
-    """The stored form of a cell: its fields and whether its inputs were cached."""
-    return {f: v for f, v in signature(cell, cached=cached).items() if f != "backend"}
+def _seeds(n) -> dict:
+    """`n_seeds` only when several: a one-seed signature stays what it always was."""
+    return {"n_seeds": n} if isinstance(n, int) and not isinstance(n, bool) and n > 1 else {}
+
+
+def stored(cell: Cell, cached: bool | None, n_seeds: int = 1) -> dict:
+    """The stored form of a cell: its fields, whether its inputs were cached, and its number of seeds."""
+    return {f: v for f, v in signature(cell, cached=cached, n_seeds=n_seeds).items() if f != "backend"}
 
 
 def sig_string(sig: dict) -> str:
-    return "|".join("-" if sig.get(f) is None else str(sig[f]).lower() for f in SIG_FIELDS)
+    text = "|".join("-" if sig.get(f) is None else str(sig[f]).lower() for f in SIG_FIELDS)
+    return text + (f"|seeds={sig['n_seeds']}" if _seeds(sig.get("n_seeds")) else "")
 
 
 def run_signature(cells: list[Cell | dict], backend: str | None, cached: list[bool | None] | None = None) -> str:

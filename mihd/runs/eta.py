@@ -21,7 +21,7 @@ it, all scaled by how fast this run goes next to its history. Its confidence say
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .stages import CellClock, default_cost, default_shares
 
@@ -175,8 +175,8 @@ class ProgressTracker:
             elif self.clock is not None and kind in ("cache",):
                 self.clock.feed(ev)
         if self.last_t is not None:
-            self.estimate(self.last_t)
-        return p
+            return self.estimate(self.last_t)
+        return replace(p, cells=dict(p.cells))
 
     # -- the estimate -------------------------------------------------------------------------------
     def _plan(self, i: int) -> CellPlan:
@@ -221,10 +221,15 @@ class ProgressTracker:
         return min(max(statistics.median(ratios), 0.2), 5.0) if ratios else None
 
     def estimate(self, now: float) -> Progress:
+        """Progress, ETA and confidence as of `now` (a copy: later events do not change it)."""
+        self._estimate(now)
+        return replace(self.p, cells=dict(self.p.cells))
+
+    def _estimate(self, now: float) -> None:
         p = self.p
         if p.ended:
             p.fraction, p.eta_s, p.confidence = 1.0, 0.0, "high"
-            return p
+            return
         n = p.n_cells or len(self.plans) or 1
         secs, basis = self._cell_expectations(n)
         i = p.cell_index if self.clock is not None else None
@@ -236,7 +241,7 @@ class ProgressTracker:
             cur, cur_agree, projected = self._current_cell(now, self._plan(i), secs[i], basis[i], pace or 1.0)
             if cur is None:
                 p.fraction, p.eta_s, p.confidence = self._fraction(n, secs, i), None, "unknown"
-                return p
+                return
             parts += cur
             agree = cur_agree if cur_agree is not None else agree
             if secs[i] is None and projected:
@@ -261,15 +266,14 @@ class ProgressTracker:
                 continue
             if secs[j] is None:
                 p.fraction, p.eta_s, p.confidence = self._fraction(n, secs, i), None, "unknown"
-                return p
+                return
             parts.append((secs[j] * (pace or 1.0), basis[j]))
         p.fraction = self._fraction(n, secs, i)
         if not parts and i is None and not p.finished:
             p.eta_s, p.confidence = None, "unknown"
-            return p
+            return
         p.eta_s = max(sum(s for s, _ in parts), 0.0)
         p.confidence = _judge(parts, agree)
-        return p
 
     def _current_cell(self, now: float, plan: CellPlan, expected: float | None, basis: str | None,
                       pace: float) -> tuple[list | None, bool | None, float | None]:
