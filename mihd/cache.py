@@ -50,6 +50,7 @@ GENE_VARIANT = "-"
 SEP = "~"  # never in a valid name, so file names split back into key parts
 ORPHAN_GRACE = 600.0  # seconds: a file younger than this may be a write in flight or a replaced blob in use
 CHUNK = 1 << 22  # bytes read (and hashed) at a time on a hit
+SETTLE = 1.1  # seconds: the coarsest mtime granularity expected (1 s on some NFS/Lustre servers) + margin
 LOCK_TIMEOUT = float(os.environ.get("MIHD_CACHE_LOCK_TIMEOUT", 120))  # heartbeat silence that frees a lock
 CACHE_FROM_FILE = "cache_from.json"  # in the workspace root: a list of read-only caches to read from too
 
@@ -160,24 +161,41 @@ class EmbeddingCache:
         return rows
 
     def _slice_entries(self, slice_id: str, index) -> list[dict]:
+        """One slice folder's entries. The index keeps each .json's metadata under its (mtime, size, inode),
+        so only new or changed files are read. When the folder itself (its mtime: any create, rename or
+        delete in it) has not changed since a listing that began clearly after that mtime was first seen,
+        the kept listing is used without a stat per file: a change after that listing would have moved the
+        mtime past its timestamp tick (SETTLE); the monotonic clock is this host's, like the index."""
         folder = self.slice_dir(slice_id)
+        try:
+            st = folder.stat()
+        except OSError:
+            return []
+        now = time.monotonic()
+        dir_sig = (st.st_mtime_ns, st.st_size, st.st_ino)
         known = _index_get(index, slice_id) or {}
-        fresh, rows, changed = {}, [], False
+        if known.get("dir") == dir_sig:
+            first_seen = known["first_seen"]
+            if first_seen <= now and known["listed_at"] - first_seen > SETTLE:
+                return [meta for _, meta in known["files"].values()]
+        else:
+            first_seen = now
+        files = known.get("files", {})
+        fresh, rows = {}, []
         try:
             listing = [e for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith(".")]
         except OSError:
             listing = []
         for e in listing:
             try:
-                st = e.stat()
+                fst = e.stat()
             except OSError:  # removed meanwhile
                 continue
-            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
-            cached = known.get(e.name)
+            sig = (fst.st_mtime_ns, fst.st_size, fst.st_ino)
+            cached = files.get(e.name)
             if cached is not None and tuple(cached[0]) == sig:
                 meta = cached[1]
             else:
-                changed = True
                 raw = _read_bytes(Path(e.path), _is_meta)
                 if raw is None:  # removed meanwhile
                     continue
@@ -188,8 +206,7 @@ class EmbeddingCache:
                             "corrupt": "unreadable metadata"}
             fresh[e.name] = (sig, meta)
             rows.append(meta)
-        if changed or len(fresh) != len(known):
-            _index_set(index, slice_id, fresh)
+        _index_set(index, slice_id, {"dir": dir_sig, "first_seen": first_seen, "listed_at": now, "files": fresh})
         return rows
 
     def _open_index(self):

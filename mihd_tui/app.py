@@ -52,7 +52,7 @@ class MihdApp(App):
         self._overrun_seen: set[str] = set()
         self._overrun_queue: list[str] = []
         self._setup_demo = setup_demo and _is_empty(self.root)
-        self._pauses = 0
+        self._paused_by: set[str] = set()
         self.setup_note = ""
 
     # -- start and polling ------------------------------------------------------------------------
@@ -86,13 +86,13 @@ class MihdApp(App):
     def refresh_now(self) -> None:
         self.poller.wake.set()
 
-    def pause_refresh(self, paused: bool) -> None:
+    def pause_refresh(self, paused: bool, why: str = "dialog") -> None:
         """Modal dialogs pause the refresh, so what they ask about does not change under them; so does a
-        launch until its run is handed to the backend (a run dir seen before that has no handle yet).
-        Pauses nest: the refresh resumes when the last one ends."""
-        self._pauses = max(self._pauses + (1 if paused else -1), 0)
-        (self.poller.paused.set if self._pauses else self.poller.paused.clear)()
-        if not self._pauses:
+        launch until its runs are handed to the backend (a run dir seen before that has no handle yet).
+        The refresh resumes when neither holds it."""
+        (self._paused_by.add if paused else self._paused_by.discard)(why)
+        (self.poller.paused.set if self._paused_by else self.poller.paused.clear)()
+        if not self._paused_by:
             self.refresh_now()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
@@ -190,7 +190,7 @@ class MihdApp(App):
                          lambda plans: plans and self.launch(plans, snap.entries))
 
     def launch(self, plans: list, entries: list[dict]) -> None:
-        self.pause_refresh(True)
+        self.pause_refresh(True, "launch")
         self._launch(plans, entries)
 
     @work(thread=True, group="launch")
@@ -209,7 +209,7 @@ class MihdApp(App):
                     return
                 self.post_message(Notice(f"launched {run_id}: mihd {' '.join(plan_argv(plan))}"))
         finally:
-            self.call_from_thread(self.pause_refresh, False)
+            self.call_from_thread(self.pause_refresh, False, "launch")
 
     def set_spec(self, **changes) -> None:
         self.spec = replace(self.spec, **changes)

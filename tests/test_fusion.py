@@ -142,11 +142,10 @@ def test_staig_gene_only_is_reproducible_and_learns_the_bands():
     a = staig.train(g.array, coords, None, seed=0, settings=dataclasses.replace(FAST, epochs=60))
     b = staig.train(g.array, coords, None, seed=0, settings=dataclasses.replace(FAST, epochs=60))
     assert a.shape == (len(truth), 64)
-    np.testing.assert_allclose(a, b, atol=1e-4)  # threaded float32 sums may differ in the last bits
+    np.testing.assert_array_equal(a, b)  # deterministic CPU kernels: the same bits, whatever the threads do
     from mihd.cluster import gmm
 
     labels = gmm(a, 3)
-    assert ari(labels, gmm(b, 3)) == 1.0  # the same domains, which is what a researcher compares
     assert ari(labels, truth) > 0.3
 
 

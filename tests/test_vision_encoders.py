@@ -154,7 +154,7 @@ def test_weights_that_are_not_a_checkpoint_are_one_line_from_the_cli(tmp_path, d
     notes.write_text("some notes\n")
     proc = run_mihd("extract", "demo", "--vision", "hipt", "--weights", str(notes), root=demo_root)
     assert proc.returncode == 2
-    assert proc.stderr == f"mihd: error: weights {notes}: not a torch or safetensors checkpoint (a text file)\n"
+    assert proc.stderr == f"mihd: error: --weights {notes}: not a torch or safetensors checkpoint (a text file)\n"
 
 
 def test_the_model_tables_make_the_light_registry():

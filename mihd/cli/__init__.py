@@ -1,7 +1,9 @@
 """`mihd`: the command line. Each subcommand group lives in its own module with a `register(sub)`.
 
-Errors a researcher can cause (MihdError) print as one line `mihd: error: ...` with exit code 2.
-Heavy libraries are imported inside the handlers, so `mihd cache ls` and `mihd runs ls` stay fast.
+Errors a researcher can cause print as one line with exit code 2, never a traceback nor the usage block:
+a MihdError as `mihd: error: ...`, a malformed command line as `mihd run: --n-clusters: invalid int value: 'abc'`
+(`Parser.error`, which every subcommand's parser inherits). Heavy libraries are imported inside the handlers,
+so `mihd cache ls` and `mihd runs ls` stay fast.
 """
 
 from __future__ import annotations
@@ -12,14 +14,22 @@ import sys
 from ..compute import quiet_waiting
 from ..errors import MihdError
 from . import cache_cmd, doctor_cmd, export_cmd, extract_cmd, launch_cmd, results_cmd, run_cmd, runs_cmd, slices_cmd
+from .common import one_line
 
 quiet_waiting()  # before any handler loads numpy or torch: their worker threads sleep when idle, sized to our cores
 
 GROUPS = (slices_cmd, extract_cmd, cache_cmd, run_cmd, launch_cmd, runs_cmd, results_cmd, export_cmd, doctor_cmd)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose complaint is one line naming the command and the argument (`-h` shows usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {one_line(message.removeprefix('argument '))}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mihd", description="Multimodal histology + gene domain finding.")
+    parser = Parser(prog="mihd", description="Multimodal histology + gene domain finding.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
@@ -32,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except MihdError as exc:
-        print(f"mihd: error: {exc}", file=sys.stderr)
+        print(f"mihd: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mihd: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from .common import add_root, print_json, print_table
 
 
 def register(sub) -> None:
-    group = sub.add_parser("cache", help="inspect the embedding cache").add_subparsers(dest="cache_cmd", required=True)
+    group = sub.add_parser("cache", help="inspect the embedding cache").add_subparsers(dest="cache_cmd", required=True, metavar="ACTION")
     ls = group.add_parser("ls", help="list cached embeddings (metadata only)")
     ls.add_argument("--slice")
     ls.add_argument("--json", action="store_true")

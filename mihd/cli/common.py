@@ -25,16 +25,22 @@ def add_encoder_options(parser: argparse.ArgumentParser) -> None:
 
 def encoder_config(args) -> dict:
     """The encoder options given on the command line, checked (call it before loading the slice)."""
-    from ..encoders.vision import check_precision
+    from ..encoders.vision import check_precision, check_weights
 
     config = {}
     if getattr(args, "random_init", False):
         config["random_init"] = True
     if getattr(args, "weights", None):
+        check_weights(args.weights)
         config["weights"] = args.weights
     if getattr(args, "precision", None):
         config["precision"] = check_precision(args.precision)
     return config
+
+
+def one_line(text) -> str:
+    """`text` as one printable line whatever it holds: control characters (a newline in a name or path) are escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def print_json(data) -> None:

@@ -57,7 +57,7 @@ def register(sub) -> None:
     add_root(plan)
     plan.set_defaults(handler=cmd_exec_plan)
     refine = sub.add_parser("refine", help="refine a cached embedding into a new cache entry")
-    methods = refine.add_subparsers(dest="refine_method", required=True)
+    methods = refine.add_subparsers(dest="refine_method", required=True, metavar="METHOD")
     scan = methods.add_parser("scan", help="SCAN (k=20 neighbours, entropy weight 5) on a vision embedding")
     add_slice_options(scan)
     scan.add_argument("--vision", required=True, metavar="NAME", help="vision encoder or cache name to refine")
@@ -71,28 +71,24 @@ def register(sub) -> None:
     scan.set_defaults(handler=cmd_refine_scan)
 
 
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+def _names(args, flag: str) -> list[str]:
+    """A grid's comma-separated --flag names; given but naming nothing (`--fusion ,`) is an error."""
+    from ..errors import MihdError
+
+    value = getattr(args, flag)
+    names = [v.strip() for v in (value or "").split(",") if v.strip()]
+    if value is not None and not names:
+        raise MihdError(f"--{flag} {value!r}: no names; give one or more separated by commas")
+    return names
 
 
 def _slice_ref(text: str, root: Path) -> tuple[str, dict]:
-    """The slice id of SLICE and, when SLICE is a folder or file rather than a registered name, its path
-    (so the plan names the slice as results do, and a launched run finds it from any directory)."""
-    from ..cache import is_valid_name
-    from ..data.registry import registered
-    from ..errors import MihdError
+    """The slice id of SLICE (checked, not read) and, when SLICE is a folder or file rather than a registered
+    name, its path (so the plan names the slice as results do, and a launched run finds it from any directory)."""
+    from ..data import find_slice
 
-    if text == "demo" or text in registered(root):
-        return text, {}
-    path = Path(text).expanduser()
-    if not path.exists():
-        known = ", ".join(sorted(registered(root))) or "none"
-        raise MihdError(f"SLICE {text!r}: not a registered slice (registered: {known}), a folder or an .h5ad file")
-    path = path.resolve()
-    slice_id = path.stem if path.is_file() else path.name
-    if not is_valid_name(slice_id):
-        raise MihdError(f"SLICE {text}: {slice_id!r} is not a usable slice id; register it: mihd slices add NAME {path}")
-    return slice_id, {"source": str(path)}
+    slice_id, path, entry = find_slice(text, root)
+    return slice_id, {} if entry is not None or path is None else {"source": str(path)}
 
 
 MAX_SEEDS = 100
@@ -106,7 +102,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     if "," in text:
         parts = [p for p in parts if p]
     if not parts or not all(p.isdigit() for p in parts):
-        raise MihdError(f"--seeds {text!r}: give a number of seeds (5 = seeds 0..4) or seeds separated by commas (0,3)")
+        shown = text or "''"
+        raise MihdError(f"--seeds {shown}: give a number of seeds (5 = seeds 0..4) or seeds separated by commas (0,3)")
     values = [int(p) for p in parts]
     if "," not in text:
         if not 1 <= values[0] <= MAX_SEEDS:
@@ -122,6 +119,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def plan_from_args(args, root: Path, **launch):
     """The RunSpec that `mihd run|grid` arguments ask for, checked (unknown fusion, clusterer, variant,
     precision fail here, before anything is loaded); `launch` adds backend, backend_options, expect, name."""
+    from ..data.sources import check_image
     from ..pipeline import check_plan
     from ..plan import Cell, RunSpec, grid_cells
 
@@ -129,9 +127,9 @@ def plan_from_args(args, root: Path, **launch):
     if args.truth_col:
         slice_options["truth_col"] = args.truth_col
     if args.fullres:
-        slice_options["fullres"] = str(Path(args.fullres).expanduser().resolve())
+        slice_options["fullres"] = str(check_image(args.fullres))
     if args.grid:
-        cells = grid_cells(slice_id, _split(args.gene), _split(args.vision), _split(args.fusion), _split(args.cluster),
+        cells = grid_cells(slice_id, *(_names(args, flag) for flag in ("gene", "vision", "fusion", "cluster")),
                            args.variant)
     else:
         cells = (Cell(slice_id, args.gene, args.vision, args.fusion, args.cluster, args.variant if args.vision else None),)
@@ -140,7 +138,24 @@ def plan_from_args(args, root: Path, **launch):
                    seeds=seeds, override=args.override, drop_unlabelled=args.drop_unlabelled,
                    device=args.device, encoder=encoder_config(args), slice_options=slice_options, **launch)
     check_plan(plan)
+    _check_inputs(plan, root)
     return plan
+
+
+def _check_inputs(plan, root: Path) -> None:
+    """A --gene/--vision name that is neither an encoder nor cached for the slice (here or in a workspace
+    cache_from.json lists) fails now, before a run dir or job is made, not inside the run."""
+    from ..cache import cache_from_config, read_entries
+    from ..encoders import REGISTRY
+    from ..errors import MihdError
+
+    cached = {(e.get("modality"), e.get("name")) for r in (root, *cache_from_config(root))
+              for e in read_entries(r, plan.slice)}
+    for cell in plan.cells:
+        for modality, name in (("gene", cell.gene), ("vision", cell.vision)):
+            if name and name not in REGISTRY[modality] and (modality, name) not in cached:
+                raise MihdError(f"--{modality} {name!r}: not an encoder ({', '.join(REGISTRY[modality])}) "
+                                f"nor cached for slice {plan.slice}")
 
 
 def plan_argv(plan) -> list[str]:
@@ -177,8 +192,20 @@ def cmd_run(args) -> int:
     from ..workspace import resolve_root
 
     root = resolve_root(args.root)
-    return run_plan(plan_from_args(args, root), root, Path(args.run_dir).resolve() if args.run_dir else None,
+    return run_plan(plan_from_args(args, root), root, _given_run_dir(args.run_dir) if args.run_dir else None,
                     as_json=args.json)
+
+
+def _given_run_dir(text: str) -> Path:
+    """--run-dir: a new or empty folder, or a launcher's run dir (with its spec.json); never a file or a
+    folder of other things."""
+    from ..errors import MihdError
+    from ..rundir import SPEC
+
+    path = Path(text).expanduser().resolve()
+    if path.exists() and not (path.is_dir() and ((path / SPEC).is_file() or not any(path.iterdir()))):
+        raise MihdError(f"--run-dir {path}: exists and is not a run dir; give a new or empty folder")
+    return path
 
 
 def cmd_exec_plan(args) -> int:
@@ -199,13 +226,13 @@ def run_plan(plan, root: Path, run_dir: Path | None = None, *, as_json: bool = F
     from ..data import load_slice
     from ..pipeline import run_cells
 
-    run_dir, direct = _run_dir(root, run_dir, plan)
     started = time.time()
+    opts = plan.slice_options
+    adata = load_slice(opts.get("source", plan.slice), root=root, truth_col=opts.get("truth_col"),
+                       fullres=opts.get("fullres"))  # an unreadable slice is refused before a direct run dir is made
+    run_dir, direct = _run_dir(root, run_dir, plan)
     code = 1
     try:
-        opts = plan.slice_options
-        adata = load_slice(opts.get("source", plan.slice), root=root, truth_col=opts.get("truth_col"),
-                           fullres=opts.get("fullres"))
         result = run_cells(adata, plan, root=root, run_dir=run_dir, argv=plan_argv(plan))
         code = 0 if result["status"] == "ok" else 1
     finally:

@@ -1,4 +1,4 @@
-"""`mihd runs ls|show|logs|kill|reindex`: run control from the shell.
+"""`mihd runs ls|show|logs|kill|rm|reindex`: run control from the shell.
 
 Run-control modules are imported inside the handlers, so building the parser costs nothing. What the
 registry healed or rebuilt is said on stderr, one line each; a run dir with a bad file is one `corrupt`
@@ -32,15 +32,18 @@ def register(sub) -> None:
     kill.add_argument("id")
     kill.add_argument("--signal", default="TERM", type=str.upper, choices=("TERM", "INT", "KILL"))
     kill.add_argument("--grace", default="10s", help="wait this long before KILL (default 10s)")
+    rm = rsub.add_parser("rm", help="remove finished runs: their run dirs and their rows (never an active run)")
+    rm.add_argument("ids", nargs="+", metavar="ID")
     rsub.add_parser("reindex", help="rebuild this host's registry index from the run dirs")
-    for q in (ls, show, logs, kill):
+    for q in (ls, show, logs, kill, rm):
         add_root(q)
     add_root(rsub.choices["reindex"])
     runs.set_defaults(handler=cmd_runs)
 
 
 def cmd_runs(args) -> int:
-    return {"ls": _ls, "show": _show, "logs": _logs, "kill": _kill, "reindex": _reindex}[args.runs_command](args)
+    return {"ls": _ls, "show": _show, "logs": _logs, "kill": _kill, "rm": _rm,
+            "reindex": _reindex}[args.runs_command](args)
 
 
 @contextmanager
@@ -140,11 +143,27 @@ def _show(args) -> int:
         lines.append(("note", v.reason))
     for k, val in lines:
         print(f"{k:>16}  {_text(val)}")
-    for s in v.scores:
+    for s in [] if v.cells else v.scores:
         ari = "-" if s["ari"] is None else f"{s['ari']:.3f}"
         nmi = "-" if s["nmi"] is None else f"{s['nmi']:.3f}"
         print(f"{'':>16}  {s['label']}: ARI {ari}  NMI {nmi}")
+    for c in v.cells:  # a fanned-out grid: each cell's own state (`mihd runs kill ID/N` stops one)
+        print(f"{'cell ' + str(c.index):>16}  {_cell_line(c)}")
     return 0
+
+
+def _cell_line(c) -> str:
+    from ..present import fmt_duration
+
+    if c.status == "done":
+        what = f"ARI {'-' if c.ari is None else f'{c.ari:.3f}'}  {fmt_duration(c.elapsed)}"
+    elif c.status in ("running", "orphaned"):
+        prog = "" if c.progress is None else f" {100 * c.progress:.0f}%"
+        what = f"{fmt_duration(c.elapsed)}{prog}" + (" overrunning" if c.overrun else "")
+    else:
+        what = c.reason or c.error or ""
+    job = f"  [job {c.job_id}]" if c.job_id else ""
+    return _text(f"{c.label}  {c.status}  {what}{job}")
 
 
 def _logs(args) -> int:
@@ -184,6 +203,24 @@ def _kill(args) -> int:
     if out.get("outside"):
         print(f"{out['id']}: found outside the run's session and signalled too: {', '.join(out['outside'])}")
     return 0 if not out["survivors"] else 1
+
+
+def _rm(args) -> int:
+    """One line per run: removed, or why not (the others are still removed); exit 2 when any was refused."""
+    from ..errors import MihdError
+    from ..runs.remove import remove_run
+
+    refused = 0
+    with _watcher(args.root) as w:
+        for ref in args.ids:
+            try:
+                v = remove_run(args.root, ref, watcher=w)
+            except MihdError as exc:
+                print(f"mihd: error: {_text(exc)}", file=sys.stderr)
+                refused += 1
+                continue
+            print(f"removed {v.id}  {_text(v.label)}  ({v.status})")
+    return 2 if refused else 0
 
 
 def _reindex(args) -> int:

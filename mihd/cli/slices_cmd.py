@@ -6,7 +6,7 @@ from .common import add_root, print_table
 
 
 def register(sub) -> None:
-    group = sub.add_parser("slices", help="register and list slices").add_subparsers(dest="slices_cmd", required=True)
+    group = sub.add_parser("slices", help="register and list slices").add_subparsers(dest="slices_cmd", required=True, metavar="ACTION")
     add = group.add_parser("add", help="register a Space Ranger folder or .h5ad under a name")
     add.add_argument("name", metavar="NAME")
     add.add_argument("path", metavar="PATH")
@@ -20,9 +20,13 @@ def register(sub) -> None:
 
 
 def cmd_add(args) -> int:
+    from ..data import DEMO
     from ..data.registry import register as register_slice
+    from ..errors import MihdError
     from ..workspace import resolve_root
 
+    if args.name == DEMO:
+        raise MihdError(f"NAME {DEMO}: the built-in demo slice's name; register {args.path} under another name")
     entry = register_slice(resolve_root(args.root), args.name, args.path, args.truth_col, args.fullres)
     print(f"registered {args.name} -> {entry['path']}")
     return 0

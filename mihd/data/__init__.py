@@ -7,52 +7,56 @@ light (numpy/pandas/scanpy load when a slice does), so the dashboard can read th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..cache import is_valid_name
 from ..errors import MihdError
 from ..workspace import resolve_root
 from .registry import registered
+from .sources import check_source
 
 DEMO = "demo"
+
+
+def find_slice(source: str, root: Path) -> tuple[str, Path | None, dict | None]:
+    """(slice id, checked path, registry entry or None) of SLICE: a registered name, a Space Ranger folder or an
+    .h5ad file. Reads no slice (cheap), so a bad SLICE is refused before anything is made from it; the path is
+    None for the built-in demo not made yet."""
+    slices = registered(root)
+    if source in slices:
+        return source, check_source(slices[source]["path"], f"slice {source!r}: its registered path"), slices[source]
+    if source == DEMO:
+        return DEMO, None, None
+    if not os.path.lexists(os.path.expanduser(source)):
+        known = ", ".join(sorted(slices)) or "none"
+        raise MihdError(f"SLICE {source!r}: not a registered slice (registered: {known}), a folder or an .h5ad file")
+    path = check_source(source)
+    slice_id = path.stem if path.is_file() else path.name
+    if not is_valid_name(slice_id):
+        raise MihdError(f"SLICE {source}: {slice_id!r} is not a usable slice id; register it: mihd slices add NAME {path}")
+    return slice_id, path, None
 
 
 def load_slice(source: str | Path, root: str | Path | None = None, truth_col: str | None = None,
                fullres: str | Path | None = None):
     """The slice named by `source`: a registered name (incl. `demo`), a Space Ranger folder or an .h5ad."""
     root = resolve_root(root)
-    source = str(source)
-    slices = registered(root)
-    if source == DEMO and DEMO not in slices:
+    slice_id, path, entry = find_slice(str(source), root)
+    if path is None:
         from .demo import ensure_demo
 
-        ensure_demo(root)
-        slices = registered(root)
-    if source in slices:
-        entry = slices[source]
-        slice_id, path = source, Path(entry["path"])
+        path = ensure_demo(root)
+    if entry:
         truth_col = truth_col or entry.get("truth_col")
         fullres = fullres or entry.get("fullres")
-        if not path.exists():
-            raise MihdError(f"slice {source!r}: its registered path {path} no longer exists")
-    else:
-        path = Path(source).expanduser()
-        if not path.exists():
-            known = ", ".join(sorted(slices)) or "none"
-            raise MihdError(f"SLICE {source!r}: not a registered slice (registered: {known}), a folder or an .h5ad file")
-        path = path.resolve()
-        slice_id = path.stem if path.is_file() else path.name
-        if not is_valid_name(slice_id):
-            raise MihdError(f"SLICE {source}: {slice_id!r} is not a usable slice id; register it: mihd slices add NAME {path}")
 
     if path.is_dir():
         from .spaceranger import load_spaceranger
 
         adata, library_id = load_spaceranger(path, Path(fullres) if fullres else None)
-    elif path.suffix == ".h5ad":
-        adata, library_id = _load_h5ad(path)
     else:
-        raise MihdError(f"SLICE {path}: expected a Space Ranger folder or an .h5ad file")
+        adata, library_id = _load_h5ad(path)
 
     from .fingerprint import gene_fingerprint, vision_fingerprint
 

@@ -8,22 +8,26 @@ from ..cache import validate_name
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
 from ..workspace import slices_file
+from .sources import check_image, check_source
 
 
 def registered(root: Path) -> dict[str, dict]:
+    """Registered slices by name ({"path", "truth_col", "fullres"}); an entry of another shape is left out."""
     data = read_json(slices_file(root), default={})
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {name: e for name, e in data.items() if isinstance(e, dict) and isinstance(e.get("path"), str)}
 
 
 def register(root: Path, name: str, path: str | Path, truth_col: str | None = None, fullres: str | None = None) -> dict:
+    """Register `path` (checked to be a Space Ranger folder or an .h5ad, by its files) under `name`."""
     validate_name(name, "NAME")
-    path = Path(path).expanduser().resolve()
-    if not path.exists():
-        raise MihdError(f"PATH {path}: no such folder or file")
-    if not (path.is_dir() or path.suffix == ".h5ad"):
-        raise MihdError(f"PATH {path}: expected a Space Ranger folder or an .h5ad file")
-    entry = {"path": str(path), "truth_col": truth_col, "fullres": str(Path(fullres).resolve()) if fullres else None}
-    slices = registered(root)
+    path = check_source(path, "PATH")
+    entry = {"path": str(path), "truth_col": truth_col, "fullres": str(check_image(fullres)) if fullres else None}
+    file = slices_file(root)
+    slices = read_json(file) if file.exists() else {}
+    if not isinstance(slices, dict):  # rewriting it would lose every registration in it
+        raise MihdError(f"{file}: not a JSON object of registered slices; fix it or move it aside, then register again")
     slices[name] = entry
     write_json_atomic(slices_file(root), slices)
     return entry

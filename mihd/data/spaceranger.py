@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MihdError
+from .sources import open_image
 
 POSITION_COLUMNS = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
 IMAGE_FILES = {"hires": "tissue_hires_image.png", "lowres": "tissue_lowres_image.png"}
@@ -71,11 +72,8 @@ def _read_csv(path: Path, header) -> pd.DataFrame:
 
 
 def read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None  # full-resolution H&E scans are legitimately huge
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError) as exc:
         raise MihdError(f"{path}: cannot read the image ({exc})") from None

@@ -22,6 +22,7 @@ from .vision_models import VISION_MODELS, VisionModel
 
 WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
 WEIGHT_GLOBS = ("*.pth", "*.pt")
+WANTED = ", ".join(WEIGHT_FILES + WEIGHT_GLOBS)
 DROP_PREFIXES = ("module.", "backbone.")
 PRECISIONS = ("fp32", "bf16")
 
@@ -54,15 +55,8 @@ def _weights_in_folder(folder: Path) -> Path | None:
 def find_weights(name: str, config: dict) -> tuple[Path, str]:
     """(weights file, where it was found). A missing file is a one-line MihdError listing every place looked."""
     spec = VISION_MODELS[name]
-    wanted = ", ".join(WEIGHT_FILES + WEIGHT_GLOBS)
     if config.get("weights"):
-        path = Path(config["weights"]).expanduser()
-        if path.is_file():
-            return path, "config"
-        found = _weights_in_folder(path) if path.is_dir() else None
-        if found is None:
-            raise MihdError(f"weights {path}: not a weights file nor a folder holding one of {wanted}")
-        return found, "config"
+        return check_weights(config["weights"], "weights"), "config"
     looked = ["config weights (not set)"]
     root = os.environ.get("MIHD_WEIGHTS")
     if root:
@@ -70,7 +64,7 @@ def find_weights(name: str, config: dict) -> tuple[Path, str]:
         found = _weights_in_folder(folder) if folder.is_dir() else None
         if found is not None:
             return found, "MIHD_WEIGHTS"
-        looked.append(f"{folder}/ ({wanted})")
+        looked.append(f"{folder}/ ({WANTED})")
     else:
         looked.append(f"$MIHD_WEIGHTS/{name}/ (MIHD_WEIGHTS not set)")
     if spec.hf_repo:
@@ -88,6 +82,22 @@ def find_weights(name: str, config: dict) -> tuple[Path, str]:
         f"vision encoder {name!r}: no weights found; looked in: {'; '.join(looked)}. "
         f"Set config weights=PATH, put the file under $MIHD_WEIGHTS/{name}/, or use --random-init"
     )
+
+
+def check_weights(path: str | Path, what: str = "--weights") -> Path:
+    """The checkpoint `path` names (a file, or a folder holding one), told by its first bytes, so a wrong file
+    is a one-line MihdError before any slice loads."""
+    path = Path(path).expanduser()
+    found = path if path.is_file() else _weights_in_folder(path) if path.is_dir() else None
+    if found is None:
+        raise MihdError(f"{what} {path}: not a weights file nor a folder holding one of {WANTED}")
+    try:
+        kind = checkpoint_kind(found)
+    except OSError as exc:
+        raise MihdError(f"{what} {found}: cannot be read ({exc.strerror})") from None
+    if kind is None:
+        raise MihdError(f"{what} {found}: not a torch or safetensors checkpoint ({_looks_like(found)})")
+    return found
 
 
 def checkpoint_kind(path: Path) -> str | None:

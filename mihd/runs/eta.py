@@ -27,7 +27,7 @@ from .stages import CellClock, default_cost, default_shares
 
 MIN_HISTORY = 3        # finished runs behind an expected time before it counts as history, not a hint
 MEASURED_AFTER = 3     # progress steps after which a stage's own rate alone predicts its end
-RATE_WINDOW = 6        # the latest steps a stage's rate is measured over (a run slowed midway shows it soon)
+RATE_WINDOW = 3        # the latest steps a stage's rate is measured over (a run slowed midway shows it soon)
 AGREE = 1.5            # measured and expected rates agree within this factor
 OVERDUE = 0.1          # a stage past its expected end still needs this share of its time so far
 CONFIDENCE = ("unknown", "low", "medium", "high")
@@ -172,7 +172,7 @@ class ProgressTracker:
                 p.cell_fraction, self.clock = 0.0, None
             elif kind == "end":
                 p.ended = True
-            elif self.clock is not None and kind in ("cache",):
+            elif kind == "cache" and self.clock is not None:
                 self.clock.feed(ev)
         if self.last_t is not None:
             return self.estimate(self.last_t)

@@ -19,7 +19,9 @@ from pathlib import Path
 from ..errors import MihdError
 from ..jsonio import write_json_atomic
 from ..rundir import EXIT, EventLog
+from . import fanout_status
 from .backends import GONE, get_backend
+from .fanout import is_fanned
 from .registry import ACTIVE, Registry
 from .status import RunWatcher, _backend_name
 
@@ -28,7 +30,8 @@ SIGNALS = ("TERM", "INT", "KILL")
 
 def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
              watcher: RunWatcher | None = None) -> dict:
-    """Signal run `run_id` (id, prefix or name) and escalate to KILL after `grace` seconds.
+    """Signal run `run_id` (id, prefix or name; `GRID/N` for cell N of a fanned-out grid) and escalate to
+    KILL after `grace` seconds. A fanned-out grid is killed part by part (mihd.runs.fanout_status.kill).
 
     Returns {"id", "signal", "escalated", "survivors", "status"} and what the backend adds ("left",
     "outside": processes by "PID NAME"). Raises MihdError when the run is not running, or when the
@@ -40,7 +43,12 @@ def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
     own = watcher is None
     watcher = watcher or RunWatcher(root)
     try:
-        view = watcher.view(run_id)
+        grid_id, _, cell = run_id.partition("/")  # GRID/3: cell 3 of a fanned-out grid
+        view = watcher.view(grid_id if cell else run_id)
+        if cell or is_fanned(view.run_dir):
+            if cell and (not cell.isdigit() or not is_fanned(view.run_dir)):
+                raise MihdError(f"run {run_id!r}: ID/N names cell N of a grid launched with --parallel or on Slurm")
+            return fanout_status.kill(watcher, view, signal, grace, int(cell) if cell else None)
         reg: Registry = watcher.registry
         row = reg.row(view.id)
         handle = {**(json.loads(row["handle"]) if row["handle"] else {}), "run_dir": row["run_dir"]}
@@ -52,20 +60,23 @@ def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
             raise MihdError(f"run {view.id}: not running ({what}); nothing to kill")
         outcome = backend.kill(handle, signal, grace)
         run_dir = Path(row["run_dir"])
-        now = time.time()
-        who = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
-        log = EventLog(run_dir)
-        try:
-            log.emit("kill", signal=signal, by=who, grace=grace, escalated=outcome.get("escalated", False),
-                     survivors=outcome.get("survivors"), left=outcome.get("left"), outside=outcome.get("outside"))
-        finally:
-            log.close()
-        if outcome.get("survivors") == 0 and outcome.get("ended", True) and not (run_dir / EXIT).exists():
-            # the supervisor itself was gone: say how the run ended on its behalf
-            write_json_atomic(run_dir / EXIT, {"code": None, "signal": signal, "ended": round(now, 3),
-                                               "forwarded": [], "written_by": "mihd runs kill"})
+        record_kill(run_dir, outcome, signal, grace)
         row = reg.ingest(run_dir)  # the kill event makes the status `killed`
         return {"id": view.id, "status": row["status"], **outcome}
     finally:
         if own:
             watcher.close()
+
+
+def record_kill(run_dir: Path, outcome: dict, signal: str, grace: float) -> None:
+    """The kill event (who, when, what was left) and, when the supervisor itself was gone, exit.json on its behalf."""
+    who = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+    log = EventLog(run_dir)
+    try:
+        log.emit("kill", signal=signal, by=who, grace=grace, escalated=outcome.get("escalated", False),
+                 survivors=outcome.get("survivors"), left=outcome.get("left"), outside=outcome.get("outside"))
+    finally:
+        log.close()
+    if outcome.get("survivors") == 0 and outcome.get("ended", True) and not (run_dir / EXIT).exists():
+        write_json_atomic(run_dir / EXIT, {"code": None, "signal": signal, "ended": round(time.time(), 3),
+                                           "forwarded": [], "written_by": "mihd runs kill"})

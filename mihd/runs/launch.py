@@ -19,6 +19,7 @@ from ..jsonio import write_json_atomic
 from ..plan import RunSpec
 from ..rundir import HANDLE, PROC, write_spec
 from ..workspace import resolve_root, runs_dir
+from . import fanout
 from .backends import get_backend, resolve_options
 from .registry import Registry
 from .supervise import boot_id, proc_create_time
@@ -70,13 +71,16 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
     be = get_backend(spec.backend)
     options = resolve_options(root, spec.backend, spec.backend_options)  # refused here: no run dir left behind
     flags = _cached(root, spec, cached)
+    fan = raw_argv is None and fanout.fans_out(spec, options)  # its cells side by side (fanout.py)
     run_id, run_dir = _make_run_dir(root)
     if raw_argv is not None:
         command = [t.replace("{run_dir}", str(run_dir)).replace("{root}", str(root)) for t in raw_argv]
+    elif fan:
+        command = fanout.grid_command(root, run_dir, spec)
     else:
         command = [sys.executable, "-m", "mihd", "exec-plan", "--run-dir", str(run_dir), "--root", str(root)]
     write_spec(run_dir, spec, run_id=run_id, argv=command, cached=flags)
-    handle = be.submit(run_dir, command, options)
+    handle = fanout.submit(root, run_dir, spec, options, flags) if fan else be.submit(run_dir, command, options)
     write_json_atomic(run_dir / HANDLE, handle)
     reg = Registry(root)
     try:

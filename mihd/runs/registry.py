@@ -30,6 +30,7 @@ from ..workspace import host_index_dir, resolve_root, runs_dir
 from .backends import outcome as backend_outcome
 from .cells import run_signature, sig_string, signature, stored_label
 from .eta import CELL_KEY
+from .fanout import FANOUT
 
 SCHEMA_VERSION = 2          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
@@ -134,6 +135,10 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
         cell_rows.append({"run_id": row["id"], "idx": i, "signature": sig_string(sig), "sig": json.dumps(sig),
                           "label": stored_label([cell]), "ari": cell.get("ari"), "nmi": cell.get("nmi"),
                           "seconds": secs})
+    if (run_dir / FANOUT).is_file():  # a fanned-out grid: one row over its cells' own run dirs
+        from .fanout_status import aggregate
+
+        return aggregate(run_dir, row)
     return row, cell_rows
 
 

@@ -24,7 +24,9 @@ from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, r
 from ..workspace import resolve_root
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import sig_string, signature
-from .eta import ProgressTracker, cell_plans, expected_duration
+from .eta import Expected, ProgressTracker, cell_plans, expected_duration
+from .fanout import is_fanned
+from .fanout_status import CellView, grid_progress, refresh_grid
 from .gpu import Gpu, default_gpu
 from .monitor import Monitor, TreeSample
 from .overrun import is_overrun, overrun_factor, record_overrun
@@ -80,6 +82,7 @@ class RunView:
     kill_signal: str | None = None
     killed_at: float | None = None
     killed_by: str | None = None
+    cells: list[CellView] = field(default_factory=list)  # a fanned-out grid's cells (fanout_status.CellView)
 
     @property
     def active(self) -> bool:
@@ -103,6 +106,7 @@ class RunWatcher:
         self.monitor = monitor or Monitor(self.gpu)
         self._trackers: dict[str, tuple[ProgressTracker, int]] = {}
         self._shares = ShareBook(self.registry)
+        self._fan_states: dict[str, dict] = {}  # fanned-out grid id -> its parts' backend states
 
     @property
     def notes(self) -> list[str]:
@@ -117,6 +121,9 @@ class RunWatcher:
         """Bring active (and corrupt) rows up to date: exit.json first, then what the backends say."""
         by_backend: dict[str, dict[str, dict]] = {}
         for row in rows:
+            if row["status"] != "corrupt" and is_fanned(row["run_dir"]):  # its cells are asked, not the grid
+                self._fan_states[row["id"]] = refresh_grid(self.registry, row)
+                continue
             if row["status"] == "corrupt" or (Path(row["run_dir"]) / EXIT).exists():
                 row.update(self.registry.ingest(Path(row["run_dir"])))  # a repaired file heals a corrupt run
                 continue
@@ -257,13 +264,19 @@ class RunWatcher:
                 cell_sigs = [sig_string(signature(c, r["backend"])) for c in json.loads(r["cells"] or "[]")]
                 expected_by[key] = expected_duration(r["signature"], history, r["expect"], cell_sigs)
             expected = expected_by[key]
-            prog = self._progress(r, expected, history, now) if status in COMPUTING else None
+            fan = grid_progress(r, self._fan_states.get(r["id"], {}), history, self.factor, now) \
+                if status != "corrupt" and is_fanned(r["run_dir"]) else None
+            prog = self._progress(r, expected, history, now) if status in COMPUTING and not fan else None
             fraction = prog.fraction if prog else (1.0 if status == "done" else None)
             eta_s, conf = (prog.eta_s, prog.confidence) if prog else (None, "unknown")
             if status == "queued":
                 eta_s, conf = expected.seconds, expected.confidence
+            if fan:  # cells side by side: their own progress, the critical path, overrun judged per cell
+                expected = Expected(fan.expected_s, "cells") if fan.expected_s else expected
+                fraction, eta_s, conf = fan.fraction, fan.eta_s, fan.confidence
             overrun = bool(r["overrun"])
-            if status in COMPUTING and not overrun and is_overrun(elapsed, expected, self.factor):
+            if status in COMPUTING and not overrun and (fan.overrun if fan else
+                                                        is_overrun(elapsed, expected, self.factor)):
                 record_overrun(self.registry, r["id"], Path(r["run_dir"]), elapsed, expected, self.factor, now)
                 overrun = True
             scores = [{k: c[k] for k in ("label", "signature", "ari", "nmi", "seconds")} for c in cells.get(r["id"], [])]
@@ -286,7 +299,8 @@ class RunWatcher:
                 nmi=scores[best]["nmi"] if best is not None else None, scores=scores,
                 exit_code=r["exit_code"], exit_signal=r["exit_signal"], error=r["error"],
                 reason=r.get("reason") or r.get("note"), pid=r["pid"], job_id=r["job_id"], host=r["host"],
-                kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"]))
+                kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"],
+                cells=fan.cells if fan else []))
         return views
 
 

@@ -22,7 +22,8 @@ import psutil
 from ...errors import MihdError
 from ...rundir import EXIT, PROC, RunFileError, load_file
 from ..identity import CTIME_TOLERANCE, alive, elsewhere, run_members
-from .base import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, RunState
+from ..fanout import parallel_option
+from .base import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, Option, RunState
 
 SUBMIT_WAIT = 2.0      # how long submit waits for the supervisor to record itself
 START_TIMEOUT = 30.0   # a supervisor not recorded by then never started: the run is lost
@@ -49,7 +50,8 @@ def _name(p: psutil.Process) -> str:
 
 class Backend:
     name = "local"
-    options = ()
+    options = (Option("parallel", str, metavar="N|auto", validate=parallel_option,
+                      help="a grid's cells as N worker processes (auto: one per GPU when several, else per core)"),)
 
     def __init__(self):
         self.host = socket.gethostname()

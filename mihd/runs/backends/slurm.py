@@ -96,6 +96,12 @@ OPTIONS = (
            validate=_matching(r"^[\w.-]+$", "an account name")),
     Option("sbatch_args", flag="--sbatch-arg", repeat=True, metavar="ARG", validate=_sbatch_arg,
            help="one more sbatch option, repeatable: --sbatch-arg=--qos=high"),
+    Option("max_parallel", type=int, validate=_at_least_one, metavar="M",
+           help="a grid's cells run as one job array, at most M tasks at once (--array=0-N%%M)"),
+    Option("extract_gres", metavar="SPEC", help="a grid's vision extraction jobs: their gres (default: --gres)",
+           validate=_matching(r"^[\w:.,/=-]+$", "a gres spec such as gpu:1")),
+    Option("extract_cpus", type=int, validate=_at_least_one, metavar="N",
+           help="a grid's extraction jobs: --cpus-per-task (default: --cpus)"),
 )
 
 
@@ -106,26 +112,40 @@ def _directive(flag: str, value) -> str:
     return f'#SBATCH {flag}="{value}"' if re.search(r"\s", value) else f"#SBATCH {flag}={value}"
 
 
-def batch_script(run_dir: Path, argv: list[str], opts: dict, cwd: str) -> str:
-    """The job script: #SBATCH lines, then the supervisor with this very Python and this checkout."""
+TASK = "{index}"  # in an array script's command: the task's index (`$SLURM_ARRAY_TASK_ID`)
+
+
+def _shell_word(token: str) -> str:
+    """One quoted word; `{index}` in it becomes the array task id, expanded by the shell."""
+    return "${SLURM_ARRAY_TASK_ID}".join(shlex.quote(p) if p else "" for p in token.split(TASK)) or "''"
+
+
+def batch_script(run_dir: Path, argv: list[str], opts: dict, cwd: str, *, array: str | None = None,
+                 dependency: str | None = None) -> str:
+    """The job script: #SBATCH lines, then the supervisor with this very Python and this checkout.
+
+    With `array` ("0-13%2") `run_dir` is a fanned-out grid's and each task supervises `cells/<task id>`
+    there (its Slurm output goes there too); `dependency` ("afterany:12:13") holds the job until those end."""
     flags = {"--partition": opts.get("partition"), "--time": opts.get("time"),
              "--cpus-per-task": opts.get("cpus"), "--mem": opts.get("mem"), "--gres": opts.get("gres"),
-             "--account": opts.get("account")}
+             "--account": opts.get("account"), "--array": array, "--dependency": dependency}
+    part = run_dir / "cells" / TASK if array else run_dir
+    output = run_dir / "cells" / "%a" / "slurm-%A_%a.out" if array else run_dir / BATCH_OUTPUT
     lines = ["#!/bin/bash", f"# MIHD run {run_dir.name}: written by mihd's Slurm backend.",
              _directive("--job-name", f"mihd-{run_dir.name}"),
-             _directive("--output", run_dir / BATCH_OUTPUT), _directive("--chdir", cwd)]
+             _directive("--output", output), _directive("--chdir", cwd)]
     lines += [_directive(flag, v) for flag, v in flags.items() if v is not None]
     lines += [f"#SBATCH {a}" if not re.search(r"\s", a) else _directive(*a.split("=", 1))
               for a in opts.get("sbatch_args", ())]
     pkg_parent = str(Path(__file__).resolve().parents[3])
-    supervisor = [sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--", *argv]
+    supervisor = [sys.executable, "-m", "mihd.runs.supervise", str(part), "--", *argv]
     lines += [
         f"cd {shlex.quote(cwd)} || exit 1",
         f"export PYTHONPATH={shlex.quote(pkg_parent)}${{PYTHONPATH:+:$PYTHONPATH}}",
         "# The supervisor runs as a child, not exec'd: so it can start a session of its own and end",
         "# whatever the run leaves behind. `scancel --batch --signal=S` may reach only this shell: hand",
         "# the signal on (the supervisor forwards it to the run's process group and writes exit.json).",
-        " ".join(map(shlex.quote, supervisor)) + " &",
+        " ".join(map(_shell_word, supervisor)) + " &",
         "sup=$!",
         f"for s in {' '.join(SIGNALS_FORWARDED)}; do trap \"kill -$s $sup 2>/dev/null\" $s; done",
         "while kill -0 $sup 2>/dev/null; do wait $sup; done",
@@ -162,6 +182,39 @@ class Backend:
                                                "ended": round(time.time(), 3), "written_by": "slurm submit"})
             raise
         return handle
+
+    def submit_fanout(self, grid_dir: Path, extractions: list[tuple[Path, list[str], str]], cell_argv: list[str],
+                      n_cells: int, options: dict) -> dict:
+        """One job per extraction (a vision one with `extract_gres`, all with `extract_cpus`), then the cells
+        as one array held until every extraction has ended (afterany: a cell whose extraction failed fails
+        itself, saying why; the others run). Each part's handle.json gets its job id ("A_i" for task i).
+        A refused sbatch cancels what was submitted, says so in the grid's exit.json and raises."""
+        grid_dir = Path(grid_dir)
+        submitted = round(time.time(), 3)
+        jobs: list[str] = []
+        try:
+            for run_dir, argv, modality in extractions:
+                own = {**options, "cpus": options.get("extract_cpus") or options.get("cpus"),
+                       "gres": (options.get("extract_gres") or options.get("gres")) if modality == "vision" else None}
+                script = run_dir / BATCH_SCRIPT
+                script.write_text(batch_script(run_dir, argv, own, os.getcwd()))
+                jobs.append(self.commands.sbatch(str(script)))
+                write_json_atomic(run_dir / HANDLE, {"backend": self.name, "submitted": submitted, "job_id": jobs[-1]})
+            limit = f"%{options['max_parallel']}" if options.get("max_parallel") else ""
+            script = grid_dir / BATCH_SCRIPT
+            script.write_text(batch_script(grid_dir, cell_argv, options, os.getcwd(), array=f"0-{n_cells - 1}{limit}",
+                                           dependency="afterany:" + ":".join(jobs) if jobs else None))
+            array = self.commands.sbatch(str(script))
+        except MihdError as exc:
+            for job in jobs:
+                self.commands.scancel(job)
+            write_json_atomic(grid_dir / EXIT, {"code": None, "signal": None, "error": str(exc), "forwarded": [],
+                                                "ended": round(time.time(), 3), "written_by": "slurm submit"})
+            raise
+        for i in range(n_cells):
+            write_json_atomic(grid_dir / "cells" / str(i) / HANDLE,
+                              {"backend": self.name, "submitted": submitted, "job_id": f"{array}_{i}"})
+        return {"backend": self.name, "submitted": submitted, "job_id": array, "fanout": True, "extract_jobs": jobs}
 
     # -- state ------------------------------------------------------------------------------------
     def _squeue(self, newest_submit: float) -> tuple[dict[str, JobInfo], float]:

@@ -157,8 +157,8 @@ class SlurmCommands:
         return parse_sbatch(out)
 
     def squeue(self) -> dict[str, JobInfo]:
-        """Every live job of this user, in one call."""
-        rc, out, err = self.runner(["squeue", "--me", "-h", "-o", SQUEUE_FORMAT])
+        """Every live job of this user, in one call; an array's tasks one by one (`-r`: `12_3`, pending ones too)."""
+        rc, out, err = self.runner(["squeue", "--me", "-r", "-h", "-o", SQUEUE_FORMAT])
         if rc != 0:
             raise MihdError(f"squeue: {_first_error(err)}")
         return parse_squeue(out)

@@ -1,0 +1,379 @@
+"""Fanned-out grids: a grid whose cells run as separate supervised runs, side by side.
+
+A grid launched with `--parallel N` (local) or on Slurm is one run for the user (one run dir, one registry
+row), laid out as
+    <grid>/spec.json, handle.json, fanout.json   the grid's RunSpec, the backend's handle, the layout below
+    <grid>/extract/<key>/                         one extraction of an embedding no cell may find cached
+    <grid>/cells/<i>/                             cell i: a one-cell RunSpec, its own events, result, exit
+Extraction and cell dirs are run dirs like any other (the same supervisor writes run.log, proc.json,
+exit.json there), so each is watched and killed with its backend's own handle.json. Extractions are the
+only writers of the embeddings the grid lacks: every cell starts after the extractions it needs have ended
+(Slurm: an array with `--dependency=afterany:` on them; local: the runner's order), and a cell whose
+extraction failed fails at once saying why, while the others go on.
+
+`python -m mihd.runs.fanout local GRID_DIR --root R` is the local runner (the grid's supervised command):
+N worker slots, each running one part at a time under its own supervisor, with MIHD_THREADS = allowed
+cores // N and, when several GPUs are visible, one GPU per slot (CUDA_VISIBLE_DEVICES).
+`python -m mihd.runs.fanout cell CELL_DIR --root R` is what each cell runs: the check of its extractions,
+then `mihd exec-plan` on its one-cell RunSpec. Standard library only at import: the dashboard reads this.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MihdError
+from ..jsonio import read_json, write_json_atomic
+from ..plan import RunSpec
+from ..rundir import EXIT, HANDLE, LOG, SPEC, EventLog, read_spec, write_result, write_spec
+
+FANOUT = "fanout.json"
+CELLS = "cells"
+EXTRACT = "extract"
+EXTRACT_SPEC = "extract.json"
+POLL_S = 0.2
+
+
+def is_fanned(run_dir) -> bool:
+    return (Path(run_dir) / FANOUT).is_file()
+
+
+def cell_dir(grid_dir, index: int) -> Path:
+    return Path(grid_dir) / CELLS / str(index)
+
+
+def extract_dir(grid_dir, key: str) -> Path:
+    return Path(grid_dir) / EXTRACT / key
+
+
+def read_fanout(grid_dir) -> dict:
+    """fanout.json, checked: {"backend", "lanes", "cells": [{"needs": [key]}], "extract": {key: {...}}}."""
+    data = read_json(Path(grid_dir) / FANOUT)
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list) \
+            or not isinstance(data.get("extract"), dict):
+        raise MihdError(f"{Path(grid_dir) / FANOUT}: expected {{'cells': [...], 'extract': {{...}}}}")
+    return data
+
+
+def parts(grid_dir, fan: dict | None = None) -> list[tuple[str, Path]]:
+    """(name, run dir) of every extraction and cell: `extract/<key>`, then `cells/<i>` in cell order."""
+    fan = fan if fan is not None else read_fanout(grid_dir)
+    return [(f"{EXTRACT}/{k}", extract_dir(grid_dir, k)) for k in fan["extract"]] + \
+           [(f"{CELLS}/{i}", cell_dir(grid_dir, i)) for i in range(len(fan["cells"]))]
+
+
+# -- what fans out, and how wide ----------------------------------------------------------------------
+def parallel_option(value):
+    """`--parallel N` (N >= 1) or `auto` (one worker per visible GPU when several, else per allowed core)."""
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a whole number >= 1 or auto") from None
+    if n < 1:
+        raise ValueError("expected a whole number >= 1 or auto")
+    return n
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries: that variable when set, else NVML's."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g.strip() for g in given.split(",") if g.strip() and g.strip() != "-1"]
+    from .gpu import Gpu
+
+    gpu = Gpu()
+    try:
+        return [str(d.index) for d in gpu.devices()]
+    finally:
+        gpu.close()
+
+
+def local_lanes(value) -> int:
+    """Worker slots for `--parallel` (auto: the GPUs when several, else the cores this process may use)."""
+    if value != "auto":
+        return int(value)
+    from ..compute import allowed_cores
+
+    gpus = visible_gpus()
+    return len(gpus) if len(gpus) > 1 else allowed_cores()[0]
+
+
+def fans_out(spec: RunSpec, options: dict) -> bool:
+    """A grid of several cells fans out on Slurm always, locally when `--parallel` asks for more than one."""
+    if spec.kind != "grid" or len(spec.cells) < 2:
+        return False
+    if spec.backend == "slurm":
+        return True
+    return spec.backend == "local" and options.get("parallel") is not None and local_lanes(options["parallel"]) > 1
+
+
+@dataclass(frozen=True)
+class Extraction:
+    key: str
+    modality: str
+    name: str
+    variant: str | None
+    cells: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.modality} {self.name}" + (f"/{self.variant}" if self.variant else "")
+
+
+def needed(root: Path, spec: RunSpec) -> list[Extraction]:
+    """The embeddings the grid needs that an extraction must compute first (all of them with --override):
+    missing from the cache and made by a known encoder (a custom cache name can only be found, not made)."""
+    from ..cache import read_entries
+    from ..encoders import GENE_ENCODERS, VISION_ENCODERS
+    from ..inventory import GENE_VARIANT, cached_inputs
+
+    cached = set() if spec.override else cached_inputs(read_entries(root))
+    found: dict[str, Extraction] = {}
+    for i, cell in enumerate(spec.cells):
+        wanted = [("gene", cell.gene, None)] + ([("vision", cell.vision, cell.variant)] if cell.vision else [])
+        for modality, name, variant in wanted:
+            if (cell.slice, modality, name, variant or GENE_VARIANT) in cached:
+                continue
+            if name not in (GENE_ENCODERS if modality == "gene" else VISION_ENCODERS):
+                continue
+            key = "-".join(p for p in (modality, name, variant) if p)
+            old = found.get(key)
+            found[key] = Extraction(key, modality, name, variant, (*(old.cells if old else ()), i))
+    return list(found.values())
+
+
+def extract_argv(root: Path, spec: RunSpec, ex: Extraction) -> list[str]:
+    argv = [sys.executable, "-m", "mihd", "extract", spec.slice_options.get("source", spec.slice),
+            f"--{ex.modality}", ex.name]
+    if ex.modality == "vision":
+        argv += ["--variant", ex.variant]
+        argv += ["--random-init"] if spec.encoder.get("random_init") else []
+        for key in ("weights", "precision"):
+            argv += [f"--{key}", str(spec.encoder[key])] if spec.encoder.get(key) else []
+    for flag, key in (("--truth-col", "truth_col"), ("--fullres", "fullres")):
+        argv += [flag, spec.slice_options[key]] if spec.slice_options.get(key) else []
+    return argv + (["--override"] if spec.override else []) + ["--root", str(root)]
+
+
+def cell_argv(root: Path, cell_run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "mihd.runs.fanout", "cell", str(cell_run_dir), "--root", str(root)]
+
+
+def runner_argv(root: Path, grid_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "mihd.runs.fanout", "local", str(grid_dir), "--root", str(root)]
+
+
+def prepare(root: Path, grid_dir: Path, spec: RunSpec, cached, lanes: int | None) -> list[Extraction]:
+    """Write fanout.json, each extraction's extract.json and each cell's one-cell spec.json; return the
+    extractions. Cells never recompute (`override` is the extractions' business)."""
+    extractions = needed(root, spec)
+    needs = {i: [ex.key for ex in extractions if i in ex.cells] for i in range(len(spec.cells))}
+    for ex in extractions:
+        d = extract_dir(grid_dir, ex.key)
+        d.mkdir(parents=True)
+        write_json_atomic(d / EXTRACT_SPEC, {"modality": ex.modality, "name": ex.name, "variant": ex.variant,
+                                             "cells": list(ex.cells), "argv": extract_argv(root, spec, ex)})
+    for i, cell in enumerate(spec.cells):
+        d = cell_dir(grid_dir, i)
+        d.mkdir(parents=True)
+        one = spec.with_(cells=(cell,), kind="run", override=False, name=None, expect=None)
+        write_spec(d, one, run_id=f"{grid_dir.name}/{i}", argv=cell_argv(root, d), cached=[cached[i]])
+    write_json_atomic(grid_dir / FANOUT, {"backend": spec.backend, "lanes": lanes,
+                                          "cells": [{"needs": needs[i]} for i in range(len(spec.cells))],
+                                          "extract": {ex.key: {"modality": ex.modality, "name": ex.name,
+                                                               "variant": ex.variant, "cells": list(ex.cells)}
+                                                      for ex in extractions}})
+    return extractions
+
+
+def grid_command(root: Path, grid_dir: Path, spec: RunSpec) -> list[str]:
+    """What runs for the grid: the local runner, or (Slurm) each array task's cell, `{index}` its task id."""
+    if spec.backend == "slurm":
+        return cell_argv(root, Path(grid_dir) / CELLS / "{index}")
+    return runner_argv(root, grid_dir)
+
+
+def submit(root: Path, grid_dir: Path, spec: RunSpec, options: dict, cached) -> dict:
+    """Lay the grid out and hand it to its backend; returns the grid's handle."""
+    from .backends import get_backend
+
+    if spec.backend == "slurm":
+        extractions = prepare(root, grid_dir, spec, cached, options.get("max_parallel"))
+        jobs = [(extract_dir(grid_dir, ex.key), extract_argv(root, spec, ex), ex.modality) for ex in extractions]
+        return get_backend("slurm").submit_fanout(grid_dir, jobs, grid_command(root, grid_dir, spec),
+                                                  len(spec.cells), options)
+    lanes = min(local_lanes(options["parallel"]), len(spec.cells))
+    prepare(root, grid_dir, spec, cached, lanes)
+    return {**get_backend("local").submit(grid_dir, runner_argv(root, grid_dir), options), "fanout": True}
+
+
+# -- one cell ------------------------------------------------------------------------------------------
+def last_words(run_dir: Path) -> str | None:
+    """The last line a part printed that is not its supervisor's (its error, typically)."""
+    try:
+        lines = (Path(run_dir) / LOG).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    said = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("[mihd supervise]")]
+    return said[-1][:300] if said else None
+
+
+def extraction_problem(grid_dir: Path, fan: dict, index: int) -> str | None:
+    """Why cell `index` cannot start (an extraction it needs failed or never ended), else None."""
+    for key in fan["cells"][index]["needs"]:
+        d = extract_dir(grid_dir, key)
+        what = fan["extract"].get(key, {})
+        label = f"{what.get('modality')} {what.get('name')}"
+        ended = read_json(d / EXIT)
+        if not isinstance(ended, dict):
+            return f"extraction of {label} did not finish (see {EXTRACT}/{key}/run.log)"
+        if ended.get("code") != 0:
+            why = ended.get("error") or last_words(d) or f"exit code {ended.get('code')}"
+            return f"extraction of {label} failed: {why}"
+    return None
+
+
+def run_cell(cell_run_dir: Path, root: str) -> int:
+    """Check the cell's extractions, then become `mihd exec-plan` on its run dir."""
+    cell_run_dir = Path(cell_run_dir).resolve()
+    grid_dir = cell_run_dir.parent.parent
+    problem = extraction_problem(grid_dir, read_fanout(grid_dir), int(cell_run_dir.name))
+    if problem:
+        plan = read_spec(cell_run_dir)["plan"]
+        events = EventLog(cell_run_dir)
+        try:
+            events.emit("start", argv=[], cells=1, slice=plan.slice)
+            write_result(cell_run_dir, {"slice": plan.slice, "status": "failed", "error": problem, "cells": []})
+            events.emit("end", status="failed", error=problem)
+        finally:
+            events.close()
+        return 1
+    argv = [sys.executable, "-m", "mihd", "exec-plan", "--run-dir", str(cell_run_dir), "--root", root]
+    os.execv(argv[0], argv)
+
+
+# -- the local runner ----------------------------------------------------------------------------------
+def mark_never_started(run_dir: Path, sig: str, by: str) -> bool:
+    """A part stopped before it ran: a kill event and exit.json say so (status killed). False if it had ended."""
+    if (run_dir / EXIT).exists():
+        return False
+    events = EventLog(run_dir)
+    try:
+        events.emit("kill", signal=sig, by=by, grace=0, escalated=False, survivors=0, left=[], outside=[])
+    finally:
+        events.close()
+    write_json_atomic(run_dir / EXIT, {"code": None, "signal": sig, "ended": round(time.time(), 3),
+                                       "forwarded": [], "written_by": by})
+    return True
+
+
+class LocalRunner:
+    """Runs a fanned-out grid's parts in `lanes` worker slots, extractions first, each cell once the
+    extractions it needs have ended. TERM/INT/HUP: start nothing more, pass the signal to the running parts'
+    supervisors, mark the parts never started as killed."""
+
+    def __init__(self, grid_dir: Path, root: Path):
+        from ..compute import allowed_cores
+        from .identity import MARKER_VAR
+
+        self.grid_dir, self.root = Path(grid_dir), Path(root)
+        self.fan = read_fanout(self.grid_dir)
+        self.lanes = max(1, int(self.fan.get("lanes") or 1))
+        self.threads = max(1, allowed_cores()[0] // self.lanes)
+        gpus = visible_gpus()
+        self.gpus = gpus if len(gpus) > 1 else []
+        self.env = {k: v for k, v in os.environ.items() if k != MARKER_VAR}  # a part is not the runner's process
+        self.stopped: str | None = None
+        self.running: dict[int, tuple[str, Path, object]] = {}
+
+    def _argv(self, name: str, run_dir: Path) -> list[str]:
+        if name.startswith(EXTRACT):
+            return read_json(run_dir / EXTRACT_SPEC)["argv"]
+        return read_spec(run_dir)["argv"]
+
+    def _ready(self, name: str) -> bool:
+        if not name.startswith(CELLS):
+            return True
+        needs = self.fan["cells"][int(name.split("/")[1])]["needs"]
+        return all((extract_dir(self.grid_dir, k) / EXIT).exists() for k in needs)
+
+    def _start(self, slot: int, name: str, run_dir: Path):
+        import subprocess
+
+        env = {**self.env, "MIHD_THREADS": str(self.threads)}
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        write_json_atomic(run_dir / HANDLE, {"backend": "local", "host": socket.gethostname(),
+                                            "submitted": round(time.time(), 3), "slot": slot})
+        gpu = f", GPU {env['CUDA_VISIBLE_DEVICES']}" if self.gpus else ""
+        print(f"[mihd grid] {time.strftime('%H:%M:%S')} {name} on worker {slot} ({self.threads} threads{gpu})",
+              flush=True)
+        return subprocess.Popen([sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--",
+                                 *self._argv(name, run_dir)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, close_fds=True, env=env)
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.stopped = signal.Signals(signum).name.removeprefix("SIG")
+        for _, _, proc in list(self.running.values()):
+            try:
+                os.kill(proc.pid, signum)  # the part's supervisor forwards it to the part's process group
+            except ProcessLookupError:
+                pass
+
+    def run(self) -> int:
+        from .fanout_status import write_grid_result
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        pending = parts(self.grid_dir, self.fan)
+        events = EventLog(self.grid_dir)
+        events.emit("start", argv=[], cells=len(self.fan["cells"]), lanes=self.lanes)
+        while pending or self.running:
+            for slot, (name, _, proc) in list(self.running.items()):
+                if proc.poll() is not None:
+                    del self.running[slot]
+                    print(f"[mihd grid] {time.strftime('%H:%M:%S')} {name} ended ({proc.returncode})", flush=True)
+            if self.stopped:
+                for _, run_dir in pending:
+                    mark_never_started(run_dir, self.stopped, "its grid's runner, stopped")
+                pending = []
+            for slot in range(self.lanes):
+                if slot in self.running or self.stopped:
+                    continue
+                ready = next((p for p in pending if self._ready(p[0])), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                if not (ready[1] / EXIT).exists():  # a part killed before its turn stays killed
+                    self.running[slot] = (*ready, self._start(slot, *ready))
+            time.sleep(POLL_S)
+        result = write_grid_result(self.grid_dir)
+        events.emit("end", status=result["status"], **({"error": result["error"]} if result["error"] else {}))
+        events.close()
+        return 0 if result["status"] == "ok" and not self.stopped else 1
+
+
+def main(args: list[str]) -> int:
+    if len(args) != 4 or args[0] not in ("local", "cell") or args[2] != "--root":
+        print("usage: python -m mihd.runs.fanout local GRID_DIR --root ROOT | cell CELL_DIR --root ROOT",
+              file=sys.stderr)
+        return 2
+    try:
+        if args[0] == "cell":
+            return run_cell(Path(args[1]), args[3])
+        return LocalRunner(Path(args[1]), Path(args[3])).run()
+    except MihdError as exc:
+        print(f"mihd: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
