@@ -4,7 +4,9 @@
    GPU, random-init weights (the same forward cost as real ones), in float32 and bf16, through the
    forward loop `encode_model` uses; patch cutting is CPU work and is measured by bench_cache.py;
 2. usage.json: a supervised run that holds GPU memory, as the supervisor reports it (NVML per process);
-3. the dashboard's GPU panel over the real NVML (when textual is importable).
+3. the dashboard's GPU panel over the real NVML (when textual is importable);
+4. training on the GPU vs the CPU (staig_fusion, attention, SCAN on the demo slice): seconds and ARI
+   per device (the same seed should score within 0.01).
 
 Run: python benchmarks/bench_gpu.py [--n 3639] [--models uni2,uni,hipt,resnet50] [--batch 32]
      [--precision fp32,bf16]
@@ -31,14 +33,15 @@ def encoders(models: list[str], n: int, batch: int, precisions: list[str]) -> No
     import numpy as np
     import torch
 
-    from mihd.encoders.vision import MODELS, build_model, embed_batches
+    from mihd.encoders.vision import build_model, embed_batches
+    from mihd.encoders.vision_models import VISION_MODELS
 
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; {n} patches, batch {batch}, "
           "through encode_model's forward loop (embed_batches)")
     rng = np.random.default_rng(0)
     device = torch.device("cuda")
     for name in models:
-        spec = MODELS[name]
+        spec = VISION_MODELS[name]
         torch.manual_seed(0)
         model = build_model(name).eval().to(device)
         patches = rng.random((batch, spec.size, spec.size, 3), dtype=np.float32)  # reused: the cost is the forward
@@ -82,6 +85,33 @@ def usage_of_a_gpu_run() -> None:
         print("  run.log:", (run_dir / "run.log").read_text().strip().splitlines()[-2:])
 
 
+def training_devices() -> None:
+    from mihd.data import load_slice
+    from mihd.extract import get_embedding
+    from mihd.fusion import run_cell_arrays
+    from mihd.metrics import ari
+    from mihd.pipeline import default_n_clusters
+    from mihd.scan import scan_refine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        adata = load_slice("demo", root=Path(tmp))
+        gene = get_embedding(adata, "gene", "pca", root=Path(tmp)).embedding
+        vision = get_embedding(adata, "vision", "texture", root=Path(tmp)).embedding
+    truth, coords, k = adata.obs["truth"].to_numpy(), adata.obsm["spatial"], default_n_clusters(adata, None)
+    for fusion in ("staig_fusion", "attention", "scan"):
+        scores = {}
+        for device in ("cpu", "cuda"):
+            started = time.perf_counter()
+            if fusion == "scan":
+                labels = scan_refine(vision.array, k, seed=0, device=device).argmax(1)
+            else:
+                labels = run_cell_arrays(gene, vision, coords, fusion=fusion, cluster="gmm", n_clusters=k,
+                                         device=device)[0]
+            scores[device] = (time.perf_counter() - started, ari(labels, truth))
+        print(f"training {fusion:12s} " + ", ".join(f"{d}: {s:6.1f} s ARI {a:.3f}" for d, (s, a) in scores.items())
+              + f"; ARI difference {abs(scores['cpu'][1] - scores['cuda'][1]):.4f}", flush=True)
+
+
 async def dashboard_gpu_panel() -> None:
     from mihd_tui.app import MihdApp
     from mihd_tui.widgets.gpu_panel import GpuPanel
@@ -113,6 +143,7 @@ def main() -> None:
         print("no GPU: nothing to measure here")
         return
     encoders(args.models.split(","), args.n, args.batch, args.precision.split(","))
+    training_devices()
     usage_of_a_gpu_run()
     from importlib.util import find_spec
 

@@ -267,12 +267,12 @@ class EmbeddingCache:
 
         try:
             shape = tuple(int(n) for n in meta["shape"])
-            path = self.slice_dir(key.slice) / meta["blob"]
-            expected = meta["xxh3_64"]
+            blob, expected = str(meta["blob"]), meta["xxh3_64"]
         except (KeyError, TypeError, ValueError):
             raise CacheCorrupt(f"cache entry {key}: metadata lacks shape, blob or checksum") from None
-        if Path(meta["blob"]).name != meta["blob"]:
-            raise CacheCorrupt(f"cache entry {key}: blob name {meta['blob']!r} is not a file name")
+        if Path(blob).name != blob or not blob.endswith(".npy"):
+            raise CacheCorrupt(f"cache entry {key}: blob name {blob!r} is not a file of its folder")
+        path = self.slice_dir(key.slice) / blob
         array = np.empty(shape, dtype=np.float32)
         view = memoryview(array).cast("B")
         digest = xxhash.xxh3_64()
@@ -340,7 +340,7 @@ class EmbeddingCache:
             spots_path = self._spots_path(spots_hash)
             if not _touch(spots_path):  # reused: refreshed so `gc` spares it until the .json is in
                 spots_path.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(spots_path, [spots_raw])
+                write_atomic(spots_path, [spots_raw])  # whole, and maybe shared already: left to `gc`
             write_atomic(folder / blob, [_npy_header(array), memoryview(array).cast("B")])
             written.append(folder / blob)
             old = self._safe_meta(key)
@@ -411,8 +411,11 @@ class EmbeddingCache:
         self.check_writable("remove unreferenced files")
         count = freed = 0
         for rel, size in self.orphans(grace):
+            path = self.dir / rel
             try:
-                (self.dir / rel).unlink()
+                if time.time() - path.stat().st_mtime < grace:  # reused meanwhile (a spot list, a lock)
+                    continue
+                path.unlink()
             except FileNotFoundError:
                 continue
             count, freed = count + 1, freed + size

@@ -51,3 +51,18 @@ def map_colours(spots: dict, labels: list[int]) -> tuple[list, list]:
     pred = [pmap.get(int(c), UNLABELLED) if c is not None and c >= 0 else UNLABELLED for c in labels]
     true = [tmap.get(t, UNLABELLED) for t in truth] if truth else [UNLABELLED] * len(labels)
     return pred, true
+
+
+def legend(spots: dict, labels: list[int]) -> list[tuple[str, str]]:
+    """(name, colour) of what a map of these labels shows: the truth domains, then clusters matched to none,
+    then `unlabelled` when some spot is drawn in its grey."""
+    truth = spots.get("truth")
+    tmap = truth_colours(truth or [])
+    pmap = matched_colours(labels, truth, tmap)
+    matched = set(match_clusters(labels, truth))
+    out = list(tmap.items())
+    out += [(f"cluster {c}" + (" (no domain)" if truth else ""), pmap[c]) for c in sorted(pmap) if c not in matched]
+    pred, true = map_colours(spots, labels)
+    if UNLABELLED in pred or (truth and UNLABELLED in true):
+        out.append(("unlabelled", UNLABELLED))
+    return out

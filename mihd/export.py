@@ -212,7 +212,7 @@ def draw_png(run: Run, cell: RunCell, out: Path) -> None:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from .domain_colours import UNLABELLED, map_colours, matched_colours, match_clusters, truth_colours
+    from .domain_colours import legend, map_colours
 
     spots = run.result["spots"]
     x, y = np.asarray(spots.get("x") or [], float), np.asarray(spots.get("y") or [], float)
@@ -234,18 +234,16 @@ def draw_png(run: Run, cell: RunCell, out: Path) -> None:
         ax.invert_yaxis()
         ax.set_axis_off()
         ax.set_title(title, fontsize=12)
-    tmap = truth_colours(truth or [])
-    pmap = matched_colours(labels, truth, tmap)
-    matched = set(match_clusters(labels, truth))
-    legend = [(name, colour) for name, colour in tmap.items()]
-    legend += [(f"cluster {c}" + (" (no domain)" if truth else ""), pmap[c]) for c in sorted(pmap) if c not in matched]
-    if UNLABELLED in pred or UNLABELLED in true:
-        legend.append(("unlabelled", UNLABELLED))
+    key = legend(spots, labels)
     fig.legend([Line2D([], [], marker="o", linestyle="", markersize=9, markerfacecolor=col, markeredgewidth=0)
-                for _, col in legend], [name for name, _ in legend], loc="center left", bbox_to_anchor=(0.80, 0.45),
+                for _, col in key], [name for name, _ in key], loc="center left", bbox_to_anchor=(0.80, 0.45),
                frameon=False, fontsize=11, title="domain" if truth else "cluster")
     ari, nmi = cell.entry.get("ari"), cell.entry.get("nmi")
     score = "no truth to score against" if ari is None or nmi is None else f"ARI {ari:.3f}   NMI {nmi:.3f}"
+    seeds = cell.entry.get("seeds") if isinstance(cell.entry.get("seeds"), list) else []
+    if ari is not None and len(seeds) > 1:  # the map is of the first seed; the scores are over all of them
+        score = f"ARI {ari:.3f} ± {cell.entry.get('ari_sd') or 0:.3f} over {len(seeds)} seeds (map: seed " \
+                f"{seeds[0].get('seed')})"
     flag = "   (random init)" if cell.entry.get("random_init") else ""
     fig.suptitle(f"{cell.cell.label}   {score}{flag}", fontsize=14)
     fig.savefig(out, format="png", dpi=PNG_DPI)

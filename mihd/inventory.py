@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import GENE_VARIANT, entry_flags, read_entries
+from .cache import GENE_VARIANT, cache_from_config, entry_flags, read_entries
 from .plan import Cell
 
 
@@ -58,6 +58,8 @@ def inputs_cached(cell: Cell, cached: set) -> bool:
 
 
 def cells_cached(root: Path, cells) -> tuple[bool, ...]:
-    """For each cell, whether its inputs are cached now (one read of the cache's metadata)."""
-    cached = cached_inputs(read_entries(root))
+    """For each cell, whether its inputs are cached now, here or in a read-only cache this workspace reads
+    from (one read of each cache's metadata)."""
+    slice_id = cells[0].slice if cells else None
+    cached = cached_inputs([e for r in (root, *cache_from_config(root)) for e in read_entries(r, slice_id)])
     return tuple(inputs_cached(c, cached) for c in cells)

@@ -30,6 +30,7 @@ from .rundir import read_plan, read_result
 SOURCES = ("latest", "all")
 FORMATS = ("table", "csv", "markdown", "json")
 FUSED_DIR = "fused"
+RESULTS_DIR = "results"  # under the workspace root: tables the dashboard writes (`e` on the grid)
 COLUMNS = ("slice", "gene", "vision", "variant", "fusion", "cluster", "k", "refine", "random_init",
            "ari_mean", "ari_sd", "nmi_mean", "nmi_sd", "n", "seconds", "cache", "run_ids")
 
@@ -221,6 +222,32 @@ def _stat(stat: Stat) -> str:
     if stat.mean is None:
         return "-"
     return f"{stat.mean:.3f}" + (f" ± {stat.sd:.3f}" if stat.sd is not None else "")
+
+
+def write_tables(root, slice_id: str | None = None, source: str = "latest") -> tuple[Path, Path]:
+    """The results table (of one slice) as Markdown and CSV, side by side in `<root>/results/` under a new
+    name each time (`<slice>-<date>-<time>.md|csv`, a later one never overwrites an earlier); returns both paths."""
+    import time
+
+    from .workspace import resolve_root
+
+    rows = aggregate(collect(root, slice_id), source)
+    folder = resolve_root(root) / RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{slice_id or 'all'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while (folder / f"{stem}.md").exists() or (folder / f"{stem}.csv").exists():
+        n += 1
+        stem = f"{slice_id or 'all'}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    paths = (folder / f"{stem}.md", folder / f"{stem}.csv")
+    for path, fmt in zip(paths, ("markdown", "csv")):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(render(rows, fmt))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return paths
 
 
 # -- fused embeddings ------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def case(id_: str, needle: str, *args: str):
     return pytest.param(args, needle, id=id_)
 
 
-# Placeholders: {files} holds files of the wrong kind (see `files`), {tmp} is a scratch folder outside the workspace.
+# Placeholders: {files} holds files of the wrong kind (see `files`), {tmp} is an empty folder outside the workspace.
 EMPTY_WORKSPACE_CASES = [
     # the parser itself: one line, never the usage block
     case("no-command", "COMMAND"),
@@ -143,7 +143,7 @@ EMPTY_WORKSPACE_CASES = [
     case("launch-grid-fusion-comma", "--fusion", "launch", "--", "grid", "demo", "--gene", "pca", "--fusion", ","),
     # runs
     case("runs-show-unknown", "nosuch", "runs", "show", "nosuch"),
-    case("runs-show-empty-id", "ID", "runs", "show", ""),
+    case("runs-show-empty-id", "run ''", "runs", "show", ""),
     case("runs-logs-unknown", "nosuch", "runs", "logs", "nosuch"),
     case("runs-kill-unknown", "nosuch", "runs", "kill", "nosuch"),
     case("runs-kill-bad-grace", "--grace", "runs", "kill", "nosuch", "--grace", "abc"),
@@ -168,7 +168,8 @@ USED_WORKSPACE_CASES = [
     case("export-nothing-asked", "--h5ad", "export", "{run}"),
     case("export-unknown-cell", "--cell", "export", "{run}", "--cell", "99", "--png", "{tmp}/out.png"),
     case("export-png-folder-missing", "--png", "export", "{run}", "--png", "{tmp}/nosuch/out.png"),
-    case("export-png-wrong-suffix", "--png", "export", "{run}", "--png", "{tmp}/out.txt"),
+    case("export-unknown-cell-label", "--cell", "export", "{run}", "--cell", "pca nosuch", "--png", "{tmp}/out.png"),
+    case("export-slice-empty-folder", "empty", "export", "{run}", "--h5ad", "{tmp}/out.h5ad", "--slice", "{files}/empty"),
     case("export-h5ad-is-folder", "--h5ad", "export", "{run}", "--h5ad", "{tmp}"),
     case("export-slice-not-hdf5", "not_hdf5.h5ad", "export", "{run}", "--h5ad", "{tmp}/out.h5ad",
          "--slice", "{files}/not_hdf5.h5ad"),
@@ -242,10 +243,11 @@ def assert_refused(args: tuple[str, ...], needle: str, root: Path, index_dir: Pa
 
 @pytest.mark.parametrize("args, needle", EMPTY_WORKSPACE_CASES)
 def test_refused_in_a_new_workspace(args, needle, files, index_dir, tmp_path):
-    root = tmp_path / "ws"
+    root, scratch = tmp_path / "ws", tmp_path / "scratch"
     root.mkdir()
-    assert_refused(args, needle, root, index_dir, files=files, tmp=tmp_path / "scratch")
-    assert not (tmp_path / "scratch").exists()
+    scratch.mkdir()
+    assert_refused(args, needle, root, index_dir, files=files, tmp=scratch)
+    assert list(scratch.iterdir()) == []
 
 
 @pytest.mark.parametrize("args, needle", USED_WORKSPACE_CASES)
@@ -264,3 +266,13 @@ def test_the_suite_covers_every_command():
     tried = {args[0] for p in EMPTY_WORKSPACE_CASES + USED_WORKSPACE_CASES for args in [p.values[0]] if args}
     assert set(sub.choices) <= tried, set(sub.choices) - tried
     assert len(EMPTY_WORKSPACE_CASES) + len(USED_WORKSPACE_CASES) >= 60
+
+
+def test_a_registry_file_that_is_not_json_is_never_written_over(index_dir, used_workspace, tmp_path):
+    """A hand-broken slices.json refuses a registration (rewriting it would lose every slice in it)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "slices.json").write_text('{"mine": {"path": "/data/mine"},')
+    demo = used_workspace[0] / "demo" / "demo.h5ad"
+    assert_refused(("slices", "add", "other", str(demo)), "slices.json", root, index_dir)
+    assert (root / "slices.json").read_text() == '{"mine": {"path": "/data/mine"},'

@@ -306,3 +306,15 @@ def test_old_single_store_workspaces_are_migrated_without_losing_an_entry(tmp_pa
         assert found.status == "hit" and np.array_equal(found.embedding.array, arrays[name])
         assert found.embedding.meta["created"] == 1000.0 and found.embedding.meta["config"] == {"batch_size": 4}
     assert cache.verify() == (2, []) and cache.orphans(grace=0) == []
+
+
+def test_a_listing_right_after_each_change_sees_it(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    for i in range(12):
+        cache.put(CacheKey("s1", "gene", f"g{i}", "-"), np.zeros((3, 2)), ["a", "b", "c"], fingerprint="fp")
+        assert len(read_entries(tmp_path)) == i + 1
+        if i % 4 == 0:
+            time.sleep(1.2)  # the folder settles: the next listings take the no-stat path until a change
+            assert len(read_entries(tmp_path)) == i + 1 and len(read_entries(tmp_path)) == i + 1
+    cache.remove(CacheKey("s1", "gene", "g0", "-"))
+    assert len(read_entries(tmp_path)) == 11

@@ -13,7 +13,8 @@ def _lines(text: str) -> list[str]:
 def test_cells_stages_losses_and_scores_are_written_as_lines(tmp_path, capfd):
     log = EventLog(tmp_path / "run")
     log.emit("start", cells=2, slice="151673")
-    log.emit("cell", index=0, of=2, cell={"gene": "pca", "vision": "texture", "fusion": "staig_fusion", "cluster": "gmm"})
+    log.emit("cell", index=0, of=2,
+             cell={"gene": "pca", "vision": "texture", "fusion": "staig_fusion", "cluster": "gmm"})
     log.stage("fuse", 0, 1)
     for epoch in range(10, 301, 10):
         log.stage("train", epoch, 300, min_interval=0.0, loss=1.0 / epoch)

@@ -47,7 +47,8 @@ def test_failed_run_and_expected_duration_from_history(tmp_path):
     assert view(tmp_path, bad).status == "failed" and view(tmp_path, bad).exit_code == 3
     fresh = launch_fake(tmp_path, "--seconds", 5)
     v = view(tmp_path, fresh)
-    assert v.expected_source == "history" and 0.3 <= v.expected_s < 3 and v.eta_confidence == "medium"
+    assert v.expected_source == "history" and 0.3 <= v.expected_s < 3
+    assert v.eta_confidence in ("low", "medium")  # 2 runs are a hint: never high
     kill_run(tmp_path, fresh, grace=1)
 
 

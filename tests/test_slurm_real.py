@@ -1,6 +1,7 @@
 """The Slurm backend against a real Slurm (the single node of scripts/slurm/start.sh, which scripts/test.sh
 starts when run as root): a real demo cell queued, running, done with its ARI in the registry; kills that
-leave no process; a restarted watcher; two jobs at once; a job gone without exit.json; a refused submit."""
+leave no process; a restarted watcher; two jobs at once; a job gone without exit.json; a refused submit;
+a grid fanned out as extraction jobs and a job array, its cells killed one by one or all at once."""
 
 import json
 import os
@@ -17,6 +18,7 @@ from mihd.runs.launch import launch
 from mihd.runs.status import RunWatcher
 
 from conftest import assert_one_line_error, run_mihd
+from fanout_helpers import GRID_14, assert_cells_waited_for_their_extractions, cache_statuses, processes_of, read
 from runs_helpers import FAKE, alive, drop_index, fake_plan, session_pids, view, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +49,7 @@ def slurm():
 def ws(slurm, tmp_path):
     """A workspace whose Slurm jobs are cancelled (by id) when the test ends, whatever happened."""
     yield tmp_path
-    for h in tmp_path.glob("runs/*/handle.json"):
+    for h in [*tmp_path.glob("runs/*/handle.json"), *tmp_path.glob("runs/*/extract/*/handle.json")]:
         job = json.loads(h.read_text()).get("job_id")
         if job:
             subprocess.run(["scancel", str(job)], capture_output=True)
@@ -193,3 +195,74 @@ def test_refused_submit_is_one_line_and_a_failed_run(ws):
     assert_one_line_error(proc, "sbatch", "partition")
     (v,) = RunWatcher(ws).refresh(all=True)
     assert v.status == "failed" and "partition" in v.error
+
+
+def squeue_ids() -> list[str]:
+    out = subprocess.run(["squeue", "--me", "-r", "-h", "-o", "%i"], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+@pytest.fixture
+def slurm_demo(ws, demo_h5ad):
+    """The demo slice registered, nothing cached."""
+    from mihd.data.registry import register
+
+    target = ws / "demo" / "demo.h5ad"
+    target.parent.mkdir()
+    shutil.copy(demo_h5ad, target)
+    register(ws, "demo", target)
+    return ws
+
+
+def test_grid_fans_out_as_extraction_jobs_and_a_job_array(slurm_demo):
+    root = slurm_demo
+    proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--max-parallel", "2", "--", *GRID_14, root=root)
+    assert proc.returncode == 0, proc.stderr
+    grid_id = proc.stdout.strip()
+    grid = next((root / "runs").iterdir())
+    handle = read(grid / "handle.json")
+    script = (grid / "job.sbatch").read_text()
+    assert "#SBATCH --array=0-13%2" in script
+    assert f"#SBATCH --dependency=afterany:{':'.join(handle['extract_jobs'])}" in script
+    assert len(handle["extract_jobs"]) == 3  # gene pca, gene scgpt, vision texture: nothing was cached
+    v = wait_for(lambda: (v := view(root, grid_id)).cells and v, timeout=60)
+    assert [c.job_id for c in v.cells] == [f"{handle['job_id']}_{i}" for i in range(14)]
+    pending = wait_for(lambda: [c for c in view(root, grid_id).cells if c.status == "queued" and c.reason], timeout=60)
+    assert pending[0].reason.startswith("pending: ")  # Dependency, then JobArrayTaskLimit
+    done = wait_for(lambda: (v := view(root, grid_id)).status not in ("queued", "running") and v, timeout=900, every=2)
+    print(f"\nslurm array, 14 cells on 2 slots: {done.elapsed:.0f} s")
+    pca = [c for c in done.cells if "pca" in c.label]
+    scgpt = [c for c in done.cells if "scgpt" in c.label]
+    assert all(c.status == "done" and c.ari is not None for c in pca), pca
+    assert all(c.status == "failed" and c.error.startswith("extraction of gene scgpt failed: ") for c in scgpt), scgpt
+    assert done.status == "failed" and done.error.startswith("7 of 14 cells failed")
+    assert_cells_waited_for_their_extractions(grid)
+    assert set(cache_statuses(grid)) == {"hit"}  # the extraction jobs were the only writers
+    rows = json.loads(run_mihd("runs", "ls", "--json", "--all", root=root).stdout)
+    assert [r["id"] for r in rows] == [grid_id] and len(rows[0]["cells"]) == 14
+    ours = [handle["job_id"], *handle["extract_jobs"]]
+    assert not any(j.split("_")[0] in ours for j in squeue_ids())
+
+
+def test_killing_a_cell_cancels_its_task_and_killing_the_grid_leaves_no_job(slurm_demo):
+    root = slurm_demo
+    proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--max-parallel", "1", "--", "grid", "demo",
+                    "--gene", "pca", "--vision", "texture", "--fusion", "staig_fusion,concat,mean",
+                    "--cluster", "gmm", root=root)
+    assert proc.returncode == 0, proc.stderr
+    grid_id = proc.stdout.strip()
+    handle = read(next((root / "runs").iterdir()) / "handle.json")
+    v = wait_for(lambda: (v := view(root, grid_id)).cells and v.cells[0].status == "running" and v, timeout=300)
+    assert v.cells[2].status == "queued" and f"{handle['job_id']}_2" in squeue_ids()
+    out = kill_run(root, f"{grid_id}/2", grace=5)
+    assert out["status"] == "killed" and f"{handle['job_id']}_2" not in squeue_ids()
+    v = view(root, grid_id)
+    assert (v.status, v.cells[0].status, v.cells[1].status, v.cells[2].status) == \
+        ("running", "running", "queued", "killed")
+    proc = run_mihd("runs", "kill", grid_id, "--grace", "5s", root=root)
+    assert proc.returncode == 0 and "status killed, 0 processes left" in proc.stdout, proc.stdout + proc.stderr
+    ours = [handle["job_id"], *handle["extract_jobs"]]
+    wait_for(lambda: not any(j.split("_")[0] in ours for j in squeue_ids()), timeout=60)
+    v = view(root, grid_id)
+    assert v.status == "killed" and [c.status for c in v.cells] == ["killed"] * 3
+    assert processes_of(Path(v.run_dir)) == []

@@ -20,6 +20,7 @@ from mihd_tui.screens.overrun import OverrunDialog
 from mihd_tui.widgets.gpu_panel import GpuPanel
 from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.runs_table import RunsTable
+from mihd_tui.wording import cell_text
 from runs_helpers import launch_fake
 from tui_helpers import fake_nvml, no_gpu, wait_until
 
@@ -144,7 +145,7 @@ async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace)
             await pilot.press("w")  # keep watching: silenced for this run
             await pilot.pause(1.5)
             assert not isinstance(app.screen, OverrunDialog)
-            assert cell_state(app).state == "overrun" and cell_state(app).text.endswith("!")
+            assert cell_state(app).state == "overrun" and cell_text(cell_state(app)).endswith("!")
             assert run_row_text(app, run_id, "status") == "running !"
             await move_to(pilot, "concat", "texture")
             await pilot.press("k")  # the grid cell's run

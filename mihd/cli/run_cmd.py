@@ -138,24 +138,23 @@ def plan_from_args(args, root: Path, **launch):
                    seeds=seeds, override=args.override, drop_unlabelled=args.drop_unlabelled,
                    device=args.device, encoder=encoder_config(args), slice_options=slice_options, **launch)
     check_plan(plan)
-    _check_inputs(plan, root)
+    _check_inputs(root, plan.slice, [(m, n) for c in plan.cells for m, n in (("gene", c.gene), ("vision", c.vision))])
     return plan
 
 
-def _check_inputs(plan, root: Path) -> None:
+def _check_inputs(root: Path, slice_id: str, inputs: list[tuple[str, str | None]]) -> None:
     """A --gene/--vision name that is neither an encoder nor cached for the slice (here or in a workspace
-    cache_from.json lists) fails now, before a run dir or job is made, not inside the run."""
+    cache_from.json lists) fails now, before a run dir, job or cache entry is made, not inside the run."""
     from ..cache import cache_from_config, read_entries
     from ..encoders import REGISTRY
     from ..errors import MihdError
 
     cached = {(e.get("modality"), e.get("name")) for r in (root, *cache_from_config(root))
-              for e in read_entries(r, plan.slice)}
-    for cell in plan.cells:
-        for modality, name in (("gene", cell.gene), ("vision", cell.vision)):
-            if name and name not in REGISTRY[modality] and (modality, name) not in cached:
-                raise MihdError(f"--{modality} {name!r}: not an encoder ({', '.join(REGISTRY[modality])}) "
-                                f"nor cached for slice {plan.slice}")
+              for e in read_entries(r, slice_id)}
+    for modality, name in inputs:
+        if name and name not in REGISTRY[modality] and (modality, name) not in cached:
+            raise MihdError(f"--{modality} {name!r}: not an encoder ({', '.join(REGISTRY[modality])}) "
+                            f"nor cached for slice {slice_id}")
 
 
 def plan_argv(plan) -> list[str]:
@@ -299,13 +298,20 @@ def _print_summary(result: dict, run_dir: Path, seconds: float) -> None:
 
 
 def cmd_refine_scan(args) -> int:
-    from ..data import load_slice
+    from ..cache import validate_name
+    from ..data import find_slice, load_slice
     from ..encoders import check_variant
+    from ..errors import MihdError
     from ..refine import refine_scan
     from ..workspace import resolve_root
 
     check_variant(args.variant)
+    if args.cache_name is not None:
+        validate_name(args.cache_name)
+    if args.n_clusters is not None and not 2 <= args.n_clusters <= 100:
+        raise MihdError(f"--n-clusters {args.n_clusters}: not a whole number from 2 to 100")
     root = resolve_root(args.root)
+    _check_inputs(root, find_slice(args.slice, root)[0], [("vision", args.vision)])
     adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
     result = refine_scan(adata, args.vision, root=root, variant=args.variant, cache_name=args.cache_name,
                          n_clusters=args.n_clusters, seed=args.seed, override=args.override, device=args.device)

@@ -17,7 +17,7 @@ from ..errors import MihdError
 
 PCA_DEFAULTS = {"n_top_genes": 3000, "target_sum": 1e4, "max_value": 10.0, "n_comps": 50, "seed": 0}
 HVG_DEFAULTS = {"n_top_genes": 3000, "target_sum": 1e4, "max_value": 10.0}
-MLP_DEFAULTS = {**PCA_DEFAULTS, "hidden": 512, "latent": 64, "epochs": 200, "lr": 1e-3, "threads": 2}
+MLP_DEFAULTS = {**PCA_DEFAULTS, "hidden": 512, "latent": 64, "epochs": 200, "lr": 1e-3}
 
 
 def _normalise_log(adata, target_sum: float):
@@ -88,14 +88,23 @@ def encode_hvg(adata, *, variant="-", config=None, progress=lambda d, t: None):
 
 
 def encode_mlp(adata, *, variant="-", config=None, progress=lambda d, t: None):
-    """A deterministic autoencoder: same seed, same threads, same CPU -> identical embedding."""
+    """A deterministic autoencoder: same seed and thread count (the cores this process may use, recorded
+    as "threads") -> identical embedding. Trains on the CPU: it is small."""
     import torch
+
+    from ..compute import torch_device
 
     cfg = _config(MLP_DEFAULTS, config)
     matrix, info = _scaled_hvg_matrix(adata, cfg)
-    torch.set_num_threads(int(cfg["threads"]))
+    with torch_device("cpu"):
+        latent, loss = _train_mlp(torch.from_numpy(matrix), cfg, progress)
+    return latent.astype(np.float32), {**cfg, **info, "threads": torch.get_num_threads(), "final_loss": loss}
+
+
+def _train_mlp(x, cfg: dict, progress):
+    import torch
+
     torch.manual_seed(int(cfg["seed"]))
-    x = torch.from_numpy(matrix)
     d = x.shape[1]
     encoder = torch.nn.Sequential(torch.nn.Linear(d, cfg["hidden"]), torch.nn.ReLU(), torch.nn.Linear(cfg["hidden"], cfg["latent"]))
     decoder = torch.nn.Sequential(torch.nn.Linear(cfg["latent"], cfg["hidden"]), torch.nn.ReLU(), torch.nn.Linear(cfg["hidden"], d))
@@ -109,8 +118,7 @@ def encode_mlp(adata, *, variant="-", config=None, progress=lambda d, t: None):
         optimiser.step()
         progress(epoch + 1, epochs)
     with torch.inference_mode():
-        latent = encoder(x).numpy()
-    return latent.astype(np.float32), {**cfg, **info, "final_loss": float(loss.item())}
+        return encoder(x).numpy(), float(loss.item())
 
 
 def encode_scgpt(adata, *, variant="-", config=None, progress=lambda d, t: None):

@@ -14,7 +14,7 @@ and the timm builder in vision.py are both made from this table. To add a model,
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -42,7 +42,7 @@ class VisionModel:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     hf_repo: str | None = None
-    ignore_unexpected: tuple = field(default=())
+    ignore_unexpected: tuple = ()
 
     def timm_kwargs(self) -> dict:
         return {k: v.resolve() if isinstance(v, Ref) else v for k, v in self.kwargs.items()}

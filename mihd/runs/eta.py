@@ -12,9 +12,11 @@ done/total by the stage's share of the cell (stages.py).
 The ETA adds up what is left: the current stage (its measured rate once it has reported a few steps,
 blended from what the history expects before that), the rest of the current cell, and the cells after
 it, all scaled by how fast this run goes next to its history. Its confidence says what it rests on:
-  high     history of >= MIN_HISTORY runs covers what is left, and this run's measured rate agrees with it
-  medium   most of what is left is measured or timed by history (few runs, `--expect`, or unconfirmed)
-  low      it leans on defaults (no history of some cells), or a stage is past its expected end
+  high     at least 3/4 of what is left is measured or timed by a history of >= MIN_HISTORY runs, and
+           this run's measured rate agrees with that history (within AGREE)
+  medium   the same without that agreement (e.g. measured with no history, or history not yet confirmed)
+  low      it leans on hints (fewer than MIN_HISTORY runs, `--expect`, defaults), or a stage is past
+           its expected end
   unknown  nothing to go on: no ETA at all
 """
 
@@ -27,7 +29,7 @@ from .stages import CellClock, default_cost, default_shares
 
 MIN_HISTORY = 3        # finished runs behind an expected time before it counts as history, not a hint
 MEASURED_AFTER = 3     # progress steps after which a stage's own rate alone predicts its end
-RATE_WINDOW = 3        # the latest steps a stage's rate is measured over (a run slowed midway shows it soon)
+RATE_WINDOW = 6        # the latest steps a stage's rate is measured over (a run slowed midway shows it soon)
 AGREE = 1.5            # measured and expected rates agree within this factor
 OVERDUE = 0.1          # a stage past its expected end still needs this share of its time so far
 CONFIDENCE = ("unknown", "low", "medium", "high")
@@ -301,7 +303,7 @@ class ProgressTracker:
                     ratio = rate / (share * expected / total)
                     agree = basis == "history" and 1 / AGREE <= ratio <= AGREE
                     pace = min(max(ratio, 0.2), 5.0)
-                if expected is None and share >= 0.5:
+                if expected is None and share > 0:
                     projected = (stage_end - clock.points[stage][0][0]) / share
         if expected is None:
             expected, basis = projected, "default"
@@ -349,14 +351,22 @@ def _steps(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def _judge(parts: list[tuple[float, str | None]], agree: bool | None) -> str:
-    """The confidence of an ETA made of `parts`; `agree`: this run's measured pace matches its history."""
+    """The confidence of an ETA made of `parts`; `agree`: this run's measured pace matches its history.
+    Solid parts are measured, or timed by a history of MIN_HISTORY+ runs; the rest (few runs, `--expect`,
+    defaults) is a hint."""
     total = sum(s for s, _ in parts)
     by: dict[str | None, float] = {}
     for s, b in parts:
         by[b] = by.get(b, 0.0) + s
-    if by.get("overdue") or by.get("default", 0.0) + by.get(None, 0.0) > 0.25 * total:
-        return "low"
     solid = by.get("measured", 0.0) + by.get("history", 0.0)
-    if agree and solid >= 0.75 * total:
-        return "high"
-    return "medium" if solid + by.get("tentative", 0.0) >= 0.75 * total else "low"
+    if by.get("overdue") or solid < 0.75 * total:
+        return "low"
+    return "high" if agree else "medium"
+
+
+def queued_eta(expected: Expected) -> tuple[float | None, str]:
+    """What a run that has not started is expected to take; nothing measured yet, so at most medium."""
+    if expected.seconds is None:
+        return None, "unknown"
+    return expected.seconds, "low" if expected.tentative or expected.source == "given" else \
+        min(expected.confidence, "medium", key=CONFIDENCE.index)

@@ -223,7 +223,7 @@ def last_words(run_dir: Path) -> str | None:
     except OSError:
         return None
     said = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("[mihd supervise]")]
-    return said[-1][:300] if said else None
+    return said[-1].removeprefix("mihd: error: ")[:300] if said else None
 
 
 def extraction_problem(grid_dir: Path, fan: dict, index: int) -> str | None:

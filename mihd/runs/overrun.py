@@ -11,6 +11,7 @@ it, however many are polling.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -29,8 +30,9 @@ def overrun_factor(value: float | str | None = None) -> float:
         factor = float(raw)
     except ValueError:
         factor = 0
-    if factor <= 0:
-        raise MihdError(f"overrun factor {raw!r}: expected a positive number (e.g. 1.5)")
+    if not 0 < factor < math.inf:  # nan too
+        where = "--overrun-factor" if value is not None else "MIHD_OVERRUN_FACTOR"
+        raise MihdError(f"{where} {raw!r}: expected a positive number (e.g. 1.5)")
     return factor
 
 

@@ -24,7 +24,7 @@ from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, r
 from ..workspace import resolve_root
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import sig_string, signature
-from .eta import Expected, ProgressTracker, cell_plans, expected_duration
+from .eta import Expected, ProgressTracker, cell_plans, expected_duration, queued_eta
 from .fanout import is_fanned
 from .fanout_status import CellView, grid_progress, refresh_grid
 from .gpu import Gpu, default_gpu
@@ -270,7 +270,7 @@ class RunWatcher:
             fraction = prog.fraction if prog else (1.0 if status == "done" else None)
             eta_s, conf = (prog.eta_s, prog.confidence) if prog else (None, "unknown")
             if status == "queued":
-                eta_s, conf = expected.seconds, expected.confidence
+                eta_s, conf = queued_eta(expected)
             if fan:  # cells side by side: their own progress, the critical path, overrun judged per cell
                 expected = Expected(fan.expected_s, "cells") if fan.expected_s else expected
                 fraction, eta_s, conf = fan.fraction, fan.eta_s, fan.confidence

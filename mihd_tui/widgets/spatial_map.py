@@ -1,6 +1,7 @@
 """Spatial domain maps drawn with coloured half-blocks: each terminal cell shows two square-ish pixels.
 
-The colours (predicted clusters matched to the truth domains) come from mihd.domain_colours.
+The colours (predicted clusters matched to the truth domains) come from mihd.domain_colours, and so does the
+legend a map may carry under it (`■ Layer1  ■ Layer2 …`, wrapped to the map's width).
 """
 
 from __future__ import annotations
@@ -50,18 +51,39 @@ def half_blocks(grid: list[list]) -> Text:
     return text
 
 
+def legend_lines(items: list[tuple[str, str]], width: int) -> list[Text]:
+    """`■ name` entries in their colours, as many to a line as fit in `width`."""
+    lines: list[Text] = []
+    line = Text()
+    for name, colour in items:
+        entry = len(name) + 2
+        if line.cell_len and line.cell_len + 2 + entry > width:
+            lines.append(line)
+            line = Text()
+        if line.cell_len:
+            line.append("  ")
+        line.append("■", Style(color=colour))
+        line.append(f" {name}")
+    if line.cell_len:
+        lines.append(line)
+    return lines
+
+
 class SpatialMap(Widget):
-    """One map (predicted or truth); `set_spots` gives it coordinates and a colour per spot."""
+    """One map (predicted or truth); `set_spots` gives it coordinates, a colour per spot and, optionally,
+    the legend drawn under it."""
 
     DEFAULT_CSS = "SpatialMap { height: 1fr; width: 1fr; }"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self._spots: tuple[list, list, list] | None = None
+        self._legend: list[tuple[str, str]] = []
         self._cache: tuple | None = None
 
-    def set_spots(self, x: list[float], y: list[float], colours: list[str | None]) -> None:
-        self._spots, self._cache = (x, y, colours), None
+    def set_spots(self, x: list[float], y: list[float], colours: list[str | None],
+                  legend: list[tuple[str, str]] | None = None) -> None:
+        self._spots, self._legend, self._cache = (x, y, colours), list(legend or []), None
         self.refresh()
 
     def render(self) -> Text:
@@ -69,5 +91,11 @@ class SpatialMap(Widget):
             return Text("no spatial map", style="dim")
         w, h = self.content_size.width, self.content_size.height
         if self._cache is None or self._cache[0] != (w, h):
-            self._cache = ((w, h), half_blocks(raster(*self._spots, w, h * 2)))
+            key = legend_lines(self._legend, w) if h > 4 else []
+            key = key[:max(h // 3, 1)] if key else []  # the map keeps at least two thirds of the height
+            text = half_blocks(raster(*self._spots, w, (h - len(key)) * 2))
+            for line in key:
+                text.append("\n")
+                text.append_text(line)
+            self._cache = ((w, h), text)
         return self._cache[1]

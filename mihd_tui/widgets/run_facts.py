@@ -1,0 +1,59 @@
+"""What a run was and how it ended, for the run detail: the command it ran (copyable as shown), the plan as a
+`mihd` command line, its backend handle (pid or job id, host), why it ended and, for a killed run, who killed it."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+from rich.markup import escape
+from textual.widgets import Static
+
+from mihd.rundir import read_spec
+from mihd.runs.status import RunView
+
+
+def exit_reason(v: RunView) -> str:
+    """Why the run ended, in a few words ("-" while it has not)."""
+    if v.active:
+        return f"- (still {v.status})"
+    parts = [f"ended by signal {v.exit_signal}" if v.exit_signal else
+             f"exit code {v.exit_code}" if v.exit_code is not None else v.status]
+    parts += [p for p in (v.error, v.reason) if p]
+    return "; ".join(dict.fromkeys(parts))
+
+
+def handle(v: RunView) -> str:
+    where = f"job {v.job_id}" if v.job_id else f"pid {v.pid}" if v.pid else "no process recorded"
+    return f"{v.backend}, {where}" + (f" on {v.host}" if v.host else "")
+
+
+def _stamp(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+class RunFacts(Static):
+    DEFAULT_CSS = "RunFacts { height: auto; padding: 0 1; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__("", **kw)
+        self._commands: dict[str, tuple[str, str]] = {}  # run id -> (command, plan as mihd arguments)
+
+    def _read_commands(self, v: RunView) -> tuple[str, str]:
+        if v.id not in self._commands:
+            from mihd.cli.run_cmd import plan_argv
+
+            spec = read_spec(Path(v.run_dir)) or {}
+            argv = spec.get("argv") if isinstance(spec.get("argv"), list) else []
+            plan = spec.get("plan")
+            self._commands[v.id] = (shlex.join(map(str, argv)) or "-",
+                                    "mihd " + shlex.join(plan_argv(plan)) if plan is not None else "-")
+        return self._commands[v.id]
+
+    def show(self, v: RunView) -> None:
+        command, plan = self._read_commands(v)
+        rows = [("command", command), ("plan", plan), ("backend", handle(v)), ("exit", exit_reason(v))]
+        if v.killed_at or v.kill_signal:
+            rows.append(("killed", f"with {v.kill_signal or '?'} by {v.killed_by or 'unknown'} at {_stamp(v.killed_at)}"))
+        self.update("\n".join(f"[b]{k:>8}[/]  {escape(str(val))}" for k, val in rows))
