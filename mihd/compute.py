@@ -146,15 +146,9 @@ def check_device(asked: str) -> str:
     return asked
 
 
-_configured: int | None = None
-
-
 def configure_torch() -> int:
-    """Set torch's intra-op threads (and inter-op, while still allowed) to the allowed cores, and the
-    native BLAS/OpenMP pools already loaded to the same; once per process. Returns the thread count."""
-    global _configured
-    if _configured is not None:
-        return _configured
+    """Set torch's intra-op threads (inter-op too, while torch still allows it: once per process) and the
+    BLAS/OpenMP pools loaded so far to the cores this process may use. Returns the thread count."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -162,10 +156,9 @@ def configure_torch() -> int:
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(threads)
-    except RuntimeError:  # inter-op pool already started (someone ran parallel work first): keep it
+    except RuntimeError:  # already set, or the inter-op pool has started: it keeps its size
         pass
     threadpool_limits(threads)
-    _configured = threads
     return threads
 
 

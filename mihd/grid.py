@@ -61,6 +61,7 @@ class CellState:
     ari: float | None = None
     nmi: float | None = None
     random_init: bool = False
+    ari_sd: float | None = None     # sd of the ARI over the seeds of the run that scored it (--seeds)
     run_id: str | None = None       # the run behind the state (active, or the one that scored it)
     progress: float | None = None   # 0..1 of this cell, while running
     previous_ari: float | None = None  # the last score while a new run is active
@@ -126,11 +127,11 @@ def _names(registry: dict, entries: list[dict], slice_id: str, modality: str) ->
 
 # -- the grid --------------------------------------------------------------------------------------
 class GridState:
-    """Computes Grids; remembers each run's cells and random-init flags (run dirs are final on those)."""
+    """Computes Grids; remembers each run's cells, random-init flags and ARI sds (run dirs are final on those)."""
 
     def __init__(self):
         self._run_cells: dict[str, list[tuple]] = {}
-        self._random: dict[str, dict[tuple, bool]] = {}
+        self._stored: dict[str, dict[tuple, tuple[bool, float | None]]] = {}
 
     def run_cells(self, run_id: str, run_dir: str) -> list[tuple]:
         """The cell keys a run computes, in order (from its spec.json, else its result.json)."""
@@ -145,15 +146,17 @@ class GridState:
             self._run_cells[run_id] = keys
         return self._run_cells[run_id]
 
-    def random_init(self, run_id: str, run_dir: str | None, key: tuple) -> bool:
-        """Whether the run's result for this cell used a randomly initialised encoder."""
-        if run_id not in self._random:
-            flags: dict[tuple, bool] = {}
+    def stored(self, run_id: str, run_dir: str | None, key: tuple) -> tuple[bool, float | None]:
+        """What the run's result.json says of this cell besides its mean scores: whether it used a randomly
+        initialised encoder, and the sd of its ARI over seeds (None for one seed)."""
+        if run_id not in self._stored:
+            flags: dict[tuple, tuple[bool, float | None]] = {}
             if run_dir:
                 for c in (read_result(Path(run_dir)) or {}).get("cells") or []:
-                    flags[stored_key(c)] = bool(c.get("random_init"))
-            self._random[run_id] = flags
-        return self._random[run_id].get(key, False)
+                    sd = c.get("ari_sd")
+                    flags[stored_key(c)] = (bool(c.get("random_init")), sd if isinstance(sd, (int, float)) else None)
+            self._stored[run_id] = flags
+        return self._stored[run_id].get(key, (False, None))
 
     def compute(self, spec: GridSpec, views: list, scores: dict[str, dict], entries: list[dict],
                 run_dirs: dict[str, str] | None = None) -> Grid:
@@ -198,8 +201,9 @@ class GridState:
         if score is not None and (end is None or score["run_id"] >= end[0]):
             if score["ari"] is None and end is not None and end[0] == score["run_id"]:
                 return CellState(fusion, column, end[1], run_id=end[0])
+            random_init, ari_sd = self.stored(score["run_id"], run_dirs.get(score["run_id"]), key)
             return CellState(fusion, column, DONE, ari=score["ari"], nmi=score["nmi"], run_id=score["run_id"],
-                             random_init=self.random_init(score["run_id"], run_dirs.get(score["run_id"]), key))
+                             random_init=random_init, ari_sd=ari_sd)
         if end is not None:
             return CellState(fusion, column, end[1], run_id=end[0], previous_ari=prev)
         return CellState(fusion, column, READY if inputs_cached(cell, cached) else NEVER)

@@ -8,6 +8,8 @@ result.json cell that carries a `seeds` list of {seed, ari, nmi}) and, with `all
 start alone moves ARI by a few hundredths. Results made with random weights form rows of their own: they
 are never averaged with pretrained ones.
 
+`write_tables` puts the table, as Markdown and CSV, under `<root>/results/` (the dashboard's `e`).
+
 The fused embedding of cell `i` is kept as `fused/<i>.npy` in the run dir (`save_fused`), so an export
 holds exactly what was clustered, even for trained fusions that would not come out the same twice.
 """

@@ -43,7 +43,7 @@ def test_doctor_shows_gpus_through_nvml(workspace):
     assert none["gpus"].level == "warn" and "NVML Shared Library Not Found" in none["gpus"].detail
 
 
-def test_doctor_fails_on_a_full_disk(small_disk):
+def test_doctor_fails_on_a_full_disk(small_disk):  # noqa: F811
     _fill(small_disk, leave=4096)
     proc = run_mihd("doctor", "--json", root=small_disk)
     assert proc.returncode == 1

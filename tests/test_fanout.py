@@ -86,6 +86,18 @@ def test_killing_one_cell_then_the_grid_leaves_nothing_running(demo_root):
     assert_one_line_error(run_mihd("runs", "kill", f"{grid_id}/9", root=root), "no such cell")
 
 
+def test_parallel_auto_gives_each_worker_one_of_several_gpus(demo_root):
+    root = demo_root
+    proc = run_mihd("launch", "--parallel", "auto", "--", "grid", "demo", "--gene", "pca", "--fusion",
+                    "gene_only,gene_smooth", root=root, env={"CUDA_VISIBLE_DEVICES": "3,5"})
+    assert proc.returncode == 0, proc.stderr
+    v = wait_for(lambda: (v := view(root, proc.stdout.strip())).status not in ("queued", "running") and v, timeout=300)
+    assert v.status == "done" and [c.status for c in v.cells] == ["done", "done"]
+    log = (Path(v.run_dir) / "run.log").read_text()
+    share = allowed_share(2)  # two GPUs: two workers, the cores divided between them
+    assert f"on worker 0 ({share} threads, GPU 3)" in log and f"on worker 1 ({share} threads, GPU 5)" in log, log
+
+
 def test_parallel_options_are_checked_before_anything_starts(demo_root):
     grid = ("--", "grid", "demo", "--gene", "pca", "--fusion", "gene_only,gene_smooth")
     assert_one_line_error(run_mihd("launch", "--parallel", "0", *grid, root=demo_root), "--parallel", ">= 1 or auto")

@@ -144,3 +144,18 @@ def test_an_empty_workspace_says_so(workspace):
     proc = run_mihd("results", root=workspace)
     assert proc.returncode == 0 and "no scored cells yet" in proc.stdout
     assert run_mihd("results", "--format", "csv", root=workspace).stdout.strip().startswith("slice,gene,vision")
+
+
+def test_write_tables_puts_markdown_and_csv_in_the_workspace_and_never_overwrites(scored, tmp_path):
+    from mihd.results import write_tables
+
+    root, _ = scored
+    ws = tmp_path / "ws"
+    shutil.copytree(root, ws, ignore=shutil.ignore_patterns("embeddings", "*.sqlite*"))
+    md, table = write_tables(ws, "demo")
+    assert (md.parent, md.suffix, table.suffix, md.stem) == (ws / "results", ".md", ".csv", table.stem)
+    assert md.read_text() == run_mihd("results", "--slice", "demo", "--format", "markdown", root=ws).stdout
+    assert table.read_text() == run_mihd("results", "--slice", "demo", "--format", "csv", root=ws).stdout
+    again = write_tables(ws, "demo")
+    assert again[0] != md and md.is_file() and sorted(p.name for p in (ws / "results").iterdir()) == \
+        sorted(p.name for p in (md, table, *again))

@@ -130,7 +130,7 @@ def test_the_environment_cannot_change_what_squeue_prints():
     assert env == {"SLURM_TIME_FORMAT": "standard", "PATH": "/usr/bin"}
     cluster = Cluster()
     SlurmCommands(cluster).squeue()
-    assert cluster.calls == [["squeue", "--me", "-h", "-o", SQUEUE_FORMAT]]
+    assert cluster.calls == [["squeue", "--me", "-r", "-h", "-o", SQUEUE_FORMAT]]
 
 
 def test_scontrol_show_job_keeps_values_with_spaces_and_equals():

@@ -26,10 +26,10 @@ def register(sub) -> None:
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     logs = rsub.add_parser("logs", help="print a run's log")
-    logs.add_argument("id")
+    logs.add_argument("id", help="a run, or GRID/N: cell N of a grid launched with --parallel or on Slurm")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     kill = rsub.add_parser("kill", help="stop a run: its whole process tree, TERM then KILL after --grace")
-    kill.add_argument("id")
+    kill.add_argument("id", help="a run, or GRID/N: only cell N of a grid launched with --parallel or on Slurm")
     kill.add_argument("--signal", default="TERM", type=str.upper, choices=("TERM", "INT", "KILL"))
     kill.add_argument("--grace", default="10s", help="wait this long before KILL (default 10s)")
     rm = rsub.add_parser("rm", help="remove finished runs: their run dirs and their rows (never an active run)")
@@ -171,8 +171,13 @@ def _logs(args) -> int:
 
     from ..rundir import EXIT, LOG
 
+    run_id, _, cell = args.id.partition("/")  # GRID/3: cell 3 of a fanned-out grid
     with _watcher(args.root) as w:
-        run_dir = Path(w.view(args.id).run_dir)
+        run_dir = Path(w.view(run_id).run_dir) / ("cells/" + cell if cell else "")
+    if cell and not (run_dir / LOG).parent.is_dir():
+        from ..errors import MihdError
+
+        raise MihdError(f"run {args.id!r}: no such cell (ID/N names cell N of a fanned-out grid)")
     offset = 0
     while True:
         try:

@@ -75,8 +75,7 @@ def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
     cells = described[len(fan["extract"]):]
     statuses = [r["status"] for r, _ in described]
     runner_active = row["status"] in ACTIVE and (Path(grid_dir) / PROC).exists()
-    started = min([t for t in [row["started"] if runner_active or (Path(grid_dir) / PROC).exists() else None]
-                   + [r["started"] for r, _ in described] if t], default=None)
+    started = min([t for t in [row["started"], *(r["started"] for r, _ in described)] if t], default=None)
     out = {**row, "started": started, "ended": None}
     if runner_active or any(s in ACTIVE for s in statuses):
         out["status"] = "running" if started else "queued"
@@ -342,3 +341,15 @@ def kill(watcher, view, signal: str, grace: float, index: int | None = None) -> 
     from .registry import describe
 
     return {**out, "status": describe(cell_dir(grid_dir, index))[0]["status"]}
+
+
+def cells_summary(cells: list[CellView]) -> str:
+    """A fanned-out grid's cells at a glance: `2 running · 5 queued (pending: Dependency) · 6 done · 1 failed`."""
+    counts: dict[str, int] = {}
+    reasons: dict[str, str] = {}
+    for c in cells:
+        counts[c.status] = counts.get(c.status, 0) + 1
+        if c.status == "queued" and c.reason:
+            reasons.setdefault("queued", c.reason)
+    order = ("running", "orphaned", "queued", "done", "failed", "killed", "lost", "corrupt")
+    return " · ".join(f"{counts[s]} {s}" + (f" ({reasons[s]})" if s in reasons else "") for s in order if s in counts)

@@ -23,6 +23,7 @@ from mihd.jsonio import read_json
 from mihd.plan import Cell
 from mihd.present import fmt_bytes, fmt_duration
 from mihd.rundir import LOG, RESULT
+from mihd.runs.fanout_status import cells_summary
 from mihd.runs.status import RunView
 from mihd.runs.usage import read_usage
 
@@ -140,6 +141,9 @@ class RunDetailScreen(Screen):
         stage = f"{v.stage} {v.stage_done}/{v.stage_total}" if v.stage and v.stage_total else (v.stage or v.status)
         if v.n_cells > 1 and v.cell_index is not None and v.active:
             stage = f"cell {v.cell_index + 1}/{v.n_cells} {stage}"
+        if v.cells and v.active:  # a fanned-out grid: its cells side by side, each in its own state
+            stage = cells_summary(v.cells)
+            self._show_cells(v.cells)
         self.query_one("#detail-stage", Label).update(stage)
         self.query_one("#detail-bar", ProgressBar).update(progress=100 * (v.progress or 0))
         exp = f"expected {fmt_duration(v.expected_s)} ({v.expected_source})" if v.expected_s else "no expected time"
@@ -152,6 +156,14 @@ class RunDetailScreen(Screen):
             spark.set_history([h[i] for h in hist])
             if not v.active and self.peak:
                 spark.show_peak(self.peak.get(key))
+
+    def _show_cells(self, cells) -> None:
+        table = self.query_one("#cells", DataTable)
+        table.clear()
+        for c in cells:
+            note = c.status + (f": {c.reason or c.error}" if c.reason or c.error else "")
+            table.add_row(c.label, "-" if c.ari is None else f"{c.ari:.3f}", "-" if c.nmi is None else f"{c.nmi:.3f}",
+                          fmt_duration(c.elapsed), note, key=str(c.index))
 
     # -- the log ----------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="tail")
@@ -287,6 +299,7 @@ class RunDetailScreen(Screen):
         if self.view is not None:
             self._show_view(self.view)
         table = self.query_one("#cells", DataTable)
+        table.clear()
         cells = (self.result or {}).get("cells") or []
         if not cells:
             self.query_one("#pred-title", Label).update(

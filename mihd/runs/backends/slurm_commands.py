@@ -167,7 +167,7 @@ class SlurmCommands:
         """One job, finished ones included (for MinJobAge after the end); None once Slurm forgot it."""
         rc, out, err = self.runner(["scontrol", "show", "job", str(job_id)])
         if rc != 0:
-            if "invalid job id" in err.lower():
+            if "invalid job id" in err.lower() or re.match(r"Job \S+ not found", out.strip()):  # a forgotten array task
                 return None
             raise MihdError(f"scontrol show job {job_id}: {_first_error(err)}")
         return parse_show_job(out)
