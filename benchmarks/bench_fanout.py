@@ -10,6 +10,7 @@ python benchmarks/bench_fanout.py [--skip-slurm]
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -27,9 +28,8 @@ STAIG_PAIR = ("grid", "demo", "--gene", "pca", "--vision", "texture", "--fusion"
 
 
 def mihd(root: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "mihd", *args, "--root", str(root)] if args[0] == "extract"
-                          else [sys.executable, "-m", "mihd", *args], capture_output=True, text=True, cwd=REPO,
-                          env={**__import__("os").environ, "MIHD_ROOT": str(root)})
+    proc = subprocess.run([sys.executable, "-m", "mihd", *args], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "MIHD_ROOT": str(root)})
     if proc.returncode != 0:
         raise SystemExit(f"mihd {' '.join(args)}: {proc.stderr.strip()}")
     return proc.stdout.strip()
@@ -52,11 +52,10 @@ def main() -> int:
     args = ap.parse_args()
     from mihd.compute import allowed_cores
     from mihd.data.demo import ensure_demo
-    from mihd.data.registry import register
 
     root = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     try:
-        register(root, "demo", ensure_demo(root))
+        ensure_demo(root)
         for flag, name in (("--gene", "pca"), ("--vision", "texture")):
             mihd(root, "extract", "demo", flag, name)
         print(f"cores allowed here: {allowed_cores()[0]} ({allowed_cores()[1]}); load {open('/proc/loadavg').read().split()[:3]}")

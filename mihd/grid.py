@@ -3,27 +3,34 @@ what launching a cell, a row, a column or the whole grid means as RunSpecs.
 
 For one slice, gene encoder, clusterer and patch variant the grid has a row per fusion method and a
 column per vision encoder, per custom vision cache name found for that slice (e.g. `scan_uni2`), and a
-`none` column (gene-only baselines). Each cell's state comes from, newest first: an active run that
-computes it (queued / running with its % / overrunning), the latest finished run that computed it
-(its ARI, flagged when an input had random weights; failed; killed; lost), else the cache (inputs
-cached: it can run now) or nothing (never run). Pure logic over RunViews, the registry's scores and
-the cache inventory, so it is unit-tested without a terminal; how a state reads on screen is the
-dashboard's (mihd_tui/wording.py). No heavy imports.
+`none` column (gene-only baselines). A cell keeps two things apart, so neither hides the other:
+- its latest result: the newest score of the cell over every run (the ARI, flagged when an input had
+  random weights), with the history of its scores;
+- its latest attempt: the newest run that computes the cell, in that cell's own outcome (queued,
+  running with its %, overrunning, orphaned; done; failed with the cell's one-line reason; killed; lost;
+  corrupt). A grid run killed half way keeps the outcomes of the cells it finished (from its events).
+A cell that was never attempted is `ready` (inputs cached), `never` (can run, computes its inputs) or
+`no weights` (an input is not cached and its encoder has no weights here: it cannot run). Pure logic over
+RunViews, the registry's scores and the cache inventory, unit-tested without a terminal; how a state reads
+on screen is the dashboard's (mihd_tui/wording.py). No heavy imports.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .cluster import CLUSTERERS as _CLUSTERERS
 from .data.registry import registered
 from .encoders import GENE_ENCODERS, VISION_ENCODERS
+from .encoders.vision_models import VISION_MODELS
 from .errors import MihdError
 from .fusion import FUSIONS
 from .inventory import cached_inputs, inputs_cached
 from .plan import DEFAULT_CLUSTER, DEFAULT_VARIANT, Cell, RunSpec, grid_cells
-from .rundir import read_result, read_spec
+from .rundir import RunFileError, load_events, read_result, read_spec
 from .runs.cells import run_signature, sig_string, signature
 from .runs.eta import Expected, expected_duration
 
@@ -33,10 +40,14 @@ NONE = "none"  # the column of cells without a vision embedding
 FUSION_NEEDS_VISION = {name: m.needs_vision for name, m in FUSIONS.items()}
 CLUSTERERS = (DEFAULT_CLUSTER, *(c for c in _CLUSTERERS if c != DEFAULT_CLUSTER))
 ARI_BANDS = (0.2, 0.4, 0.6, 0.8)  # band i = number of these thresholds the ARI reaches
+WEIGHTS_TTL = 30.0  # seconds a weights look-up is believed (files dropped in later show up by then)
 
 # states, in the order a legend lists them
-NEVER, READY, QUEUED, RUNNING, OVERRUN, DONE, FAILED, KILLED, LOST, NA = (
-    "never", "ready", "queued", "running", "overrun", "done", "failed", "killed", "lost", "n/a")
+NEVER, READY, NO_WEIGHTS, QUEUED, RUNNING, OVERRUN, ORPHANED, DONE, FAILED, KILLED, LOST, CORRUPT, NA = (
+    "never", "ready", "no weights", "queued", "running", "overrun", "orphaned", "done", "failed", "killed",
+    "lost", "corrupt", "n/a")
+ACTIVE_STATES = (QUEUED, RUNNING, OVERRUN, ORPHANED)
+ENDED = ("done", FAILED, KILLED, LOST, CORRUPT)  # run statuses after which the run dir no longer changes
 
 
 @dataclass(frozen=True)
@@ -57,18 +68,29 @@ class GridSpec:
 class CellState:
     fusion: str
     column: str
-    state: str
-    ari: float | None = None
+    state: str                      # the latest attempt's outcome for this cell (or never/ready/no weights/n/a)
+    ari: float | None = None        # the latest result, whichever run scored it
     nmi: float | None = None
     random_init: bool = False
     ari_sd: float | None = None     # sd of the ARI over the seeds of the run that scored it (--seeds)
-    run_id: str | None = None       # the run behind the state (active, or the one that scored it)
+    scored_by: str | None = None    # the run of the latest result
+    run_id: str | None = None       # the latest attempt's run (else the run of the latest result)
     progress: float | None = None   # 0..1 of this cell, while running
-    previous_ari: float | None = None  # the last score while a new run is active
+    reason: str | None = None       # one line: why it failed / was lost / is corrupt / cannot run
+    history: tuple = ()             # (run id, ARI) of every score of the cell, oldest first
+    runs: tuple = ()                # ids of the runs that computed the cell, newest first
 
     @property
     def band(self) -> int | None:
-        return ari_band(self.ari) if self.state == DONE else None
+        return ari_band(self.ari) if self.scored_by is not None else None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def runnable(self) -> bool:
+        return self.state not in (NA, NO_WEIGHTS)
 
 
 @dataclass
@@ -80,6 +102,16 @@ class Grid:
 
     def __getitem__(self, key: tuple[str, str]) -> CellState:
         return self.cells[key]
+
+    def first_runnable(self) -> tuple[str, str] | None:
+        """Where a cursor starts: the first cell ready to run, else the first that can run at all."""
+        order = [(f, c) for f in self.rows for c in self.columns]
+        for wanted in ((READY,), None):
+            for key in order:
+                cs = self.cells[key]
+                if (cs.state in wanted) if wanted else cs.runnable:
+                    return key
+        return None
 
 
 def ari_band(ari: float | None) -> int | None:
@@ -99,6 +131,65 @@ def stored_key(cell: dict) -> tuple | None:
 
 def is_valid(fusion: str, column: str) -> bool:
     return column != NONE or not FUSION_NEEDS_VISION.get(fusion, True)
+
+
+# -- which encoders can run here ---------------------------------------------------------------------
+def _hf_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def weights_found(modality: str, name: str) -> bool:
+    """Whether `name` can compute an embedding here without being told where its weights are: it needs
+    none, or they lie where mihd.encoders looks ($MIHD_WEIGHTS/<name>/, the local Hugging Face cache of
+    the model's repository). Names no encoder has (custom cache names) never compute: False."""
+    spec = {"gene": GENE_ENCODERS, "vision": VISION_ENCODERS}[modality].get(name)
+    if spec is None:
+        return False
+    if not spec.needs_weights:
+        return True
+    from .encoders.vision import _weights_in_folder  # numpy only; the file names vision.py accepts
+
+    folders = []
+    if os.environ.get("MIHD_WEIGHTS"):
+        folders.append(Path(os.environ["MIHD_WEIGHTS"]).expanduser() / name)
+    model = VISION_MODELS.get(name) if modality == "vision" else None
+    if model is not None and model.hf_repo:
+        snapshots = _hf_cache() / f"models--{model.hf_repo.replace('/', '--')}" / "snapshots"
+        folders += sorted(snapshots.iterdir()) if snapshots.is_dir() else []
+    if modality == "gene":  # scgpt: a checkpoint folder
+        return any((f / "best_model.pt").is_file() for f in folders)
+    return any(f.is_dir() and _weights_in_folder(f) is not None for f in folders)
+
+
+class WeightsCheck:
+    """weights_found, remembered for WEIGHTS_TTL seconds (the grid asks on every refresh)."""
+
+    def __init__(self, ttl: float = WEIGHTS_TTL):
+        self.ttl, self._seen = ttl, {}
+
+    def __call__(self, modality: str, name: str) -> bool:
+        now = time.monotonic()
+        got = self._seen.get((modality, name))
+        if got is None or now - got[1] > self.ttl:
+            got = self._seen[(modality, name)] = (weights_found(modality, name), now)
+        return got[0]
+
+
+def missing_weights(cell: Cell, cached: set, found=weights_found) -> str | None:
+    """Why the cell cannot run here ("no weights for uni2"), or None when it can: every input is cached or
+    its encoder computes it (needs no weights or has them)."""
+    from .cache import GENE_VARIANT
+
+    wanted = [("gene", cell.gene, GENE_VARIANT)] + ([("vision", cell.vision, cell.variant)] if cell.vision else [])
+    for modality, name, variant in wanted:
+        if (cell.slice, modality, name, variant) not in cached and not found(modality, name):
+            known = name in (GENE_ENCODERS if modality == "gene" else VISION_ENCODERS)
+            return f"no weights for {name}" if known else f"{name} is not cached for {cell.slice}"
+    return None
 
 
 # -- choices ---------------------------------------------------------------------------------------
@@ -126,17 +217,36 @@ def _names(registry: dict, entries: list[dict], slice_id: str, modality: str) ->
 
 
 # -- the grid --------------------------------------------------------------------------------------
-class GridState:
-    """Computes Grids; remembers each run's cells, random-init flags and ARI sds (run dirs are final on those)."""
+@dataclass(frozen=True)
+class _Outcome:
+    """What one run says of one cell."""
 
-    def __init__(self):
+    run_id: str
+    state: str
+    ari: float | None = None
+    nmi: float | None = None
+    random_init: bool = False
+    ari_sd: float | None = None
+    scored: bool = False
+    progress: float | None = None
+    reason: str | None = None
+
+
+class GridState:
+    """Computes Grids; remembers what ended runs say of their cells (their run dirs no longer change)."""
+
+    def __init__(self, weights=None):
         self._run_cells: dict[str, list[tuple]] = {}
-        self._stored: dict[str, dict[tuple, tuple[bool, float | None]]] = {}
+        self._ended: dict[str, dict[tuple, dict]] = {}
+        self.weights = weights or WeightsCheck()
 
     def run_cells(self, run_id: str, run_dir: str) -> list[tuple]:
         """The cell keys a run computes, in order (from its spec.json, else its result.json)."""
         if run_id not in self._run_cells:
-            spec = read_spec(Path(run_dir))
+            try:
+                spec = read_spec(Path(run_dir))
+            except (MihdError, OSError, ValueError):  # a corrupt spec.json: its cells are unknown
+                spec = None
             if spec is not None and spec["plan"] is not None:
                 keys = [c.key for c in spec["plan"].cells]
             else:
@@ -146,88 +256,123 @@ class GridState:
             self._run_cells[run_id] = keys
         return self._run_cells[run_id]
 
-    def stored(self, run_id: str, run_dir: str | None, key: tuple) -> tuple[bool, float | None]:
-        """What the run's result.json says of this cell besides its mean scores: whether it used a randomly
-        initialised encoder, and the sd of its ARI over seeds (None for one seed)."""
-        if run_id not in self._stored:
-            flags: dict[tuple, tuple[bool, float | None]] = {}
+    def cell_records(self, run_id: str, run_dir: str | None) -> dict[tuple, dict]:
+        """What an ended run wrote of each cell it finished: result.json's cells, else (killed before it wrote
+        one) its `metric` events; {key: {ari, nmi, random_init, ari_sd, error}}."""
+        if run_id not in self._ended:
+            out: dict[tuple, dict] = {}
             if run_dir:
-                for c in (read_result(Path(run_dir)) or {}).get("cells") or []:
-                    sd = c.get("ari_sd")
-                    flags[stored_key(c)] = (bool(c.get("random_init")), sd if isinstance(sd, (int, float)) else None)
-            self._stored[run_id] = flags
-        return self._stored[run_id].get(key, (False, None))
+                cells = (read_result(Path(run_dir)) or {}).get("cells")
+                if cells:
+                    for c in cells:
+                        out[stored_key(c)] = c
+                else:
+                    keys = self.run_cells(run_id, run_dir)
+                    try:
+                        events = load_events(Path(run_dir))
+                    except RunFileError:
+                        events = []
+                    for ev in events:
+                        i = ev.get("index")
+                        if ev.get("kind") == "metric" and isinstance(i, int) and 0 <= i < len(keys):
+                            out[keys[i]] = ev
+            self._ended[run_id] = out
+        return self._ended[run_id]
 
     def compute(self, spec: GridSpec, views: list, scores: dict[str, dict], entries: list[dict],
-                run_dirs: dict[str, str] | None = None) -> Grid:
+                run_dirs: dict[str, str] | None = None, all_scores: list[dict] | None = None) -> Grid:
         """`views`: RunViews (active + recent); `scores`: RunWatcher.latest_scores(); `entries`: cache meta.
 
-        `run_dirs` maps run ids to run dirs for scored runs not among `views` (random-init lookup).
+        `run_dirs` maps run ids to run dirs for scored runs not among `views` (random-init lookup);
+        `all_scores` ({run_id, ari, sig} of every run's every cell) gives each cell its history of scores.
         """
         rows = list(FUSION_NEEDS_VISION)
         columns = vision_columns(entries, spec.slice)
         cached = cached_inputs(entries)
         run_dirs = {**(run_dirs or {}), **{v.id: v.run_dir for v in views}}
-        active: dict[tuple, CellState] = {}
-        ended: dict[tuple, tuple[str, str]] = {}  # key -> (run id, status) of failed/killed/lost runs
+        outcomes: dict[tuple, list[_Outcome]] = {}
         for v in sorted(views, key=lambda v: v.id):
-            keys = self.run_cells(v.id, v.run_dir)
-            if v.active:
-                for i, key in enumerate(keys):
-                    active[key] = _active_state(v, i)
-            elif v.status in (FAILED, KILLED, LOST):
-                for key in keys:
-                    ended[key] = (v.id, v.status)
-        latest: dict[tuple, dict] = {}
+            for i, key in enumerate(self.run_cells(v.id, v.run_dir)):
+                outcomes.setdefault(key, []).append(self._outcome(v, i, key))
         for s in scores.values():
             key = stored_key(s["sig"])
-            if key not in latest or s["run_id"] > latest[key]["run_id"]:
-                latest[key] = s
+            if not any(o.run_id == s["run_id"] for o in outcomes.get(key, ())):
+                rec = self.cell_records(s["run_id"], run_dirs.get(s["run_id"])).get(key) or {}
+                outcomes.setdefault(key, []).append(_Outcome(
+                    s["run_id"], DONE, s["ari"], s["nmi"], bool(rec.get("random_init")), _sd(rec), scored=True))
+        history: dict[tuple, list] = {}
+        for s in sorted(all_scores or [], key=lambda s: s["run_id"]):
+            if s.get("ari") is not None:
+                history.setdefault(stored_key(s["sig"]), []).append((s["run_id"], s["ari"]))
         grid = Grid(spec, rows, columns)
         for fusion in rows:
             for column in columns:
                 cell = spec.cell(fusion, column)
-                key = cell.key
                 grid.cells[(fusion, column)] = self._state(
-                    fusion, column, cell, key, active.get(key), ended.get(key), latest.get(key), cached, run_dirs)
+                    fusion, column, cell, sorted(outcomes.get(cell.key, ()), key=lambda o: o.run_id),
+                    tuple(history.get(cell.key, ())), cached)
         return grid
 
-    def _state(self, fusion, column, cell, key, act, end, score, cached, run_dirs) -> CellState:
+    def _state(self, fusion, column, cell, outcomes: list[_Outcome], history: tuple, cached) -> CellState:
         if not is_valid(fusion, column):
             return CellState(fusion, column, NA)
-        prev = score["ari"] if score else None
-        if act is not None:
-            return replace(act, fusion=fusion, column=column, previous_ari=prev)
-        if score is not None and (end is None or score["run_id"] >= end[0]):
-            if score["ari"] is None and end is not None and end[0] == score["run_id"]:
-                return CellState(fusion, column, end[1], run_id=end[0])
-            random_init, ari_sd = self.stored(score["run_id"], run_dirs.get(score["run_id"]), key)
-            return CellState(fusion, column, DONE, ari=score["ari"], nmi=score["nmi"], run_id=score["run_id"],
-                             random_init=random_init, ari_sd=ari_sd)
-        if end is not None:
-            return CellState(fusion, column, end[1], run_id=end[0], previous_ari=prev)
-        return CellState(fusion, column, READY if inputs_cached(cell, cached) else NEVER)
+        runs = tuple(dict.fromkeys(o.run_id for o in reversed(outcomes)))
+        scored = [o for o in outcomes if o.scored]
+        result = {}
+        if scored:
+            r = scored[-1]
+            result = dict(ari=r.ari, nmi=r.nmi, random_init=r.random_init, ari_sd=r.ari_sd, scored_by=r.run_id)
+        if outcomes:
+            last = outcomes[-1]
+            return CellState(fusion, column, last.state, run_id=last.run_id, progress=last.progress,
+                             reason=last.reason, history=history, runs=runs, **result)
+        if inputs_cached(cell, cached):
+            return CellState(fusion, column, READY, history=history)
+        why = missing_weights(cell, cached, self.weights)
+        return CellState(fusion, column, NO_WEIGHTS if why else NEVER, reason=why, history=history)
+
+    def _outcome(self, view, index: int, key: tuple) -> _Outcome:
+        """What run `view` says of its cell `index`: in an active run the cell's own progress (a grid shows
+        each score as it comes); in an ended one the cell's record, else the run's status."""
+        if view.active:
+            if view.status == QUEUED:
+                return _Outcome(view.id, QUEUED)
+            rec = view.cell_results.get(index)
+            if rec is None:
+                current = view.cell_index or 0
+                if index > current:
+                    return _Outcome(view.id, QUEUED)
+                frac = 1.0 if index < current else min(max(view.cell_progress or 0.0, 0.0), 1.0)
+                state = ORPHANED if view.status == ORPHANED else OVERRUN if view.overrun else RUNNING
+                return _Outcome(view.id, state, progress=frac)
+        else:
+            rec = self.cell_records(view.id, view.run_dir).get(key)
+            if rec is None:
+                status = view.status if view.status in ENDED else LOST
+                reason = view.error if status in (FAILED, CORRUPT) else None
+                return _Outcome(view.id, status, reason=reason)
+        error = rec.get("error")
+        return _Outcome(view.id, FAILED if error else DONE, rec.get("ari"), rec.get("nmi"),
+                        bool(rec.get("random_init")), _sd(rec), scored=not error, reason=error or None)
 
 
-def _active_state(view, index: int) -> CellState:
-    """A cell of an active run: its score once the run has scored it (a grid shows each ARI as it comes),
-    else queued, or running (cells before the current one are complete)."""
-    if view.status == QUEUED:
-        return CellState("", "", QUEUED, run_id=view.id)
-    scored = view.cell_results.get(index)
-    if scored is not None:
-        return CellState("", "", FAILED if scored.get("error") else DONE, ari=scored.get("ari"), nmi=scored.get("nmi"),
-                         random_init=bool(scored.get("random_init")), run_id=view.id)
-    current = view.cell_index or 0
-    if index > current:
-        return CellState("", "", QUEUED, run_id=view.id)
-    frac = 1.0 if index < current else min(max(view.cell_progress or 0.0, 0.0), 1.0)
-    return CellState("", "", OVERRUN if view.overrun else RUNNING, run_id=view.id, progress=frac)
+def _sd(rec: dict) -> float | None:
+    sd = rec.get("ari_sd")
+    return sd if isinstance(sd, (int, float)) else None
 
 
 # -- launching -------------------------------------------------------------------------------------
+def skipped_columns(grid: Grid, fusions: list[str], columns: list[str]) -> list[str]:
+    """Columns of a selection none of whose valid cells can run here (no weights, nothing cached)."""
+    return [c for c in columns if not any(grid[(f, c)].runnable for f in fusions if is_valid(f, c))
+            and any(is_valid(f, c) for f in fusions)]
+
+
 def plan_launches(spec: GridSpec, grid: Grid, fusions: list[str], columns: list[str]) -> list[tuple[list[str], list[str]]]:
-    """Split a selection (a row, a column, the grid) into runnable (fusions, columns) groups."""
+    """Split a selection (a row, a column, the grid) into runnable (fusions, columns) groups: the vision
+    columns in one run, the `none` column in another; columns that cannot run (skipped_columns) left out."""
+    skip = set(skipped_columns(grid, fusions, columns))
+    columns = [c for c in columns if c not in skip]
     out = []
     visions = [c for c in columns if c != NONE]
     vf = [f for f in fusions if visions and any(is_valid(f, c) for c in visions)]
@@ -235,7 +380,7 @@ def plan_launches(spec: GridSpec, grid: Grid, fusions: list[str], columns: list[
         out.append((vf, visions))
     if NONE in columns:
         nf = [f for f in fusions if is_valid(f, NONE)]
-        if nf and (len(columns) == 1 or len(fusions) == 1):  # the whole grid stays one run: its vision part
+        if nf:
             out.append((nf, [NONE]))
     return out
 

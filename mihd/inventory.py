@@ -1,17 +1,21 @@
-"""What the cache holds, as a reader sees it: inventory rows for listings and which cells' inputs are cached.
+"""What the cache holds, as a reader sees it: inventory rows for listings, the entries being computed now
+(their single-flight lock files), and which cells' inputs are cached.
 
-Reads metadata only (`mihd.cache.read_entries`), so it stays instant with thousands of entries and the
-dashboard can use it; no arrays, no heavy imports.
+Reads metadata only (`mihd.cache.read_entries`, lock files, the computing run's events), so it stays
+instant with thousands of entries and the dashboard can use it; no arrays, no heavy imports.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import GENE_VARIANT, cache_from_config, entry_flags, read_entries
+from .cache import GENE_VARIANT, LOCK_TIMEOUT, SEP, _lock_owner, cache_from_config, entry_flags, read_entries
 from .plan import Cell
+from .rundir import RunFileError, load_events
+from .workspace import embeddings_dir, run_path
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,33 @@ class InventoryRow:
     age_s: float | None
     flags: tuple[str, ...]  # "random init", "bf16": shown beside the name
     problem: str | None
+    compute_s: float | None = None  # seconds the encoder took to make it
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """An entry being computed now: who holds its single-flight lock, since when, how far it got."""
+
+    key: str
+    slice: str
+    modality: str
+    name: str
+    variant: str
+    host: str | None
+    pid: int | None
+    run: str | None
+    for_s: float | None        # since the lock was taken
+    silent_s: float            # since its last heartbeat (LOCK_TIMEOUT and more: its computer is gone)
+    done: int | None = None    # the computing run's extract stage, when it has one
+    total: int | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done / self.total if self.total else None
+
+    @property
+    def stalled(self) -> bool:
+        return self.silent_s >= LOCK_TIMEOUT
 
 
 def inventory(entries: list[dict], now: float | None = None) -> list[InventoryRow]:
@@ -39,8 +70,8 @@ def inventory(entries: list[dict], now: float | None = None) -> list[InventoryRo
             slice=str(e.get("slice")), modality=str(e.get("modality")), name=str(e.get("name")),
             variant=str(e.get("variant")), shape="x".join(map(str, shape)) or "?",
             mb=(e.get("nbytes") or 0) / 1e6, age_s=(now - e["created"]) if e.get("created") else None,
-            flags=tuple(entry_flags(e)),
-            problem=e.get("corrupt")))
+            flags=tuple(entry_flags(e)), problem=e.get("corrupt"),
+            compute_s=e.get("compute_seconds") if isinstance(e.get("compute_seconds"), (int, float)) else None))
     return sorted(rows, key=lambda r: (r.slice, r.modality, r.name, r.variant))
 
 
@@ -63,3 +94,45 @@ def cells_cached(root: Path, cells) -> tuple[bool, ...]:
     slice_id = cells[0].slice if cells else None
     cached = cached_inputs([e for r in (root, *cache_from_config(root)) for e in read_entries(r, slice_id)])
     return tuple(inputs_cached(c, cached) for c in cells)
+
+
+def in_flight(root: Path, now: float | None = None) -> list[InFlight]:
+    """Every cache entry being computed now (by `mihd extract`, a run, another host), from the lock files
+    the computing process holds; with its extract progress when a run computes it (that run's last
+    `extract_<modality>` stage event)."""
+    now = time.time() if now is None else now
+    folder = embeddings_dir(Path(root)) / "locks"
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".lock"))
+    except OSError:
+        return []
+    out = []
+    for fname in names:
+        parts = fname[:-len(".lock")].split(SEP)
+        if len(parts) != 4:
+            continue
+        path = folder / fname
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue  # released meanwhile
+        owner = _lock_owner(path)
+        started = owner.get("started")
+        done = total = None
+        if owner.get("run"):
+            done, total = _extract_stage(run_path(Path(root), str(owner["run"])), f"extract_{parts[1]}")
+        out.append(InFlight(
+            key="computing|" + "|".join(parts), slice=parts[0], modality=parts[1], name=parts[2], variant=parts[3],
+            host=owner.get("host"), pid=owner.get("pid"), run=owner.get("run"),
+            for_s=(now - started) if isinstance(started, (int, float)) else None, silent_s=max(now - mtime, 0.0),
+            done=done, total=total))
+    return out
+
+
+def _extract_stage(run_dir: Path, stage: str) -> tuple[int | None, int | None]:
+    try:
+        events = load_events(run_dir)
+    except (RunFileError, OSError):
+        return None, None
+    last = next((e for e in reversed(events) if e.get("kind") == "stage" and e.get("stage") == stage), None)
+    return (last.get("done"), last.get("total")) if last else (None, None)

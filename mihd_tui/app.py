@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import replace
@@ -18,11 +19,11 @@ from textual.screen import ModalScreen, Screen
 from textual.worker import get_current_worker
 
 from mihd.errors import MihdError
-from mihd.grid import GridSpec, plan_launches
+from mihd.grid import GridSpec, plan_launches, skipped_columns
 from mihd.inventory import cached_inputs, inputs_cached
 from mihd.jsonio import read_json
 from mihd.runs.gpu import Gpu
-from mihd.workspace import keymap_file, resolve_root, runs_dir, slices_file
+from mihd.workspace import is_writable, keymap_file, resolve_root, runs_dir, slices_file
 
 from .messages import Notice, SnapshotReady
 from .poller import Poller, Snapshot
@@ -51,7 +52,8 @@ class MihdApp(App):
         self.run_history: dict[str, deque] = {}
         self._overrun_seen: set[str] = set()
         self._overrun_queue: list[str] = []
-        self._setup_demo = setup_demo and _is_empty(self.root)
+        self.writable = is_writable(self.root)
+        self._setup_demo = setup_demo and self.writable and _is_empty(self.root)
         self._paused_by: set[str] = set()
         self.setup_note = ""
 
@@ -87,9 +89,8 @@ class MihdApp(App):
         self.poller.wake.set()
 
     def pause_refresh(self, paused: bool, why: str = "dialog") -> None:
-        """Modal dialogs pause the refresh, so what they ask about does not change under them; so does a
-        launch until its runs are handed to the backend (a run dir seen before that has no handle yet).
-        The refresh resumes when neither holds it."""
+        """Modal dialogs that ask about something (kill, launch) pause the refresh, so it does not change
+        under them; the refresh resumes when none holds it."""
         (self._paused_by.add if paused else self._paused_by.discard)(why)
         (self.poller.paused.set if self._paused_by else self.poller.paused.clear)()
         if not self._paused_by:
@@ -139,7 +140,7 @@ class MihdApp(App):
             return self._next_overrun_dialog()
 
         def answered(choice: str | None) -> None:
-            if choice in ("TERM", "KILL"):
+            if choice in ("TERM", "KILL") and not self.refuse_read_only("kill"):
                 self.kill(run_id, choice)
             self.call_after_refresh(self._next_overrun_dialog)
 
@@ -161,7 +162,16 @@ class MihdApp(App):
         if not view.active:
             self.notify(f"run {view.id} is {view.status}: nothing to kill", severity="warning")
             return
+        if self.refuse_read_only("kill"):
+            return
         self.push_screen(KillDialog(view), lambda sig: sig and self.kill(view.id, sig))
+
+    def refuse_read_only(self, what: str) -> bool:
+        """On a read-only workspace nothing is launched or killed: say so in one line."""
+        if self.writable:
+            return False
+        self.notify(f"read-only workspace {self.root}: cannot {what} here", severity="warning")
+        return True
 
     @work(thread=True, group="kill")
     def kill(self, run_id: str, signal: str) -> None:
@@ -182,34 +192,34 @@ class MihdApp(App):
         if snap is None:
             self.notify("still loading; try again in a moment", severity="warning")
             return
+        if self.refuse_read_only("launch"):
+            return
+        skipped = skipped_columns(snap.grid, fusions, columns)
         groups = plan_launches(self.spec, snap.grid, fusions, columns)
         if not groups:
-            self.notify(f"{what}: nothing runnable here (this fusion needs a vision embedding)", severity="warning")
+            why = "no weights and nothing cached" if skipped else "this fusion needs a vision embedding"
+            self.notify(f"{what}: nothing runnable here ({why})", severity="warning")
             return
+        if skipped:
+            self.notify(f"{what}: skipping {', '.join(skipped)} (no weights here and nothing cached)", timeout=6)
         self.push_screen(LaunchDialog(self.spec, groups, what, snap.entries, snap.history),
                          lambda plans: plans and self.launch(plans, snap.entries))
 
-    def launch(self, plans: list, entries: list[dict]) -> None:
-        self.pause_refresh(True, "launch")
-        self._launch(plans, entries)
-
     @work(thread=True, group="launch")
-    def _launch(self, plans: list, entries: list[dict]) -> None:
-        """Launch each RunSpec; whether its inputs are cached is known from the inventory the dialog showed."""
+    def launch(self, plans: list, entries: list[dict]) -> None:
+        """Launch each RunSpec (the screen keeps refreshing meanwhile); whether its inputs are cached is
+        known from the inventory the dialog showed."""
         from mihd.cli.run_cmd import plan_argv
         from mihd.runs.launch import launch
 
         cached = cached_inputs(entries)
-        try:
-            for plan in plans:
-                try:
-                    run_id = launch(self.root, plan, cached=[inputs_cached(c, cached) for c in plan.cells])
-                except MihdError as exc:
-                    self.post_message(Notice(str(exc), "error"))
-                    return
-                self.post_message(Notice(f"launched {run_id}: mihd {' '.join(plan_argv(plan))}"))
-        finally:
-            self.call_from_thread(self.pause_refresh, False, "launch")
+        for plan in plans:
+            try:
+                run_id = launch(self.root, plan, cached=[inputs_cached(c, cached) for c in plan.cells])
+            except MihdError as exc:
+                self.post_message(Notice(str(exc), "error"))
+                return
+            self.post_message(Notice(f"launched {run_id}: mihd {' '.join(plan_argv(plan))}"))
 
     def set_spec(self, **changes) -> None:
         self.spec = replace(self.spec, **changes)
@@ -248,7 +258,8 @@ class MihdApp(App):
     # -- first start ----------------------------------------------------------------------------------
     @work(thread=True, group="setup")
     def setup_demo(self) -> None:
-        """Make the demo slice and its cheap embeddings in a child process (keeps this one light)."""
+        """Make the demo slice and its cheap embeddings in child processes (keeps this one light). Quitting
+        meanwhile stops the step under way with TERM (a cache entry is whole or absent) and never waits."""
         steps = (("making the demo slice", ["-c", "import sys; from mihd.data.demo import ensure_demo; "
                                              "from pathlib import Path; ensure_demo(Path(sys.argv[1]))",
                                              str(self.root)]),
@@ -256,14 +267,22 @@ class MihdApp(App):
                                                      "--root", str(self.root)]),
                  ("extracting texture vision embeddings", ["-m", "mihd", "extract", "demo", "--vision", "texture",
                                                            "--root", str(self.root)]))
+        worker = get_current_worker()
         for what, args in steps:
             self.setup_note = f"first start: {what}…"
             self.post_message(Notice(self.setup_note, wake=True))
-            proc = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+            with tempfile.TemporaryFile() as err:
+                proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=err)
+                while proc.poll() is None:
+                    if worker.is_cancelled:
+                        proc.terminate()
+                        return
+                    time.sleep(0.1)
+                err.seek(0)
+                lines = err.read().decode("utf-8", "replace").strip().splitlines()
             if proc.returncode != 0:
-                err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
                 self.setup_note = ""
-                self.post_message(Notice(f"demo setup: {what} failed: {err}", "error"))
+                self.post_message(Notice(f"demo setup: {what} failed: {(lines or ['failed'])[-1]}", "error"))
                 return
         self.setup_note = ""
         self.post_message(Notice("demo slice ready: pca and texture are cached; Enter on a cell launches it"))

@@ -8,6 +8,7 @@ changed, the scores and the duration history when a run ended. No Textual import
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from mihd.cache import inventory_stamp, read_entries
 from mihd.grid import Grid, GridSpec, GridState, gene_choices, slice_choices
-from mihd.inventory import InventoryRow, inventory
+from mihd.inventory import InFlight, InventoryRow, in_flight, inventory
 from mihd.runs.gpu import Gpu, GpuDevice, default_gpu
 from mihd.runs.status import RunView, RunWatcher
 from mihd.workspace import run_path
@@ -35,6 +36,7 @@ class Snapshot:
     inventory: list[InventoryRow]
     history: dict[str, list[float]]
     extra: dict[str, RunView] = field(default_factory=dict)  # runs asked for by id (older than the list)
+    computing: list[InFlight] = field(default_factory=list)  # cache entries being computed now
     error: str | None = None
 
 
@@ -51,6 +53,7 @@ class Poller:
         self._entries: list[dict] = []
         self._ended: frozenset = frozenset()
         self._scores: dict = {}
+        self._all_scores: list[dict] = []
         self._history: dict = {}
         self._wanted: set[str] = set()
         self._extra: dict[str, RunView] = {}
@@ -85,6 +88,8 @@ class Poller:
         ended = frozenset((v.id, v.status) for v in views if not v.active)
         if ended != self._ended or not self._scores:
             self._scores = watcher.latest_scores()
+            self._all_scores = [{"run_id": run_id, "ari": c["ari"], "sig": json.loads(c["sig"])}
+                                for run_id, cells in watcher.registry.cells().items() for c in cells]
             self._history = watcher.registry.durations()
             self._ended = ended
         if self._cache_changed():
@@ -98,10 +103,10 @@ class Poller:
                 with self._lock:
                     self._wanted.discard(run_id)
         run_dirs = {s["run_id"]: str(run_path(self.root, s["run_id"])) for s in self._scores.values()}
-        grid = self._grid.compute(spec, views, self._scores, self._entries, run_dirs)
+        grid = self._grid.compute(spec, views, self._scores, self._entries, run_dirs, self._all_scores)
         devices = self.gpu.devices()
         return Snapshot(
             t=now, spec=spec, views=views, grid=grid, slices=slice_choices(self.root, self._entries),
             genes=gene_choices(self._entries, spec.slice), gpu=devices, gpu_reason=self.gpu.reason,
             entries=self._entries, inventory=inventory(self._entries, now), history=self._history,
-            extra=dict(self._extra))
+            extra=dict(self._extra), computing=in_flight(self.root, now))

@@ -2,24 +2,74 @@
 
 from __future__ import annotations
 
-from mihd.grid import DONE, NA, NEVER, OVERRUN, READY, RUNNING, CellState
+from mihd.grid import DONE, FAILED, KILLED, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, RUNNING, \
+    CORRUPT, CellState
 from mihd.present import fmt_duration
 from mihd.runs.eta import Expected
 
-# what each state means, for the line under the grid
-DESCRIBE = {"never": "never run", "ready": "inputs cached, can run now", "queued": "queued",
-            "running": "running", "overrun": "running past its expected time", "failed": "failed",
-            "killed": "killed", "lost": "lost (process gone without an exit)", "n/a": "needs a vision embedding"}
+# what each state means, for the status line under the grid
+DESCRIBE = {"never": "never run (computes its inputs first)", "ready": "inputs cached, can run now",
+            "no weights": "cannot run here", "queued": "queued", "running": "running",
+            "overrun": "running past its expected time", "orphaned": "orphaned: supervisor gone, still running",
+            "done": "done", "failed": "failed", "killed": "killed", "lost": "lost (process gone without an exit)",
+            "corrupt": "corrupt run dir", "n/a": "needs a vision embedding"}
+# the latest attempt beside a result (one glyph), and alone (a word)
+MARK = {QUEUED: "…", RUNNING: "▸", OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
+WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
+CELL_WIDTH = 8
+
+
+def score_text(cs: CellState) -> str:
+    """The latest result: `0.767`, `0.767*` (random-init weights), `done` (no truth labels), or ''."""
+    if cs.scored_by is None:
+        return ""
+    return "done" if cs.ari is None else f"{cs.ari:.3f}" + ("*" if cs.random_init else "")
 
 
 def cell_text(cs: CellState) -> str:
-    """Short (<= 7 columns) text for a grid cell."""
+    """Short (<= CELL_WIDTH columns) text for a grid cell: the latest result beside the latest attempt's
+    state when they differ (`42% .77` running, `0.767 ✗` killed or failed since), else one of them."""
+    score = score_text(cs)
+    if cs.state in (RUNNING, OVERRUN, ORPHANED):
+        pct = f"{100 * (cs.progress or 0):.0f}%" + (MARK[cs.state] if cs.state != RUNNING else "")
+        if cs.ari is None:
+            return pct
+        return f"{pct} {cs.ari:.2f}".replace(" 0.", " .") + ("*" if cs.random_init else "")
     if cs.state == DONE:
-        return "done" if cs.ari is None else f"{cs.ari:.3f}" + ("*" if cs.random_init else "")
-    if cs.state in (RUNNING, OVERRUN):
-        pct = f"{100 * (cs.progress or 0):.0f}%"
-        return pct + (" !" if cs.state == OVERRUN else "")
-    return {NEVER: "·", READY: "ready", NA: "—"}.get(cs.state, cs.state)
+        return score or "done"
+    if score:
+        return f"{score} {MARK.get(cs.state, '')}".strip()
+    return WORD.get(cs.state, cs.state)
+
+
+def describe_cell(cs: CellState) -> str:
+    """The status line's words for a cell: the attempt (with its % or reason), then the latest result."""
+    if cs.state in (RUNNING, OVERRUN, ORPHANED):
+        what = f"{DESCRIBE[cs.state]}, {100 * (cs.progress or 0):.0f}%"
+    elif cs.state == DONE:
+        what = "no truth labels" if cs.ari is None else f"ARI {cs.ari:.3f}, NMI {cs.nmi:.3f}"
+        what += f" ± {cs.ari_sd:.3f} over seeds" if cs.ari_sd is not None else ""
+        what += " [b $warning](random-init weights)[/]" if cs.random_init else ""
+        return what
+    elif cs.state == NO_WEIGHTS:
+        return f"{cs.reason or 'no weights'}: nothing cached, cannot run here"
+    else:
+        what = DESCRIBE.get(cs.state, cs.state)
+    if cs.reason:
+        what += f": {cs.reason}"
+    if cs.scored_by is not None and cs.ari is not None:
+        what += f" · last ARI {cs.ari:.3f}" + ("*" if cs.random_init else "")
+    return what
+
+
+def history_text(cs: CellState) -> str:
+    """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers."""
+    aris = [a for _, a in cs.history]
+    if len(aris) < 2:
+        return ""
+    ticks = "▁▂▃▄▅▆▇█"
+    spark = "".join(ticks[min(int(a * len(ticks)), len(ticks) - 1)] if a > 0 else ticks[0] for a in aris[-12:])
+    return f"ARI over {len(aris)} runs {spark} " + " ".join(f"{a:.2f}" for a in aris[-4:])
 
 
 def describe_expected(exp: Expected) -> str:

@@ -65,7 +65,6 @@ EMPTY_WORKSPACE_CASES = [
     case("extract-unknown-variant", "nosuch", "extract", "demo", "--vision", "texture", "--variant", "nosuch"),
     case("extract-unknown-precision", "--precision", "extract", "demo", "--vision", "resnet50", "--precision", "fp8"),
     case("extract-weights-text", "text.txt", "extract", "demo", "--vision", "resnet50", "--weights", "{files}/text.txt"),
-    case("extract-weights-missing", "nosuch.pt", "extract", "demo", "--vision", "resnet50", "--weights", "{files}/nosuch.pt"),
     case("extract-weights-empty-folder", "empty", "extract", "demo", "--vision", "resnet50", "--weights", "{files}/empty"),
     case("extract-unknown-slice", "nosuch", "extract", "nosuch", "--gene", "pca"),
     case("extract-slice-not-hdf5", "not_hdf5.h5ad", "extract", "{files}/not_hdf5.h5ad", "--gene", "pca"),
@@ -73,6 +72,7 @@ EMPTY_WORKSPACE_CASES = [
     case("extract-slice-symlink-loop", "loop", "extract", "{files}/loop", "--gene", "pca"),
     case("extract-cache-from-missing", "--cache-from", "extract", "demo", "--gene", "pca", "--cache-from", "{files}/empty"),
     # cache
+    case("cache-ls-root-is-file", "--root", "cache", "ls", "--root", "{files}/text.txt"),
     case("cache-rm-nothing", "nosuch", "cache", "rm", "nosuch"),
     case("cache-rm-bad-modality", "--modality", "cache", "rm", "demo", "--modality", "text"),
     case("cache-gc-bad-age", "--older-than", "cache", "gc", "--older-than", "abc"),
@@ -136,6 +136,12 @@ EMPTY_WORKSPACE_CASES = [
     case("launch-slurm-option-on-local", "--partition", "launch", "--partition", "gpu", "--", *RUN),
     case("launch-slurm-bad-time", "--time", "launch", "--backend", "slurm", "--time", "xx", "--", *RUN),
     case("launch-slurm-bad-cpus", "--cpus", "launch", "--backend", "slurm", "--cpus", "abc", "--", *RUN),
+    case("launch-parallel-text", "--parallel", "launch", "--parallel", "many", "--", "grid", "demo", "--gene", "pca",
+         "--fusion", "gene_only"),
+    case("launch-parallel-zero", "--parallel", "launch", "--parallel", "0", "--", "grid", "demo", "--gene", "pca",
+         "--fusion", "gene_only"),
+    case("launch-slurm-max-parallel-text", "--max-parallel", "launch", "--backend", "slurm", "--max-parallel", "x",
+         "--", "grid", "demo", "--gene", "pca", "--fusion", "gene_only"),
     case("launch-run-n-clusters-text", "--n-clusters", *LAUNCH, "--n-clusters", "abc"),
     case("launch-run-run-dir", "--run-dir", *LAUNCH, "--run-dir", "{tmp}/x"),
     case("launch-run-unknown-slice", "nosuch", "launch", "--", "run", "nosuch", "--gene", "pca", "--fusion", "gene_only"),
@@ -150,6 +156,8 @@ EMPTY_WORKSPACE_CASES = [
     case("runs-kill-bad-signal", "--signal", "runs", "kill", "nosuch", "--signal", "HUP"),
     case("runs-ls-factor-text", "--overrun-factor", "runs", "ls", "--overrun-factor", "abc"),
     case("runs-ls-factor-negative", "--overrun-factor", "runs", "ls", "--overrun-factor=-1"),
+    case("runs-rm-no-id", "ID", "runs", "rm"),
+    case("runs-rm-unknown", "nosuch", "runs", "rm", "nosuch"),
     case("runs-reindex-root-is-file", "--root", "runs", "reindex", "--root", "{files}/text.txt"),
     # results, export, doctor
     case("results-unknown-format", "--format", "results", "--format", "xml"),
@@ -163,6 +171,7 @@ EMPTY_WORKSPACE_CASES = [
 USED_WORKSPACE_CASES = [
     case("cache-rm-unknown-name", "nosuch", "cache", "rm", "demo", "--name", "nosuch"),
     case("runs-kill-done-bad-grace", "--grace", "runs", "kill", "{run}", "--grace=-1s"),
+    case("extract-weights-missing", "nosuch.pt", "extract", "demo", "--vision", "resnet50", "--weights", "{files}/nosuch.pt"),
     case("extract-unknown-truth-col", "--truth-col", "extract", "demo", "--gene", "pca", "--truth-col", "nosuch"),
     case("run-unknown-truth-col", "--truth-col", *RUN, "--truth-col", "nosuch"),
     case("export-nothing-asked", "--h5ad", "export", "{run}"),
@@ -219,12 +228,12 @@ def mihd(*args: str, root: Path, index_dir: Path) -> subprocess.CompletedProcess
                           env=env, cwd=REPO)
 
 
-def listing(root: Path) -> dict[str, tuple]:
-    """Every path under the workspace with its kind, size and modification time."""
+def listing(root: Path) -> dict[str, tuple | None]:
+    """Every path under the workspace; a file with its size and modification time (rewritten counts as changed)."""
     out = {}
     for path in sorted(root.rglob("*")):
         st = path.lstat()
-        out[str(path.relative_to(root))] = (path.is_dir(), st.st_size, st.st_mtime_ns)
+        out[str(path.relative_to(root))] = None if path.is_dir() else (st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -259,12 +268,20 @@ def test_refused_in_a_used_workspace(args, needle, files, index_dir, used_worksp
 
 
 def test_the_suite_covers_every_command():
-    """Every subcommand `mihd --help` lists has at least one bad-input case."""
+    """Every command `mihd --help` lists, and every action of a command group (`runs rm`), has a bad-input case."""
+    import argparse
+
     from mihd.cli import build_parser
 
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    tried = {args[0] for p in EMPTY_WORKSPACE_CASES + USED_WORKSPACE_CASES for args in [p.values[0]] if args}
-    assert set(sub.choices) <= tried, set(sub.choices) - tried
+    def commands(parser, prefix=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from commands(child, (*prefix, name)) if child._subparsers else [(*prefix, name)]
+
+    tried = {tuple(p.values[0]) for p in EMPTY_WORKSPACE_CASES + USED_WORKSPACE_CASES}
+    untried = [" ".join(c) for c in commands(build_parser()) if not any(t[:len(c)] == c for t in tried)]
+    assert not untried, untried
     assert len(EMPTY_WORKSPACE_CASES) + len(USED_WORKSPACE_CASES) >= 60
 
 

@@ -46,7 +46,7 @@ def test_parallel_grid_runs_its_cells_side_by_side_as_one_run(demo_root):
     assert sum("failed  extraction of gene scgpt failed: --gene scgpt" in ln for ln in shown) == 7, shown
     # each embedding computed once, by its extraction; the cells only hit the cache, after the extractions
     extractions = sorted(p.name for p in (grid / "extract").iterdir())
-    assert extractions == ["gene-pca", "gene-scgpt", "vision-texture"]
+    assert extractions == ["gene-pca", "gene-scgpt", "vision-texture-standard"]
     assert [read(grid / "extract" / k / "exit.json")["code"] for k in extractions] == [0, 1, 0]
     assert cache_statuses(grid) and set(cache_statuses(grid)) == {"hit"}
     assert_cells_waited_for_their_extractions(grid)
@@ -96,6 +96,35 @@ def test_parallel_auto_gives_each_worker_one_of_several_gpus(demo_root):
     log = (Path(v.run_dir) / "run.log").read_text()
     share = allowed_share(2)  # two GPUs: two workers, the cores divided between them
     assert f"on worker 0 ({share} threads, GPU 3)" in log and f"on worker 1 ({share} threads, GPU 5)" in log, log
+
+
+async def test_the_dashboard_opens_the_grid_row_into_its_cells(demo_root):
+    from mihd_tui.app import MihdApp
+    from mihd_tui.screens.detail import RunDetailScreen
+    from mihd_tui.widgets.runs_table import RunsTable
+    from tui_helpers import no_gpu, wait_until
+
+    root = demo_root
+    for flag, name in (("--gene", "pca"), ("--vision", "texture")):
+        assert run_mihd("extract", "demo", flag, name, root=root).returncode == 0
+    grid_id = launch(root, "--parallel", "2", "--", "grid", "demo", "--gene", "pca", "--vision", "texture",
+                     "--fusion", "staig_fusion,concat", "--cluster", "gmm")
+    app = MihdApp(root, interval=0.2, setup_demo=False, kill_grace=2.0, gpu=no_gpu())
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_until(pilot, lambda: (v := app.find_view(grid_id)) and v.cells
+                             and v.cells[0].status == "running", timeout=120)
+            runs = app.screen_stack[1].query_one(RunsTable)
+            assert runs.row_count == 1  # the grid is one row, not one per cell
+            runs.focus()
+            await pilot.press("o")
+            table = await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                                     and (t := app.screen.query_one("#cells")).row_count == 2 and t)
+            assert str(table.get_cell("0", "cell")).endswith("staig_fusion gmm")
+            assert str(table.get_cell("0", "note")).startswith("running")
+            assert "running" in str(app.screen.query_one("#detail-stage").render())
+    finally:
+        kill_run(root, grid_id, "KILL", grace=1)
 
 
 def test_parallel_options_are_checked_before_anything_starts(demo_root):

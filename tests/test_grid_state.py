@@ -3,6 +3,7 @@ inventory rows (mihd.inventory) and how states read on screen (mihd_tui.wording)
 
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ from mihd.inventory import inventory
 from mihd.jsonio import write_json_atomic
 from mihd.plan import Cell, RunSpec
 from mihd.rundir import write_spec
-from mihd_tui.wording import cell_text, describe_expected
+from mihd_tui.wording import cell_text, describe_cell, describe_expected, history_text
 
 SPEC = GridSpec("demo", "pca")
 
@@ -30,8 +31,8 @@ def view(tmp_path, run_id, cells, status="running", **kw):
     d.mkdir(exist_ok=True)
     plan = RunSpec(tuple(Cell.from_dict(c) for c in cells), kind="grid" if len(cells) > 1 else "run")
     write_spec(d, plan, run_id=run_id, argv=["mihd"], cached=[True] * len(cells))
-    base = dict(id=run_id, run_dir=str(d), status=status, active=status in ("queued", "running"),
-                progress=None, cell_index=None, overrun=False, cell_results={}, cell_progress=None)
+    base = dict(id=run_id, run_dir=str(d), status=status, active=status in ("queued", "running", "orphaned"),
+                progress=None, cell_index=None, overrun=False, cell_results={}, cell_progress=None, error=None)
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -39,6 +40,20 @@ def score(run_id, ari, vision="texture", fusion="concat", cluster="gmm"):
     sig = {"slice": "demo", "gene": "pca", "vision": vision, "variant": "standard" if vision else None,
            "fusion": fusion, "cluster": cluster, "cached": True, "backend": "local"}
     return {f"{run_id}:{fusion}:{vision}": {"run_id": run_id, "ari": ari, "nmi": ari, "label": "x", "sig": sig}}
+
+
+@pytest.fixture(autouse=True)
+def weights_here(tmp_path, monkeypatch):
+    """Every pretrained encoder finds a weights file under $MIHD_WEIGHTS; no Hugging Face cache."""
+    from mihd.encoders import VISION_ENCODERS
+
+    for name, spec in VISION_ENCODERS.items():
+        if spec.needs_weights:
+            (tmp_path / "weights" / name).mkdir(parents=True)
+            (tmp_path / "weights" / name / "model.safetensors").write_bytes(b"x")
+    monkeypatch.setenv("MIHD_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    return tmp_path / "weights"
 
 
 CELL = {"slice": "demo", "gene": "pca", "vision": "texture", "variant": "standard", "fusion": "concat", "cluster": "gmm"}
@@ -86,12 +101,12 @@ def test_active_runs_override_scores_running_queued_overrun(tmp_path):
     running = view(tmp_path, "20250103-000000-000-cccccc", cells, progress=0.25, cell_index=0, cell_progress=0.5)
     grid = GridState().compute(SPEC, [running], scores, [])
     first, second = grid[("concat", "texture")], grid[("concat", "uni2")]
-    assert (first.state, round(first.progress, 2), first.previous_ari, cell_text(first)) == (gs.RUNNING, 0.5, 0.5, "50%")
+    assert (first.state, round(first.progress, 2), first.ari, cell_text(first)) == (gs.RUNNING, 0.5, 0.5, "50% .50")
     assert second.state == gs.QUEUED
     over = view(tmp_path, "20250103-000000-000-dddddd", [CELL], progress=0.9, cell_index=0, overrun=True,
                 cell_progress=0.9)
     grid = GridState().compute(SPEC, [over], scores, [])
-    assert grid[("concat", "texture")].state == gs.OVERRUN and cell_text(grid[("concat", "texture")]).endswith("!")
+    assert grid[("concat", "texture")].state == gs.OVERRUN and cell_text(grid[("concat", "texture")]) == "90%! .50"
 
 
 def test_a_running_grid_shows_each_cell_score_as_soon_as_the_cell_is_scored(tmp_path):
@@ -112,9 +127,66 @@ def test_a_running_grid_shows_each_cell_score_as_soon_as_the_cell_is_scored(tmp_
 def test_failed_or_killed_after_the_score_shows_that(tmp_path):
     scores = score("20250101-000000-000-aaaaaa", 0.5)
     killed = view(tmp_path, "20250104-000000-000-eeeeee", [CELL], status="killed")
-    assert GridState().compute(SPEC, [killed], scores, [])[("concat", "texture")].state == gs.KILLED
+    cs = GridState().compute(SPEC, [killed], scores, [])[("concat", "texture")]
+    assert (cs.state, cs.ari, cell_text(cs), cs.run_id) == (gs.KILLED, 0.5, "0.500 ✗", killed.id)
     older = view(tmp_path, "20241231-000000-000-ffffff", [CELL], status="failed")
     assert GridState().compute(SPEC, [older], scores, [])[("concat", "texture")].state == gs.DONE
+
+
+def test_a_killed_grid_keeps_each_cells_outcome_and_the_cause_of_a_failure(tmp_path):
+    cells = [dict(CELL, vision=v) for v in ("texture", "uni2", "uni")]
+    killed = view(tmp_path, "20250105-000000-000-aaaaaa", cells, status="killed")
+    with open(tmp_path / killed.id / "events.jsonl", "w") as fh:  # killed before it wrote result.json
+        for ev in ({"t": 1, "kind": "start", "cells": 3}, {"t": 2, "kind": "metric", "index": 0, "ari": 0.61, "nmi": 0.6},
+                   {"t": 3, "kind": "metric", "index": 1, "ari": None, "nmi": None, "error": "no weights for uni2"},
+                   {"t": 4, "kind": "kill", "signal": "TERM"}):
+            fh.write(json.dumps(ev) + "\n")
+    grid = GridState().compute(SPEC, [killed], {}, [])
+    first, second, third = (grid[("concat", v)] for v in ("texture", "uni2", "uni"))
+    assert (first.state, first.ari, cell_text(first)) == (gs.DONE, 0.61, "0.610")
+    assert (second.state, second.reason, cell_text(second)) == (gs.FAILED, "no weights for uni2", "failed")
+    assert "no weights for uni2" in describe_cell(second)
+    assert (third.state, cell_text(third)) == (gs.KILLED, "killed")
+
+
+def test_the_latest_result_stays_beside_a_later_failed_attempt_with_the_history_of_scores(tmp_path):
+    old, new = "20250101-000000-000-aaaaaa", "20250102-000000-000-bbbbbb"
+    scores = {**score(old, 0.41), **score(new, 0.767)}
+    all_scores = [{"run_id": r, "ari": a, "sig": next(iter(score(r, a).values()))["sig"]} for r, a in ((old, 0.41), (new, 0.767))]
+    failed = view(tmp_path, "20250103-000000-000-cccccc", [CELL], status="failed", error="concat: out of memory")
+    cs = GridState().compute(SPEC, [failed], scores, [], all_scores=all_scores)[("concat", "texture")]
+    assert (cs.state, cs.ari, cs.scored_by, cs.reason) == (gs.FAILED, 0.767, new, "concat: out of memory")
+    assert cell_text(cs) == "0.767 ✗" and describe_cell(cs) == "failed: concat: out of memory · last ARI 0.767"
+    assert cs.runs == (failed.id, new, old) and [a for _, a in cs.history] == [0.41, 0.767]
+    assert history_text(cs).startswith("ARI over 2 runs ")
+    later = view(tmp_path, "20250104-000000-000-dddddd", [CELL], status="done")
+    write_json_atomic(tmp_path / later.id / "result.json", {"cells": [{**CELL, "ari": 0.8, "nmi": 0.7}]})
+    cs = GridState().compute(SPEC, [failed, later], scores, [])[("concat", "texture")]
+    assert (cs.state, cs.ari, cell_text(cs)) == (gs.DONE, 0.8, "0.800")  # a later finish wins over the kill
+
+
+def test_cells_without_weights_or_cache_cannot_run_and_launches_skip_them(tmp_path, weights_here):
+    import shutil
+
+    shutil.rmtree(weights_here / "uni2")
+    entries = [entry("pca", "gene"), entry("texture")]
+    grid = GridState().compute(SPEC, [], {}, entries)
+    cs = grid[("concat", "uni2")]
+    assert (cs.state, cs.reason, cell_text(cs), cs.runnable) == (gs.NO_WEIGHTS, "no weights for uni2", "⊘", False)
+    assert grid[("concat", "uni")].state == gs.NEVER  # weights there: it can run (extracts first)
+    assert grid.first_runnable() == ("gene_only", "texture")  # the first cell ready to run
+    assert gs.skipped_columns(grid, grid.rows, grid.columns) == ["uni2"]
+    whole = gs.plan_launches(SPEC, grid, grid.rows, grid.columns)
+    assert whole == [(grid.rows, ["uni", "hipt", "resnet50", "texture"]),
+                     (["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
+    assert gs.plan_launches(SPEC, grid, ["concat"], ["uni2"]) == []
+    cached = GridState().compute(SPEC, [], {}, entries + [entry("uni2")])  # cached: runs without weights
+    assert cached[("concat", "uni2")].state == gs.READY
+    hf = tmp_path / "hf" / "models--MahmoodLab--UNI2-h" / "snapshots" / "abc"  # the Hugging Face cache counts
+    hf.mkdir(parents=True)
+    (hf / "pytorch_model.bin").write_bytes(b"x")
+    assert gs.weights_found("vision", "uni2") and GridState().compute(SPEC, [], {}, entries)[("concat", "uni2")].state == gs.NEVER
+    assert not gs.weights_found("vision", "scan_uni2")  # a custom cache name is never computed
 
 
 def test_runs_of_workspaces_from_before_the_plan_still_place_their_cells(tmp_path):
@@ -156,7 +228,7 @@ def test_plan_launches_splits_none_from_vision_columns():
     assert gs.plan_launches(SPEC, grid, ["concat"], ["none"]) == []
     assert gs.plan_launches(SPEC, grid, grid.rows, ["none"]) == [(["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
     whole = gs.plan_launches(SPEC, grid, grid.rows, grid.columns)
-    assert whole == [(grid.rows, grid.columns[:-1])]  # the whole grid is one run
+    assert whole == [(grid.rows, grid.columns[:-1]), (["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
 
 
 def test_expected_from_history_of_the_same_cached_signature():

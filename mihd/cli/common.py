@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def add_root(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,8 @@ def encoder_config(args) -> dict:
     if getattr(args, "random_init", False):
         config["random_init"] = True
     if getattr(args, "weights", None):
-        check_weights(args.weights)
+        if os.path.lexists(os.path.expanduser(args.weights)):  # a missing one may still be served from the cache
+            check_weights(args.weights)
         config["weights"] = args.weights
     if getattr(args, "precision", None):
         config["precision"] = check_precision(args.precision)

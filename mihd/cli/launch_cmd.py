@@ -13,9 +13,11 @@ LAUNCH_EPILOG = """\
 The arguments of `mihd run` or `mihd grid` follow the launch options, best after `--`:
   mihd launch --expect 5m --name first -- run demo --gene pca --vision texture --fusion concat
   mihd launch -- grid demo --gene pca --vision texture,resnet50 --fusion concat,mean
+  mihd launch --parallel 2 -- grid demo ...          (the cells as 2 worker processes, side by side)
+  mihd launch --backend slurm --max-parallel 8 -- grid demo ...   (extraction jobs, then one job array)
 Launch gives the run its own run dir under --root, prints the run id and returns at once; the run goes on
 after this shell, SSH link or dashboard is gone. Watch it with `mihd runs ls`, stop it with
-`mihd runs kill ID`."""
+`mihd runs kill ID` (one cell of a fanned-out grid: `mihd runs kill ID/N`)."""
 
 
 def register(sub) -> None:

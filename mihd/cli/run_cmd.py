@@ -123,6 +123,7 @@ def plan_from_args(args, root: Path, **launch):
     from ..pipeline import check_plan
     from ..plan import Cell, RunSpec, grid_cells
 
+    encoder = encoder_config(args)  # bad options fail before the slice is even looked for
     slice_id, slice_options = _slice_ref(args.slice, root)
     if args.truth_col:
         slice_options["truth_col"] = args.truth_col
@@ -136,7 +137,7 @@ def plan_from_args(args, root: Path, **launch):
     seeds = parse_seeds(args.seeds) if args.seeds is not None else (args.seed or 0,)
     plan = RunSpec(cells, kind="grid" if args.grid else "run", n_clusters=args.n_clusters, refine=args.refine,
                    seeds=seeds, override=args.override, drop_unlabelled=args.drop_unlabelled,
-                   device=args.device, encoder=encoder_config(args), slice_options=slice_options, **launch)
+                   device=args.device, encoder=encoder, slice_options=slice_options, **launch)
     check_plan(plan)
     _check_inputs(root, plan.slice, [(m, n) for c in plan.cells for m, n in (("gene", c.gene), ("vision", c.vision))])
     return plan

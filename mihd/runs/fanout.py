@@ -31,7 +31,7 @@ from pathlib import Path
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
 from ..plan import RunSpec
-from ..rundir import EXIT, HANDLE, LOG, SPEC, EventLog, read_spec, write_result, write_spec
+from ..rundir import EXIT, HANDLE, LOG, EventLog, read_spec, write_result, write_spec
 
 FANOUT = "fanout.json"
 CELLS = "cells"
@@ -122,10 +122,6 @@ class Extraction:
     name: str
     variant: str | None
     cells: tuple[int, ...]
-
-    @property
-    def label(self) -> str:
-        return f"{self.modality} {self.name}" + (f"/{self.variant}" if self.variant else "")
 
 
 def needed(root: Path, spec: RunSpec) -> list[Extraction]:

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from mihd.domain_colours import map_colours
@@ -30,6 +30,8 @@ from mihd.runs.usage import read_usage
 from ..messages import LogLines
 from ..poller import Snapshot
 from ..widgets.fmt import fmt_eta
+from ..widgets.footer import KeysFooter
+from ..widgets.log_view import LogView
 from ..widgets.spatial_map import SpatialMap
 from ..widgets.sparkline import MetricSpark
 
@@ -87,7 +89,7 @@ class RunDetailScreen(Screen):
             yield MetricSpark("GPU", fmt_bytes, id="spark-gpu")
         with TabbedContent(id="detail-tabs", initial="log-tab"):
             with TabPane("Log", id="log-tab"):
-                yield Log(max_lines=LOG_CAP, id="log")
+                yield LogView(max_lines=LOG_CAP, id="log")
                 yield Input(placeholder="search the log (Enter finds, Esc closes)", id="search", compact=True)
                 yield Static("", id="log-status")
             with TabPane("Result", id="result-tab"):
@@ -99,7 +101,7 @@ class RunDetailScreen(Screen):
                     with Vertical():
                         yield Label("truth", id="truth-title")
                         yield SpatialMap(id="truth-map")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
@@ -224,24 +226,30 @@ class RunDetailScreen(Screen):
         self._pending.clear()
         self._pending_n = 0
         if batch:
-            log.write_lines(batch[-LOG_CAP:])
+            log.add_lines(batch[-LOG_CAP:])
         self._status()
 
     def _flush_if_following(self) -> None:
         log = self.query_one(Log)
         if (self._pending or self._skipped) and log.is_vertical_scroll_end:
             self._write([])
-        elif self._pending_n:
-            self._status()
+        else:
+            self._status()  # scrolled away or back: the label says which
 
     def _status(self) -> None:
-        parts = []
+        log = self.query_one(LogView)
         if self._pending_n:
-            parts.append(f"paused: {self._pending_n} new line{'s' * (self._pending_n != 1)} (End follows)")
+            follow = f"paused: {self._pending_n} new line{'s' * (self._pending_n != 1)} (End follows)"
+        elif log.line_count and not log.is_vertical_scroll_end:
+            follow = "paused: scrolled up (End follows)"
+        else:
+            follow = "following the end of run.log"
+        parts = [follow]
         if self._term:
             parts.append(f"'{self._term}': " + (f"line {self._match + 1} (n/N)" if self._match is not None
                                                   else "not found"))
-        self.query_one("#log-status", Static).update("  ·  ".join(parts) or "following the end of run.log")
+        parts.append("wrapped (w: scroll sideways)" if log.wrap else "←/→ scroll (w: wrap)")
+        self.query_one("#log-status", Static).update("  ·  ".join(parts))
 
     def action_follow(self) -> None:
         self.query_one(TabbedContent).active = "log-tab"
@@ -262,6 +270,7 @@ class RunDetailScreen(Screen):
             event.input.display = False
             self.query_one(Log).focus()
             self._match = None
+            self.query_one(LogView).mark(self._term)
             if self._term:
                 self.action_next_match(1)
 
@@ -343,6 +352,7 @@ class RunDetailScreen(Screen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        self.query_one(LogView if tab == "log-tab" else "#cells").focus()  # arrows scroll what is shown
 
 
 def _cell_label(slice_id: str | None, cell: dict) -> str:

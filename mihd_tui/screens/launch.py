@@ -18,7 +18,7 @@ from mihd.cli.run_cmd import plan_argv
 from mihd.grid import CLUSTERERS, GridSpec, expected_for, launch_plans
 from mihd.plan import RunSpec
 from mihd.present import fmt_duration
-from mihd.runs.backends import names
+from mihd.runs.backends import backend_class, names, validate_options
 from mihd.runs.durations import parse_duration
 
 from ..wording import describe_expected
@@ -26,7 +26,7 @@ from .modal import PausingModal
 
 
 def parse_options(text: str) -> dict:
-    """`partition=gpu time=1:00:00 gres=gpu:1` -> dict (backend options, e.g. for Slurm)."""
+    """`partition=gpu time=1:00:00 gres=gpu:1` -> dict (backend options, as the backend declares them)."""
     out = {}
     for tok in shlex.split(text or ""):
         key, sep, value = tok.partition("=")
@@ -64,13 +64,14 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                 yield Select([(b, b) for b in names()], value="local", allow_blank=False, id="backend",
                              compact=True)
                 yield Label("options", id="options-label")
-                yield Input(placeholder="partition=gpu time=1:00:00 gres=gpu:1", id="options", compact=True)
+                yield Input(id="options", compact=True)
                 yield Label("expected")
                 yield Input(placeholder="e.g. 5m (none: no overrun check)", id="expect", compact=True)
                 yield Label("")
                 with Horizontal(id="launch-checks"):
                     yield Checkbox("override cache", id="override", compact=True)
                     yield Checkbox("spatial refine", id="refine", compact=True)
+            yield Static("", id="launch-error")
             yield Static("", id="launch-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Launch", variant="primary", id="go", compact=True)
@@ -87,8 +88,12 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
     def _update(self, prefill: bool = False) -> None:
         spec = replace(self.spec, cluster=self._choice("cluster"), variant=self._choice("variant"))
         backend = self._choice("backend")
+        declared = backend_class(backend).options  # the field exists only for a backend with options
         for wid in ("#options", "#options-label"):
-            self.query_one(wid).display = backend != "local"
+            self.query_one(wid).display = bool(declared)
+        self.query_one("#options", Input).placeholder = " ".join(
+            f"{o.name}={o.metavar or o.type.__name__.upper()}" for o in declared)
+        self.query_one("#options", Input).tooltip = "\n".join(f"{o.name}: {o.help}" for o in declared if o.help)
         fusions = sorted({f for fs, _ in self.groups for f in fs})
         columns = sorted({c for _, cs in self.groups for c in cs})
         exp = expected_for(spec, fusions, columns, self.entries, self.history, backend)
@@ -118,7 +123,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         try:
             req = self._request()
         except MihdError as exc:
-            self.notify(str(exc), severity="error")
+            self.query_one("#launch-error", Static).update(f"[b $error]{exc}[/]")
             return
         self.dismiss(req)
 
@@ -132,8 +137,10 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         expect_text = self.query_one("#expect", Input).value.strip()
         expect = parse_duration(expect_text, "expected") if expect_text and expect_text != self._prefill else None
         backend = self._choice("backend")
+        options = validate_options(backend, parse_options(self.query_one("#options", Input).value)) \
+            if backend_class(backend).options else {}
         spec = replace(self.spec, cluster=self._choice("cluster"), variant=self._choice("variant"))
         return launch_plans(
             spec, self.groups, backend=backend, n_clusters=n_clusters,
             override=self.query_one("#override", Checkbox).value, refine=self.query_one("#refine", Checkbox).value,
-            expect=expect, backend_options=parse_options(self.query_one("#options", Input).value) if backend != "local" else {})
+            expect=expect, backend_options=options)

@@ -9,17 +9,19 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from mihd.encoders import VARIANTS
-from mihd.grid import CLUSTERERS, DONE, Grid
+from mihd.grid import CLUSTERERS, Grid
+from mihd.present import fmt_duration
 
 from ..poller import Snapshot
+from ..widgets.footer import KeysFooter
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.grid_table import GridTable
 from ..widgets.inventory import CacheInventory
 from ..widgets.runs_table import RunsTable
-from ..wording import DESCRIBE
+from ..wording import describe_cell, history_text
 
 WIDE = 150  # columns from which the cache inventory also shows beside the grid
 
@@ -62,7 +64,7 @@ class MainScreen(Screen):
                 yield CacheInventory(id="inventory")
             with TabPane("GPU", id="gpu-tab"):
                 yield GpuPanel(id="gpu")
-        yield Footer()
+        yield KeysFooter()
 
     _ready = False
 
@@ -85,14 +87,17 @@ class MainScreen(Screen):
         self.query_one(GridTable).show(snap.grid)
         self.query_one(RunsTable).show(snap.views)
         for inventory in self.query(CacheInventory):
-            inventory.show(snap.inventory)
+            inventory.show(snap.inventory, snap.computing)
         self.query_one(GpuPanel).show(snap.gpu, snap.gpu_reason)
         self._header(snap)
         self._cell_info()
 
     def _header(self, snap: Snapshot | None = None) -> None:
         spec = self.app.spec
-        parts = [f"[b]{spec.slice}[/] · gene [b]{spec.gene}[/] · {spec.cluster} · {spec.variant}"]
+        parts = [f"[b $warning]{self.app.setup_note}[/]"] if self.app.setup_note else []  # first: never cut
+        if not self.app.writable:
+            parts.append("[b $warning]read-only workspace[/]")
+        parts.append(f"[b]{spec.slice}[/] · gene [b]{spec.gene}[/] · {spec.cluster} · {spec.variant}")
         if snap is not None:
             counts = {}
             for v in snap.views:
@@ -102,33 +107,54 @@ class MainScreen(Screen):
             live = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no active runs"
             parts.append(live + (f", [b $warning]{over} overrun[/]" if over else ""))
             parts.append("GPU " + (f"{len(snap.gpu)}" if snap.gpu else "none"))
-        if self.app.setup_note:
-            parts.append(self.app.setup_note)
         parts.append(str(self.app.root))  # last: on a narrow terminal the path is what gets cut, not the state
         self.query_one("#header", Static).update("  │  ".join(parts))
 
     def _cell_info(self) -> None:
+        """The status line speaks of the focused thing: the grid cell, the selected run or cache entry."""
+        focused = self.focused
+        if isinstance(focused, RunsTable):
+            text = self._run_info(focused.current)
+        elif isinstance(focused, CacheInventory):
+            text = focused.describe_current()
+        else:
+            text = self._grid_cell_info()
+        if text is not None:
+            self.query_one("#cell-info", Static).update(text)
+
+    def _grid_cell_info(self) -> str | None:
         table = self.query_one(GridTable)
         cur = table.current
         if cur is None or table.grid is None:
-            return
+            return None
         cs = table.grid[cur]
-        where = f"[b]{cur[0]}[/] × [b]{cur[1]}[/]: "
-        if cs.state == DONE:
-            what = "no truth labels" if cs.ari is None else f"ARI {cs.ari:.3f}, NMI {cs.nmi:.3f}"
-            what += " [b $warning](random-init weights)[/]" if cs.random_init else ""
-        elif cs.state in ("running", "overrun"):
-            what = f"{DESCRIBE[cs.state]}, {100 * (cs.progress or 0):.0f}%"
-        else:
-            what = DESCRIBE.get(cs.state, cs.state)
-        if cs.previous_ari is not None and cs.state != DONE:
-            what += f" (last ARI {cs.previous_ari:.3f})"
-        hint = "  o: open run" if cs.run_id else ""
-        self.query_one("#cell-info", Static).update(where + what + hint)
+        hints = ["o: " + ("its runs" if len(cs.runs) > 1 else "open run")] if cs.runs else []
+        hist = history_text(cs)
+        return f"[b]{cur[0]}[/] × [b]{cur[1]}[/]: {describe_cell(cs)}" + (f"  {hist}" if hist else "") \
+            + ("  " + "  ".join(hints) if hints else "")
+
+    def _run_info(self, run_id: str | None) -> str:
+        v = self.app.find_view(run_id)
+        if v is None:
+            return "runs: none selected"
+        what = {"orphaned": "orphaned (its supervisor is gone, the command still runs; k kills it)",
+                "corrupt": f"corrupt: {v.error}"}.get(v.status, v.status)
+        if v.status in ("failed", "lost") and v.error:
+            what += f": {v.error}"
+        if v.active and v.progress is not None:
+            what += f" {100 * v.progress:.0f}%" + (" [b $warning]past its expected time[/]" if v.overrun else "")
+        when = f", {fmt_duration(v.elapsed)}" if v.elapsed else ""
+        return f"run [b]{v.id}[/] {v.label}: {what}{when}  Enter: open"
 
     def on_data_table_cell_highlighted(self, event: GridTable.CellHighlighted) -> None:
         if isinstance(event.data_table, GridTable):
             self._cell_info()
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        self._cell_info()
+
+    def on_descendant_focus(self, event) -> None:
+        self._cell_info()
 
     # -- actions --------------------------------------------------------------------------------------
     def _grid(self) -> tuple[Grid, tuple[str, str]] | None:
@@ -145,9 +171,22 @@ class MainScreen(Screen):
         if self._focused_runs():
             return self.action_open_run()
         got = self._grid()
-        if got:
-            (fusion, column) = got[1]
-            self.app.open_launch([fusion], [column], f"cell {fusion} × {column}")
+        if not got:
+            return
+        grid, (fusion, column) = got
+        cs = grid[(fusion, column)]
+        what = f"cell {fusion} × {column}"
+        if cs.state == "no weights":
+            self.app.notify(f"{what}: {cs.reason}; nothing cached, so it cannot run here", severity="warning")
+        elif cs.active:
+            from .cell_runs import ConfirmDialog
+
+            pct = f" ({100 * (cs.progress or 0):.0f}%)" if cs.progress is not None else ""
+            self.app.push_screen(ConfirmDialog(
+                f"{what} is {cs.state}{pct}", f"run {cs.run_id} computes it now. Start another run of it?",
+                "Start another"), lambda yes: yes and self.app.open_launch([fusion], [column], what))
+        else:
+            self.app.open_launch([fusion], [column], what)
 
     def on_data_table_row_selected(self, event: RunsTable.RowSelected) -> None:
         if isinstance(event.data_table, RunsTable):
@@ -183,6 +222,16 @@ class MainScreen(Screen):
         return self.query_one(RunsTable).current
 
     def action_open_run(self) -> None:
+        if isinstance(self.focused, GridTable):
+            got = self._grid()
+            cs = got[0][got[1]] if got else None
+            if cs is not None and len(cs.runs) > 1:
+                from .cell_runs import CellRunsDialog
+
+                snap = self.app.snapshot
+                views = {v.id: v for v in (snap.views if snap else [])}
+                self.app.push_screen(CellRunsDialog(cs, views), lambda run_id: run_id and self.app.open_run(run_id))
+                return
         self.app.open_run(self._selected_run())
 
     def action_kill(self) -> None:

@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 
 from mihd.grid import DONE, CellState, Grid
 
-from ..wording import cell_text
+from ..wording import CELL_WIDTH, cell_text
 
 
 class GridTable(DataTable):
@@ -20,8 +20,8 @@ class GridTable(DataTable):
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
         *(f"grid--ari-{i}" for i in range(5)),
-        "grid--never", "grid--ready", "grid--queued", "grid--running", "grid--overrun",
-        "grid--failed", "grid--killed", "grid--lost", "grid--na", "grid--done",
+        "grid--never", "grid--ready", "grid--queued", "grid--running", "grid--overrun", "grid--orphaned",
+        "grid--failed", "grid--killed", "grid--lost", "grid--corrupt", "grid--na", "grid--done", "grid--no-weights",
     }
 
     BINDINGS = [Binding("enter", "select_cursor", "Launch", id="grid.launch", tooltip="launch the cell under the cursor")]
@@ -35,7 +35,7 @@ class GridTable(DataTable):
         if cs.state == DONE and cs.band is not None:
             name = f"grid--ari-{cs.band}"
         else:
-            name = "grid--" + ("na" if cs.state == "n/a" else cs.state)
+            name = "grid--" + {"n/a": "na", "no weights": "no-weights"}.get(cs.state, cs.state)
         return Text(cell_text(cs), style=self.get_component_rich_style(name, partial=True), justify="center")
 
     def show(self, grid: Grid) -> None:
@@ -51,10 +51,10 @@ class GridTable(DataTable):
 
     def _layout(self, grid: Grid) -> None:
         """Lay the table out for a new shape (first show, a new cache name, another slice); keeps the cursor."""
-        where = self.current if self.columns else None
+        where = self.current if self.columns else grid.first_runnable()  # first show: a cell that can run
         self.clear(columns=True)
         for col in grid.columns:
-            self.add_column(col, key=col, width=max(len(col), 7))
+            self.add_column(col, key=col, width=max(len(col), CELL_WIDTH))
         for row in grid.rows:
             self.add_row(*[self._cell_text(grid[(row, c)]) for c in grid.columns], key=row, label=row)
         self._shown = dict(grid.cells)

@@ -21,7 +21,14 @@ class KeyedTable(DataTable):
         self._add_columns(self._fit(self.size.width))
 
     def on_resize(self, event) -> None:
-        widths = self._fit(event.size.width)
+        self.relayout(event.size.width)
+
+    def least_widths(self) -> list[int]:
+        return [w for _, _, w in self.COLUMNS]
+
+    def relayout(self, width: int | None = None) -> None:
+        """Lay the columns out again for `width` (default: the current one) when their widths change."""
+        widths = self._fit(self.size.width if width is None else width)
         if widths == self._widths:
             return
         keys = list(self._shown)
@@ -34,7 +41,7 @@ class KeyedTable(DataTable):
             self.move_cursor(row=self.get_row_index(cursor))
 
     def _fit(self, total: int) -> list[int]:
-        widths = [w for _, _, w in self.COLUMNS]
+        widths = self.least_widths()
         if self.STRETCH is not None:
             i = [k for k, _, _ in self.COLUMNS].index(self.STRETCH)
             spare = total - sum(widths) - 2 * self.cell_padding * len(widths) - 2  # 2: the scrollbar

@@ -52,7 +52,8 @@ def ordered(views: list[RunView], column: str, reverse: bool) -> list[RunView]:
 
 class RunsTable(KeyedTable):
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
-        "runs--queued", "runs--running", "runs--overrun", "runs--done", "runs--failed", "runs--killed", "runs--lost"}
+        "runs--queued", "runs--running", "runs--overrun", "runs--done", "runs--failed", "runs--killed", "runs--lost",
+        "runs--orphaned", "runs--corrupt"}
 
     BINDINGS = [
         Binding("enter", "select_cursor", "Open", id="runs.open", tooltip="open the run's log and result"),

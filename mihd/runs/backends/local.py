@@ -20,13 +20,24 @@ from pathlib import Path
 import psutil
 
 from ...errors import MihdError
-from ...rundir import EXIT, PROC, RunFileError, load_file
+from ...rundir import EXIT, PROC, SPEC, RunFileError, load_file
 from ..identity import CTIME_TOLERANCE, alive, elsewhere, run_members
 from ..fanout import parallel_option
 from .base import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, Option, RunState
 
 SUBMIT_WAIT = 2.0      # how long submit waits for the supervisor to record itself
 START_TIMEOUT = 30.0   # a supervisor not recorded by then never started: the run is lost
+
+
+def _submitted(handle: dict) -> float:
+    """When the run was handed over; a watcher may see the run dir before launch has written handle.json,
+    and then the spec's write time stands in (never 0, which would read as 'never started')."""
+    if handle.get("submitted"):
+        return handle["submitted"]
+    try:
+        return (Path(handle["run_dir"]) / SPEC).stat().st_mtime
+    except OSError:
+        return time.time()
 KILL_ROUNDS = 20       # KILL rounds after escalation, for processes forking while being killed
 
 
@@ -79,7 +90,7 @@ class Backend:
         except RunFileError as exc:
             return RunState(UNKNOWN, reason=str(exc))
         if not ident:
-            late = time.time() - (handle.get("submitted") or 0) > START_TIMEOUT
+            late = time.time() - _submitted(handle) > START_TIMEOUT
             return RunState(GONE, reason="supervisor never started") if late \
                 else RunState(QUEUED, reason="supervisor starting")
         where = elsewhere(ident)
