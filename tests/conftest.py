@@ -15,6 +15,20 @@ DLPFC = Path(os.environ.get("MIHD_DLPFC", REPO.parent / "shared" / "data" / "dlp
 needs_dlpfc = pytest.mark.skipif(not DLPFC.is_dir(), reason="../shared/data/dlpfc_151673 is not present")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def host_index(tmp_path_factory) -> Path:
+    """Host-local indexes (registry, cache index) of the test session's workspaces live in its temp folder,
+    for this process and every `mihd` subprocess, so tests leave nothing behind outside it."""
+    folder = tmp_path_factory.mktemp("host-index")
+    previous = os.environ.get("MIHD_INDEX_DIR")
+    os.environ["MIHD_INDEX_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("MIHD_INDEX_DIR", None)
+    else:
+        os.environ["MIHD_INDEX_DIR"] = previous
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """An empty workspace root, also set as MIHD_ROOT for subprocesses."""

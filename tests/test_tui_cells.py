@@ -1,0 +1,183 @@
+"""The dashboard's grid cells, cache tab, log viewer, first start and read-only mode, driven by a Pilot
+against real workspaces, run dirs, lock files and processes."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from mihd.cache import CacheKey, EmbeddingCache
+from mihd.rundir import EventLog
+from mihd_tui.app import MihdApp
+from mihd_tui.screens.cell_runs import CellRunsDialog, ConfirmDialog
+from mihd_tui.screens.launch import LaunchDialog
+from mihd_tui.widgets.grid_table import GridTable
+from mihd_tui.widgets.inventory import CacheInventory
+from mihd_tui.widgets.log_view import MATCH_STYLE, LogView
+from runs_helpers import CELL, launch_fake
+from test_tui_flows import app_for, cached_root, cached_template, cleanup, move_to  # noqa: F401 (fixtures)
+from tui_helpers import FIXED_ID, frozen_run, no_gpu, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def uni_weights(tmp_path, monkeypatch):
+    """Weights for `uni` only (a real file where mihd.encoders looks); no Hugging Face cache."""
+    (tmp_path / "weights" / "uni").mkdir(parents=True)
+    (tmp_path / "weights" / "uni" / "pytorch_model.bin").write_bytes(b"x")
+    monkeypatch.setenv("MIHD_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+
+
+def info(app) -> str:
+    return str(app.screen.query_one("#cell-info").render())
+
+
+async def grid_ready(pilot):
+    return await wait_until(pilot, lambda: pilot.app.screen.query(GridTable)
+                            and pilot.app.screen.query_one(GridTable).grid is not None
+                            and pilot.app.screen.query_one(GridTable).grid)
+
+
+async def test_cells_without_weights_are_marked_skipped_and_never_start_under_the_cursor(cached_root, uni_weights):
+    app = app_for(cached_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        grid = await grid_ready(pilot)
+        table = app.screen.query_one(GridTable)
+        assert table.current == ("gene_only", "texture")  # the cursor starts on a cell that can run
+        assert str(table.get_cell("concat", "uni2")) == "⊘" and str(table.get_cell("concat", "uni")) == "·"
+        await move_to(pilot, "concat", "uni2")
+        assert "no weights for uni2" in info(app)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, LaunchDialog)
+        assert any("no weights for uni2" in n.message for n in app._notifications)
+        await move_to(pilot, "concat", "texture")
+        await pilot.press("a")  # the whole grid: every runnable column, `none` included, the others skipped
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        assert dialog.groups == [(grid.rows, ["uni", "texture"]), (["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
+        assert any("skipping uni2, hipt, resnet50" in n.message for n in app._notifications)
+
+
+async def test_enter_on_a_running_cell_asks_before_a_second_run_and_o_offers_the_cells_runs(workspace):
+    frozen_run(workspace)  # an earlier finished run of concat x texture (ARI 0.62)
+    run_id = launch_fake(workspace, "--seconds", "60")
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await grid_ready(pilot)
+            await wait_until(pilot, lambda: app.snapshot.grid[("concat", "texture")].state == "running")
+            await move_to(pilot, "concat", "texture")
+            cs = app.snapshot.grid[("concat", "texture")]
+            assert cs.ari == 0.62 and cs.runs == (run_id, FIXED_ID)  # the last result stays beside the attempt
+            assert str(app.screen.query_one(GridTable).get_cell("concat", "texture")).endswith(" .62")
+            await pilot.press("enter")
+            ask = await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog) and app.screen)
+            assert run_id in str(ask.query_one("Static").render())
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
+            await pilot.press("o")
+            pick = await wait_until(pilot, lambda: isinstance(app.screen, CellRunsDialog) and app.screen)
+            options = pick.query_one("#cell-runs")
+            assert [options.get_option_at_index(i).id for i in range(options.option_count)] == [run_id, FIXED_ID]
+            await pilot.press("down", "enter")  # the older, finished run
+            await wait_until(pilot, lambda: getattr(app.screen, "run_id", None) == FIXED_ID)
+    finally:
+        cleanup(workspace)
+
+
+async def test_the_log_wraps_scrolls_marks_matches_and_says_whether_it_follows(workspace):
+    run_dir = frozen_run(workspace)
+    long = "epoch " + "x" * 300 + " needle here"
+    (run_dir / "run.log").write_text("\n".join([f"line {i}" for i in range(200)] + [long, "the end"]) + "\n")
+    app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await grid_ready(pilot)
+        app.open_run(FIXED_ID)
+        log = await wait_until(pilot, lambda: app.screen.query(LogView) and app.screen.query_one(LogView).line_count
+                               and app.screen.query_one(LogView))
+        await pilot.press("l")
+        status = app.screen.query_one("#log-status")
+        wrapped = log.line_count
+        assert wrapped > 202 and max(len(line) for line in log.lines) < 80  # the long line wraps
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        assert log.line_count == 202 and log.max_scroll_x > 0  # one line each, and sideways scrolling
+        await pilot.press("right")
+        await pilot.pause(0.2)
+        assert log.scroll_x > 0
+        await wait_until(pilot, lambda: "following the end" in str(status.render()))
+        await pilot.press("up", "pageup")
+        await pilot.pause(0.7)
+        assert log.scroll_y < log.max_scroll_y and "paused: scrolled up" in str(status.render())
+        await pilot.press("slash")
+        await pilot.press(*"needle", "enter")
+        await pilot.pause(0.3)
+        assert "'needle': line 201" in str(status.render())
+        strip = log._render_line_strip(200, log.rich_style)
+        marked = "".join(seg.text for seg in strip if seg.style and seg.style.bgcolor and seg.style.bgcolor.name == "yellow")
+        assert marked == "needle", MATCH_STYLE
+        await pilot.press("end")
+        await pilot.pause(0.7)
+        assert "following the end" in str(status.render())
+
+
+async def test_the_cache_tab_shows_flags_compute_time_full_names_and_computations_in_flight(cached_root):
+    from mihd.workspace import run_path
+
+    meta = next((cached_root / "embeddings" / "entries" / "demo").glob("vision~texture~*.json"))
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**doc, "random_init": True, "config": {**doc.get("config", {}), "precision": "bf16"}}))
+    run_id = "20250101-000000-000-abcdef"
+    events = EventLog(run_path(cached_root, run_id))
+    events.stage("extract_vision", 45, 100)
+    events.close()
+    claim = EmbeddingCache(cached_root).claim(CacheKey("slice_with_a_long_name_151673", "vision", "uni", "standard"),
+                                              run=run_id)
+    try:
+        app = app_for(cached_root)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await grid_ready(pilot)
+            await pilot.press("2")
+            inv = app.screen.query_one("#inventory", CacheInventory)
+            await wait_until(pilot, lambda: inv.row_count == 3)
+            rows = {str(inv.get_row_at(i)[2]): [str(c) for c in inv.get_row_at(i)] for i in range(3)}
+            assert rows["uni"][0] == "slice_with_a_long_name_151673"  # never cut
+            assert rows["uni"][5].startswith(" 45%") and rows["uni"][8] == "now"
+            assert rows["texture"][4] == "random bf16" and rows["texture"][7].endswith("s")
+            inv.move_cursor(row=[str(inv.get_row_at(i)[2]) for i in range(3)].index("uni"))
+            await pilot.pause(0.2)
+            assert f"45/100 (pid " in info(app) and f"run {run_id}" in info(app)
+    finally:
+        claim.release()
+    app = app_for(cached_root)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await grid_ready(pilot)
+        inv = app.screen.query_one("#inventory", CacheInventory)
+        await wait_until(pilot, lambda: inv.row_count == 2)  # released: the row is gone
+
+
+async def test_a_read_only_workspace_opens_read_only_and_refuses_launches(cached_root):
+    app = app_for(cached_root)
+    app.writable = False  # what workspace.is_writable says of a read-only mount (root here writes anywhere)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await grid_ready(pilot)
+        assert "read-only workspace" in str(app.screen.query_one("#header").render())
+        await move_to(pilot, "concat", "texture")
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, LaunchDialog)
+        assert any("read-only workspace" in n.message and "cannot launch" in n.message for n in app._notifications)
+
+
+async def test_q_quits_at_once_while_the_first_start_is_still_making_the_demo(tmp_path):
+    app = MihdApp(tmp_path, interval=0.2, gpu=no_gpu())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: "first start" in str(app.screen.query_one("#header").render()))
+        assert str(app.screen.query_one("#header").render()).lstrip().startswith("first start")  # never cut
+        started = time.monotonic()
+        await pilot.press("q")
+    assert time.monotonic() - started < 3.0  # the demo takes far longer: it was not waited for
