@@ -111,6 +111,8 @@ def check_out(path: str | os.PathLike, flag: str) -> Path:
     parent = out.parent
     if out.is_dir():
         raise MihdError(f"{flag} {path}: is a folder; give a file name")
+    if out.is_symlink() and not out.exists():
+        raise MihdError(f"{flag} {path}: a symbolic link to nothing (or a loop); give a file name")
     if not parent.is_dir():
         raise MihdError(f"{flag} {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):

@@ -16,7 +16,10 @@ DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "cache"
 def resolve_root(root: str | os.PathLike | None = None, create: bool = True) -> Path:
     """`--root`, else `MIHD_ROOT`, else the checkout's `cache/` folder."""
     chosen = root or os.environ.get("MIHD_ROOT") or DEFAULT_ROOT
-    path = Path(chosen).expanduser().resolve()
+    try:
+        path = Path(chosen).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # a symbolic link loop, an unknown ~user
+        raise MihdError(f"--root {chosen}: cannot be resolved ({exc})") from None
     if path.exists() and not path.is_dir():
         raise MihdError(f"--root {path}: exists and is not a folder")
     if create:

@@ -18,6 +18,9 @@ from mihd.runs.stages import learned_shares, stage_seconds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 AT = (0.25, 0.5, 0.75)  # moments of the replay, as shares of the true duration
+KEEP = {"start": ("cells", "slice"), "cell": ("index", "of", "cell", "stages"), "stage": ("stage", "done", "total"),
+        "cache": ("modality", "name", "status", "seconds"), "metric": ("index", "ari", "error"),
+        "end": ("status", "error")}  # the fields the ETA reads, per event kind
 
 
 @dataclass
@@ -54,6 +57,27 @@ def recordings() -> list[Recording]:
         events = [json.loads(line) for line in (d / "events.jsonl").read_text().splitlines() if line.strip()]
         out.append(Recording(d.name, meta["group"], meta.get("note", ""), meta["started"], meta["ended"], events))
     return out
+
+
+def record(run_dir: Path, name: str, group: str, note: str) -> Path:
+    """Keep a finished run dir (`mihd run/grid --run-dir`) as a recording: its events trimmed to what the
+    ETA reads (times intact), its start (proc.json) and end (exit.json)."""
+    run_dir, dst = Path(run_dir), FIXTURES / name
+    dst.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for line in (run_dir / "events.jsonl").read_text().splitlines():
+        ev = json.loads(line)
+        if ev.get("kind") in KEEP:
+            kept = {"t": ev["t"], "kind": ev["kind"], **{k: ev[k] for k in KEEP[ev["kind"]] if k in ev}}
+            if isinstance(kept.get("ari"), float):
+                kept["ari"] = round(kept["ari"], 4)
+            lines.append(json.dumps(kept))
+    (dst / "events.jsonl").write_text("\n".join(lines) + "\n")
+    started = json.loads((run_dir / "proc.json").read_text())["started"]
+    ended = json.loads((run_dir / "exit.json").read_text())["ended"]
+    (dst / "run.json").write_text(json.dumps({"group": group, "started": started, "ended": ended, "note": note},
+                                             indent=1) + "\n")
+    return dst
 
 
 def expectations(rec: Recording, history_of: list[Recording]):

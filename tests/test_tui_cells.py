@@ -76,7 +76,7 @@ async def test_enter_on_a_running_cell_asks_before_a_second_run_and_o_offers_the
             assert str(app.screen.query_one(GridTable).get_cell("concat", "texture")).endswith(" .62")
             await pilot.press("enter")
             ask = await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog) and app.screen)
-            assert run_id in str(ask.query_one("Static").render())
+            assert run_id in str(ask.query_one("#confirm-text").render())
             await pilot.press("escape")
             await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
             await pilot.press("o")

@@ -51,12 +51,11 @@ def cmd_extract(args) -> int:
 
 
 def _source(folder: str):
-    from pathlib import Path
-
+    from ..data.sources import resolved
     from ..errors import MihdError
     from ..workspace import embeddings_dir
 
-    path = Path(folder).expanduser().resolve()
+    path = resolved(folder, "--cache-from")
     if not embeddings_dir(path).is_dir():
         raise MihdError(f"--cache-from {folder}: not a workspace with embeddings (no {embeddings_dir(path)})")
     return path

@@ -199,21 +199,23 @@ def cmd_run(args) -> int:
 def _given_run_dir(text: str) -> Path:
     """--run-dir: a new or empty folder, or a launcher's run dir (with its spec.json); never a file or a
     folder of other things."""
+    from ..data.sources import resolved
     from ..errors import MihdError
     from ..rundir import SPEC
 
-    path = Path(text).expanduser().resolve()
+    path = resolved(text, "--run-dir")
     if path.exists() and not (path.is_dir() and ((path / SPEC).is_file() or not any(path.iterdir()))):
         raise MihdError(f"--run-dir {path}: exists and is not a run dir; give a new or empty folder")
     return path
 
 
 def cmd_exec_plan(args) -> int:
+    from ..data.sources import resolved
     from ..errors import MihdError
     from ..rundir import SPEC, read_plan
     from ..workspace import resolve_root
 
-    run_dir = Path(args.run_dir).resolve()
+    run_dir = resolved(args.run_dir, "--run-dir")
     plan = read_plan(run_dir)
     if plan is None:
         raise MihdError(f"{run_dir / SPEC}: no readable plan")

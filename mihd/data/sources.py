@@ -1,4 +1,5 @@
-"""What a path given as a slice or an image is, told from names and first bytes only (no scanpy, no pixels).
+"""Paths given on the command line, and what a slice or image path is, told from names and first bytes only
+(no scanpy, no pixels).
 
 A path that cannot be a slice (missing, a symbolic link loop, an empty folder, a folder without counts or
 spatial/, an .h5ad that is not HDF5, a PNG) is refused in one line before a registration, a run dir or a
@@ -17,6 +18,14 @@ COUNTS = ("filtered_feature_bc_matrix.h5", "filtered_feature_bc_matrix")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # at offset 0, or 512, 1024, 2048, ... after a user block
 SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"II*\x00": "a TIFF image",
               b"MM\x00*": "a TIFF image", b"\x1f\x8b": "a gzip file", b"PK\x03\x04": "a zip file"}
+
+
+def resolved(text: str | os.PathLike, what: str) -> Path:
+    """`text` made absolute, symbolic links resolved (it need not exist); a link loop is a MihdError naming `what`."""
+    try:
+        return Path(os.path.expanduser(text)).resolve()
+    except (RuntimeError, OSError) as exc:  # Python < 3.13 raises RuntimeError on a loop
+        raise MihdError(f"{what} {text}: cannot be resolved ({exc})") from None
 
 
 def existing(text: str | os.PathLike, what: str) -> Path:

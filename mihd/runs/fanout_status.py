@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import signal as _signal
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -280,6 +281,7 @@ def kill(watcher, view, signal: str, grace: float, index: int | None = None) -> 
     Slurm's array and extraction jobs as wholes), or only cell `index`; each part's kill is recorded in its
     own dir, the grid's in the grid's."""
     from .backends import get_backend
+    from .identity import alive
     from .kill import record_kill
 
     grid_dir = Path(view.run_dir)
@@ -306,12 +308,9 @@ def kill(watcher, view, signal: str, grace: float, index: int | None = None) -> 
         out["left"] += res.get("left") or []
         out["outside"] += res.get("outside") or []
 
-    if index is None and handle.get("backend") == "local" and (grid_dir / PROC).exists() \
-            and not (grid_dir / EXIT).exists():
-        try:
-            merge(get_backend("local").kill({**handle, "run_dir": str(grid_dir)}, signal, grace))
-        except MihdError:
-            pass  # the runner is gone already: its parts are killed one by one below
+    runner = _runner(grid_dir) if index is None and handle.get("backend") == "local" else None
+    if runner:  # the runner alone: it starts nothing more (TERM: passes it on, marks the parts it never started)
+        os.kill(runner[0], getattr(_signal, f"SIG{signal}"))
     who = f"kill of grid {view.id}" if index is None else None
     for _, d in targets:
         if (d / EXIT).exists():
@@ -324,9 +323,25 @@ def kill(watcher, view, signal: str, grace: float, index: int | None = None) -> 
             deadline = time.monotonic() + 3.0  # started just now: its supervisor is recording itself
             while not (d / PROC).exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
-        res = get_backend(part_handle.get("backend") or "local").kill({**part_handle, "run_dir": str(d)}, signal, grace)
+        try:
+            res = get_backend(part_handle.get("backend") or "local").kill({**part_handle, "run_dir": str(d)}, signal,
+                                                                         grace)
+        except MihdError:
+            if index is not None:
+                raise
+            continue  # nothing of it runs any more (it ended just now, or its supervisor died): not ours to say
         record_kill(d, res, signal, grace)
         merge(res)
+    if runner:  # its parts are gone: it ends at once; what would not is killed with its supervisor's session
+        deadline = time.monotonic() + grace + 5.0
+        while alive(*runner) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(*runner):
+            merge(get_backend("local").kill({**handle, "run_dir": str(grid_dir)}, "KILL", 0))
+        sup = read_json(grid_dir / PROC) or {}
+        deadline = time.monotonic() + 10.0  # its supervisor writes exit.json once it ended: wait for that
+        while alive(sup.get("pid"), sup.get("create_time")) and time.monotonic() < deadline:
+            time.sleep(0.05)
     if index is None:
         if handle.get("backend") == "slurm":  # whatever a task or extraction job still holds
             slurm = get_backend("slurm")
@@ -341,6 +356,17 @@ def kill(watcher, view, signal: str, grace: float, index: int | None = None) -> 
     from .registry import describe
 
     return {**out, "status": describe(cell_dir(grid_dir, index))[0]["status"]}
+
+
+def _runner(grid_dir: Path) -> tuple[int, float] | None:
+    """(pid, create time) of a local grid's runner while it runs, from the grid's proc.json."""
+    from .identity import alive
+
+    ident = read_json(Path(grid_dir) / PROC)
+    if not isinstance(ident, dict) or (Path(grid_dir) / EXIT).exists():
+        return None
+    pid, ctime = ident.get("child_pid"), ident.get("child_create_time")
+    return (pid, ctime) if alive(pid, ctime) else None
 
 
 def cells_summary(cells: list[CellView]) -> str:

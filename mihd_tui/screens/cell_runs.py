@@ -61,7 +61,7 @@ class ConfirmDialog(PausingModal[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog dialog-warning"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.text)
+            yield Static(self.text, id="confirm-text")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.yes} (y)", variant="warning", id="yes", compact=True)
                 yield Button("Cancel (Esc)", id="cancel", compact=True)

@@ -248,7 +248,7 @@ class RunDetailScreen(Screen):
         if self._term:
             parts.append(f"'{self._term}': " + (f"line {self._match + 1} (n/N)" if self._match is not None
                                                   else "not found"))
-        parts.append("wrapped (w: scroll sideways)" if log.wrap else "←/→ scroll (w: wrap)")
+        parts.append("wrapped (w: scroll sideways)" if log.wrap_lines else "←/→ scroll (w: wrap)")
         self.query_one("#log-status", Static).update("  ·  ".join(parts))
 
     def action_follow(self) -> None:

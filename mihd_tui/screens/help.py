@@ -13,12 +13,14 @@ LEGEND = """\
 [b]Grid[/]: rows are fusion methods, columns vision encoders and cache names (`none`: no vision).
   [b]0.612[/]  latest ARI (colour: red < 0.2 < orange < 0.4 < yellow < 0.6 < green < 0.8 < bright)
   [b]0.612*[/] made with random-init weights     [b]ready[/]  inputs cached, can run now
-  [b]·[/]      never run                         [b]queued[/] waiting to start
-  [b]45%[/]    running (this cell's part)         [b]45% ![/]  running past its expected time
+  [b]·[/]      never run (computes its inputs)   [b]⊘[/]      no weights here and nothing cached
+  [b]45%[/]    running (this cell's part)         [b]45%![/]   running past its expected time
+  [b]45% .61[/] running, last ARI beside it      [b]0.612 ✗[/] last ARI, its latest run failed/killed
   [b]failed[/] / [b]killed[/] / [b]lost[/] how its latest run ended   [b]—[/]  needs a vision embedding
-A row launch runs the fusion over every vision column as one `mihd grid` (plus its `none` cell);
-a column or the whole grid is one `mihd grid` run. The launch dialog shows the exact command.
-Runs go on when the dashboard quits; starting it again reattaches to them.
+The line under the grid speaks of the focused panel: a cell's state, reason and history of scores.
+`o` on a cell run more than once lists its runs. Row, column and whole-grid launches skip `⊘`
+columns; `a` runs the vision columns as one `mihd grid` and the `none` column as another.
+The launch dialog shows the exact command. Runs go on when the dashboard quits.
 """
 
 

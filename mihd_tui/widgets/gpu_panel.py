@@ -17,16 +17,22 @@ def _pct(v: float | None) -> str:
 
 
 class DeviceView(Vertical):
-    def __init__(self, index: int, **kw) -> None:
+    def __init__(self, device: GpuDevice, **kw) -> None:
         super().__init__(classes="gpu-device", **kw)
-        self.index = index
+        self.index, self.device = device.index, device
 
     def compose(self) -> ComposeResult:
         yield Label("", classes="gpu-name")
         yield MetricSpark("util", _pct, classes="gpu-util")
         yield MetricSpark("mem ", _pct, classes="gpu-mem")
 
+    def on_mount(self) -> None:
+        self.update_device(self.device)
+
     def update_device(self, d: GpuDevice) -> None:
+        self.device = d
+        if not self.query(".gpu-name"):
+            return  # not composed yet: on_mount shows the latest
         mem_pct = 100.0 * d.mem_used / d.mem_total if d.mem_total else None
         self.query_one(".gpu-name", Label).update(
             f"GPU {d.index}  {d.name}  {fmt_bytes(d.mem_used)} / {fmt_bytes(d.mem_total)}")
@@ -50,8 +56,7 @@ class GpuPanel(Vertical):
             views.pop(idx).remove()
         for d in devices:
             if d.index not in views:
-                views[d.index] = DeviceView(d.index)
+                views[d.index] = DeviceView(d)
                 self.mount(views[d.index])
-                views[d.index].call_after_refresh(views[d.index].update_device, d)
             else:
                 views[d.index].update_device(d)

@@ -32,20 +32,20 @@ class LogView(Log):
         super().__init__(max_lines=max_lines, highlight=True, **kw)
         self.highlighter = TermHighlighter()
         self.raw: deque[str] = deque(maxlen=max_lines)  # the lines as read (wrapping splits what is shown)
-        self.wrap = True
+        self.wrap_lines = True
         self._wrapped_at = 0
 
     def add_lines(self, lines: list[str]) -> None:
         self.raw.extend(lines)
         self.write_lines(self._shape(lines))
 
-    def _width(self) -> int:
+    def _wrap_width(self) -> int:
         return max(self.scrollable_content_region.width - 1, 20)
 
     def _shape(self, lines) -> list[str]:
-        if not self.wrap:
+        if not self.wrap_lines:
             return list(lines)
-        width = self._wrapped_at = self._width()
+        width = self._wrapped_at = self._wrap_width()
         out = []
         for line in lines:
             line = self._process_line(line)
@@ -58,11 +58,11 @@ class LogView(Log):
         self.write_lines(self._shape(self.raw), scroll_end=at_end)
 
     def action_toggle_wrap(self) -> None:
-        self.wrap = not self.wrap
+        self.wrap_lines = not self.wrap_lines
         self._reshape()
 
     def on_resize(self) -> None:
-        if self.wrap and self.raw and self._width() != self._wrapped_at:
+        if self.wrap_lines and self.raw and self._wrap_width() != self._wrapped_at:
             self._reshape()
 
     def mark(self, term: str) -> None:
