@@ -333,7 +333,11 @@ class GridState:
 
     def _outcome(self, view, index: int, key: tuple) -> _Outcome:
         """What run `view` says of its cell `index`: in an active run the cell's own progress (a grid shows
-        each score as it comes); in an ended one the cell's record, else the run's status."""
+        each score as it comes); in an ended one the cell's record, else the run's status. A fanned-out
+        grid's cells are runs of their own: each says its state (RunView.cells)."""
+        part = next((c for c in getattr(view, "cells", None) or () if c.index == index), None)
+        if part is not None:
+            return _part_outcome(view.id, part)
         if view.active:
             if view.status == QUEUED:
                 return _Outcome(view.id, QUEUED)
@@ -354,6 +358,15 @@ class GridState:
         error = rec.get("error")
         return _Outcome(view.id, FAILED if error else DONE, rec.get("ari"), rec.get("nmi"),
                         bool(rec.get("random_init")), _sd(rec), scored=not error, reason=error or None)
+
+
+def _part_outcome(run_id: str, part) -> _Outcome:
+    """A fanned-out grid's cell (fanout_status.CellView) as the cell's outcome."""
+    state = OVERRUN if part.overrun and part.status == RUNNING else part.status
+    scored = part.status == DONE
+    progress = min(max(part.progress or 0.0, 0.0), 1.0) if state in (RUNNING, OVERRUN, ORPHANED) else None
+    return _Outcome(run_id, state, part.ari, part.nmi, scored=scored, progress=progress,
+                    reason=part.error if part.status in (FAILED, CORRUPT, LOST) else None)
 
 
 def _sd(rec: dict) -> float | None:

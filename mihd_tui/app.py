@@ -7,6 +7,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import replace
@@ -55,6 +56,7 @@ class MihdApp(App):
         self.writable = is_writable(self.root)
         self._setup_demo = setup_demo and self.writable and _is_empty(self.root)
         self._paused_by: set[str] = set()
+        self._quitting = threading.Event()
         self.setup_note = ""
 
     # -- start and polling ------------------------------------------------------------------------
@@ -69,21 +71,30 @@ class MihdApp(App):
         if self._setup_demo:
             self.setup_demo()
 
-    @work(thread=True, exclusive=True, group="poll")
     def poll_loop(self) -> None:
-        worker = get_current_worker()
-        while not worker.is_cancelled:
+        """Start the polling thread: a daemon thread, not a worker, so quitting never waits for a refresh
+        under way (one can take seconds on a loaded machine); it only reads."""
+        threading.Thread(target=self._poll, name="mihd-poll", daemon=True).start()
+
+    def _poll(self) -> None:
+        while not self._quitting.is_set():
             if not self.poller.paused.is_set():
                 try:
-                    self.post_message(SnapshotReady(self.poller.snapshot(self.spec)))
-                except Exception as exc:  # keep polling; say what went wrong once per kind
+                    snap = self.poller.snapshot(self.spec)
+                except Exception as exc:  # keep polling; say what went wrong
+                    snap = None
                     self.post_message(Notice(f"refresh failed: {type(exc).__name__}: {exc}", "error", wake=False))
+                if snap is not None and not self._quitting.is_set():
+                    self.post_message(SnapshotReady(snap))
             deadline = time.monotonic() + self.interval
-            while not worker.is_cancelled and time.monotonic() < deadline:  # short waits: quitting is prompt
+            while not self._quitting.is_set() and time.monotonic() < deadline:  # short waits: quitting is prompt
                 if self.poller.wake.wait(min(0.25, max(deadline - time.monotonic(), 0))):
                     break
             self.poller.wake.clear()
         self.poller.close()
+
+    def on_unmount(self) -> None:
+        self._quitting.set()
 
     def refresh_now(self) -> None:
         self.poller.wake.set()

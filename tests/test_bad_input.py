@@ -8,15 +8,13 @@ workspace; the cases that need a slice, a cache entry or a finished run share on
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import run_mihd
 
 RUN = ("run", "demo", "--gene", "pca", "--fusion", "gene_only")
 LAUNCH = ("launch", "--", *RUN)
@@ -229,9 +227,8 @@ def used_workspace(tmp_path_factory, index_dir) -> tuple[Path, str]:
 
 
 def mihd(*args: str, root: Path, index_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MIHD_ROOT": str(root), "MIHD_INDEX_DIR": str(index_dir)}
-    return subprocess.run([sys.executable, "-m", "mihd", *args], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=REPO)
+    """`mihd ARGS` in a subprocess on workspace `root`, with this suite's host index (not the temp folder's)."""
+    return run_mihd(*args, root=root, env={"MIHD_INDEX_DIR": str(index_dir)}, timeout=300)
 
 
 def listing(root: Path) -> dict[str, tuple | None]:
@@ -293,11 +290,12 @@ def test_the_suite_covers_every_command():
     assert len(EMPTY_WORKSPACE_CASES) + len(USED_WORKSPACE_CASES) >= 60
 
 
-def test_a_registry_file_that_is_not_json_is_never_written_over(index_dir, used_workspace, tmp_path):
-    """A hand-broken slices.json refuses a registration (rewriting it would lose every slice in it)."""
+@pytest.mark.parametrize("args", [("slices", "add", "other", "{demo}"), ("slices", "ls"),
+                                  ("run", "demo", "--gene", "pca", "--fusion", "gene_only")])
+def test_a_registry_file_that_is_not_json_is_said_and_never_written_over(args, index_dir, used_workspace, tmp_path):
+    """A hand-broken slices.json is named, not read as no slices, and never rewritten (that would lose every slice
+    in it): registering, listing and making the demo all refuse."""
     root = tmp_path / "ws"
     root.mkdir()
     (root / "slices.json").write_text('{"mine": {"path": "/data/mine"},')
-    demo = used_workspace[0] / "demo" / "demo.h5ad"
-    assert_refused(("slices", "add", "other", str(demo)), "slices.json", root, index_dir)
-    assert (root / "slices.json").read_text() == '{"mine": {"path": "/data/mine"},'
+    assert_refused(args, "slices.json", root, index_dir, demo=used_workspace[0] / "demo" / "demo.h5ad")

@@ -26,11 +26,11 @@ def entry(name, modality="vision", variant="standard", slice_id="demo", **kw):
             "shape": [100, 8], "nbytes": 3200, "created": time.time() - 7200, **kw}
 
 
-def view(tmp_path, run_id, cells, status="running", **kw):
+def view(tmp_path, run_id, plan_cells, status="running", **kw):
     d = tmp_path / run_id
     d.mkdir(exist_ok=True)
-    plan = RunSpec(tuple(Cell.from_dict(c) for c in cells), kind="grid" if len(cells) > 1 else "run")
-    write_spec(d, plan, run_id=run_id, argv=["mihd"], cached=[True] * len(cells))
+    plan = RunSpec(tuple(Cell.from_dict(c) for c in plan_cells), kind="grid" if len(plan_cells) > 1 else "run")
+    write_spec(d, plan, run_id=run_id, argv=["mihd"], cached=[True] * len(plan_cells))
     base = dict(id=run_id, run_dir=str(d), status=status, active=status in ("queued", "running", "orphaned"),
                 progress=None, cell_index=None, overrun=False, cell_results={}, cell_progress=None, error=None)
     return SimpleNamespace(**{**base, **kw})
@@ -187,6 +187,26 @@ def test_cells_without_weights_or_cache_cannot_run_and_launches_skip_them(tmp_pa
     (hf / "pytorch_model.bin").write_bytes(b"x")
     assert gs.weights_found("vision", "uni2") and GridState().compute(SPEC, [], {}, entries)[("concat", "uni2")].state == gs.NEVER
     assert not gs.weights_found("vision", "scan_uni2")  # a custom cache name is never computed
+
+
+def test_a_fanned_out_grid_shows_each_cells_own_state(tmp_path):
+    from mihd.runs.fanout_status import CellView
+
+    cells = [dict(CELL, vision=v) for v in ("texture", "uni2", "uni")]
+
+    def part(i, status, **kw):
+        base = dict(index=i, label="x", status=status, reason=None, job_id=None, run_dir="", started=None, ended=None,
+                    elapsed=None, expected_s=None, eta_s=None, progress=None, overrun=False, ari=None, nmi=None,
+                    error=None)
+        return CellView(**{**base, **kw})
+
+    fan = view(tmp_path, "20250106-000000-000-aaaaaa", cells, cells=[
+        part(0, "done", ari=0.7, nmi=0.6), part(1, "failed", error="no weights for uni2"),
+        part(2, "running", progress=0.4, overrun=True)])
+    grid = GridState().compute(SPEC, [fan], {}, [])
+    assert cell_text(grid[("concat", "texture")]) == "0.700"
+    assert (grid[("concat", "uni2")].state, grid[("concat", "uni2")].reason) == (gs.FAILED, "no weights for uni2")
+    assert cell_text(grid[("concat", "uni")]) == "40%!"
 
 
 def test_runs_of_workspaces_from_before_the_plan_still_place_their_cells(tmp_path):

@@ -4,12 +4,15 @@ against real workspaces, run dirs, lock files and processes."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 
 import pytest
 
 from mihd.cache import CacheKey, EmbeddingCache
 from mihd.rundir import EventLog
+from mihd.runs.backends.base import Option
 from mihd_tui.app import MihdApp
 from mihd_tui.screens.cell_runs import CellRunsDialog, ConfirmDialog
 from mihd_tui.screens.launch import LaunchDialog
@@ -85,6 +88,8 @@ async def test_enter_on_a_running_cell_asks_before_a_second_run_and_o_offers_the
             assert [options.get_option_at_index(i).id for i in range(options.option_count)] == [run_id, FIXED_ID]
             await pilot.press("down", "enter")  # the older, finished run
             await wait_until(pilot, lambda: getattr(app.screen, "run_id", None) == FIXED_ID)
+            await pilot.press("escape", "1")  # the runs tab: the status line speaks of the selected run
+            await wait_until(pilot, lambda: info(app).startswith("run "))
     finally:
         cleanup(workspace)
 
@@ -143,6 +148,7 @@ async def test_the_cache_tab_shows_flags_compute_time_full_names_and_computation
             await grid_ready(pilot)
             await pilot.press("2")
             inv = app.screen.query_one("#inventory", CacheInventory)
+            assert app.screen.focused is inv  # the tab's table, with its border, not the side one
             await wait_until(pilot, lambda: inv.row_count == 3)
             rows = {str(inv.get_row_at(i)[2]): [str(c) for c in inv.get_row_at(i)] for i in range(3)}
             assert rows["uni"][0] == "slice_with_a_long_name_151673"  # never cut
@@ -160,12 +166,33 @@ async def test_the_cache_tab_shows_flags_compute_time_full_names_and_computation
         await wait_until(pilot, lambda: inv.row_count == 2)  # released: the row is gone
 
 
-async def test_a_read_only_workspace_opens_read_only_and_refuses_launches(cached_root):
-    app = app_for(cached_root)
-    app.writable = False  # what workspace.is_writable says of a read-only mount (root here writes anywhere)
+@pytest.fixture
+def read_only(cached_root, tmp_path):
+    """The cached workspace on a read-only mount (root: a read-only bind mount), or without write permission."""
+    if os.geteuid() != 0:
+        for path in [cached_root, *cached_root.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+        yield cached_root
+        for path in [cached_root, *cached_root.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        return
+    view = tmp_path / "ro"
+    view.mkdir()
+    made = subprocess.run(["mount", "--bind", str(cached_root), str(view)], capture_output=True).returncode == 0 and \
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], capture_output=True).returncode == 0
+    if not made:
+        subprocess.run(["umount", str(view)], capture_output=True)
+        pytest.skip("root without permission to mount: no read-only workspace can be made here")
+    yield view
+    subprocess.run(["umount", str(view)], check=True)
+
+
+async def test_a_read_only_workspace_opens_read_only_and_refuses_launches(read_only):
+    app = app_for(read_only)
     async with app.run_test(size=(80, 24)) as pilot:
         await grid_ready(pilot)
         assert "read-only workspace" in str(app.screen.query_one("#header").render())
+        assert app.snapshot.grid[("concat", "texture")].state == "ready"  # it reads the cache all the same
         await move_to(pilot, "concat", "texture")
         await pilot.press("enter")
         await pilot.pause(0.3)
@@ -181,3 +208,89 @@ async def test_q_quits_at_once_while_the_first_start_is_still_making_the_demo(tm
         started = time.monotonic()
         await pilot.press("q")
     assert time.monotonic() - started < 3.0  # the demo takes far longer: it was not waited for
+
+
+class QueueBackend:
+    """A backend known only to this test: one option, `queue`, that must be fast or slow."""
+
+    @staticmethod
+    def _queue(value: str) -> str:
+        if value not in ("fast", "slow"):
+            raise ValueError("expected fast or slow")
+        return value
+
+    options = ()
+
+
+QueueBackend.options = (Option("queue", str, help="which queue", validate=QueueBackend._queue, metavar="fast|slow"),)
+
+
+@pytest.fixture
+def queue_backend():
+    from mihd.runs import backends
+
+    backends.register("queuetest", QueueBackend)
+    yield "queuetest"
+    backends.BACKENDS.pop("queuetest", None)
+    backends._classes.pop("queuetest", None)
+
+
+async def test_the_launch_dialog_builds_the_options_field_from_the_backends_declaration(workspace, queue_backend):
+    from textual.widgets import Input, Select
+
+    frozen_run(workspace)
+    app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await grid_ready(pilot)
+        await move_to(pilot, "concat", "texture")
+        await pilot.press("enter")
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        options = dialog.query_one("#options", Input)
+        assert options.display and options.placeholder == "parallel=N|auto"  # local declares --parallel
+        dialog.query_one("#backend", Select).value = queue_backend
+        await pilot.pause(0.2)
+        assert options.display and options.placeholder == "queue=fast|slow"
+        options.value = "queue=medium"
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, LaunchDialog)  # refused, in one line in the dialog
+        assert str(dialog.query_one("#launch-error").render()) == "--queue 'medium': expected fast or slow"
+        options.value = "queue=fast"
+        (plan,) = dialog._request()
+        assert (plan.backend, plan.backend_options) == (queue_backend, {"queue": "fast"})
+
+
+async def test_a_killed_grid_keeps_each_cells_score_and_error_in_the_grid_and_its_detail(workspace):
+    from mihd.jsonio import write_json_atomic
+    from mihd.plan import Cell, RunSpec
+    from mihd.rundir import write_spec
+
+    run_id = "20250101-100000-000-killed"
+    run_dir = workspace / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    cells = tuple(Cell("demo", "pca", v, "concat", "gmm", "standard") for v in ("texture", "uni2", "uni"))
+    write_spec(run_dir, RunSpec(cells, kind="grid"), run_id=run_id, argv=["mihd"], cached=[True] * 3)
+    with open(run_dir / "events.jsonl", "w") as fh:
+        for ev in ({"t": 1.0, "kind": "start", "cells": 3}, {"t": 2.0, "kind": "metric", "index": 0, "ari": 0.61, "nmi": 0.5},
+                   {"t": 3.0, "kind": "metric", "index": 1, "ari": None, "nmi": None, "error": "no weights for uni2"},
+                   {"t": 4.0, "kind": "kill", "signal": "TERM", "by": "me", "grace": 1, "escalated": False,
+                    "survivors": 0, "left": [], "outside": []}):
+            fh.write(json.dumps(ev) + "\n")
+    write_json_atomic(run_dir / "proc.json", {"pid": 4242, "create_time": 1.0, "sid": 4242, "host": "node1",
+                                              "uid": 0, "started": 1.0})
+    write_json_atomic(run_dir / "exit.json", {"code": None, "signal": "TERM", "ended": 4.0, "forwarded": ["TERM"]})
+    app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = await grid_ready(pilot)
+        assert app.find_view(run_id).status == "killed"
+        states = {v: (grid[("concat", v)].state, grid[("concat", v)].ari, grid[("concat", v)].reason)
+                  for v in ("texture", "uni2", "uni")}
+        assert states == {"texture": ("done", 0.61, None), "uni2": ("failed", None, "no weights for uni2"),
+                          "uni": ("killed", None, None)}
+        await move_to(pilot, "concat", "uni2")
+        assert "failed: no weights for uni2" in info(app)
+        await pilot.press("o")
+        table = await wait_until(pilot, lambda: getattr(app.screen, "run_id", None) == run_id
+                                 and app.screen.query_one("#cells").row_count == 2 and app.screen.query_one("#cells"))
+        assert [str(c) for c in table.get_row_at(1)][1:] == ["-", "-", "-", "no weights for uni2"]
+        assert [str(c) for c in table.get_row_at(0)][1] == "0.610"

@@ -1,7 +1,7 @@
-"""How the dashboard looks, at 80x24 and 120x40 (SVG snapshots; update with --snapshot-update).
+"""How the dashboard looks, at 80x24 and 200x50 (SVG snapshots; update with --snapshot-update).
 
 The workspace is frozen: a fixed root path, one finished run with fixed id, times and result, no cache,
-no live runs and a GPU-less NVML, so every frame is the same on every machine and day.
+no live runs, no encoder weights and a GPU-less NVML, so every frame is the same on every machine and day.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ ROOT = Path("/tmp/mihd-tui-snapshot-ws")
 
 
 @pytest.fixture
-def frozen_root():
+def frozen_root(monkeypatch):
+    monkeypatch.setenv("MIHD_WEIGHTS", str(ROOT / "no-weights"))  # no pretrained weights anywhere: the same
+    monkeypatch.setenv("HF_HUB_CACHE", str(ROOT / "no-hf-cache"))  # `⊘` cells on every machine
     shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir(parents=True)
     frozen_run(ROOT)
@@ -39,12 +41,12 @@ async def _main_ready(pilot):
     await pilot.pause(0.3)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
 def test_main_screen(snap_compare, frozen_root, size):
     assert snap_compare(make_app(frozen_root), terminal_size=size, run_before=_main_ready)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
 def test_run_detail_with_spatial_map(snap_compare, frozen_root, size):
     async def before(pilot):
         await _main_ready(pilot)

@@ -12,6 +12,8 @@ import sys
 import time
 from contextlib import contextmanager
 
+from .common import one_line as _text  # a name or file's content on one line (a newline in --name escaped)
+
 
 def register(sub) -> None:
     from .common import add_root
@@ -57,11 +59,6 @@ def _watcher(root, factor: float | None = None):
         for note in w.notes:
             print(f"mihd: {note}", file=sys.stderr)
         w.close()
-
-
-def _text(value) -> str:
-    """One line whatever a name or file holds: control characters (a newline in --name) are escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
 
 
 def _row(v) -> list[str]:

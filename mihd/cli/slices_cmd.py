@@ -36,7 +36,7 @@ def cmd_ls(args) -> int:
     from ..data.registry import registered
     from ..workspace import resolve_root
 
-    slices = registered(resolve_root(args.root))
+    slices = registered(resolve_root(args.root), strict=True)
     rows = [[name, e["path"], e.get("truth_col") or "-"] for name, e in sorted(slices.items())]
     print_table(["NAME", "PATH", "TRUTH_COL"], rows) if rows else print("no registered slices (demo is made on first use)")
     return 0

@@ -122,11 +122,12 @@ def ensure_demo(root: Path) -> Path:
     from ..workspace import demo_dir
 
     path = demo_dir(Path(root)) / "demo.h5ad"
+    known = registered(root, strict=True)  # a broken slices.json is said before the demo is made, not after
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".demo.{os.getpid()}.h5ad")
         make_demo().write_h5ad(tmp)
         os.replace(tmp, path)
-    if "demo" not in registered(root):
+    if "demo" not in known:
         register(root, "demo", path)
     return path

@@ -11,12 +11,22 @@ from ..workspace import slices_file
 from .sources import check_image, check_source
 
 
-def registered(root: Path) -> dict[str, dict]:
-    """Registered slices by name ({"path", "truth_col", "fullres"}); an entry of another shape is left out."""
-    data = read_json(slices_file(root), default={})
+def registered(root: Path, *, strict: bool = False) -> dict[str, dict]:
+    """Registered slices by name ({"path", "truth_col", "fullres"}); an entry of another shape is left out, and
+    an unreadable slices.json reads as none (`strict`: is a MihdError)."""
+    data = _stored(root) if strict else read_json(slices_file(root), default={})
     if not isinstance(data, dict):
         return {}
     return {name: e for name, e in data.items() if isinstance(e, dict) and isinstance(e.get("path"), str)}
+
+
+def _stored(root: Path) -> dict:
+    """slices.json as stored, every entry kept; one that is not a JSON object is a MihdError (never written over)."""
+    file = slices_file(root)
+    data = read_json(file) if file.exists() else {}
+    if not isinstance(data, dict):
+        raise MihdError(f"{file}: not a JSON object of registered slices; fix it or move it aside")
+    return data
 
 
 def register(root: Path, name: str, path: str | Path, truth_col: str | None = None, fullres: str | None = None) -> dict:
@@ -24,10 +34,7 @@ def register(root: Path, name: str, path: str | Path, truth_col: str | None = No
     validate_name(name, "NAME")
     path = check_source(path, "PATH")
     entry = {"path": str(path), "truth_col": truth_col, "fullres": str(check_image(fullres)) if fullres else None}
-    file = slices_file(root)
-    slices = read_json(file) if file.exists() else {}
-    if not isinstance(slices, dict):  # rewriting it would lose every registration in it
-        raise MihdError(f"{file}: not a JSON object of registered slices; fix it or move it aside, then register again")
+    slices = _stored(root)
     slices[name] = entry
     write_json_atomic(slices_file(root), slices)
     return entry

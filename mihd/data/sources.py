@@ -100,7 +100,7 @@ def looks_like(path: Path) -> str:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
-            return "a binary file of unknown format"
+            return f"a binary file of unknown format starting {head[:8]!r}"
     return "a text file"
 
 

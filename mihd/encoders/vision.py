@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.sources import looks_like
 from ..errors import MihdError
 from .patches import SpotPatches, to_model_input
 from .vision_models import VISION_MODELS, VisionModel
@@ -96,7 +97,7 @@ def check_weights(path: str | Path, what: str = "--weights") -> Path:
     except OSError as exc:
         raise MihdError(f"{what} {found}: cannot be read ({exc.strerror})") from None
     if kind is None:
-        raise MihdError(f"{what} {found}: not a torch or safetensors checkpoint ({_looks_like(found)})")
+        raise MihdError(f"{what} {found}: not a torch or safetensors checkpoint ({looks_like(found)})")
     return found
 
 
@@ -111,19 +112,6 @@ def checkpoint_kind(path: Path) -> str | None:
     return None
 
 
-def _looks_like(path: Path) -> str:
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
-    if not head:
-        return "the file is empty"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
-            return f"unknown binary format starting {head[:8]!r}"
-    return "a text file"
-
-
 def load_state_dict(path: Path) -> dict:
     """A checkpoint's tensors with wrappers removed: DINO's `teacher` (HIPT), `state_dict`/`model`, and the
     `module.`/`backbone.` key prefixes."""
@@ -133,7 +121,7 @@ def load_state_dict(path: Path) -> dict:
 
     kind = checkpoint_kind(path)
     if kind is None:
-        raise MihdError(f"weights {path}: not a torch or safetensors checkpoint ({_looks_like(path)})")
+        raise MihdError(f"weights {path}: not a torch or safetensors checkpoint ({looks_like(path)})")
     try:
         if kind == "safetensors":
             from safetensors.torch import load_file

@@ -22,7 +22,7 @@ from mihd.errors import MihdError
 from mihd.jsonio import read_json
 from mihd.plan import Cell
 from mihd.present import fmt_bytes, fmt_duration
-from mihd.rundir import LOG, RESULT
+from mihd.rundir import LOG, RESULT, load_events, read_spec
 from mihd.runs.fanout_status import cells_summary
 from mihd.runs.status import RunView
 from mihd.runs.usage import read_usage
@@ -134,6 +134,8 @@ class RunDetailScreen(Screen):
         status = v.status + (" [b $warning]past expected time[/]" if v.overrun and v.active else "")
         if v.status == "queued" and v.reason:
             status += f" ({v.reason})"
+        if v.status == "orphaned":
+            status = "[b $warning]orphaned[/] (supervisor gone, the command still runs; k kills it)"
         if v.error:
             status += f" [$error]{v.error}[/]"
         if v.kill_signal:
@@ -248,7 +250,7 @@ class RunDetailScreen(Screen):
         if self._term:
             parts.append(f"'{self._term}': " + (f"line {self._match + 1} (n/N)" if self._match is not None
                                                   else "not found"))
-        parts.append("wrapped (w: scroll sideways)" if log.wrap_lines else "←/→ scroll (w: wrap)")
+        parts.append("w: unwrap" if log.wrap_lines else "←/→ · w: wrap")
         self.query_one("#log-status", Static).update("  ·  ".join(parts))
 
     def action_follow(self) -> None:
@@ -301,7 +303,8 @@ class RunDetailScreen(Screen):
     # -- the result -------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="result")
     def load_result(self, run_dir: Path) -> None:
-        self.post_message(ResultLoaded(read_json(run_dir / RESULT), (read_usage(run_dir) or {}).get("peak") or {}))
+        result = read_json(run_dir / RESULT) or _finished_cells(run_dir)
+        self.post_message(ResultLoaded(result, (read_usage(run_dir) or {}).get("peak") or {}))
 
     def on_result_loaded(self, message: ResultLoaded) -> None:
         self.result, self.peak = message.result, message.peak
@@ -353,6 +356,23 @@ class RunDetailScreen(Screen):
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
         self.query_one(LogView if tab == "log-tab" else "#cells").focus()  # arrows scroll what is shown
+
+
+def _finished_cells(run_dir: Path) -> dict | None:
+    """A run that ended without result.json (killed): the cells it finished, from its `metric` events,
+    each with its score or its error, so what it did is not lost."""
+    try:
+        spec, events = read_spec(run_dir), load_events(run_dir)
+    except MihdError:
+        return None
+    cells = list(spec["plan"].cells) if spec and spec.get("plan") else []
+    done = [{**cells[e["index"]].to_dict(), **{k: e.get(k) for k in ("ari", "nmi", "error", "random_init")}}
+            for e in events if e.get("kind") == "metric" and isinstance(e.get("index"), int)
+            and 0 <= e["index"] < len(cells)]
+    if not done:
+        return None
+    return {"slice": cells[0].slice, "status": "failed", "cells": done,
+            "error": f"ended after {len(done)} of {len(cells)} cells; no result.json"}
 
 
 def _cell_label(slice_id: str | None, cell: dict) -> str:

@@ -259,7 +259,7 @@ class MainScreen(Screen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-        widget = {"runs-tab": RunsTable, "cache-tab": CacheInventory}.get(tab)
+        widget = {"runs-tab": "#runs", "cache-tab": "#inventory"}.get(tab)  # the tab's table, not the side one
         if widget:
             self.query_one(widget).focus()
 
