@@ -58,10 +58,6 @@ def keymap_file(root: Path) -> Path:
     return root / "tui_keys.json"
 
 
-def registry_path(root: Path) -> Path:
-    return root / "mihd.sqlite"
-
-
 def slices_file(root: Path) -> Path:
     return root / "slices.json"
 
