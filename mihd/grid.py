@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cache import GENE_VARIANT
 from .cluster import CLUSTERERS as _CLUSTERERS
 from .data.registry import registered
 from .encoders import GENE_ENCODERS, VISION_ENCODERS
@@ -182,8 +183,6 @@ class WeightsCheck:
 def missing_weights(cell: Cell, cached: set, found=weights_found) -> str | None:
     """Why the cell cannot run here ("no weights for uni2"), or None when it can: every input is cached or
     its encoder computes it (needs no weights or has them)."""
-    from .cache import GENE_VARIANT
-
     wanted = [("gene", cell.gene, GENE_VARIANT)] + ([("vision", cell.vision, cell.variant)] if cell.vision else [])
     for modality, name, variant in wanted:
         if (cell.slice, modality, name, variant) not in cached and not found(modality, name):

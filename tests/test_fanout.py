@@ -53,6 +53,8 @@ def test_parallel_grid_runs_its_cells_side_by_side_as_one_run(demo_root):
     # two workers, each with its share of the cores, never more
     cells = [interval(grid / "cells" / str(i)) for i in range(14)]
     assert max_overlap(cells) == 2
+    first = sorted(range(14), key=lambda i: cells[i][0])[:2]
+    assert sorted(first) == [6, 13]  # the staig_fusion cells, longest expected, start first
     assert f"on worker 1 ({allowed_share(2)} threads)" in (grid / "run.log").read_text()
     # the grid's merged result feeds scores like a one-process grid's
     result = read(grid / "result.json")

@@ -53,7 +53,7 @@ def extract_dir(grid_dir, key: str) -> Path:
 
 
 def read_fanout(grid_dir) -> dict:
-    """fanout.json, checked: {"backend", "lanes", "cells": [{"needs": [key]}], "extract": {key: {...}}}."""
+    """fanout.json, checked: {"backend", "lanes", "order", "cells": [{"needs": [key]}], "extract": {key: {...}}}."""
     data = read_json(Path(grid_dir) / FANOUT)
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list) \
             or not isinstance(data.get("extract"), dict):
@@ -66,6 +66,31 @@ def parts(grid_dir, fan: dict | None = None) -> list[tuple[str, Path]]:
     fan = fan if fan is not None else read_fanout(grid_dir)
     return [(f"{EXTRACT}/{k}", extract_dir(grid_dir, k)) for k in fan["extract"]] + \
            [(f"{CELLS}/{i}", cell_dir(grid_dir, i)) for i in range(len(fan["cells"]))]
+
+
+def start_order(fan: dict) -> list[int]:
+    """The order the cells start in (fanout.json "order": longest expected first), all of them once."""
+    order = fan.get("order")
+    n = len(fan["cells"])
+    return order if isinstance(order, list) and sorted(order) == list(range(n)) else list(range(n))
+
+
+def longest_first(root: Path, spec: RunSpec, cached) -> list[int]:
+    """Cell indices, longest expected first, so the slowest cells never start last (the grid ends with its
+    longest lane): by the history's seconds when every cell has some, else by each fusion's default cost."""
+    from .cells import sig_string, signature
+    from .eta import cell_seconds
+    from .registry import Registry
+    from .stages import default_cost
+
+    reg = Registry(root)
+    try:
+        history = reg.durations()
+    finally:
+        reg.close()
+    secs = cell_seconds([sig_string(signature(c, spec.backend, cached[i])) for i, c in enumerate(spec.cells)], history)
+    cost = secs or [default_cost(c.fusion) for c in spec.cells]
+    return sorted(range(len(spec.cells)), key=lambda i: -cost[i])
 
 
 # -- what fans out, and how wide ----------------------------------------------------------------------
@@ -183,6 +208,7 @@ def prepare(root: Path, grid_dir: Path, spec: RunSpec, cached, lanes: int | None
         one = spec.with_(cells=(cell,), kind="run", override=False, name=None, expect=None)
         write_spec(d, one, run_id=f"{grid_dir.name}/{i}", argv=cell_argv(root, d), cached=[cached[i]])
     write_json_atomic(grid_dir / FANOUT, {"backend": spec.backend, "lanes": lanes,
+                                          "order": longest_first(root, spec, cached),
                                           "cells": [{"needs": needs[i]} for i in range(len(spec.cells))],
                                           "extract": {ex.key: {"modality": ex.modality, "name": ex.name,
                                                                "variant": ex.variant, "cells": list(ex.cells)}
@@ -205,7 +231,7 @@ def submit(root: Path, grid_dir: Path, spec: RunSpec, options: dict, cached) -> 
         extractions = prepare(root, grid_dir, spec, cached, options.get("max_parallel"))
         jobs = [(extract_dir(grid_dir, ex.key), extract_argv(root, spec, ex), ex.modality) for ex in extractions]
         return get_backend("slurm").submit_fanout(grid_dir, jobs, grid_command(root, grid_dir, spec),
-                                                  len(spec.cells), options)
+                                                  start_order(read_fanout(grid_dir)), options)
     lanes = min(local_lanes(options["parallel"]), len(spec.cells))
     prepare(root, grid_dir, spec, cached, lanes)
     return {**get_backend("local").submit(grid_dir, runner_argv(root, grid_dir), options), "fanout": True}
@@ -329,7 +355,9 @@ class LocalRunner:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
-        pending = parts(self.grid_dir, self.fan)
+        everything = parts(self.grid_dir, self.fan)
+        extractions = everything[:len(self.fan["extract"])]
+        pending = extractions + [everything[len(extractions) + i] for i in start_order(self.fan)]
         events = EventLog(self.grid_dir)
         events.emit("start", argv=[], cells=len(self.fan["cells"]), lanes=self.lanes)
         while pending or self.running:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 
@@ -82,15 +83,16 @@ class MainScreen(Screen):
     def show_snapshot(self, snap: Snapshot) -> None:
         if not self._ready or snap.spec != self.app.spec:
             return  # made for the previous choice; the next one follows at once
-        if not self.query(GridTable):
-            return  # the app is quitting and this screen's widgets are already gone
-        self.query_one(GridTable).show(snap.grid)
-        self.query_one(RunsTable).show(snap.views)
-        for inventory in self.query(CacheInventory):
-            inventory.show(snap.inventory, snap.computing)
-        self.query_one(GpuPanel).show(snap.gpu, snap.gpu_reason)
-        self._header(snap)
-        self._cell_info()
+        try:
+            self.query_one(GridTable).show(snap.grid)
+            self.query_one(RunsTable).show(snap.views)
+            for inventory in self.query(CacheInventory):
+                inventory.show(snap.inventory, snap.computing)
+            self.query_one(GpuPanel).show(snap.gpu, snap.gpu_reason)
+            self._header(snap)
+            self._cell_info()
+        except NoMatches:
+            return  # the app is quitting and this screen's widgets are going
 
     def _header(self, snap: Snapshot | None = None) -> None:
         spec = self.app.spec

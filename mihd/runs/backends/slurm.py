@@ -112,25 +112,26 @@ def _directive(flag: str, value) -> str:
     return f'#SBATCH {flag}="{value}"' if re.search(r"\s", value) else f"#SBATCH {flag}={value}"
 
 
-TASK = "{index}"  # in an array script's command: the task's index (`$SLURM_ARRAY_TASK_ID`)
+TASK = "{index}"  # in an array script's command: the index of the cell the task runs
 
 
 def _shell_word(token: str) -> str:
-    """One quoted word; `{index}` in it becomes the array task id, expanded by the shell."""
-    return "${SLURM_ARRAY_TASK_ID}".join(shlex.quote(p) if p else "" for p in token.split(TASK)) or "''"
+    """One quoted word; `{index}` in it becomes the task's cell index, expanded by the shell."""
+    return '${cell_of[$SLURM_ARRAY_TASK_ID]}'.join(shlex.quote(p) if p else "" for p in token.split(TASK)) or "''"
 
 
 def batch_script(run_dir: Path, argv: list[str], opts: dict, cwd: str, *, array: str | None = None,
-                 dependency: str | None = None) -> str:
+                 order: list[int] = (), dependency: str | None = None) -> str:
     """The job script: #SBATCH lines, then the supervisor with this very Python and this checkout.
 
-    With `array` ("0-13%2") `run_dir` is a fanned-out grid's and each task supervises `cells/<task id>`
-    there (its Slurm output goes there too); `dependency` ("afterany:12:13") holds the job until those end."""
+    With `array` ("0-13%2") `run_dir` is a fanned-out grid's and task t supervises `cells/<order[t]>` there
+    (Slurm starts low task ids first: `order` puts the longest cells there); its Slurm output goes to
+    `slurm-ARRAY_TASK.out` in the grid's run dir. `dependency` ("afterany:12:13") holds the job until those end."""
     flags = {"--partition": opts.get("partition"), "--time": opts.get("time"),
              "--cpus-per-task": opts.get("cpus"), "--mem": opts.get("mem"), "--gres": opts.get("gres"),
              "--account": opts.get("account"), "--array": array, "--dependency": dependency}
     part = run_dir / "cells" / TASK if array else run_dir
-    output = run_dir / "cells" / "%a" / "slurm-%A_%a.out" if array else run_dir / BATCH_OUTPUT
+    output = run_dir / "slurm-%A_%a.out" if array else run_dir / BATCH_OUTPUT
     lines = ["#!/bin/bash", f"# MIHD run {run_dir.name}: written by mihd's Slurm backend.",
              _directive("--job-name", f"mihd-{run_dir.name}"),
              _directive("--output", output), _directive("--chdir", cwd)]
@@ -142,6 +143,7 @@ def batch_script(run_dir: Path, argv: list[str], opts: dict, cwd: str, *, array:
     lines += [
         f"cd {shlex.quote(cwd)} || exit 1",
         f"export PYTHONPATH={shlex.quote(pkg_parent)}${{PYTHONPATH:+:$PYTHONPATH}}",
+        *([f"cell_of=({' '.join(map(str, order))})"] if array else []),
         "# The supervisor runs as a child, not exec'd: so it can start a session of its own and end",
         "# whatever the run leaves behind. `scancel --batch --signal=S` may reach only this shell: hand",
         "# the signal on (the supervisor forwards it to the run's process group and writes exit.json).",
@@ -184,7 +186,7 @@ class Backend:
         return handle
 
     def submit_fanout(self, grid_dir: Path, extractions: list[tuple[Path, list[str], str]], cell_argv: list[str],
-                      n_cells: int, options: dict) -> dict:
+                      order: list[int], options: dict) -> dict:
         """One job per extraction (a vision one with `extract_gres`, all with `extract_cpus`), then the cells
         as one array held until every extraction has ended (afterany: a cell whose extraction failed fails
         itself, saying why; the others run). Each part's handle.json gets its job id ("A_i" for task i).
@@ -202,8 +204,8 @@ class Backend:
                 write_json_atomic(run_dir / HANDLE, {"backend": self.name, "submitted": submitted, "job_id": jobs[-1]})
             limit = f"%{options['max_parallel']}" if options.get("max_parallel") else ""
             script = grid_dir / BATCH_SCRIPT
-            script.write_text(batch_script(grid_dir, cell_argv, options, os.getcwd(), array=f"0-{n_cells - 1}{limit}",
-                                           dependency="afterany:" + ":".join(jobs) if jobs else None))
+            script.write_text(batch_script(grid_dir, cell_argv, options, os.getcwd(), array=f"0-{len(order) - 1}{limit}",
+                                           order=order, dependency="afterany:" + ":".join(jobs) if jobs else None))
             array = self.commands.sbatch(str(script))
         except MihdError as exc:
             for job in jobs:
@@ -211,9 +213,9 @@ class Backend:
             write_json_atomic(grid_dir / EXIT, {"code": None, "signal": None, "error": str(exc), "forwarded": [],
                                                 "ended": round(time.time(), 3), "written_by": "slurm submit"})
             raise
-        for i in range(n_cells):
+        for task, i in enumerate(order):
             write_json_atomic(grid_dir / "cells" / str(i) / HANDLE,
-                              {"backend": self.name, "submitted": submitted, "job_id": f"{array}_{i}"})
+                              {"backend": self.name, "submitted": submitted, "job_id": f"{array}_{task}"})
         return {"backend": self.name, "submitted": submitted, "job_id": array, "fanout": True, "extract_jobs": jobs}
 
     # -- state ------------------------------------------------------------------------------------
