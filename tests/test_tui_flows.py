@@ -158,7 +158,7 @@ async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace)
 
 
 async def test_overrun_dialog_keeps_updating_and_closes_itself_when_the_run_ends(workspace):
-    run_id = launch_fake(workspace, "--seconds", "9", expect=2)
+    run_id = launch_fake(workspace, "--seconds", "15", expect=2)
     app = app_for(workspace)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -166,7 +166,7 @@ async def test_overrun_dialog_keeps_updating_and_closes_itself_when_the_run_ends
             assert not app.poller.paused.is_set()  # the screen behind keeps refreshing
 
             def facts():
-                return str(dialog.query_one("#overrun-facts").render())
+                return "".join(str(f.render()) for f in dialog.query("#overrun-facts"))
 
             first, grid_first = facts(), app.snapshot.t
             await wait_until(pilot, lambda: facts() != first and "running" in facts(), timeout=10)

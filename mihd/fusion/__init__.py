@@ -22,10 +22,10 @@ if TYPE_CHECKING:
 
     from ..embedding import Embedding
 
-Progress = Callable[[str, int, int], None]
+Progress = Callable[..., None]  # (stage, done, total, **fields such as loss=)
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
+def _no_progress(stage: str, done: int, total: int, **fields) -> None:
     return None
 
 

@@ -56,10 +56,11 @@ def _train(gene, vision, ctx, dev) -> np.ndarray:
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     for epoch in range(EPOCHS):
         opt.zero_grad()
-        model.loss(g, v).backward()
+        loss = model.loss(g, v)
+        loss.backward()
         opt.step()
         if (epoch + 1) % 50 == 0:
-            ctx.progress("train", epoch + 1, EPOCHS)
+            ctx.progress("train", epoch + 1, EPOCHS, loss=float(loss.detach()))
     with torch.no_grad():
         z, _ = model(g, v)
     return z.cpu().numpy()

@@ -236,7 +236,7 @@ def _train(gene_x, coords, image_emb, seed, settings, progress, dev) -> np.ndarr
         loss.backward()
         opt.step()
         if progress and ((epoch + 1) % 10 == 0 or epoch + 1 == cfg.epochs):
-            progress("train", epoch + 1, cfg.epochs)
+            progress("train", epoch + 1, cfg.epochs, loss=float(loss.detach()))
     model.eval()
     with torch.no_grad():
         (out,) = model(x, [(torch.ones(x.shape[1], device=dev), _propagation(edges, n, dev))])

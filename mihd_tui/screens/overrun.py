@@ -44,7 +44,8 @@ class OverrunDialog(ModalScreen["str | None"]):
                 f"\nprogress {100 * (v.progress or 0):.0f}%" + (f", stage {v.stage}" if v.stage else ""))
 
     def on_mount(self) -> None:
-        self.query_one("#watch", Button).focus()
+        for button in self.query("#watch"):  # none when it closed itself before it was shown
+            button.focus()
 
     def show_snapshot(self, snap) -> None:
         """Follow the run; once it has ended there is nothing left to decide."""
