@@ -20,7 +20,7 @@ def fmt_eta(seconds: float | None, confidence: str) -> str:
     """ETA with a `?` when little stands behind it."""
     if seconds is None:
         return "-"
-    return fmt_duration(seconds) + ("?" if confidence in ("none", "low") else "")
+    return fmt_duration(seconds) + ("?" if confidence in ("unknown", "low") else "")
 
 
 def short_id(run_id: str) -> str:
