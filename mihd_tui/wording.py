@@ -47,8 +47,8 @@ def describe_cell(cs: CellState) -> str:
     if cs.state in (RUNNING, OVERRUN, ORPHANED):
         what = f"{DESCRIBE[cs.state]}, {100 * (cs.progress or 0):.0f}%"
     elif cs.state == DONE:
-        what = "no truth labels" if cs.ari is None else f"ARI {cs.ari:.3f}, NMI {cs.nmi:.3f}"
-        what += f" ± {cs.ari_sd:.3f} over seeds" if cs.ari_sd is not None else ""
+        sd = f" ± {cs.ari_sd:.3f} over seeds" if cs.ari_sd is not None else ""
+        what = "no truth labels" if cs.ari is None else f"ARI {cs.ari:.3f}{sd}, NMI {cs.nmi:.3f}"
         what += " [b $warning](random-init weights)[/]" if cs.random_init else ""
         return what
     elif cs.state == NO_WEIGHTS:

@@ -3,13 +3,14 @@ finished run, start a run again, compare two runs' maps, write the results table
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import run_mihd
-from runs_helpers import CELL, launch_fake
+from runs_helpers import launch_fake
 from tui_helpers import frozen_run, no_gpu, wait_until
 
 from mihd.rundir import read_plan, read_result
@@ -18,6 +19,7 @@ from mihd.runs.status import list_runs
 from mihd_tui.app import MihdApp
 from mihd_tui.screens.compare import CompareScreen
 from mihd_tui.screens.remove import RemoveDialog
+from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.runs_table import RunsFilter, RunsTable
 
 pytestmark = pytest.mark.timeout(300)
@@ -41,6 +43,12 @@ async def focus_run(pilot, run_id: str) -> None:
     table.focus()
     table.move_cursor(row=table.get_row_index(run_id))
     await pilot.pause()
+
+
+def shown(app, selector: str) -> str:
+    """What a widget of the current screen renders ("" while the screen is still being put together)."""
+    found = app.screen.query(selector)
+    return str(found.first().render()) if found else ""
 
 
 def notified(app, text: str) -> bool:
@@ -195,3 +203,50 @@ async def test_two_runs_maps_side_by_side_with_legends(workspace):
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, CompareScreen))
         assert runs_table(app).marked is None
+
+
+async def test_e_on_the_grid_writes_the_results_table_and_the_cell_line_shows_the_sd(scored):
+    root, run_id = scored
+    cell = read_result(root / "runs" / run_id)["cells"][0]
+    app = app_for(root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.set_spec(cluster="kmeans")
+        grid = await wait_until(pilot, lambda: (g := app.screen_stack[1].query_one(GridTable)).grid is not None
+                                and g.grid.spec.cluster == "kmeans" and g.grid[("gene_only", "none")].state == "done"
+                                and g, timeout=60)
+        grid.focus()
+        grid.move_cursor(row=grid.grid.rows.index("gene_only"), column=grid.grid.columns.index("none"))
+        await pilot.pause()
+        assert f"ARI {cell['ari']:.3f} ± {cell['ari_sd']:.3f}" in str(app.screen.query_one("#cell-info").render())
+        await pilot.press("e")
+        await wait_until(pilot, lambda: notified(app, "results of demo written to"), timeout=60)
+    written = sorted((root / "results").iterdir())
+    assert [p.suffix for p in written] == [".csv", ".md"] and written[0].stem == written[1].stem
+    assert any(n.message == f"results of demo written to {written[1]} (and {written[0].name} beside it)"
+               for n in app._notifications)
+    table = written[1].read_text()
+    assert f"| {cell['ari']:.3f} ± {cell['ari_sd']:.3f} |" in table and f"| {run_id} |" in table
+
+
+async def test_run_detail_shows_command_backend_handle_exit_and_who_killed_it(workspace):
+    live = launch_fake(workspace, "--seconds", 60)
+    done = frozen_run(workspace)
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(140, 44)) as pilot:
+            await wait_until(pilot, lambda: app.find_view(live) and app.find_view(live).status == "running"
+                             and app.find_view(live).pid, timeout=60)
+            pid = app.find_view(live).pid
+            kill_run(workspace, live, "TERM", grace=2.0)
+            await wait_until(pilot, lambda: app.find_view(live).status == "killed", timeout=30)
+            app.open_run(live)
+            facts = await wait_until(pilot, lambda: "killed" in shown(app, "RunFacts") and shown(app, "RunFacts"))
+            assert "fake_run.py" in facts and f"local, pid {pid}" in facts
+            assert f"with TERM by {getpass.getuser()}@" in facts and "ended by signal TERM" in facts
+            await pilot.press("escape")
+            app.open_run(done.name)
+            await wait_until(pilot, lambda: "■ L1" in shown(app, "#pred-map"))
+            facts = shown(app, "RunFacts")
+            assert "exit code 0" in facts and "pid 4242 on node1" in facts
+    finally:
+        cleanup(workspace)

@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from mihd.domain_colours import map_colours
+from mihd.domain_colours import legend, map_colours
 from mihd.errors import MihdError
 from mihd.jsonio import read_json
 from mihd.plan import Cell
@@ -32,6 +32,7 @@ from ..poller import Snapshot
 from ..widgets.fmt import fmt_eta
 from ..widgets.footer import KeysFooter
 from ..widgets.log_view import LogView
+from ..widgets.run_facts import RunFacts
 from ..widgets.spatial_map import SpatialMap
 from ..widgets.sparkline import MetricSpark
 
@@ -55,6 +56,7 @@ class RunDetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", id="detail.back"),
         Binding("k", "kill", "Kill", id="detail.kill", tooltip="kill this run (asks first)"),
+        Binding("R", "rerun", "Rerun", id="detail.rerun", tooltip="start this run again with the same spec"),
         Binding("slash", "search", "Search", id="detail.search", key_display="/", tooltip="search the log"),
         Binding("n", "next_match(1)", "Next", id="detail.next_match", tooltip="next search match"),
         Binding("N", "next_match(-1)", "Prev", id="detail.prev_match", show=False, tooltip="previous match"),
@@ -93,6 +95,7 @@ class RunDetailScreen(Screen):
                 yield Input(placeholder="search the log (Enter finds, Esc closes)", id="search", compact=True)
                 yield Static("", id="log-status")
             with TabPane("Result", id="result-tab"):
+                yield RunFacts(id="run-facts")
                 yield DataTable(cursor_type="row", id="cells")
                 with Horizontal(id="maps"):
                     with Vertical():
@@ -142,6 +145,7 @@ class RunDetailScreen(Screen):
             status += f" by {v.kill_signal}"
         self.query_one("#detail-title", Static).update(
             f"[b]{v.label}[/]  {status}  │  {v.id}  {v.backend} {where}{' on ' + v.host if v.host else ''}")
+        self.query_one(RunFacts).show(v)
         stage = f"{v.stage} {v.stage_done}/{v.stage_total}" if v.stage and v.stage_total else (v.stage or v.status)
         if v.n_cells > 1 and v.cell_index is not None and v.active:
             stage = f"cell {v.cell_index + 1}/{v.n_cells} {stage}"
@@ -321,7 +325,8 @@ class RunDetailScreen(Screen):
             secs = (c.get("seconds") or {}).get("total")
             note = c.get("error") or ("random-init weights" if c.get("random_init") else "")
             table.add_row(_cell_label(self.result.get("slice"), c),
-                          "-" if c.get("ari") is None else f"{c['ari']:.3f}",
+                          "-" if c.get("ari") is None else f"{c['ari']:.3f}"
+                          + (f" ± {c['ari_sd']:.3f}" if c.get("ari_sd") is not None else ""),
                           "-" if c.get("nmi") is None else f"{c['nmi']:.3f}",
                           fmt_duration(secs), note, key=str(i))
         table.move_cursor(row=min(self.cell, len(cells) - 1), animate=False)
@@ -339,7 +344,7 @@ class RunDetailScreen(Screen):
             return
         c = cells[index]
         pred, true = map_colours(spots, c["labels"])
-        self.query_one("#pred-map", SpatialMap).set_spots(spots["x"], spots["y"], pred)
+        self.query_one("#pred-map", SpatialMap).set_spots(spots["x"], spots["y"], pred, legend(spots, c["labels"]))
         self.query_one("#truth-map", SpatialMap).set_spots(spots["x"], spots["y"], true)
         score = "" if c.get("ari") is None else f" · ARI {c['ari']:.3f}"
         flag = " [b $warning]random init[/]" if c.get("random_init") else ""
@@ -352,6 +357,11 @@ class RunDetailScreen(Screen):
 
     def action_kill(self) -> None:
         self.app.confirm_kill(self.run_id)
+
+    def action_rerun(self) -> None:
+        from ..run_actions import rerun
+
+        rerun(self.app, self.run_id)
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
