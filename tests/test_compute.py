@@ -90,7 +90,7 @@ from test_fusion import _slice
 from mihd.fusion import run_cell_arrays
 g, v, coords, _ = _slice()
 seen = set()
-def progress(stage, done, total):
+def progress(stage, done, total, **fields):
     if stage == "train":
         seen.add(torch.get_num_threads())
 labels, fused, _ = run_cell_arrays(g, v, coords, fusion=sys.argv[1], cluster="gmm", n_clusters=3, seed=5,

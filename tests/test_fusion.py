@@ -153,7 +153,9 @@ def test_staig_with_image_runs_through_the_cell_path_and_reports_progress():
     g, v, coords, truth = _slice()
     seen = []
     labels, fused, _ = run_cell_arrays(g, v, coords, fusion="staig_fusion", cluster="gmm", n_clusters=3,
-                                       progress=lambda stage, done, total: seen.append((stage, done, total)))
+                                       progress=lambda stage, done, total, **f: seen.append((stage, done, total, f)))
     assert fused.shape == (len(truth), 64)
-    assert ("train", staig.WITH_IMAGE.epochs, staig.WITH_IMAGE.epochs) in seen
+    last_train = [s for s in seen if s[0] == "train"][-1]
+    assert last_train[1:3] == (staig.WITH_IMAGE.epochs, staig.WITH_IMAGE.epochs)
+    assert last_train[3]["loss"] > 0  # the loss the run log prints
     assert ari(labels, truth) > 0.3

@@ -40,7 +40,7 @@ class MainScreen(Screen):
         Binding("a", "launch_all", "All", id="main.launch_all", tooltip="launch the whole grid as one run"),
         Binding("o", "open_run", "Open", id="main.open_run", tooltip="open the run of the selected cell or row"),
         Binding("k", "kill", "Kill", id="main.kill", tooltip="kill the selected run (asks first)"),
-        Binding("e", "export_results", "Export", id="main.export_results",
+        Binding("e", "export_results", "Export", id="main.export_results", show=False,
                 tooltip="write the slice's results table (Markdown and CSV) into the workspace"),
         Binding("s", "next_slice", "Slice", id="main.next_slice", tooltip="show the next slice"),
         Binding("g", "next_gene", "Gene", id="main.next_gene", tooltip="show the next gene encoder"),
