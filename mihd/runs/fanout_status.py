@@ -308,6 +308,11 @@ def kill(watcher, view, signal: str, grace: float, index: int | None = None) -> 
         out["left"] += res.get("left") or []
         out["outside"] += res.get("outside") or []
 
+    if index is None and handle.get("backend") == "slurm":  # first what has not started: a slot freed below starts nothing
+        slurm = get_backend("slurm")
+        for job in [handle.get("job_id"), *(handle.get("extract_jobs") or [])]:
+            if job:
+                slurm.commands.scancel(str(job), pending_only=True)
     runner = _runner(grid_dir) if index is None and handle.get("backend") == "local" else None
     if runner:  # the runner alone: it starts nothing more (TERM: passes it on, marks the parts it never started)
         os.kill(runner[0], getattr(_signal, f"SIG{signal}"))

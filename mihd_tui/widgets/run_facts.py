@@ -55,5 +55,6 @@ class RunFacts(Static):
         command, plan = self._read_commands(v)
         rows = [("command", command), ("plan", plan), ("backend", handle(v)), ("exit", exit_reason(v))]
         if v.killed_at or v.kill_signal:
-            rows.append(("killed", f"with {v.kill_signal or '?'} by {v.killed_by or 'unknown'} at {_stamp(v.killed_at)}"))
+            who = v.killed_by or "unknown"
+            rows.append(("killed", f"with {v.kill_signal or '?'} by {who} at {_stamp(v.killed_at)}"))
         self.update("\n".join(f"[b]{k:>8}[/]  {escape(str(val))}" for k, val in rows))

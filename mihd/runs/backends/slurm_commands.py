@@ -172,9 +172,11 @@ class SlurmCommands:
             raise MihdError(f"scontrol show job {job_id}: {_first_error(err)}")
         return parse_show_job(out)
 
-    def scancel(self, job_id: str, signal: str | None = None, batch: bool = False, full: bool = False) -> str | None:
-        """Cancel the job (no signal) or signal it; returns Slurm's complaint (e.g. already ended) or None."""
-        argv = ["scancel"]
+    def scancel(self, job_id: str, signal: str | None = None, batch: bool = False, full: bool = False,
+                pending_only: bool = False) -> str | None:
+        """Cancel the job (no signal) or signal it; returns Slurm's complaint (e.g. already ended) or None.
+        `pending_only` cancels just its tasks that have not started (so a freed slot starts none of them)."""
+        argv = ["scancel", "--state=PENDING"] if pending_only else ["scancel"]
         if signal:
             argv.append(f"--signal={signal}")
         if full:
