@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -45,16 +46,21 @@ def demo_h5ad(tmp_path_factory) -> Path:
     return ensure_demo(tmp_path_factory.mktemp("demo-src"))
 
 
-@pytest.fixture
-def demo_root(workspace, demo_h5ad) -> Path:
-    """A workspace with the demo slice already made (copied, so tests never share cache state)."""
+def with_demo(root: Path, demo_h5ad: Path) -> Path:
+    """`root` made a workspace with the demo slice registered (copied, so tests never share cache state)."""
     from mihd.data.registry import register
 
-    target = workspace / "demo" / "demo.h5ad"
-    target.parent.mkdir()
+    target = root / "demo" / "demo.h5ad"
+    target.parent.mkdir(parents=True)
     shutil.copy(demo_h5ad, target)
-    register(workspace, "demo", target)
-    return workspace
+    register(root, "demo", target)
+    return root
+
+
+@pytest.fixture
+def demo_root(workspace, demo_h5ad) -> Path:
+    """A workspace with the demo slice already made."""
+    return with_demo(workspace, demo_h5ad)
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +81,13 @@ def run_mihd(*args: str, root: Path | None = None, timeout: float = 600, env: di
         full_env["MIHD_ROOT"] = str(root)
     return subprocess.run([sys.executable, "-m", "mihd", *args], capture_output=True, text=True, timeout=timeout,
                           env=full_env, cwd=REPO)
+
+
+def run_dir_of(*args: str, root: Path) -> Path:
+    """The run dir of a finished `mihd run|grid ARGS --json`, which must succeed."""
+    proc = run_mihd(*args, "--json", root=root)
+    assert proc.returncode == 0, proc.stderr
+    return Path(json.loads(proc.stdout)["run_dir"])
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_mihd
+from conftest import assert_one_line_error, run_dir_of, run_mihd, with_demo
 
 from mihd.domain_colours import matched_colours, truth_colours
 from mihd.export import PNG_SIZE
@@ -20,20 +20,13 @@ GENE_ONLY = "mihd_pca+texture_gene_only_kmeans"
 
 
 def _run(root: Path, *args: str) -> Path:
-    proc = run_mihd(*args, "--cluster", "kmeans", "--json", root=root)
-    assert proc.returncode == 0, proc.stderr
-    return Path(json.loads(proc.stdout)["run_dir"])
+    return run_dir_of(*args, "--cluster", "kmeans", root=root)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, demo_h5ad):
     """A workspace with a real grid (concat, gene_only) and a gene_only run that left unlabelled spots out."""
-    from mihd.data.registry import register
-
-    root = tmp_path_factory.mktemp("export") / "ws"
-    (root / "demo").mkdir(parents=True)
-    shutil.copy(demo_h5ad, root / "demo" / "demo.h5ad")
-    register(root, "demo", root / "demo" / "demo.h5ad")
+    root = with_demo(tmp_path_factory.mktemp("export") / "ws", demo_h5ad)
     grid = _run(root, "grid", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "concat,gene_only")
     dropped = _run(root, "run", "demo", "--gene", "pca", "--fusion", "gene_only", "--drop-unlabelled")
     return root, grid, dropped

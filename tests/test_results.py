@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_mihd
+from conftest import assert_one_line_error, run_dir_of, run_mihd, with_demo
 
 from mihd.plan import Cell
 from mihd.results import Score, aggregate
@@ -21,20 +21,13 @@ ONLY = ("--gene", "pca", "--cluster", "kmeans")
 
 
 def _run(root: Path, *args: str) -> str:
-    proc = run_mihd(*args, "--json", root=root)
-    assert proc.returncode == 0, proc.stderr
-    return Path(json.loads(proc.stdout)["run_dir"]).name
+    return run_dir_of(*args, root=root).name
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory, demo_h5ad):
     """A workspace with real runs: gene_only twice (seeds 0, 1), then a grid of gene_only and gene_smooth (seed 2)."""
-    from mihd.data.registry import register
-
-    root = tmp_path_factory.mktemp("results") / "ws"
-    (root / "demo").mkdir(parents=True)
-    shutil.copy(demo_h5ad, root / "demo" / "demo.h5ad")
-    register(root, "demo", root / "demo" / "demo.h5ad")
+    root = with_demo(tmp_path_factory.mktemp("results") / "ws", demo_h5ad)
     ids = [_run(root, "run", "demo", *ONLY, "--fusion", "gene_only", "--seed", "0"),
            _run(root, "run", "demo", *ONLY, "--fusion", "gene_only", "--seed", "1"),
            _run(root, "grid", "demo", *ONLY, "--fusion", "gene_only,gene_smooth", "--seed", "2")]

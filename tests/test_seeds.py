@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_mihd
+from conftest import assert_one_line_error, run_dir_of, run_mihd, with_demo
 
 from mihd.rundir import read_events, read_plan, read_result
 from mihd.runs.eta import ProgressTracker
@@ -19,22 +19,13 @@ GRID = ("grid", "demo", "--gene", "pca", "--fusion", "gene_only,gene_smooth", "-
 
 
 def _grid(root: Path, *seed_args: str) -> Path:
-    proc = run_mihd(*GRID, *seed_args, "--json", root=root)
-    assert proc.returncode == 0, proc.stderr
-    return Path(json.loads(proc.stdout)["run_dir"])
+    return run_dir_of(*GRID, *seed_args, root=root)
 
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory, demo_h5ad):
     """A workspace where the same 2-cell grid ran with --seeds 3 and, alone, with --seed 0, 1 and 2."""
-    import shutil
-
-    from mihd.data.registry import register
-
-    root = tmp_path_factory.mktemp("seeds") / "ws"
-    (root / "demo").mkdir(parents=True)
-    shutil.copy(demo_h5ad, root / "demo" / "demo.h5ad")
-    register(root, "demo", root / "demo" / "demo.h5ad")
+    root = with_demo(tmp_path_factory.mktemp("seeds") / "ws", demo_h5ad)
     three = _grid(root, "--seeds", "3")
     singles = [read_result(_grid(root, "--seed", str(s))) for s in range(3)]
     return root, three, read_result(three), singles

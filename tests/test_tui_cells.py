@@ -156,7 +156,7 @@ async def test_the_cache_tab_shows_flags_compute_time_full_names_and_computation
             assert rows["texture"][4] == "random bf16" and rows["texture"][7].endswith("s")
             inv.move_cursor(row=[str(inv.get_row_at(i)[2]) for i in range(3)].index("uni"))
             await pilot.pause(0.2)
-            assert f"45/100 (pid " in info(app) and f"run {run_id}" in info(app)
+            assert "45/100 (pid " in info(app) and f"run {run_id}" in info(app)
     finally:
         claim.release()
     app = app_for(cached_root)

@@ -4,12 +4,10 @@ finished run, start a run again, compare two runs' maps, write the results table
 from __future__ import annotations
 
 import getpass
-import json
 import shutil
-from pathlib import Path
 
 import pytest
-from conftest import run_mihd
+from conftest import run_dir_of, with_demo
 from runs_helpers import launch_fake
 from tui_helpers import frozen_run, no_gpu, wait_until
 
@@ -142,16 +140,10 @@ async def test_remove_asks_first_and_never_removes_a_running_run(workspace):
 @pytest.fixture(scope="module")
 def scored_template(tmp_path_factory, demo_h5ad):
     """A workspace with one real finished run: pca gene_only kmeans, seeds 0 and 1."""
-    from mihd.data.registry import register
-
-    root = tmp_path_factory.mktemp("tui-results") / "ws"
-    (root / "demo").mkdir(parents=True)
-    shutil.copy(demo_h5ad, root / "demo" / "demo.h5ad")
-    register(root, "demo", root / "demo" / "demo.h5ad")
-    proc = run_mihd("run", "demo", "--gene", "pca", "--fusion", "gene_only", "--cluster", "kmeans", "--seeds", "2",
-                    "--json", root=root)
-    assert proc.returncode == 0, proc.stderr
-    return root, Path(json.loads(proc.stdout)["run_dir"]).name
+    root = with_demo(tmp_path_factory.mktemp("tui-results") / "ws", demo_h5ad)
+    run_dir = run_dir_of("run", "demo", "--gene", "pca", "--fusion", "gene_only", "--cluster", "kmeans", "--seeds", "2",
+                         root=root)
+    return root, run_dir.name
 
 
 @pytest.fixture
