@@ -17,7 +17,7 @@ from mihd.runs.kill import kill_run
 from mihd.runs.launch import launch
 from mihd.runs.status import RunWatcher
 
-from conftest import assert_one_line_error, run_mihd
+from conftest import assert_one_line_error, run_mihd, with_demo
 from fanout_helpers import GRID_14, assert_cells_waited_for_their_extractions, cache_statuses, processes_of, read
 from runs_helpers import FAKE, alive, drop_index, fake_plan, session_pids, view, wait_for
 
@@ -68,12 +68,7 @@ def in_squeue(job_id) -> bool:
 @pytest.fixture
 def demo_ws(ws, demo_h5ad):
     """The demo slice registered, with its pca and texture embeddings already in the cache."""
-    from mihd.data.registry import register
-
-    target = ws / "demo" / "demo.h5ad"
-    target.parent.mkdir()
-    shutil.copy(demo_h5ad, target)
-    register(ws, "demo", target)
+    with_demo(ws, demo_h5ad)
     for flag, name in (("--gene", "pca"), ("--vision", "texture")):
         proc = run_mihd("extract", "demo", flag, name, root=ws)
         assert proc.returncode == 0, proc.stderr
@@ -205,13 +200,7 @@ def squeue_ids() -> list[str]:
 @pytest.fixture
 def slurm_demo(ws, demo_h5ad):
     """The demo slice registered, nothing cached."""
-    from mihd.data.registry import register
-
-    target = ws / "demo" / "demo.h5ad"
-    target.parent.mkdir()
-    shutil.copy(demo_h5ad, target)
-    register(ws, "demo", target)
-    return ws
+    return with_demo(ws, demo_h5ad)
 
 
 def test_grid_fans_out_as_extraction_jobs_and_a_job_array(slurm_demo):
