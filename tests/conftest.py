@@ -74,6 +74,49 @@ def demo_adata(demo_h5ad):
     return load_slice("demo", root=root)
 
 
+@pytest.fixture
+def mounts():
+    """Mount points a test made; unmounted (lazily) after it."""
+    made: list[Path] = []
+    yield made
+    for point in reversed(made):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path, mounts) -> Path:
+    """A 2 MB tmpfs as the workspace."""
+    from mount_helpers import mount
+
+    point = tmp_path / "small"
+    point.mkdir()
+    mount("-t", "tmpfs", "-o", "size=2m", "tmpfs", str(point))
+    mounts.append(point)
+    return point
+
+
+@pytest.fixture(scope="session")
+def cached_template(tmp_path_factory, demo_h5ad):
+    """A workspace with the demo slice and its pca + texture embeddings extracted once."""
+    from mihd.data.registry import register
+
+    root = tmp_path_factory.mktemp("tui-cached") / "ws"
+    root.mkdir()
+    register(root, "demo", demo_h5ad)
+    for flag, name in (("--gene", "pca"), ("--vision", "texture")):
+        subprocess.run([sys.executable, "-m", "mihd", "extract", "demo", flag, name, "--root", str(root)],
+                       check=True, capture_output=True, timeout=600)
+    return root
+
+
+@pytest.fixture
+def cached_root(workspace, cached_template):
+    """A fresh copy of the cached demo workspace."""
+    shutil.rmtree(workspace)
+    shutil.copytree(cached_template, workspace)
+    return workspace
+
+
 def run_mihd(*args: str, root: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """`mihd ARGS` in a real subprocess, as a researcher would run it."""
     full_env = {**os.environ, **(env or {})}

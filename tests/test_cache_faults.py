@@ -3,46 +3,14 @@ behind, and every reading command (listing, verify, hits, runs) keeps working. R
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_mihd
+from mount_helpers import fill, mount
 
 from mihd.cache import CacheKey, EmbeddingCache
 from mihd.errors import MihdError
 from mihd.workspace import is_writable
-
-
-def _mount(*args: str) -> None:
-    proc = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"mount {' '.join(args)} refused here: {proc.stderr.strip()}")
-
-
-@pytest.fixture
-def mounts():
-    made: list[Path] = []
-    yield made
-    for point in reversed(made):
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
-
-
-@pytest.fixture
-def small_disk(tmp_path, mounts) -> Path:
-    """A 2 MB tmpfs as the workspace."""
-    point = tmp_path / "small"
-    point.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=2m", "tmpfs", str(point))
-    mounts.append(point)
-    return point
-
-
-def _fill(folder: Path, leave: int) -> None:
-    free = shutil.disk_usage(folder).free
-    (folder / "filler").write_bytes(b"\0" * max(free - leave, 0))
 
 
 def test_a_full_disk_is_one_line_leaves_nothing_partial_and_reads_keep_working(small_disk, demo_h5ad):
@@ -56,7 +24,7 @@ def test_a_full_disk_is_one_line_leaves_nothing_partial_and_reads_keep_working(s
     with pytest.raises(MihdError, match=r"no space left .* needed"):
         cache.put(CacheKey("demo", "vision", "big", "standard"), np.ones((1000, 1000), np.float32),
                   [f"B{i}" for i in range(1000)], fingerprint="fp")
-    _fill(root, leave=8192)
+    fill(root, leave=8192)
     proc = run_mihd("extract", "demo", "--vision", "texture", root=root)
     assert_one_line_error(proc, f"--root {root}", "no space left", "needed", "free")
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")], "a partial file was left behind"
@@ -74,9 +42,9 @@ def test_a_read_only_workspace_serves_reads_and_refuses_writes_in_one_line(demo_
     assert run_mihd("extract", "demo", "--gene", "pca", root=demo_root).returncode == 0
     ro = tmp_path / "ro"
     ro.mkdir()
-    _mount("--bind", str(demo_root), str(ro))
+    mount("--bind", str(demo_root), str(ro))
     mounts.append(ro)
-    _mount("-o", "remount,ro,bind", str(ro))
+    mount("-o", "remount,ro,bind", str(ro))
     assert not is_writable(ro) and is_writable(demo_root)
     listing = run_mihd("cache", "ls", root=ro)
     assert listing.returncode == 0 and "pca" in listing.stdout and "Traceback" not in listing.stderr, listing.stderr

@@ -7,7 +7,7 @@ import json
 
 from conftest import assert_one_line_error, run_mihd
 from runs_helpers import fake_nvml
-from test_cache_faults import _fill, _mount, mounts, small_disk  # noqa: F401  (fixtures)
+from mount_helpers import fill, mount
 
 from mihd.doctor import mount_of, run_checks
 from mihd.runs.gpu import Gpu
@@ -43,8 +43,8 @@ def test_doctor_shows_gpus_through_nvml(workspace):
     assert none["gpus"].level == "warn" and "NVML Shared Library Not Found" in none["gpus"].detail
 
 
-def test_doctor_fails_on_a_full_disk(small_disk):  # noqa: F811
-    _fill(small_disk, leave=4096)
+def test_doctor_fails_on_a_full_disk(small_disk):
+    fill(small_disk, leave=4096)
     proc = run_mihd("doctor", "--json", root=small_disk)
     assert proc.returncode == 1
     levels = _levels(proc)
@@ -52,12 +52,12 @@ def test_doctor_fails_on_a_full_disk(small_disk):  # noqa: F811
     assert "tmpfs" in {c["name"]: c["detail"] for c in json.loads(proc.stdout)}["file system"]
 
 
-def test_doctor_fails_on_a_read_only_workspace_and_names_it(workspace, tmp_path, mounts):  # noqa: F811
+def test_doctor_fails_on_a_read_only_workspace_and_names_it(workspace, tmp_path, mounts):
     ro = tmp_path / "ro"
     ro.mkdir()
-    _mount("--bind", str(workspace), str(ro))
+    mount("--bind", str(workspace), str(ro))
     mounts.append(ro)
-    _mount("-o", "remount,ro,bind", str(ro))
+    mount("-o", "remount,ro,bind", str(ro))
     proc = run_mihd("doctor", root=ro)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     line = next(line for line in proc.stdout.splitlines() if "  workspace " in line)

@@ -20,8 +20,7 @@ from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.inventory import CacheInventory
 from mihd_tui.widgets.log_view import MATCH_STYLE, LogView
 from runs_helpers import launch_fake
-from test_tui_flows import app_for, cached_root, cached_template, cleanup, move_to  # noqa: F401 (fixtures)
-from tui_helpers import FIXED_ID, frozen_run, no_gpu, wait_until
+from tui_helpers import FIXED_ID, app_for, cleanup, frozen_run, move_to, no_gpu, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -11,8 +10,6 @@ import psutil
 import pytest
 
 from mihd.runs.gpu import Gpu
-from mihd.runs.kill import kill_run
-from mihd.runs.status import list_runs
 from mihd_tui.app import MihdApp
 from mihd_tui.screens.kill import KillDialog
 from mihd_tui.screens.launch import LaunchDialog
@@ -22,35 +19,9 @@ from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.runs_table import RunsTable
 from mihd_tui.wording import cell_text
 from runs_helpers import launch_fake
-from tui_helpers import fake_nvml, no_gpu, wait_until
+from tui_helpers import app_for, cleanup, fake_nvml, move_to, no_gpu, wait_until
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="session")
-def cached_template(tmp_path_factory, demo_h5ad):
-    """A workspace with the demo slice and its pca + texture embeddings extracted once."""
-    from mihd.data.registry import register
-
-    root = tmp_path_factory.mktemp("tui-cached") / "ws"
-    root.mkdir()
-    register(root, "demo", demo_h5ad)
-    for flag, name in (("--gene", "pca"), ("--vision", "texture")):
-        subprocess.run([sys.executable, "-m", "mihd", "extract", "demo", flag, name, "--root", str(root)],
-                       check=True, capture_output=True, timeout=600)
-    return root
-
-
-@pytest.fixture
-def cached_root(workspace, cached_template):
-    shutil.rmtree(workspace)
-    shutil.copytree(cached_template, workspace)
-    return workspace
-
-
-def app_for(root, **kw):
-    kw.setdefault("gpu", no_gpu())
-    return MihdApp(root, interval=0.2, setup_demo=False, kill_grace=2.0, **kw)
 
 
 def cell_state(app, fusion="concat", column="texture"):
@@ -58,24 +29,8 @@ def cell_state(app, fusion="concat", column="texture"):
     return grid[(fusion, column)] if grid else None
 
 
-async def move_to(pilot, fusion, column):
-    table = pilot.app.screen_stack[1].query_one(GridTable)
-    table.focus()
-    table.move_cursor(row=table.grid.rows.index(fusion), column=table.grid.columns.index(column))
-    await pilot.pause()
-
-
 def run_row_text(app, run_id, col):
     return str(app.screen_stack[1].query_one(RunsTable).get_cell(run_id, col))
-
-
-def cleanup(root):
-    for v in list_runs(root):
-        if v.active:
-            try:
-                kill_run(root, v.id, "KILL", grace=1)
-            except Exception:
-                pass
 
 
 async def test_launch_a_cell_see_it_running_then_done_with_its_ari(cached_root):

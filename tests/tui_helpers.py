@@ -63,3 +63,34 @@ def frozen_run(root: Path, run_id: str = FIXED_ID, ari: float = 0.62) -> Path:
                                               "uid": 1000, "started": FIXED_T + 0.5})
     write_json_atomic(run_dir / "exit.json", {"code": 0, "signal": None, "ended": FIXED_T + 2.0, "forwarded": []})
     return run_dir
+
+
+def app_for(root, **kw):
+    """The dashboard on `root` with a fast refresh, no demo setup and no GPU."""
+    from mihd_tui.app import MihdApp
+
+    kw.setdefault("gpu", no_gpu())
+    return MihdApp(root, interval=0.2, setup_demo=False, kill_grace=2.0, **kw)
+
+
+def cleanup(root):
+    """Kill whatever a test left running in `root`."""
+    from mihd.runs.kill import kill_run
+    from mihd.runs.status import list_runs
+
+    for v in list_runs(root):
+        if v.active:
+            try:
+                kill_run(root, v.id, "KILL", grace=1)
+            except Exception:
+                pass
+
+
+async def move_to(pilot, fusion, column):
+    """Put the grid's cursor on (fusion, column)."""
+    from mihd_tui.widgets.grid_table import GridTable
+
+    table = pilot.app.screen_stack[1].query_one(GridTable)
+    table.focus()
+    table.move_cursor(row=table.grid.rows.index(fusion), column=table.grid.columns.index(column))
+    await pilot.pause()
