@@ -487,7 +487,7 @@ class EmbeddingCache:
             st = path.stat()
         except OSError:
             return None
-        return {**_lock_owner(path), "mtime": st.st_mtime_ns}
+        return {**lock_owner(path), "mtime": st.st_mtime_ns}
 
     def break_lock(self, key: CacheKey, stale: dict) -> None:
         """Remove a lock whose heartbeat stopped (its computer died). Moved aside first, so of several
@@ -498,7 +498,7 @@ class EmbeddingCache:
             os.rename(path, aside)
         except OSError:
             return
-        if _lock_owner(aside).get("token") not in (None, stale.get("token")) and not path.exists():
+        if lock_owner(aside).get("token") not in (None, stale.get("token")) and not path.exists():
             os.rename(aside, path)
         else:
             aside.unlink(missing_ok=True)
@@ -555,7 +555,7 @@ class Claim:
     def release(self) -> None:
         self._stop.set()
         self._beat.join()
-        if _lock_owner(self.path).get("token") == self.owner["token"]:
+        if lock_owner(self.path).get("token") == self.owner["token"]:
             self.path.unlink(missing_ok=True)
 
 
@@ -634,7 +634,7 @@ def _parse_meta(raw: bytes | None) -> dict | None:
     return meta if isinstance(meta, dict) and "shape" in meta else None
 
 
-def _lock_owner(path: Path) -> dict:
+def lock_owner(path: Path) -> dict:
     """A lock file's owner (host, pid, run, token); {} while it is being written or when it is gone."""
     def owner(raw: bytes) -> dict:
         try:

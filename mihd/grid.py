@@ -152,7 +152,7 @@ def weights_found(modality: str, name: str) -> bool:
         return False
     if not spec.needs_weights:
         return True
-    from .encoders.vision import _weights_in_folder  # numpy only; the file names vision.py accepts
+    from .encoders.vision import weights_in_folder  # numpy only; the file names vision.py accepts
 
     folders = []
     if os.environ.get("MIHD_WEIGHTS"):
@@ -163,7 +163,7 @@ def weights_found(modality: str, name: str) -> bool:
         folders += sorted(snapshots.iterdir()) if snapshots.is_dir() else []
     if modality == "gene":  # scgpt: a checkpoint folder
         return any((f / "best_model.pt").is_file() for f in folders)
-    return any(f.is_dir() and _weights_in_folder(f) is not None for f in folders)
+    return any(f.is_dir() and weights_in_folder(f) is not None for f in folders)
 
 
 class WeightsCheck:

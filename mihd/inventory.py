@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import GENE_VARIANT, LOCK_TIMEOUT, SEP, _lock_owner, cache_from_config, entry_flags, read_entries
+from .cache import GENE_VARIANT, LOCK_TIMEOUT, SEP, lock_owner, cache_from_config, entry_flags, read_entries
 from .plan import Cell
 from .rundir import RunFileError, load_events
 from .workspace import embeddings_dir, run_path
@@ -116,7 +116,7 @@ def in_flight(root: Path, now: float | None = None) -> list[InFlight]:
             mtime = path.stat().st_mtime
         except OSError:
             continue  # released meanwhile
-        owner = _lock_owner(path)
+        owner = lock_owner(path)
         started = owner.get("started")
         done = total = None
         if owner.get("run"):

@@ -42,7 +42,8 @@ def build_model(name: str):
     return timm.create_model(spec.timm_name, pretrained=False, **spec.timm_kwargs())
 
 
-def _weights_in_folder(folder: Path) -> Path | None:
+def weights_in_folder(folder: Path) -> Path | None:
+    """The first weights file of a known name in `folder` (also how the grid tells a runnable encoder)."""
     for fname in WEIGHT_FILES:
         if (folder / fname).is_file():
             return folder / fname
@@ -62,7 +63,7 @@ def find_weights(name: str, config: dict) -> tuple[Path, str]:
     root = os.environ.get("MIHD_WEIGHTS")
     if root:
         folder = Path(root).expanduser() / name
-        found = _weights_in_folder(folder) if folder.is_dir() else None
+        found = weights_in_folder(folder) if folder.is_dir() else None
         if found is not None:
             return found, "MIHD_WEIGHTS"
         looked.append(f"{folder}/ ({WANTED})")
@@ -89,7 +90,7 @@ def check_weights(path: str | Path, what: str = "--weights") -> Path:
     """The checkpoint `path` names (a file, or a folder holding one), told by its first bytes, so a wrong file
     is a one-line MihdError before any slice loads."""
     path = Path(path).expanduser()
-    found = path if path.is_file() else _weights_in_folder(path) if path.is_dir() else None
+    found = path if path.is_file() else weights_in_folder(path) if path.is_dir() else None
     if found is None:
         raise MihdError(f"{what} {path}: not a weights file nor a folder holding one of {WANTED}")
     try:
