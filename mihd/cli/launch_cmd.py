@@ -52,7 +52,8 @@ def _run_args(command: list[str]) -> argparse.Namespace:
             args = build_parser().parse_args(command)
     except SystemExit:
         reason = (stderr.getvalue().strip().splitlines() or ["invalid arguments"])[-1]
-        raise MihdError(reason if reason.startswith("mihd ") else f"mihd launch: {reason}") from None  # names its command
+        where = "mihd launch -- " + reason[5:] if reason.startswith("mihd ") else f"mihd launch: {reason}"
+        raise MihdError(where) from None  # `mihd launch -- run: --n-clusters: invalid int value: 'abc'`
     if getattr(args, "handler", None) is not cmd_run:
         raise MihdError("mihd launch: expected `run ...` or `grid ...` after the launch options, "
                         "e.g. mihd launch --expect 5m -- run demo --gene pca --fusion concat")
