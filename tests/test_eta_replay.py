@@ -1,12 +1,13 @@
 """The ETA on real recorded runs (tests/fixtures/events/, see its README): replayed as a watcher would have
 seen them, with the history the other recordings of the same cells give (benchmarks/bench_eta.py prints
-the figures). No `high` estimate is 2x off. The median finish-time error at half-time is held at 50 %:
-the goal is 20 %, but these recordings' speed changed up to 30x mid-run as other jobs came and went
-(44 % measured); with a steadier recording added, tighten MEDIAN_AT_HALF toward 0.20."""
+the figures). No `high` estimate is 2x off. The median finish-time error at half-time is held at 35 %:
+the goal is 20 %, but most recordings' speed changed up to 30x mid-run as other jobs came and went
+(30 % measured; the quiet recording is within 3 % at half-time); with more steady recordings added,
+tighten MEDIAN_AT_HALF toward 0.20."""
 
 from eta_fixtures import median_abs, recordings, table
 
-MEDIAN_AT_HALF = 0.50
+MEDIAN_AT_HALF = 0.35
 
 
 def test_recordings_cover_the_cases():
