@@ -14,8 +14,9 @@ from mihd.cache import CacheKey, EmbeddingCache
 from mihd.rundir import EventLog
 from mihd.runs.backends.base import Option
 from mihd_tui.app import MihdApp
-from mihd_tui.screens.cell_runs import CellRunsDialog, ConfirmDialog
+from mihd_tui.screens.cell_runs import CellRunsDialog
 from mihd_tui.screens.launch import LaunchDialog
+from mihd_tui.screens.modal import ConfirmDialog
 from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.inventory import CacheInventory
 from mihd_tui.widgets.log_view import MATCH_STYLE, LogView

@@ -1,13 +1,11 @@
 """A grid cell's runs, newest first (state, ARI, when), with the history of its scores: `o` on a cell that
-more than one run computed opens this, Enter opens the chosen run. Also the question asked before a second
-run of a cell that is already running."""
+more than one run computed opens this, Enter opens the chosen run."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Label, OptionList, Static
+from textual.containers import Vertical
+from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from mihd.grid import CellState
@@ -47,31 +45,3 @@ class CellRunsDialog(PausingModal["str | None"]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
-
-
-class ConfirmDialog(PausingModal[bool]):
-    """A yes/no question; y or the first button says yes."""
-
-    BINDINGS = [Binding("y", "yes", "Yes", id="confirm.yes")]
-
-    def __init__(self, title: str, text: str, yes: str) -> None:
-        super().__init__()
-        self.title_text, self.text, self.yes = title, text, yes
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="dialog dialog-warning"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.text, id="confirm-text")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self.yes} (y)", variant="warning", id="yes", compact=True)
-                yield Button("Cancel (Esc)", id="cancel", compact=True)
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.query_one("#cancel", Button).focus()
-
-    def action_yes(self) -> None:
-        self.dismiss(True)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")

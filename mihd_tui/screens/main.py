@@ -183,7 +183,7 @@ class MainScreen(Screen):
         if cs.state == "no weights":
             self.app.notify(f"{what}: {cs.reason}; nothing cached, so it cannot run here", severity="warning")
         elif cs.active:
-            from .cell_runs import ConfirmDialog
+            from .modal import ConfirmDialog
 
             pct = f" ({100 * (cs.progress or 0):.0f}%)" if cs.progress is not None else ""
             self.app.push_screen(ConfirmDialog(
