@@ -468,7 +468,7 @@ class EmbeddingCache:
                  "started": time.time()}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            fd = _create_exclusive(path)
         except FileExistsError:
             return None
         except OSError as exc:
@@ -680,6 +680,24 @@ def _check_header(fh, key: CacheKey, shape: tuple) -> None:
         raise CacheCorrupt(f"cache entry {key}: array file header is damaged") from None
     if tuple(got_shape) != shape or fortran or dtype != np.dtype("<f4"):
         raise CacheCorrupt(f"cache entry {key}: array file holds {got_shape} {dtype}, its metadata says {shape} float32")
+
+
+def _create_exclusive(path: Path, patience: float = 2.0) -> int:
+    """O_EXCL create. SFTP mounts (sshfs) answer one whose file another host made a moment ago with EPERM
+    rather than EEXIST: while the folder is writable that is retried for `patience` seconds, by which time
+    the file is seen (EEXIST) or gone (created here)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EACCES) or time.monotonic() > deadline:
+                raise
+            if os.path.lexists(path):
+                raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+            if not is_writable(path.parent):
+                raise
+            time.sleep(0.1)
 
 
 def _touch(path: Path) -> bool:

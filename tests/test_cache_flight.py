@@ -105,3 +105,34 @@ def test_a_corrupt_entry_is_recomputed_or_a_one_line_error(demo_root, custom):
         assert proc.returncode == 0 and proc.stdout.startswith("corrupt"), proc.stdout + proc.stderr
         assert "checksum mismatch" in proc.stderr and "recomputing" in proc.stderr
         assert run_mihd("extract", "demo", *args, root=demo_root).stdout.startswith("hit")
+
+
+def test_an_sftp_style_eperm_for_a_held_lock_reads_as_held_and_a_real_refusal_as_one_line(tmp_path, monkeypatch):
+    """sshfs answers an exclusive create of a lock another host made a moment ago with EPERM: that is
+    contention (wait), not an error; a folder that cannot be written is still a one-line refusal."""
+    import errno
+
+    from mihd.cache import CacheKey, EmbeddingCache
+    from mihd.errors import MihdError
+
+    cache, key = EmbeddingCache(tmp_path), CacheKey("s1", "gene", "pca", "-")
+    lock, real_open = cache.lock_path(key), os.open
+
+    def sftp_open(path, flags, *args):
+        if str(path) == str(lock) and flags & os.O_EXCL:
+            if not lock.exists():  # the other host's create lands between our lookup and our create
+                lock.parent.mkdir(parents=True, exist_ok=True)
+                lock.write_text('{"host": "b", "pid": 1, "run": "other", "token": "t"}')
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", sftp_open)
+    assert cache.claim(key, "mine") is None
+    assert cache.holder(key)["run"] == "other"
+
+    lock.unlink()
+    monkeypatch.setattr(os, "open", lambda path, flags, *a: (_ for _ in ()).throw(
+        PermissionError(errno.EACCES, "Permission denied")) if str(path) == str(lock) else real_open(path, flags, *a))
+    monkeypatch.setattr("mihd.cache.is_writable", lambda _path: False)
+    with pytest.raises(MihdError, match="cannot lock s1/gene/pca/-: Permission denied"):
+        cache.claim(key, "mine")
