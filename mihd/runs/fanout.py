@@ -13,7 +13,8 @@ extraction failed fails at once saying why, while the others go on.
 
 `python -m mihd.runs.fanout local GRID_DIR --root R` is the local runner (the grid's supervised command):
 N worker slots, each running one part at a time under its own supervisor, with MIHD_THREADS = allowed
-cores // N and, when several GPUs are visible, one GPU per slot (CUDA_VISIBLE_DEVICES).
+cores // N and, when several GPUs are visible, one GPU per slot (CUDA_VISIBLE_DEVICES). The runner imports
+the heavy libraries once and starts each part as a fork of itself, so a cheap cell costs its own work only.
 `python -m mihd.runs.fanout cell CELL_DIR --root R` is what each cell runs: the check of its extractions,
 then `mihd exec-plan` on its one-cell RunSpec. Standard library only at import: the dashboard reads this.
 """
@@ -264,7 +265,7 @@ def extraction_problem(grid_dir: Path, fan: dict, index: int) -> str | None:
 
 
 def run_cell(cell_run_dir: Path, root: str) -> int:
-    """Check the cell's extractions, then become `mihd exec-plan` on its run dir."""
+    """Check the cell's extractions, then run `mihd exec-plan` on its run dir (in this process)."""
     cell_run_dir = Path(cell_run_dir).resolve()
     grid_dir = cell_run_dir.parent.parent
     problem = extraction_problem(grid_dir, read_fanout(grid_dir), int(cell_run_dir.name))
@@ -278,8 +279,9 @@ def run_cell(cell_run_dir: Path, root: str) -> int:
         finally:
             events.close()
         return 1
-    argv = [sys.executable, "-m", "mihd", "exec-plan", "--run-dir", str(cell_run_dir), "--root", root]
-    os.execv(argv[0], argv)
+    from ..cli import main as mihd_main
+
+    return mihd_main(["exec-plan", "--run-dir", str(cell_run_dir), "--root", root])
 
 
 # -- the local runner ----------------------------------------------------------------------------------
@@ -297,10 +299,54 @@ def mark_never_started(run_dir: Path, sig: str, by: str) -> bool:
     return True
 
 
+PRELOAD = ("numpy", "scipy.sparse", "sklearn.mixture", "sklearn.cluster", "sklearn.metrics", "anndata", "scanpy",
+           "torch", "mihd.pipeline", "mihd.extract")
+
+
+def warm_up() -> None:
+    """Import once what every part needs (a fork of this process then starts a part in milliseconds, not
+    the seconds these imports take), with the runtimes' thread pools sized as the CLI sizes them."""
+    import importlib
+
+    from ..compute import quiet_waiting
+
+    quiet_waiting()
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional part (torch on a slim install): the part imports it, or says why
+            pass
+
+
+def part_entry(argv: list[str]):
+    """The in-process equivalent of a part's command `python -m MODULE ARGS...` (mihd or this module),
+    run with its share of threads (MIHD_THREADS of its environment)."""
+    module, args = argv[2], argv[3:]
+
+    def entry() -> int:
+        from ..compute import configure_torch
+
+        try:
+            configure_torch()  # the pools were sized for the runner; this part's share is MIHD_THREADS
+        except ImportError:
+            pass
+        except MihdError as exc:
+            print(f"mihd: error: {exc}", file=sys.stderr)
+            return 2
+        if module == "mihd":
+            from ..cli import main as mihd_main
+
+            return mihd_main(args)
+        return main(args)
+
+    return entry
+
+
 class LocalRunner:
     """Runs a fanned-out grid's parts in `lanes` worker slots, extractions first, each cell once the
-    extractions it needs have ended. TERM/INT/HUP: start nothing more, pass the signal to the running parts'
-    supervisors, mark the parts never started as killed."""
+    extractions it needs have ended. The runner is warm (warm_up): each part is a fork of it, under a
+    supervisor of its own as any run. TERM/INT/HUP: start nothing more, pass the signal to the running
+    parts' supervisors, mark the parts never started as killed."""
 
     def __init__(self, grid_dir: Path, root: Path):
         from ..compute import allowed_cores
@@ -330,6 +376,8 @@ class LocalRunner:
     def _start(self, slot: int, name: str, run_dir: Path):
         import subprocess
 
+        from .supervise import fork_calling, supervise
+
         env = {**self.env, "MIHD_THREADS": str(self.threads)}
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
@@ -338,9 +386,12 @@ class LocalRunner:
         gpu = f", GPU {env['CUDA_VISIBLE_DEVICES']}" if self.gpus else ""
         print(f"[mihd grid] {time.strftime('%H:%M:%S')} {name} on worker {slot} ({self.threads} threads{gpu})",
               flush=True)
-        return subprocess.Popen([sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--",
-                                 *self._argv(name, run_dir)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, close_fds=True, env=env)
+        argv = self._argv(name, run_dir)
+        if argv[1:3] not in (["-m", "mihd"], ["-m", "mihd.runs.fanout"]):  # not ours to run in process
+            return subprocess.Popen([sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--", *argv],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, close_fds=True, env=env)
+        return fork_calling(lambda: supervise(run_dir, argv, part_entry(argv)), env, process_group=False)
 
     def _on_signal(self, signum, _frame) -> None:
         self.stopped = signal.Signals(signum).name.removeprefix("SIG")
@@ -355,6 +406,7 @@ class LocalRunner:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        warm_up()
         everything = parts(self.grid_dir, self.fan)
         extractions = everything[:len(self.fan["extract"])]
         pending = extractions + [everything[len(extractions) + i] for i in start_order(self.fan)]

@@ -9,7 +9,10 @@ keeps `usage.json` (CPU, RSS, GPU memory and their peaks; see usage.py) every fe
 
 `--detach` forks once more and lets the first process exit at once, so the launcher (a long-lived
 dashboard, say) never has to reap it and never keeps a zombie. A Slurm batch script runs it without
-`--detach`. This module stays light: standard library only, no psutil, no SQLite (NVML only if a GPU answers).
+`--detach`. A warm worker (a fanned-out grid's local runner, which has imported numpy, torch and scanpy
+once) calls `supervise(run_dir, argv, entry)` in a fork of itself: the command is then a fork running
+`entry()` rather than a fresh interpreter running argv (argv stays the record of what it is), so a
+one-second cell does not pay five seconds of imports. This module stays light: standard library only, no psutil, no SQLite (NVML only if a GPU answers).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..jsonio import write_json_atomic
 from ..rundir import EXIT, LOG, PROC
@@ -71,7 +75,7 @@ def _open_log(run_dir: Path) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
 
 
-def _wait_measuring(child: subprocess.Popen, run_dir: Path) -> int:
+def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path) -> int:
     """Wait for the command, writing its process group's usage.json every EVERY seconds and at the end."""
     usage, rc, failed = None, None, False
     while True:
@@ -90,7 +94,59 @@ def _wait_measuring(child: subprocess.Popen, run_dir: Path) -> int:
             continue
 
 
-def supervise(run_dir: Path, argv: list[str]) -> int:
+class Forked:
+    """A forked child, waited on like a subprocess.Popen (returncode: -N when signal N ended it)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.05)
+        return self.returncode
+
+
+def fork_calling(entry: Callable[[], int], env: dict[str, str], process_group: bool = True) -> Forked:
+    """Fork a child that runs `entry()` with `env` as its environment (and, by default, in a process group
+    of its own) and exits with its return code; signals are back to their defaults there."""
+    pid = os.fork()
+    if pid:
+        return Forked(pid)
+    code = 1
+    try:
+        if process_group:
+            os.setpgid(0, 0)
+        for sig in FORWARDED:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(env)
+        code = entry()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def supervise(run_dir: Path, argv: list[str], entry: Callable[[], int] | None = None) -> int:
     run_dir = Path(run_dir)
     try:
         os.setsid()
@@ -111,7 +167,7 @@ def supervise(run_dir: Path, argv: list[str]) -> int:
         "marker": secrets.token_hex(8),  # in the command's environment: finds its processes wherever they go
     }
     forwarded: list[str] = []
-    child: subprocess.Popen | None = None
+    child: subprocess.Popen | Forked | None = None
 
     def forward(signum, _frame):
         forwarded.append(signal.Signals(signum).name)
@@ -125,9 +181,9 @@ def supervise(run_dir: Path, argv: list[str]) -> int:
         signal.signal(sig, forward)
     write_json_atomic(run_dir / PROC, ident)
     print(f"[mihd supervise] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}", flush=True)
+    env = {**os.environ, MARKER_VAR: ident["marker"]}
     try:
-        child = subprocess.Popen(argv, process_group=0, close_fds=True,
-                                 env={**os.environ, MARKER_VAR: ident["marker"]})
+        child = fork_calling(entry, env) if entry else subprocess.Popen(argv, process_group=0, close_fds=True, env=env)
     except OSError as exc:
         print(f"[mihd supervise] cannot start {argv[0]!r}: {exc}", flush=True)
         write_json_atomic(run_dir / EXIT, {"code": 127, "signal": None, "error": str(exc),
