@@ -2,6 +2,8 @@
 stage's measured rate takes over from the history, confidence says what the estimate rests on, and a
 thin history never makes a tight overrun."""
 
+from dataclasses import replace
+
 import pytest
 
 from mihd.runs.eta import CellPlan, Expected, ProgressTracker
@@ -83,6 +85,20 @@ def test_high_only_when_history_and_measured_rate_agree():
     few = ProgressTracker(1, [CellPlan(shares=STAIG)], Expected(150.0, "history", 1, "low"), started=0.0)
     few.feed([cell(0.0, 0, 1)] + training(0.0, 4.7, 100))
     assert few.estimate(48.0).confidence == "medium"  # one earlier run agrees, but it is one run
+
+
+def test_a_widely_spread_history_never_makes_a_high_estimate():
+    """Four earlier runs took 33 s, 47 s, 12 min and 32 min (a shared machine): their median agreeing
+    with this run's rate is luck, not evidence."""
+    from mihd.runs.eta import expected_duration
+
+    spread = expected_duration("sig", {"sig": [33.0, 47.0, 734.0, 1938.0]})
+    assert spread.n == 4 and not spread.tentative and not spread.solid
+    steady = expected_duration("sig", {"sig": [140.0, 150.0, 155.0, 160.0]})
+    for expected, confidence in ((steady, "high"), (spread, "medium")):
+        tracker = ProgressTracker(1, [CellPlan(shares=STAIG)], replace(expected, seconds=150.0), started=0.0)
+        tracker.feed([cell(0.0, 0, 1)] + training(0.0, 4.7, 100))
+        assert tracker.estimate(48.0).confidence == confidence
 
 
 def test_a_stage_past_its_expected_end_is_low_and_its_eta_grows():

@@ -48,6 +48,12 @@ class Expected:
         """From fewer than MIN_HISTORY finished runs: a hint, not a yardstick."""
         return self.source in ("history", "cells") and self.n < MIN_HISTORY
 
+    @property
+    def solid(self) -> bool:
+        """A yardstick the ETA may be confident on: MIN_HISTORY+ finished runs that mostly agree (a history
+        spread from 30 s to 30 min, as on a shared machine, says little about this run)."""
+        return self.source in ("history", "cells") and not self.tentative and self.confidence != "low"
+
 
 def _confidence(samples: list[float]) -> str:
     n = len(samples)
@@ -201,7 +207,7 @@ class ProgressTracker:
             budget = exp.seconds - overhead - sum(s for s in secs if s is not None)
             missing = [i for i, s in enumerate(secs) if s is None]
             cost = sum(plans[i].cost for i in missing)
-            whole = "history" if exp.source == "history" and not exp.tentative else "tentative"
+            whole = "history" if exp.solid else "tentative"
             for i in missing:
                 secs[i], basis[i] = max(budget, 0.1 * exp.seconds) * plans[i].cost / cost, whole
         unit = self._unit(plans, secs)
@@ -260,7 +266,7 @@ class ProgressTracker:
                 left = self.expected.seconds - (now - self.started)
                 overdue = left < 0
                 parts.append((OVERDUE * (now - self.started) if overdue else left,
-                              "overdue" if overdue else "history" if not self.expected.tentative
+                              "overdue" if overdue else "history" if self.expected.solid
                               and self.expected.source == "history" else "tentative"))
                 later = range(0)
         for j in later:
