@@ -1,6 +1,6 @@
 """Fanned-out grids: a grid whose cells run as separate supervised runs, side by side.
 
-A grid launched with `--parallel N` (local) or on Slurm is one run for the user (one run dir, one registry
+A launched grid (locally: `--parallel N`, by default one worker per allowed core) is one run for the user (one run dir, one registry
 row), laid out as
     <grid>/spec.json, handle.json, fanout.json   the grid's RunSpec, the backend's handle, the layout below
     <grid>/extract/<key>/                         one extraction of an embedding no cell may find cached
@@ -132,13 +132,19 @@ def local_lanes(value) -> int:
     return len(gpus) if len(gpus) > 1 else allowed_cores()[0]
 
 
+def parallel_of(options: dict):
+    """The local `--parallel` asked for, else auto (as wide as the cores and GPUs allow)."""
+    return options.get("parallel") or "auto"
+
+
 def fans_out(spec: RunSpec, options: dict) -> bool:
-    """A grid of several cells fans out on Slurm always, locally when `--parallel` asks for more than one."""
+    """A grid of several cells fans out on Slurm always, locally when it gets more than one worker
+    (`--parallel 1` keeps it one process)."""
     if spec.kind != "grid" or len(spec.cells) < 2:
         return False
     if spec.backend == "slurm":
         return True
-    return spec.backend == "local" and options.get("parallel") is not None and local_lanes(options["parallel"]) > 1
+    return spec.backend == "local" and local_lanes(parallel_of(options)) > 1
 
 
 @dataclass(frozen=True)
@@ -233,7 +239,7 @@ def submit(root: Path, grid_dir: Path, spec: RunSpec, options: dict, cached) -> 
         jobs = [(extract_dir(grid_dir, ex.key), extract_argv(root, spec, ex), ex.modality) for ex in extractions]
         return get_backend("slurm").submit_fanout(grid_dir, jobs, grid_command(root, grid_dir, spec),
                                                   start_order(read_fanout(grid_dir)), options)
-    lanes = min(local_lanes(options["parallel"]), len(spec.cells))
+    lanes = min(local_lanes(parallel_of(options)), len(spec.cells))
     prepare(root, grid_dir, spec, cached, lanes)
     return {**get_backend("local").submit(grid_dir, runner_argv(root, grid_dir), options), "fanout": True}
 

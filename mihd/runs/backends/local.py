@@ -62,7 +62,8 @@ def _name(p: psutil.Process) -> str:
 class Backend:
     name = "local"
     options = (Option("parallel", str, metavar="N|auto", validate=parallel_option,
-                      help="a grid's cells as N worker processes (auto: one per GPU when several, else per core)"),)
+                      help="a grid's cells as N worker processes (default auto: one per GPU when several, else per "
+                           "allowed core; 1: the grid as one process)"),)
 
     def __init__(self):
         self.host = socket.gethostname()
