@@ -103,7 +103,7 @@ def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
     events = EventLog(run_dir)
     events.emit("start", argv=argv or [], cells=len(cells), slice=adata.uns["mihd"]["slice_id"])
     result = {"slice": adata.uns["mihd"]["slice_id"], "status": "ok", "error": None, "spots": _spots(adata), "cells": []}
-    embeddings = _Embeddings(adata, root, events, spec.override, spec.encoder)
+    embeddings = _Embeddings(adata, root, events, spec.override, {**spec.encoder, "device": spec.device})
     truth = result["spots"]["truth"]
     keep = labelled_mask(truth) if (spec.drop_unlabelled and truth is not None) else np.ones(adata.n_obs, dtype=bool)
     try:

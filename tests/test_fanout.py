@@ -139,11 +139,18 @@ def test_parallel_options_are_checked_before_anything_starts(demo_root):
     assert not (demo_root / "runs").exists()
 
 
-def test_what_fans_out():
+def test_what_fans_out(monkeypatch):
+    """A launched grid fans out by default as wide as the allowed cores; --parallel 1 or one core keeps it
+    one process; a single cell never fans out."""
     cells = (Cell("demo", "pca", None, "gene_only"), Cell("demo", "pca", None, "gene_smooth"))
     grid = RunSpec(cells, kind="grid")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.setenv("MIHD_THREADS", "2")
     assert fans_out(grid, {"parallel": 2}) and fans_out(grid.with_(backend="slurm"), {})
-    assert not fans_out(grid, {}) and not fans_out(grid, {"parallel": 1})  # today's one-process grid
+    assert fans_out(grid, {}) and not fans_out(grid, {"parallel": 1})
+    monkeypatch.setenv("MIHD_THREADS", "1")
+    assert not fans_out(grid, {})  # one core: one process, as `mihd grid` is
     assert not fans_out(RunSpec(cells[:1]), {"parallel": 2})
 
 

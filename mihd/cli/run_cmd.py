@@ -30,7 +30,8 @@ def _common(p) -> None:
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="leave spots without truth out before fusion (the DLPFC protocol)")
     p.add_argument("--device", default="auto", choices=DEVICES,
-                   help="where training fusions run (default auto: CUDA when torch sees one)")
+                   help="where training fusions and any vision extraction the run needs go (default auto: "
+                        "CUDA when torch sees one)")
     p.add_argument("--run-dir", help="write events.jsonl and result.json here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     add_root(p)
