@@ -3,6 +3,7 @@ first and once, one registry row that opens into its cells, a failed extraction 
 kills of one cell and of the whole grid; and the critical-path packing the ETA rests on."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
