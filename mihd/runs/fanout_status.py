@@ -197,6 +197,17 @@ def _expected(sig: str, history: dict) -> tuple[float | None, int]:
     return (statistics.median(samples), len(samples)) if samples else (None, 0)
 
 
+def _guesses(views: list[CellView], costs: list[float]) -> list[float | None]:
+    """Each cell's expected seconds: its history's, else its cost (stages.default_cost) times the seconds per
+    unit of cost of the cells this grid finished (how fast it goes here and now), else of those a history
+    times; None when nothing gives a scale."""
+    finished = [(v.elapsed, c) for v, c in zip(views, costs) if v.status == "done" and v.elapsed]
+    timed = [(v.expected_s, c) for v, c in zip(views, costs) if v.expected_s]
+    pairs = finished or timed
+    unit = sum(s for s, _ in pairs) / sum(c for _, c in pairs) if pairs else None
+    return [v.expected_s or (c * unit if unit is not None else None) for v, c in zip(views, costs)]
+
+
 def critical_path(running: list[float], waiting: list[float], lanes: int) -> float:
     """When the last lane ends: each running cell holds a lane for its remaining seconds, and the waiting
     cells go longest first into the least loaded lane."""
@@ -216,12 +227,13 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
     from .eta import MIN_HISTORY, Expected, ProgressTracker, cell_plans
     from .overrun import is_overrun
     from .registry import describe
+    from .stages import default_cost
 
     grid_dir = Path(row["run_dir"])
     fan = read_fanout(grid_dir)
     n = len(fan["cells"])
     lanes = int(fan.get("lanes") or n)
-    views, known = [], []
+    views, known, costs = [], [], []
     for i in range(n):
         d = cell_dir(grid_dir, i)
         r, crows = describe(d)
@@ -249,6 +261,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
             progress, eta = 0.0, exp
         over = status in ("running", "orphaned") and exp is not None and \
             is_overrun(elapsed, Expected(exp, "history", n_hist), factor)
+        costs.append(default_cost(stored[0].get("fusion") if stored else None))
         views.append(CellView(
             index=i, label=stored_label(stored), status=status,
             reason=(st.reason if st is not None else None) if status in ACTIVE else None,
@@ -256,21 +269,20 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
             expected_s=exp, eta_s=eta, progress=progress, overrun=bool(over),
             ari=crows[0]["ari"] if crows else None, nmi=crows[0]["nmi"] if crows else None,
             error=r["error"] if status not in ("done",) + ACTIVE else None))
-    guess = statistics.median([v.expected_s for v in views if v.expected_s]) if any(v.expected_s for v in views) \
-        else None
-    weight = [v.expected_s or guess or 1.0 for v in views]
+    guess = _guesses(views, costs)
+    weight = [v.expected_s or g or 1.0 for v, g in zip(views, guess)]
     counted = [(w, v) for w, v in zip(weight, views) if v.status in ACTIVE or v.status == "done"]
     total = sum(w for w, _ in counted)
     fraction = sum(w * (v.progress or 0.0) for w, v in counted) / total if total else None
-    active = [v for v in views if v.status in ACTIVE]
-    running = [v.eta_s if v.eta_s is not None else guess for v in active if v.status != "queued"]
-    waiting = [v.expected_s or guess for v in active if v.status == "queued"]
-    if guess is None or any(x is None for x in running + waiting):
+    active = [(v, g) for v, g in zip(views, guess) if v.status in ACTIVE]
+    running = [v.eta_s if v.eta_s is not None else g for v, g in active if v.status != "queued"]
+    waiting = [v.expected_s or g for v, g in active if v.status == "queued"]
+    if any(x is None for x in running + waiting):
         eta, confidence = None, "unknown"
     else:
         eta = critical_path(running, waiting, lanes)
         confidence = "high" if min(known) >= MIN_HISTORY else "medium" if min(known) > 0 else "low"
-    expected = critical_path([], [w for w, _ in counted], lanes) if guess is not None else None
+    expected = critical_path([], [w for w, _ in counted], lanes) if all(guess) else None
     return GridProgress(fraction if active else (1.0 if row["status"] == "done" else fraction), eta if active else None,
                         confidence if active else "unknown", expected, any(v.overrun for v in views), views)
 
