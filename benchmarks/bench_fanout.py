@@ -59,7 +59,7 @@ def main() -> int:
         for flag, name in (("--gene", "pca"), ("--vision", "texture")):
             mihd(root, "extract", "demo", flag, name)
         print(f"cores allowed here: {allowed_cores()[0]} ({allowed_cores()[1]}); load {open('/proc/loadavg').read().split()[:3]}")
-        modes = [("sequential (one process)", []), ("local --parallel 2", ["--parallel", "2"])]
+        modes = [("sequential (--parallel 1)", ["--parallel", "1"]), ("local --parallel 2", ["--parallel", "2"])]
         if not args.skip_slurm and shutil.which("sbatch"):
             modes.append(("slurm array, --max-parallel 2", ["--backend", "slurm", "--cpus", "1", "--max-parallel", "2"]))
         base = None
@@ -69,7 +69,7 @@ def main() -> int:
             base = base or secs
             print(f"  {name:<32} {secs:7.1f} s  {secs / base:5.2f}x sequential  ({status})")
         print("two staig_fusion cells on 2 cores:")
-        seq, _ = wall(root, [], STAIG_PAIR)
+        seq, _ = wall(root, ["--parallel", "1"], STAIG_PAIR)
         par, status = wall(root, ["--parallel", "2"], STAIG_PAIR)
         print(f"  one after the other {seq:7.1f} s; at once {par:7.1f} s = {par / seq:.2f}x ({status})")
     finally:

@@ -69,8 +69,10 @@ def cache_statuses(grid: Path) -> list[str]:
     return out
 
 
-def allowed_share(n: int) -> int:
-    """The threads each of n workers gets here: the cores this process may use, divided."""
+def allowed_share(n: int) -> str:
+    """The threads each of n workers gets here (the cores this process may use, divided), as the runner's
+    log says it: `1 thread`, `2 threads`."""
     from mihd.compute import allowed_cores
 
-    return max(1, allowed_cores()[0] // n)
+    share = max(1, allowed_cores()[0] // n)
+    return f"{share} thread{'s' if share != 1 else ''}"

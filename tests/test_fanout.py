@@ -64,7 +64,7 @@ def test_parallel_grid_runs_its_cells_side_by_side_as_one_run(demo_root):
     assert max_overlap(cells) == 2
     first = sorted(range(14), key=lambda i: cells[i][0])[:2]
     assert sorted(first) == [6, 13]  # the staig_fusion cells, longest expected, start first
-    assert f"on worker 1 ({allowed_share(2)} threads)" in (grid / "run.log").read_text()
+    assert f"on worker 1 ({allowed_share(2)})" in (grid / "run.log").read_text()
     # the grid's merged result feeds scores like a one-process grid's
     result = read(grid / "result.json")
     assert len(result["cells"]) == 14 and sum(c["ari"] is not None for c in result["cells"]) == 7
@@ -106,7 +106,7 @@ def test_parallel_auto_gives_each_worker_one_of_several_gpus(demo_root):
     assert v.status == "done" and [c.status for c in v.cells] == ["done", "done"]
     log = (Path(v.run_dir) / "run.log").read_text()
     share = allowed_share(2)  # two GPUs: two workers, the cores divided between them
-    assert f"on worker 0 ({share} threads, GPU 3)" in log and f"on worker 1 ({share} threads, GPU 5)" in log, log
+    assert f"on worker 0 ({share}, GPU 3)" in log and f"on worker 1 ({share}, GPU 5)" in log, log
 
 
 async def test_the_dashboard_opens_the_grid_row_into_its_cells(demo_root):

@@ -390,7 +390,8 @@ class LocalRunner:
         write_json_atomic(run_dir / HANDLE, {"backend": "local", "host": socket.gethostname(),
                                             "submitted": round(time.time(), 3), "slot": slot})
         gpu = f", GPU {env['CUDA_VISIBLE_DEVICES']}" if self.gpus else ""
-        print(f"[mihd grid] {time.strftime('%H:%M:%S')} {name} on worker {slot} ({self.threads} threads{gpu})",
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        print(f"[mihd grid] {time.strftime('%H:%M:%S')} {name} on worker {slot} ({threads}{gpu})",
               flush=True)
         argv = self._argv(name, run_dir)
         if argv[1:3] not in (["-m", "mihd"], ["-m", "mihd.runs.fanout"]):  # not ours to run in process
