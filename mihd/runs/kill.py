@@ -10,7 +10,6 @@ signal, whether KILL was needed, what was left) is what makes the run's final st
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import time
@@ -20,10 +19,8 @@ from ..errors import MihdError
 from ..jsonio import write_json_atomic
 from ..rundir import EXIT, EventLog
 from . import fanout_status
-from .backends import GONE, get_backend
 from .fanout import is_fanned
-from .registry import ACTIVE, Registry
-from .status import RunWatcher, _backend_name
+from .status import RunWatcher
 
 SIGNALS = ("TERM", "INT", "KILL")
 
@@ -49,19 +46,14 @@ def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
             if cell and (not cell.isdigit() or not is_fanned(view.run_dir)):
                 raise MihdError(f"run {run_id!r}: ID/N names cell N of a grid launched with --parallel or on Slurm")
             return fanout_status.kill(watcher, view, signal, grace, int(cell) if cell else None)
-        reg: Registry = watcher.registry
-        row = reg.row(view.id)
-        handle = {**(json.loads(row["handle"]) if row["handle"] else {}), "run_dir": row["run_dir"]}
-        backend = get_backend(_backend_name(row["backend"]))
-        runs = view.status in ACTIVE or (view.status == "corrupt"  # a bad file, but its processes may run
-                                         and backend.poll({view.id: handle})[view.id].state != GONE)
-        if not runs:
+        if not watcher.may_still_run(view):
             what = f"corrupt: {view.error}" if view.status == "corrupt" else view.status
             raise MihdError(f"run {view.id}: not running ({what}); nothing to kill")
+        backend, handle = watcher.backend_of(view)
         outcome = backend.kill(handle, signal, grace)
-        run_dir = Path(row["run_dir"])
+        run_dir = Path(view.run_dir)
         record_kill(run_dir, outcome, signal, grace)
-        row = reg.ingest(run_dir)  # the kill event makes the status `killed`
+        row = watcher.registry.ingest(run_dir)  # the kill event makes the status `killed`
         return {"id": view.id, "status": row["status"], **outcome}
     finally:
         if own:

@@ -8,30 +8,21 @@ half-deleted run to be indexed; only then is it deleted.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 from ..errors import MihdError
-from .backends import GONE, get_backend
 from .registry import ACTIVE
-from .status import RunView, RunWatcher, _backend_name
+from .status import RunView, RunWatcher
 
 
 def refusal(watcher: RunWatcher, view: RunView) -> str | None:
     """Why this run may not be removed now (one line), or None."""
     if view.status in ACTIVE:
         return f"run {view.id}: {view.status}; stop it first (mihd runs kill {view.id})"
-    if view.status == "corrupt":
-        row = watcher.registry.row(view.id) or {}
-        handle = {**(json.loads(row["handle"]) if row.get("handle") else {}), "run_dir": view.run_dir}
-        try:
-            state = get_backend(_backend_name(view.backend)).poll({view.id: handle})[view.id].state
-        except MihdError:
-            state = None
-        if state != GONE:
-            return f"run {view.id}: corrupt and its processes may still run; stop it first (mihd runs kill {view.id})"
+    if watcher.may_still_run(view):
+        return f"run {view.id}: corrupt and its processes may still run; stop it first (mihd runs kill {view.id})"
     return None
 
 

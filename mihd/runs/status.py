@@ -212,6 +212,24 @@ class RunWatcher:
         rid = self.resolve(run_id)
         return next(v for v in self.refresh(all=True) if v.id == rid)
 
+    def backend_of(self, view: RunView) -> tuple[object, dict]:
+        """The run's backend and its handle (with the run dir), as kill and poll take them."""
+        row = self.registry.row(view.id) or {}
+        handle = {**(json.loads(row["handle"]) if row.get("handle") else {}), "run_dir": view.run_dir}
+        return get_backend(_backend_name(view.backend)), handle
+
+    def may_still_run(self, view: RunView) -> bool:
+        """Active, or corrupt (a bad file) while its backend still sees its processes or cannot say."""
+        if view.status in ACTIVE:
+            return True
+        if view.status != "corrupt":
+            return False
+        backend, handle = self.backend_of(view)
+        try:
+            return backend.poll({view.id: handle})[view.id].state != GONE
+        except MihdError:
+            return True
+
     def resolve(self, run_id: str) -> str:
         self.registry.sync()
         ids = self.registry.ids()
