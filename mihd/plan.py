@@ -32,6 +32,29 @@ def _name(value: Any, what: str, *, optional: bool = False) -> str | None:
     return value
 
 
+MAX_SEEDS = 100
+
+
+def parse_seeds(text: str, what: str = "--seeds") -> tuple[int, ...]:
+    """`5` means seeds 0..4, `0,3` (a comma) those seeds; anything else is a one-line error naming `what`."""
+    parts = [p.strip() for p in text.split(",")]
+    if "," in text:
+        parts = [p for p in parts if p]
+    if not parts or not all(p.isdigit() for p in parts):
+        shown = text or "''"
+        raise MihdError(f"{what} {shown}: give a number of seeds (5 = seeds 0..4) or seeds separated by commas (0,3)")
+    values = [int(p) for p in parts]
+    if "," not in text:
+        if not 1 <= values[0] <= MAX_SEEDS:
+            raise MihdError(f"{what} {text}: the number of seeds must be from 1 to {MAX_SEEDS}")
+        return tuple(range(values[0]))
+    if len(set(values)) != len(values):
+        raise MihdError(f"{what} {text}: a seed is listed twice")
+    if len(values) > MAX_SEEDS:
+        raise MihdError(f"{what} {text}: at most {MAX_SEEDS} seeds")
+    return tuple(values)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One point of the grid. `variant` is None exactly when there is no vision embedding."""

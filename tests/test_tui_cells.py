@@ -260,6 +260,30 @@ async def test_the_launch_dialog_builds_the_options_field_from_the_backends_decl
         assert (plan.backend, plan.backend_options) == (queue_backend, {"queue": "fast"})
 
 
+async def test_the_launch_dialog_asks_for_seeds_shows_them_in_the_command_and_refuses_bad_ones(workspace):
+    from textual.widgets import Input
+
+    frozen_run(workspace)
+    app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await grid_ready(pilot)
+        await move_to(pilot, "concat", "texture")
+        await pilot.press("enter")
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        (plan,) = dialog._request()
+        assert plan.seeds == (0,)  # left empty: one run with seed 0
+        seeds = dialog.query_one("#seeds", Input)
+        seeds.value = "3"
+        await pilot.pause(0.2)
+        assert "--seeds 0,1,2" in str(dialog.query_one("#launch-cmd").render())
+        assert dialog._request()[0].seeds == (0, 1, 2)
+        seeds.value = "1,1"
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, LaunchDialog)
+        assert str(dialog.query_one("#launch-error").render()) == "seeds 1,1: a seed is listed twice"
+
+
 async def test_a_killed_grid_keeps_each_cells_score_and_error_in_the_grid_and_its_detail(workspace):
     from mihd.jsonio import write_json_atomic
     from mihd.plan import Cell, RunSpec

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..plan import DEVICES
+from ..plan import DEVICES, parse_seeds
 from .common import add_encoder_options, add_root, add_slice_options, encoder_config, print_json, print_table
 
 
@@ -90,31 +90,6 @@ def _slice_ref(text: str, root: Path) -> tuple[str, dict]:
 
     slice_id, path, entry = find_slice(text, root)
     return slice_id, {} if entry is not None or path is None else {"source": str(path)}
-
-
-MAX_SEEDS = 100
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """`--seeds`: `5` means seeds 0..4, `0,3` (a comma) those seeds; anything else is a one-line error."""
-    from ..errors import MihdError
-
-    parts = [p.strip() for p in text.split(",")]
-    if "," in text:
-        parts = [p for p in parts if p]
-    if not parts or not all(p.isdigit() for p in parts):
-        shown = text or "''"
-        raise MihdError(f"--seeds {shown}: give a number of seeds (5 = seeds 0..4) or seeds separated by commas (0,3)")
-    values = [int(p) for p in parts]
-    if "," not in text:
-        if not 1 <= values[0] <= MAX_SEEDS:
-            raise MihdError(f"--seeds {text}: the number of seeds must be from 1 to {MAX_SEEDS}")
-        return tuple(range(values[0]))
-    if len(set(values)) != len(values):
-        raise MihdError(f"--seeds {text}: a seed is listed twice")
-    if len(values) > MAX_SEEDS:
-        raise MihdError(f"--seeds {text}: at most {MAX_SEEDS} seeds")
-    return tuple(values)
 
 
 def plan_from_args(args, root: Path, **launch):

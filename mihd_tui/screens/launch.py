@@ -1,4 +1,4 @@
-"""The launch dialog: clusterer, n-clusters, variant, backend, override, and the expected duration
+"""The launch dialog: clusterer, n-clusters, seeds, variant, backend, override, and the expected duration
 prefilled from history (set as the plan's expect only when edited, so an untouched history estimate
 keeps the overrun factor's slack). It answers with the RunSpecs to launch."""
 
@@ -16,7 +16,7 @@ from mihd.encoders import VARIANTS
 from mihd.errors import MihdError
 from mihd.cli.run_cmd import plan_argv
 from mihd.grid import CLUSTERERS, GridSpec, expected_for, launch_plans
-from mihd.plan import RunSpec
+from mihd.plan import RunSpec, parse_seeds
 from mihd.present import fmt_duration
 from mihd.runs.backends import backend_class, names, validate_options
 from mihd.runs.durations import parse_duration
@@ -57,6 +57,8 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                              id="cluster", compact=True)
                 yield Label("n clusters")
                 yield Input(placeholder="from the truth labels", id="n-clusters", type="integer", compact=True)
+                yield Label("seeds")
+                yield Input(placeholder="0 (5: seeds 0..4, each scored; 0,3: those two)", id="seeds", compact=True)
                 yield Label("variant")
                 yield Select([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
                              id="variant", compact=True)
@@ -101,7 +103,11 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         if prefill or expect.value == self._prefill:  # not edited: follow the choices
             self._prefill = fmt_duration(exp.seconds) if exp.seconds else ""
             expect.value = self._prefill
-        cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in launch_plans(spec, self.groups)]
+        try:
+            seeds = self._seeds()
+        except MihdError:
+            seeds = (0,)  # said when Launch is pressed
+        cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in launch_plans(spec, self.groups, seeds=seeds)]
         self.query_one("#launch-cmd", Static).update("\n".join(cmds))
         self.query_one("#launch-hint", Static).update(
             f"expected from history: {describe_expected(exp)}; ctrl+l or Launch starts it, Esc cancels")
@@ -109,6 +115,14 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
     def on_select_changed(self, event: Select.Changed) -> None:
         if self.is_mounted:
             self._update()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "seeds" and self.is_mounted:
+            self._update()
+
+    def _seeds(self) -> tuple[int, ...]:
+        text = self.query_one("#seeds", Input).value.strip()
+        return parse_seeds(text, "seeds") if text else (0,)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "go":
@@ -143,4 +157,4 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         return launch_plans(
             spec, self.groups, backend=backend, n_clusters=n_clusters,
             override=self.query_one("#override", Checkbox).value, refine=self.query_one("#refine", Checkbox).value,
-            expect=expect, backend_options=options)
+            expect=expect, backend_options=options, seeds=self._seeds())
