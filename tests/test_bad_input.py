@@ -59,6 +59,7 @@ EMPTY_WORKSPACE_CASES = [
     case("extract-unknown-gene", "nosuch", "extract", "demo", "--gene", "nosuch"),
     case("extract-unknown-vision", "nosuch", "extract", "demo", "--vision", "nosuch"),
     case("extract-cache-name-empty", "--cache-name", "extract", "demo", "--gene", "pca", "--cache-name", ""),
+    case("extract-device-unknown", "--device", "extract", "demo", "--vision", "texture", "--device", "gpu"),
     case("extract-cache-name-path", "--cache-name", "extract", "demo", "--gene", "pca", "--cache-name", "../x"),
     case("extract-unknown-variant", "nosuch", "extract", "demo", "--vision", "texture", "--variant", "nosuch"),
     case("extract-unknown-precision", "--precision", "extract", "demo", "--vision", "resnet50", "--precision", "fp8"),

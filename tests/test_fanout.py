@@ -163,6 +163,17 @@ def test_what_fans_out(monkeypatch):
     assert not fans_out(RunSpec(cells[:1]), {"parallel": 2})
 
 
+def test_extraction_jobs_carry_the_grids_device_and_encoder_options(tmp_path):
+    from mihd.runs.fanout import Extraction, extract_argv
+
+    cells = (Cell("demo", "pca", "uni2", "concat", variant="freq"),)
+    ex = Extraction("vision-uni2-freq", "vision", "uni2", "freq", (0,))
+    argv = extract_argv(tmp_path, RunSpec(cells, kind="grid", device="cpu", encoder={"precision": "bf16"}), ex)
+    assert argv[2:] == ["mihd", "extract", "demo", "--vision", "uni2", "--variant", "freq", "--device", "cpu",
+                        "--precision", "bf16", "--root", str(tmp_path)]
+    assert "--device" not in extract_argv(tmp_path, RunSpec(cells, kind="grid"), ex)  # auto: the default
+
+
 @pytest.mark.parametrize("running, waiting, lanes, expected", [
     ([10.0], [30.0, 20.0, 10.0], 2, 40.0),   # 30 beside the running cell, then 20 and 10 each on the shorter lane
     ([], [5.0] * 4, 2, 10.0),

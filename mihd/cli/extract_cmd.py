@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..plan import DEVICES
 from .common import add_encoder_options, add_root, add_slice_options, encoder_config
 
 
@@ -12,6 +13,8 @@ def register(sub) -> None:
     which.add_argument("--gene", metavar="NAME", help="gene encoder: pca, hvg, mlp, scgpt")
     which.add_argument("--vision", metavar="NAME", help="vision encoder: uni2, uni, hipt, resnet50, texture")
     add_encoder_options(p)
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where a vision model runs (default auto: CUDA when torch sees one)")
     p.add_argument("--cache-name", help="store under this name instead of the encoder's (e.g. uni2_try2)")
     p.add_argument("--override", action="store_true", help="recompute and replace the cached entry")
     p.add_argument("--cache-from", action="append", metavar="DIR", default=[],
@@ -23,6 +26,7 @@ def register(sub) -> None:
 
 def cmd_extract(args) -> int:
     from ..cache import validate_name
+    from ..compute import check_device
     from ..data import load_slice
     from ..encoders import check_variant, get_encoder
     from ..extract import get_embedding
@@ -35,7 +39,7 @@ def cmd_extract(args) -> int:
     if args.cache_name is not None:
         validate_name(args.cache_name)
     cache_from = [_source(d) for d in args.cache_from]
-    config = encoder_config(args)
+    config = {**encoder_config(args), "device": check_device(args.device)}
     root = resolve_root(args.root)
     adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
     result = get_embedding(adata, modality, name, root=root, variant=args.variant, cache_name=args.cache_name,

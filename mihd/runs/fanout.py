@@ -184,6 +184,7 @@ def extract_argv(root: Path, spec: RunSpec, ex: Extraction) -> list[str]:
     if ex.modality == "vision":
         argv += ["--variant", ex.variant]
         argv += ["--random-init"] if spec.encoder.get("random_init") else []
+        argv += ["--device", spec.device] if spec.device != "auto" else []
         for key in ("weights", "precision"):
             argv += [f"--{key}", str(spec.encoder[key])] if spec.encoder.get(key) else []
     for flag, key in (("--truth-col", "truth_col"), ("--fullres", "fullres")):
