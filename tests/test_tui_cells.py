@@ -235,16 +235,21 @@ def queue_backend():
     backends._classes.pop("queuetest", None)
 
 
+async def _launch_dialog(pilot, app):
+    """The launch dialog of the concat x texture cell."""
+    await grid_ready(pilot)
+    await move_to(pilot, "concat", "texture")
+    await pilot.press("enter")
+    return await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+
+
 async def test_the_launch_dialog_builds_the_options_field_from_the_backends_declaration(workspace, queue_backend):
     from textual.widgets import Input, Select
 
     frozen_run(workspace)
     app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await grid_ready(pilot)
-        await move_to(pilot, "concat", "texture")
-        await pilot.press("enter")
-        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        dialog = await _launch_dialog(pilot, app)
         options = dialog.query_one("#options", Input)
         assert options.display and options.placeholder == "parallel=N|auto"  # local declares --parallel
         dialog.query_one("#backend", Select).value = queue_backend
@@ -266,10 +271,7 @@ async def test_the_launch_dialog_asks_for_seeds_shows_them_in_the_command_and_re
     frozen_run(workspace)
     app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await grid_ready(pilot)
-        await move_to(pilot, "concat", "texture")
-        await pilot.press("enter")
-        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        dialog = await _launch_dialog(pilot, app)
         (plan,) = dialog._request()
         assert plan.seeds == (0,)  # left empty: one run with seed 0
         seeds = dialog.query_one("#seeds", Input)
