@@ -417,18 +417,20 @@ def launch_plans(spec: GridSpec, groups: list[tuple[list[str], list[str]]], **op
 
 
 def expected_for(spec: GridSpec, fusions: list[str], columns: list[str], entries: list[dict],
-                 history: dict[str, list[float]], backend: str = "local", expect: float | None = None) -> Expected:
+                 history: dict[str, list[float]], backend: str = "local", expect: float | None = None,
+                 n_seeds: int = 1) -> Expected:
     """Expected running time of launching these cells now, from the history of the same signatures.
 
-    Whether the inputs are cached now is part of the signature (a cold cell also extracts); a local
-    launch also learns from direct `mihd run`s of the same cell, which run the same way.
+    Whether the inputs are cached now and how many seeds each cell runs are part of the signature (a cold
+    cell also extracts; five seeds are five times the fusing); a local launch also learns from direct
+    `mihd run`s of the same cell, which run the same way.
     """
     cached = cached_inputs(entries)
     cells = [spec.cell(f, c) for f in fusions for c in columns if is_valid(f, c)]
     flags = [inputs_cached(c, cached) for c in cells]
     for be in ([backend, "direct"] if backend == "local" else [backend]):
-        strings = [sig_string(signature(c, be, flag)) for c, flag in zip(cells, flags)]
-        got = expected_duration(run_signature(cells, be, flags), history, expect, strings)
+        strings = [sig_string(signature(c, be, flag, n_seeds)) for c, flag in zip(cells, flags)]
+        got = expected_duration(run_signature(cells, be, flags, n_seeds), history, expect, strings)
         if got.seconds is not None:
             return got
     return Expected(None)

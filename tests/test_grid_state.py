@@ -266,6 +266,9 @@ def test_expected_from_history_of_the_same_cached_signature():
     assert gs.expected_for(SPEC, ["concat"], ["texture"], entries, direct).seconds == 20.0
     assert gs.expected_for(SPEC, ["concat"], ["uni2"], entries, history).seconds is None
     assert describe_expected(exp) == "~12s (history, 3 runs)"
+    five = {sig_string(signature(cell, "local", True, n_seeds=5)): [55.0]}  # five seeds: five times the fusing
+    assert gs.expected_for(SPEC, ["concat"], ["texture"], entries, {**history, **five}, n_seeds=5).seconds == 55.0
+    assert gs.expected_for(SPEC, ["concat"], ["texture"], entries, history, n_seeds=5).seconds is None
 
 
 def test_inventory_rows():

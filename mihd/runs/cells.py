@@ -58,11 +58,12 @@ def sig_string(sig: dict) -> str:
     return text + (f"|seeds={sig['n_seeds']}" if _seeds(sig.get("n_seeds")) else "")
 
 
-def run_signature(cells: list[Cell | dict], backend: str | None, cached: list[bool | None] | None = None) -> str:
+def run_signature(cells: list[Cell | dict], backend: str | None, cached: list[bool | None] | None = None,
+                  n_seeds: int = 1) -> str:
     """One key for a run: the cell's string for one cell, a digest over the sorted cells for a grid.
-    `cached` gives the flags of Cells (stored cells carry their own)."""
+    `cached` and `n_seeds` describe Cells (stored cells carry their own)."""
     flags = cached if cached is not None else [None] * len(cells)
-    strings = sorted(sig_string(signature(c, backend, f)) for c, f in zip(cells, flags))
+    strings = sorted(sig_string(signature(c, backend, f, n_seeds)) for c, f in zip(cells, flags))
     if len(strings) == 1:
         return strings[0]
     if not strings:

@@ -98,15 +98,15 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         self.query_one("#options", Input).tooltip = "\n".join(f"{o.name}: {o.help}" for o in declared if o.help)
         fusions = sorted({f for fs, _ in self.groups for f in fs})
         columns = sorted({c for _, cs in self.groups for c in cs})
-        exp = expected_for(spec, fusions, columns, self.entries, self.history, backend)
-        expect = self.query_one("#expect", Input)
-        if prefill or expect.value == self._prefill:  # not edited: follow the choices
-            self._prefill = fmt_duration(exp.seconds) if exp.seconds else ""
-            expect.value = self._prefill
         try:
             seeds = self._seeds()
         except MihdError:
             seeds = (0,)  # said when Launch is pressed
+        exp = expected_for(spec, fusions, columns, self.entries, self.history, backend, n_seeds=len(seeds))
+        expect = self.query_one("#expect", Input)
+        if prefill or expect.value == self._prefill:  # not edited: follow the choices
+            self._prefill = fmt_duration(exp.seconds) if exp.seconds else ""
+            expect.value = self._prefill
         cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in launch_plans(spec, self.groups, seeds=seeds)]
         self.query_one("#launch-cmd", Static).update("\n".join(cmds))
         self.query_one("#launch-hint", Static).update(
