@@ -1,7 +1,7 @@
 """Fanned-out grids: a grid whose cells run as separate supervised runs, side by side.
 
-A launched grid (locally: `--parallel N`, by default one worker per allowed core) is one run for the user (one run dir, one registry
-row), laid out as
+A launched grid that fans out (on Slurm always; locally with more than one worker: `--parallel N`, by
+default one per allowed core) is one run for the user (one run dir, one registry row), laid out as
     <grid>/spec.json, handle.json, fanout.json   the grid's RunSpec, the backend's handle, the layout below
     <grid>/extract/<key>/                         one extraction of an embedding no cell may find cached
     <grid>/cells/<i>/                             cell i: a one-cell RunSpec, its own events, result, exit

@@ -12,7 +12,8 @@ dashboard, say) never has to reap it and never keeps a zombie. A Slurm batch scr
 `--detach`. A warm worker (a fanned-out grid's local runner, which has imported numpy, torch and scanpy
 once) calls `supervise(run_dir, argv, entry)` in a fork of itself: the command is then a fork running
 `entry()` rather than a fresh interpreter running argv (argv stays the record of what it is), so a
-one-second cell does not pay five seconds of imports. This module stays light: standard library only, no psutil, no SQLite (NVML only if a GPU answers).
+one-second cell does not pay five seconds of imports.
+This module stays light: standard library only, no psutil, no SQLite (NVML only if a GPU answers).
 """
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ def fork_calling(entry: Callable[[], int], env: dict[str, str], process_group: b
     of its own) and exits with its return code; signals are back to their defaults there."""
     pid = os.fork()
     if pid:
+        if process_group:  # here too, as shells do: the group exists before anyone may signal it
+            try:
+                os.setpgid(pid, pid)
+            except OSError:
+                pass
         return Forked(pid)
     code = 1
     try:
