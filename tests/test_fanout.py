@@ -97,6 +97,24 @@ def test_killing_one_cell_then_the_grid_leaves_nothing_running(demo_root):
     assert_one_line_error(run_mihd("runs", "kill", f"{grid_id}/9", root=root), "no such cell")
 
 
+def test_a_runner_killed_outright_leaves_no_process_and_a_grid_that_ended(demo_root):
+    """The local runner SIGKILLed (the OOM killer's choice, say): its running cells are forks of it and
+    end with it, the cells it never started read lost, and the grid ends instead of running forever."""
+    import signal
+
+    root = demo_root
+    for flag, name in (("--gene", "pca"), ("--vision", "texture")):
+        assert run_mihd("extract", "demo", flag, name, root=root).returncode == 0
+    grid_id = launch(root, "--parallel", "2", "--", "grid", "demo", "--gene", "pca", "--vision", "texture",
+                     "--fusion", "staig_fusion,concat", "--cluster", "gmm,kmeans")
+    v = wait_for(lambda: (v := view(root, grid_id)).cells and v.cells[0].status == "running" and v, timeout=120)
+    os.kill(read(Path(v.run_dir) / "proc.json")["child_pid"], signal.SIGKILL)
+    v = wait_for(lambda: (v := view(root, grid_id)).status not in ("queued", "running", "orphaned") and v,
+                 timeout=60)
+    assert v.status == "failed" and not any(c.status in ("queued", "running", "orphaned") for c in v.cells), v.cells
+    assert processes_of(Path(v.run_dir)) == []
+
+
 def test_parallel_auto_gives_each_worker_one_of_several_gpus(demo_root):
     root = demo_root
     proc = run_mihd("launch", "--parallel", "auto", "--", "grid", "demo", "--gene", "pca", "--fusion",
