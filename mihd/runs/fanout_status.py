@@ -200,10 +200,13 @@ def _expected(sig: str, history: dict) -> tuple[float | None, int]:
 def _guesses(views: list[CellView], costs: list[float]) -> list[float | None]:
     """Each cell's expected seconds: its history's, else its cost (stages.default_cost) times the seconds per
     unit of cost of the cells this grid finished (how fast it goes here and now), else of those a history
-    times; None when nothing gives a scale."""
+    times, else of the running cells' projected totals (a training's measured rate); None when nothing gives
+    a scale."""
     finished = [(v.elapsed, c) for v, c in zip(views, costs) if v.status == "done" and v.elapsed]
     timed = [(v.expected_s, c) for v, c in zip(views, costs) if v.expected_s]
-    pairs = finished or timed
+    projected = [(v.elapsed + v.eta_s, c) for v, c in zip(views, costs)
+                 if v.status == "running" and v.elapsed is not None and v.eta_s is not None]
+    pairs = finished or timed or projected
     unit = sum(s for s, _ in pairs) / sum(c for _, c in pairs) if pairs else None
     return [v.expected_s or (c * unit if unit is not None else None) for v, c in zip(views, costs)]
 
