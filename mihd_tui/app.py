@@ -220,7 +220,7 @@ class MihdApp(App):
     def launch(self, plans: list, entries: list[dict]) -> None:
         """Launch each RunSpec (the screen keeps refreshing meanwhile); whether its inputs are cached is
         known from the inventory the dialog showed."""
-        from mihd.cli.run_cmd import plan_argv
+        from mihd.plan import plan_argv
         from mihd.runs.launch import launch
 
         cached = cached_inputs(entries)

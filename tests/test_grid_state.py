@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from mihd import grid as gs
-from mihd.cli.run_cmd import plan_argv
+from mihd.plan import plan_argv
 from mihd.grid import GridSpec, GridState
 from mihd.inventory import inventory
 from mihd.jsonio import write_json_atomic

@@ -9,7 +9,8 @@ import pytest
 from conftest import run_mihd
 
 from mihd.cli import build_parser
-from mihd.cli.run_cmd import plan_argv, plan_from_args
+from mihd.cli.run_cmd import plan_from_args
+from mihd.plan import plan_argv
 from mihd.errors import MihdError
 from mihd.jsonio import write_json_atomic
 from mihd.plan import Cell, RunSpec, grid_cells

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..plan import DEVICES, parse_seeds
+from ..plan import DEVICES, parse_seeds, plan_argv
 from .common import add_encoder_options, add_root, add_slice_options, encoder_config, print_json, print_table
 
 
@@ -132,36 +132,6 @@ def _check_inputs(root: Path, slice_id: str, inputs: list[tuple[str, str | None]
         if name and name not in REGISTRY[modality] and (modality, name) not in cached:
             raise MihdError(f"--{modality} {name!r}: not an encoder ({', '.join(REGISTRY[modality])}) "
                             f"nor cached for slice {slice_id}")
-
-
-def plan_argv(plan) -> list[str]:
-    """The `mihd run|grid` arguments that ask for `plan` (what the dashboard shows it will launch)."""
-    cells = plan.cells
-    first = cells[0]
-    joined = lambda attr: ",".join(dict.fromkeys(str(getattr(c, attr)) for c in cells if getattr(c, attr)))  # noqa: E731
-    argv = [plan.kind, plan.slice_options.get("source", plan.slice), "--gene", joined("gene")]
-    if first.vision:
-        argv += ["--vision", joined("vision"), "--variant", first.variant]
-    argv += ["--fusion", joined("fusion"), "--cluster", joined("cluster")]
-    for flag, key in (("--truth-col", "truth_col"), ("--fullres", "fullres")):
-        if plan.slice_options.get(key):
-            argv += [flag, plan.slice_options[key]]
-    if plan.n_clusters:
-        argv += ["--n-clusters", str(plan.n_clusters)]
-    if len(plan.seeds) > 1:
-        argv += ["--seeds", ",".join(map(str, plan.seeds))]
-    elif plan.seeds != (0,):
-        argv += ["--seed", str(plan.seeds[0])]
-    for flag, on in (("--refine", plan.refine), ("--override", plan.override),
-                     ("--drop-unlabelled", plan.drop_unlabelled), ("--random-init", plan.encoder.get("random_init"))):
-        if on:
-            argv.append(flag)
-    for flag, key in (("--weights", "weights"), ("--precision", "precision")):
-        if plan.encoder.get(key):
-            argv += [flag, plan.encoder[key]]
-    if plan.device != "auto":
-        argv += ["--device", plan.device]
-    return argv
 
 
 def cmd_run(args) -> int:

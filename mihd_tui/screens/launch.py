@@ -14,9 +14,8 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from mihd.encoders import VARIANTS
 from mihd.errors import MihdError
-from mihd.cli.run_cmd import plan_argv
 from mihd.grid import CLUSTERERS, GridSpec, expected_for, launch_plans
-from mihd.plan import RunSpec, parse_seeds
+from mihd.plan import RunSpec, parse_seeds, plan_argv
 from mihd.present import fmt_duration
 from mihd.runs.backends import backend_class, names, validate_options
 from mihd.runs.durations import parse_duration

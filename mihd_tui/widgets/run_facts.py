@@ -42,7 +42,7 @@ class RunFacts(Static):
 
     def _read_commands(self, v: RunView) -> tuple[str, str]:
         if v.id not in self._commands:
-            from mihd.cli.run_cmd import plan_argv
+            from mihd.plan import plan_argv
 
             spec = read_spec(Path(v.run_dir)) or {}
             argv = spec.get("argv") if isinstance(spec.get("argv"), list) else []
