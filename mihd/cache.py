@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 GENE_VARIANT = "-"
 SEP = "~"  # never in a valid name, so file names split back into key parts
+LOCKS = "locks"  # under the embeddings folder: one single-flight lock file per key being computed
 ORPHAN_GRACE = 600.0  # seconds: a file younger than this may be a write in flight or a replaced blob in use
 CHUNK = 1 << 22  # bytes read (and hashed) at a time on a hit
 SETTLE = 1.1  # seconds: the coarsest mtime granularity expected (1 s on some NFS/Lustre servers) + margin
@@ -129,7 +130,7 @@ class EmbeddingCache:
         return self.dir / "spots" / f"{spots_hash}.json"
 
     def lock_path(self, key: CacheKey) -> Path:
-        return self.dir / "locks" / f"{key.slice}{SEP}{key.stem}.lock"
+        return self.dir / LOCKS / f"{key.slice}{SEP}{key.stem}.lock"
 
     # -- metadata ---------------------------------------------------------------------------
     def meta(self, key: CacheKey) -> dict | None:
@@ -402,8 +403,8 @@ class EmbeddingCache:
         for name in _names(self.dir / "spots"):
             if name not in referenced_spots:
                 _add_if_old(out, self.dir / "spots" / name, now, grace, self.dir)
-        for name in _names(self.dir / "locks"):
-            _add_if_old(out, self.dir / "locks" / name, now, max(grace, LOCK_TIMEOUT), self.dir)
+        for name in _names(self.dir / LOCKS):
+            _add_if_old(out, self.dir / LOCKS / name, now, max(grace, LOCK_TIMEOUT), self.dir)
         return out
 
     def collect_orphans(self, grace: float = ORPHAN_GRACE) -> tuple[int, int]:
@@ -680,6 +681,17 @@ def _check_header(fh, key: CacheKey, shape: tuple) -> None:
         raise CacheCorrupt(f"cache entry {key}: array file header is damaged") from None
     if tuple(got_shape) != shape or fortran or dtype != np.dtype("<f4"):
         raise CacheCorrupt(f"cache entry {key}: array file holds {got_shape} {dtype}, its metadata says {shape} float32")
+
+
+def lock_key(file_name: str) -> CacheKey | None:
+    """The key a lock file named by `EmbeddingCache.lock_path` stands for; None for any other file."""
+    parts = file_name.removesuffix(".lock").split(SEP)
+    if not file_name.endswith(".lock") or len(parts) != 4:
+        return None
+    try:
+        return CacheKey(*parts)
+    except MihdError:
+        return None
 
 
 def _create_exclusive(path: Path, patience: float = 2.0) -> int:

@@ -33,7 +33,9 @@ def migrate(cache: "EmbeddingCache") -> None:
         print(f"mihd: {cache.dir}: holds the old cache layout, which a read-only workspace cannot convert; "
               "its entries show once someone with write access runs any `mihd cache` command", file=sys.stderr)
         return
-    claim = cache.claim_path(cache.dir / "locks" / "legacy-migration.lock", "the old cache layout")
+    from .cache import LOCKS
+
+    claim = cache.claim_path(cache.dir / LOCKS / "legacy-migration.lock", "the old cache layout")
     if claim is None:
         return  # another process is converting it; its entries appear as they move
     import diskcache

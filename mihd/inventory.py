@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import GENE_VARIANT, LOCK_TIMEOUT, SEP, lock_owner, cache_from_config, entry_flags, read_entries
+from .cache import (GENE_VARIANT, LOCK_TIMEOUT, LOCKS, cache_from_config, entry_flags, lock_key, lock_owner,
+                    read_entries)
 from .plan import Cell
 from .rundir import RunFileError, load_events
 from .workspace import embeddings_dir, run_path
@@ -101,15 +102,15 @@ def in_flight(root: Path, now: float | None = None) -> list[InFlight]:
     the computing process holds; with its extract progress when a run computes it (that run's last
     `extract_<modality>` stage event)."""
     now = time.time() if now is None else now
-    folder = embeddings_dir(Path(root)) / "locks"
+    folder = embeddings_dir(Path(root)) / LOCKS
     try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith(".lock"))
+        names = sorted(os.listdir(folder))
     except OSError:
         return []
     out = []
     for fname in names:
-        parts = fname[:-len(".lock")].split(SEP)
-        if len(parts) != 4:
+        key = lock_key(fname)
+        if key is None:
             continue
         path = folder / fname
         try:
@@ -120,9 +121,10 @@ def in_flight(root: Path, now: float | None = None) -> list[InFlight]:
         started = owner.get("started")
         done = total = None
         if owner.get("run"):
-            done, total = _extract_stage(run_path(Path(root), str(owner["run"])), f"extract_{parts[1]}")
+            done, total = _extract_stage(run_path(Path(root), str(owner["run"])), f"extract_{key.modality}")
         out.append(InFlight(
-            key="computing|" + "|".join(parts), slice=parts[0], modality=parts[1], name=parts[2], variant=parts[3],
+            key=f"computing|{key.slice}|{key.modality}|{key.name}|{key.variant}", slice=key.slice,
+            modality=key.modality, name=key.name, variant=key.variant,
             host=owner.get("host"), pid=owner.get("pid"), run=owner.get("run"),
             for_s=(now - started) if isinstance(started, (int, float)) else None, silent_s=max(now - mtime, 0.0),
             done=done, total=total))
