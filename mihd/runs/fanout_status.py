@@ -141,15 +141,15 @@ def refresh_grid(registry, row: dict) -> dict:
     without a word is recorded `lost` in its own dir), then the row re-read from the files. Returns the
     parts' backend states by part name ("cells/3"), for the cells' reasons."""
     from .backends import GONE, QUEUED, RunState, get_backend
-    from .registry import describe
+    from .registry import describe, row_handle
     from .status import RunWatcher
 
     grid_dir = Path(row["run_dir"])
     fan = read_fanout(grid_dir)
-    handle = json.loads(row["handle"]) if row["handle"] else {}
+    handle = row_handle(row)
     runner_gone = False
     if handle.get("backend") == "local" and not (grid_dir / EXIT).exists():
-        state = get_backend("local").poll({row["id"]: {**handle, "run_dir": str(grid_dir)}})[row["id"]]
+        state = get_backend("local").poll({row["id"]: handle})[row["id"]]
         runner_gone = state.state == GONE
         if runner_gone:
             RunWatcher._record_lost(grid_dir, state.reason or "the grid's runner is gone without exit.json")

@@ -142,6 +142,11 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
     return row, cell_rows
 
 
+def row_handle(row: dict) -> dict:
+    """A registry row's backend handle with its run dir: what a backend's poll, kill and process_root take."""
+    return {**(json.loads(row["handle"]) if row.get("handle") else {}), "run_dir": str(row["run_dir"])}
+
+
 def _corrupt_row(run_dir: Path, why: str) -> dict:
     """The row of a run dir with a bad file: status `corrupt`, error `<file>: <why>`; what can still be read
     leniently (its name, cells, backend handle) is kept so it can be found, and killed if it runs."""

@@ -30,7 +30,7 @@ from .fanout_status import CellView, grid_progress, refresh_grid
 from .gpu import Gpu, default_gpu
 from .monitor import Monitor, TreeSample
 from .overrun import is_overrun, overrun_factor, record_overrun
-from .registry import ACTIVE, Registry
+from .registry import ACTIVE, Registry, row_handle
 from .stages import ShareBook
 from .usage import fresh, read_usage
 
@@ -127,8 +127,7 @@ class RunWatcher:
             if row["status"] == "corrupt" or (Path(row["run_dir"]) / EXIT).exists():
                 row.update(self.registry.ingest(Path(row["run_dir"])))  # a repaired file heals a corrupt run
                 continue
-            handle = json.loads(row["handle"]) if row["handle"] else {}
-            by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = {**handle, "run_dir": row["run_dir"]}
+            by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = row_handle(row)
         index = {r["id"]: r for r in rows}
         for name, handles in by_backend.items():
             try:
@@ -214,9 +213,8 @@ class RunWatcher:
 
     def backend_of(self, view: RunView) -> tuple[object, dict]:
         """The run's backend and its handle (with the run dir), as kill and poll take them."""
-        row = self.registry.row(view.id) or {}
-        handle = {**(json.loads(row["handle"]) if row.get("handle") else {}), "run_dir": view.run_dir}
-        return get_backend(_backend_name(view.backend)), handle
+        row = self.registry.row(view.id) or {"run_dir": view.run_dir}
+        return get_backend(_backend_name(view.backend)), row_handle({**row, "run_dir": view.run_dir})
 
     def may_still_run(self, view: RunView) -> bool:
         """Active, or corrupt (a bad file) while its backend still sees its processes or cannot say."""
@@ -259,8 +257,7 @@ class RunWatcher:
         live = {}
         for r in rows:
             if r["status"] in COMPUTING:
-                root = get_backend(_backend_name(r["backend"])).process_root(
-                    {**(json.loads(r["handle"]) if r["handle"] else {}), "run_dir": r["run_dir"]})
+                root = get_backend(_backend_name(r["backend"])).process_root(row_handle(r))
                 if root:
                     live[r["id"]] = root
         samples = self.monitor.sample(live) if live else {}
