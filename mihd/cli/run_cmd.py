@@ -171,13 +171,13 @@ def cmd_exec_plan(args) -> int:
 def run_plan(plan, root: Path, run_dir: Path | None = None, *, as_json: bool = False) -> int:
     """Run `plan` in `run_dir`; a run dir without a launcher's spec.json (a direct run, in a new run dir
     when none is given) is supervised by this process and indexed at its end."""
-    from ..data import load_slice
+    from ..execute import check_fresh, load_plan_slice
     from ..pipeline import run_cells
 
     started = time.time()
-    opts = plan.slice_options
-    adata = load_slice(opts.get("source", plan.slice), root=root, truth_col=opts.get("truth_col"),
-                       fullres=opts.get("fullres"))  # an unreadable slice is refused before a direct run dir is made
+    if run_dir is not None:
+        check_fresh(run_dir)  # a run dir holds one run: never a second one over the first
+    adata = load_plan_slice(plan, root)  # an unreadable slice is refused before a direct run dir is made
     run_dir, direct = _run_dir(root, run_dir, plan)
     code = 1
     try:

@@ -11,19 +11,16 @@ only writers of the embeddings the grid lacks: every cell starts after the extra
 (Slurm: an array with `--dependency=afterany:` on them; local: the runner's order), and a cell whose
 extraction failed fails at once saying why, while the others go on.
 
-`python -m mihd.runs.fanout local GRID_DIR --root R` is the local runner (the grid's supervised command):
-N worker slots, each running one part at a time under its own supervisor, with MIHD_THREADS = allowed
-cores // N and, when several GPUs are visible, one GPU per slot (CUDA_VISIBLE_DEVICES). The runner imports
-the heavy libraries once and starts each part as a fork of itself, so a cheap cell costs its own work only.
-`python -m mihd.runs.fanout cell CELL_DIR --root R` is what each cell runs: the check of its extractions,
-then `mihd exec-plan` on its one-cell RunSpec. Standard library only at import: the dashboard reads this.
+This module lays a grid out and submits it. `python -m mihd.runs.fanout local GRID_DIR --root R` is the local
+runner (fanout_runner.py: the grid's supervised command, each part a fork of it under its own supervisor);
+`python -m mihd.runs.fanout cell CELL_DIR --root R` is what each cell runs (fanout_cell.py: the check of its
+extractions, then its one-cell plan, as `mihd exec-plan` runs one). Standard library only at import: the
+dashboard reads this.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +29,7 @@ from pathlib import Path
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
 from ..plan import RunSpec
-from ..rundir import EXIT, HANDLE, LOG, EventLog, read_spec, write_result, write_spec
+from ..rundir import EXIT, EventLog, write_spec
 
 FANOUT = "fanout.json"
 CELLS = "cells"
@@ -245,56 +242,10 @@ def submit(root: Path, grid_dir: Path, spec: RunSpec, options: dict, cached) -> 
     return {**get_backend("local").submit(grid_dir, runner_argv(root, grid_dir), options), "fanout": True}
 
 
-# -- one cell ------------------------------------------------------------------------------------------
-def last_words(run_dir: Path) -> str | None:
-    """The last line a part printed that is not its supervisor's (its error, typically)."""
-    try:
-        lines = (Path(run_dir) / LOG).read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    said = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("[mihd supervise]")]
-    return said[-1].removeprefix("mihd: error: ")[:300] if said else None
-
-
-def extraction_problem(grid_dir: Path, fan: dict, index: int) -> str | None:
-    """Why cell `index` cannot start (an extraction it needs failed or never ended), else None."""
-    for key in fan["cells"][index]["needs"]:
-        d = extract_dir(grid_dir, key)
-        what = fan["extract"].get(key, {})
-        label = f"{what.get('modality')} {what.get('name')}"
-        ended = read_json(d / EXIT)
-        if not isinstance(ended, dict):
-            return f"extraction of {label} did not finish (see {EXTRACT}/{key}/run.log)"
-        if ended.get("code") != 0:
-            why = ended.get("error") or last_words(d) or f"exit code {ended.get('code')}"
-            return f"extraction of {label} failed: {why}"
-    return None
-
-
-def run_cell(cell_run_dir: Path, root: str) -> int:
-    """Check the cell's extractions, then run `mihd exec-plan` on its run dir (in this process)."""
-    cell_run_dir = Path(cell_run_dir).resolve()
-    grid_dir = cell_run_dir.parent.parent
-    problem = extraction_problem(grid_dir, read_fanout(grid_dir), int(cell_run_dir.name))
-    if problem:
-        plan = read_spec(cell_run_dir)["plan"]
-        events = EventLog(cell_run_dir)
-        try:
-            events.emit("start", argv=[], cells=1, slice=plan.slice)
-            write_result(cell_run_dir, {"slice": plan.slice, "status": "failed", "error": problem, "cells": []})
-            events.emit("end", status="failed", error=problem)
-        finally:
-            events.close()
-        return 1
-    from ..cli import main as mihd_main
-
-    return mihd_main(["exec-plan", "--run-dir", str(cell_run_dir), "--root", root])
-
-
-# -- the local runner ----------------------------------------------------------------------------------
+# -- part state ------------------------------------------------------------------------------------
 def mark_never_started(run_dir: Path, sig: str, by: str) -> bool:
     """A part stopped before it ran: a kill event and exit.json say so (status killed). False if it had ended."""
-    if (run_dir / EXIT).exists():
+    if (run_dir / EXIT).exists() or not run_dir.is_dir():  # ended, or its run dir is gone: nothing to mark
         return False
     events = EventLog(run_dir)
     try:
@@ -306,145 +257,6 @@ def mark_never_started(run_dir: Path, sig: str, by: str) -> bool:
     return True
 
 
-PRELOAD = ("numpy", "scipy.sparse", "sklearn.mixture", "sklearn.cluster", "sklearn.metrics", "anndata", "scanpy",
-           "torch", "mihd.pipeline", "mihd.extract")
-
-
-def warm_up() -> None:
-    """Import once what every part needs (a fork of this process then starts a part in milliseconds, not
-    the seconds these imports take), with the runtimes' thread pools sized as the CLI sizes them."""
-    import importlib
-
-    from ..compute import quiet_waiting
-
-    quiet_waiting()
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # an optional part (torch on a slim install): the part imports it, or says why
-            pass
-
-
-def part_entry(argv: list[str]):
-    """The in-process equivalent of a part's command `python -m MODULE ARGS...` (mihd or this module),
-    run with its share of threads (MIHD_THREADS of its environment)."""
-    module, args = argv[2], argv[3:]
-
-    def entry() -> int:
-        from ..compute import configure_torch
-
-        try:
-            configure_torch()  # the pools were sized for the runner; this part's share is MIHD_THREADS
-        except ImportError:
-            pass
-        except MihdError as exc:
-            print(f"mihd: error: {exc}", file=sys.stderr)
-            return 2
-        if module == "mihd":
-            from ..cli import main as mihd_main
-
-            return mihd_main(args)
-        return main(args)
-
-    return entry
-
-
-class LocalRunner:
-    """Runs a fanned-out grid's parts in `lanes` worker slots, extractions first, each cell once the
-    extractions it needs have ended. The runner is warm (warm_up): each part is a fork of it, under a
-    supervisor of its own as any run. TERM/INT/HUP: start nothing more, pass the signal to the running
-    parts' supervisors, mark the parts never started as killed."""
-
-    def __init__(self, grid_dir: Path, root: Path):
-        from ..compute import allowed_cores
-        from .identity import MARKER_VAR
-
-        self.grid_dir, self.root = Path(grid_dir), Path(root)
-        self.fan = read_fanout(self.grid_dir)
-        self.lanes = max(1, int(self.fan.get("lanes") or 1))
-        self.threads = max(1, allowed_cores()[0] // self.lanes)
-        gpus = visible_gpus()
-        self.gpus = gpus if len(gpus) > 1 else []
-        self.env = {k: v for k, v in os.environ.items() if k != MARKER_VAR}  # a part is not the runner's process
-        self.stopped: str | None = None
-        self.running: dict[int, tuple[str, Path, object]] = {}
-
-    def _argv(self, name: str, run_dir: Path) -> list[str]:
-        if name.startswith(EXTRACT):
-            return read_json(run_dir / EXTRACT_SPEC)["argv"]
-        return read_spec(run_dir)["argv"]
-
-    def _ready(self, name: str) -> bool:
-        if not name.startswith(CELLS):
-            return True
-        needs = self.fan["cells"][int(name.split("/")[1])]["needs"]
-        return all((extract_dir(self.grid_dir, k) / EXIT).exists() for k in needs)
-
-    def _start(self, slot: int, name: str, run_dir: Path):
-        import subprocess
-
-        from .supervise import fork_calling, supervise
-
-        env = {**self.env, "MIHD_THREADS": str(self.threads)}
-        if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
-        write_json_atomic(run_dir / HANDLE, {"backend": "local", "host": socket.gethostname(),
-                                            "submitted": round(time.time(), 3), "slot": slot})
-        gpu = f", GPU {env['CUDA_VISIBLE_DEVICES']}" if self.gpus else ""
-        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
-        print(f"[mihd grid] {time.strftime('%H:%M:%S')} {name} on worker {slot} ({threads}{gpu})",
-              flush=True)
-        argv = self._argv(name, run_dir)
-        if argv[1:3] not in (["-m", "mihd"], ["-m", "mihd.runs.fanout"]):  # not ours to run in process
-            return subprocess.Popen([sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--", *argv],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, close_fds=True, env=env)
-        return fork_calling(lambda: supervise(run_dir, argv, part_entry(argv)), env, process_group=False)
-
-    def _on_signal(self, signum, _frame) -> None:
-        self.stopped = signal.Signals(signum).name.removeprefix("SIG")
-        for _, _, proc in list(self.running.values()):
-            try:
-                os.kill(proc.pid, signum)  # the part's supervisor forwards it to the part's process group
-            except ProcessLookupError:
-                pass
-
-    def run(self) -> int:
-        from .fanout_status import write_grid_result
-
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
-        warm_up()
-        everything = parts(self.grid_dir, self.fan)
-        extractions = everything[:len(self.fan["extract"])]
-        pending = extractions + [everything[len(extractions) + i] for i in start_order(self.fan)]
-        events = EventLog(self.grid_dir)
-        events.emit("start", argv=[], cells=len(self.fan["cells"]), lanes=self.lanes)
-        while pending or self.running:
-            for slot, (name, _, proc) in list(self.running.items()):
-                if proc.poll() is not None:
-                    del self.running[slot]
-                    print(f"[mihd grid] {time.strftime('%H:%M:%S')} {name} ended ({proc.returncode})", flush=True)
-            if self.stopped:
-                for _, run_dir in pending:
-                    mark_never_started(run_dir, self.stopped, "its grid's runner, stopped")
-                pending = []
-            for slot in range(self.lanes):
-                if slot in self.running or self.stopped:
-                    continue
-                ready = next((p for p in pending if self._ready(p[0])), None)
-                if ready is None:
-                    break
-                pending.remove(ready)
-                if not (ready[1] / EXIT).exists():  # a part killed before its turn stays killed
-                    self.running[slot] = (*ready, self._start(slot, *ready))
-            time.sleep(POLL_S)
-        result = write_grid_result(self.grid_dir)
-        events.emit("end", status=result["status"], **({"error": result["error"]} if result["error"] else {}))
-        events.close()
-        return 0 if result["status"] == "ok" and not self.stopped else 1
-
-
 def main(args: list[str]) -> int:
     if len(args) != 4 or args[0] not in ("local", "cell") or args[2] != "--root":
         print("usage: python -m mihd.runs.fanout local GRID_DIR --root ROOT | cell CELL_DIR --root ROOT",
@@ -452,7 +264,11 @@ def main(args: list[str]) -> int:
         return 2
     try:
         if args[0] == "cell":
+            from .fanout_cell import run_cell
+
             return run_cell(Path(args[1]), args[3])
+        from .fanout_runner import LocalRunner
+
         return LocalRunner(Path(args[1]), Path(args[3])).run()
     except MihdError as exc:
         print(f"mihd: {exc}", file=sys.stderr)

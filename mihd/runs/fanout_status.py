@@ -64,15 +64,27 @@ class GridProgress:
 
 
 # -- the registry row ---------------------------------------------------------------------------------
+def describe_part(part_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
+    """A part's row and cell rows (registry.describe); a part whose run dir was deleted under the grid
+    fails alone, saying so, rather than reading as running forever."""
+    from .registry import describe
+
+    row, cells = describe(part_dir, gone=gone)
+    if not Path(part_dir).is_dir():
+        return {**row, "status": "failed", "error": f"{part_dir.parent.name}/{part_dir.name}: its run dir is gone",
+                "started": None, "ended": None}, []
+    return row, cells
+
+
 def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
     """The grid's row and cell rows from its parts' files (registry.describe calls this for a fanned-out grid)."""
-    from .registry import describe
+    from .reasons import failure_reason
 
     try:
         fan = read_fanout(grid_dir)
     except MihdError as exc:
         return {**row, "status": "corrupt", "error": str(exc)}, []
-    described = [describe(d) for _, d in parts(grid_dir, fan)]
+    described = [describe_part(d) for _, d in parts(grid_dir, fan)]
     cells = described[len(fan["extract"]):]
     statuses = [r["status"] for r, _ in described]
     runner_active = row["status"] in ACTIVE and (Path(grid_dir) / PROC).exists()
@@ -86,7 +98,7 @@ def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
             out["status"] = "killed"
         elif failed:
             i, first = failed[0]
-            why = first["error"] or first["status"]
+            why = failure_reason(first) or first["status"]
             out.update(status="failed", error=f"{len(failed)} of {len(cells)} cells failed; cell {i}: {why}")
         else:
             out.update(status="done", error=None)
@@ -98,7 +110,7 @@ def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
 def write_grid_result(grid_dir: Path) -> dict:
     """The grid's result.json, merged from its cells' (a cell that did not finish is listed with its error),
     and each cell's fused embedding linked as the grid's fused/<index>.npy; returns it."""
-    from .registry import describe
+    from .reasons import failure_reason
 
     grid_dir = Path(grid_dir)
     spec = read_plan(grid_dir)
@@ -112,10 +124,10 @@ def write_grid_result(grid_dir: Path) -> dict:
             _link(cell_dir(grid_dir, i) / "fused" / "0.npy", grid_dir / "fused" / f"{i}.npy")
             continue
         failed += 1
-        row = describe(cell_dir(grid_dir, i))[0]
+        row = describe_part(cell_dir(grid_dir, i))[0]
         cells.append({"gene": cell.gene, "vision": cell.vision, "variant": cell.variant, "fusion": cell.fusion,
                       "cluster": cell.cluster, "n_clusters": spec.n_clusters, "refine": spec.refine,
-                      "error": res.get("error") or row["error"] or row["status"], "ari": None, "nmi": None})
+                      "error": res.get("error") or failure_reason(row) or row["status"], "ari": None, "nmi": None})
     result = {"slice": spec.slice, "status": "failed" if failed else "ok",
               "error": f"{failed} of {len(cells)} cells failed" if failed else None,
               "spots": spots or {"barcodes": [], "x": [], "y": [], "truth": None}, "cells": cells}
@@ -141,7 +153,7 @@ def refresh_grid(registry, row: dict) -> dict:
     without a word is recorded `lost` in its own dir), then the row re-read from the files. Returns the
     parts' backend states by part name ("cells/3"), for the cells' reasons."""
     from .backends import GONE, QUEUED, RunState, get_backend
-    from .registry import describe, row_handle
+    from .registry import row_handle
     from .status import RunWatcher
 
     grid_dir = Path(row["run_dir"])
@@ -156,7 +168,7 @@ def refresh_grid(registry, row: dict) -> dict:
     by_backend: dict[str, dict[str, dict]] = {}
     states = {}
     for name, d in parts(grid_dir, fan):
-        if (d / EXIT).exists():
+        if (d / EXIT).exists() or not d.is_dir():  # ended, or deleted (describe_part says so)
             continue
         part_handle = read_json(d / HANDLE)
         if isinstance(part_handle, dict):
@@ -172,7 +184,7 @@ def refresh_grid(registry, row: dict) -> dict:
             states.update({n: RunState("unknown", reason=str(exc)) for n in handles})
     for name, st in states.items():
         d = grid_dir / name
-        if st.state == GONE and describe(d, gone=True)[0]["status"] == "lost":
+        if st.state == GONE and describe_part(d, gone=True)[0]["status"] == "lost":
             RunWatcher._record_lost(d, st.reason or "none of its processes runs and it left no exit.json")
     row.update(registry.ingest(grid_dir))
     if row["status"] not in ACTIVE and row["status"] != "corrupt" and not (grid_dir / RESULT).exists():
@@ -229,7 +241,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
     from .cells import sig_string, signature, stored_label
     from .eta import MIN_HISTORY, Expected, ProgressTracker, cell_plans
     from .overrun import is_overrun
-    from .registry import describe
+    from .reasons import failure_reason
     from .stages import default_cost
 
     grid_dir = Path(row["run_dir"])
@@ -239,15 +251,15 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
     views, known, costs = [], [], []
     for i in range(n):
         d = cell_dir(grid_dir, i)
-        r, crows = describe(d)
+        r, crows = describe_part(d)
         stored = json.loads(r["cells"] or "[]")
         sig = sig_string(signature(stored[0], row["backend"])) if stored else ""
         exp, n_hist = _expected(sig, history)
         known.append(n_hist)
         st = states.get(f"{CELLS}/{i}")
         status = r["status"]
-        if status == "queued" and st is not None and st.state == "running":
-            status = "running"
+        if st is not None and (status, st.state) in (("queued", "running"), ("running", "orphaned")):
+            status = st.state  # its supervisor is gone while its command runs on: orphaned, still holding its slot
         started = r["started"]
         elapsed = ((r["ended"] or now) - started) if started and (status in ACTIVE or r["ended"]) else None
         progress, eta = (1.0, 0.0) if status == "done" else (None, None)
@@ -271,7 +283,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
             job_id=r["job_id"], run_dir=str(d), started=started, ended=r["ended"], elapsed=elapsed,
             expected_s=exp, eta_s=eta, progress=progress, overrun=bool(over),
             ari=crows[0]["ari"] if crows else None, nmi=crows[0]["nmi"] if crows else None,
-            error=r["error"] if status not in ("done",) + ACTIVE else None))
+            error=failure_reason(r) if status not in ("done",) + ACTIVE else None))
     guess = _guesses(views, costs)
     weight = [v.expected_s or g or 1.0 for v, g in zip(views, guess)]
     counted = [(w, v) for w, v in zip(weight, views) if v.status in ACTIVE or v.status == "done"]

@@ -30,6 +30,7 @@ from .fanout_status import CellView, grid_progress, refresh_grid
 from .gpu import Gpu, default_gpu
 from .monitor import Monitor, TreeSample
 from .overrun import is_overrun, overrun_factor, record_overrun
+from .reasons import failure_reason
 from .registry import ACTIVE, Registry, row_handle
 from .stages import ShareBook
 from .usage import fresh, read_usage
@@ -312,7 +313,7 @@ class RunWatcher:
                 gpu_mem=smp.gpu_mem if smp else None, nprocs=smp.nprocs if smp else None,
                 ari=scores[best]["ari"] if best is not None else None,
                 nmi=scores[best]["nmi"] if best is not None else None, scores=scores,
-                exit_code=r["exit_code"], exit_signal=r["exit_signal"], error=r["error"],
+                exit_code=r["exit_code"], exit_signal=r["exit_signal"], error=failure_reason(r),
                 reason=r.get("reason") or r.get("note"), pid=r["pid"], job_id=r["job_id"], host=r["host"],
                 kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"],
                 cells=fan.cells if fan else []))

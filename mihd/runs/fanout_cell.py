@@ -1,0 +1,70 @@
+"""One cell of a fanned-out grid (`python -m mihd.runs.fanout cell CELL_DIR --root R`): the check of the
+extractions it needs, then its one-cell plan run in its own run dir (mihd.execute), without the CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import MihdError
+from ..jsonio import read_json
+from ..rundir import EXIT, LOG, EventLog, read_spec, write_result
+from .fanout import EXTRACT, extract_dir, read_fanout
+
+
+def last_words(run_dir: Path) -> str | None:
+    """The last line a part printed that is not its supervisor's (its error, typically)."""
+    try:
+        lines = (Path(run_dir) / LOG).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    said = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("[mihd supervise]")]
+    return said[-1].removeprefix("mihd: error: ")[:300] if said else None
+
+
+def extraction_problem(grid_dir: Path, fan: dict, index: int) -> str | None:
+    """Why cell `index` cannot start (an extraction it needs failed or never ended), else None."""
+    for key in fan["cells"][index]["needs"]:
+        d = extract_dir(grid_dir, key)
+        what = fan["extract"].get(key, {})
+        label = f"{what.get('modality')} {what.get('name')}"
+        ended = read_json(d / EXIT)
+        if not isinstance(ended, dict):
+            return f"extraction of {label} did not finish (see {EXTRACT}/{key}/run.log)"
+        if ended.get("code") != 0:
+            why = ended.get("error") or last_words(d) or f"exit code {ended.get('code')}"
+            return f"extraction of {label} failed: {why}"
+    return None
+
+
+def _fail(cell_run_dir: Path, problem: str) -> int:
+    plan = read_spec(cell_run_dir)["plan"]
+    events = EventLog(cell_run_dir)
+    try:
+        events.emit("start", argv=[], cells=1, slice=plan.slice)
+        write_result(cell_run_dir, {"slice": plan.slice, "status": "failed", "error": problem, "cells": []})
+        events.emit("end", status="failed", error=problem)
+    finally:
+        events.close()
+    return 1
+
+
+def run_cell(cell_run_dir: Path, root: str) -> int:
+    """Check the cell's extractions, then run its plan in this process: 0 when it scored, 1 when it failed,
+    2 (with `mihd: error: ...` in its run.log) when it could not run."""
+    from ..execute import exec_plan
+    from ..workspace import resolve_root
+
+    cell_run_dir = Path(cell_run_dir).resolve()
+    grid_dir = cell_run_dir.parent.parent
+    try:
+        problem = extraction_problem(grid_dir, read_fanout(grid_dir), int(cell_run_dir.name))
+        if problem:
+            return _fail(cell_run_dir, problem)
+        return 0 if exec_plan(cell_run_dir, resolve_root(root))["status"] == "ok" else 1
+    except MihdError as exc:
+        print(f"mihd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mihd: interrupted", file=sys.stderr)
+        return 130
