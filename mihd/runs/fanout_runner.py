@@ -185,7 +185,8 @@ class LocalRunner:
             why = proc.why if isinstance(proc, Orphan) else None
         else:
             code = proc.returncode
-            why = f"its supervisor ended ({f'signal {signal.Signals(-code).name}' if code < 0 else f'exit code {code}'})"
+            how = f"signal {signal.Signals(-code).name.removeprefix('SIG')}" if code < 0 else f"exit code {code}"
+            why = f"its supervisor ended ({how})"
             try:
                 ident = load_file(run_dir, PROC) or {}
             except RunFileError:
