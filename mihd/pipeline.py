@@ -12,6 +12,7 @@ embedding of the first seed. Stage events then count over all seeds, so a cell's
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 
@@ -112,10 +113,11 @@ def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
             events.emit("cell", index=index, of=len(cells), cell=_fields(cell), stages=list(CELL_STAGES))
             try:
                 entry = _run_one(index, cell, embeddings, adata, keep, k, spec, truth, events)
-            except MihdError as exc:
+            except (MihdError, OSError) as exc:
+                error = _cell_error(exc)
                 if not keep_going:
-                    raise
-                entry = {**_describe(cell, k, spec.refine), "error": str(exc), "ari": None, "nmi": None}
+                    raise error from None
+                entry = {**_describe(cell, k, spec.refine), "error": str(error), "ari": None, "nmi": None}
                 result["status"] = "failed"
             events.emit("metric", index=index, ari=entry["ari"], nmi=entry["nmi"], n=len(spec.seeds),
                         random_init=bool(entry.get("random_init")), **({"error": entry["error"]} if "error" in entry else {}))
@@ -127,11 +129,36 @@ def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
         raise
     finally:
         embeddings.close()
-        if run_dir is not None:
-            write_result(run_dir, result)
+        unwritten = _write_result(run_dir, result)
         events.emit("end", status=result["status"], **({"error": result["error"]} if result["error"] else {}))
         events.close()
+    if unwritten:
+        raise MihdError(unwritten)
     return result
+
+
+def _cell_error(exc: Exception) -> MihdError:
+    """A cell's failure as one line: a MihdError as it is, a write refused by a full disk or quota naming the
+    file (never a traceback); any other OSError is a bug, raised as it is."""
+    if isinstance(exc, MihdError):
+        return exc
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return MihdError(f"{exc.filename or 'a file'}: cannot be written ({exc.strerror})")
+    raise exc
+
+
+def _write_result(run_dir: Path | None, result: dict) -> str | None:
+    """result.json into the run dir; when it cannot be written (a full disk), the result turns failed and
+    the one line that says why is returned (the run's end event and error then say so, not `ok`)."""
+    if run_dir is None:
+        return None
+    try:
+        write_result(run_dir, result)
+    except OSError as exc:
+        why = f"{Path(run_dir) / 'result.json'}: cannot be written ({exc.strerror or exc})"
+        result.update(status="failed", error=why)
+        return why
+    return None
 
 
 def _fields(cell: Cell) -> dict:

@@ -26,6 +26,7 @@ LOG = "run.log"
 EVENTS = "events.jsonl"
 RESULT = "result.json"
 EXIT = "exit.json"
+RESERVE = ".reserve"    # space the supervisor holds from the start, so a full disk still lets it write exit.json
 BATCH_SCRIPT = "job.sbatch"       # a Slurm run's batch script, written by its submit
 BATCH_OUTPUT = "slurm-%j.out"     # what Slurm itself prints for the job (%j: the job id)
 
@@ -49,12 +50,26 @@ class EventLog:
     def emit(self, kind: str, **fields: Any) -> dict:
         event = {"t": round(time.time(), 3), "kind": kind, **fields}
         if self._fh is not None:
-            self._fh.write(json.dumps(event, default=str) + "\n")
-            self._fh.flush()
-            line = self._line(event)
-            if line:
-                print(time.strftime("[%H:%M:%S] ", time.localtime(event["t"])) + line, file=sys.stderr, flush=True)
+            try:
+                self._fh.write(json.dumps(event, default=str) + "\n")
+                self._fh.flush()
+                line = self._line(event)
+                if line:
+                    print(time.strftime("[%H:%M:%S] ", time.localtime(event["t"])) + line, file=sys.stderr, flush=True)
+            except OSError as exc:
+                self._give_up(exc)
         return event
+
+    def _give_up(self, exc: OSError) -> None:
+        """A write failed (a full disk): write no more events, so a torn line stays the file's last (which
+        readers leave aside) rather than one before others; the run goes on, its end is said by exit.json."""
+        fh, self._fh = self._fh, None
+        for step in (fh.close, lambda: print(f"mihd: {EVENTS}: cannot be written ({exc.strerror or exc}); "
+                                             "no more events", file=sys.stderr, flush=True)):
+            try:
+                step()
+            except OSError:
+                pass
 
     def _line(self, ev: dict) -> str | None:
         """The live-log line of one of the run's own events (None: not worth a line now)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,12 +31,59 @@ from pathlib import Path
 from typing import Callable
 
 from ..jsonio import write_json_atomic
-from ..rundir import EXIT, LOG, PROC
+from ..rundir import EXIT, LOG, PROC, RESERVE, RESULT
 from .gpu import Gpu
 from .identity import MARKER_VAR, boot_id, proc_create_time, run_members
 from .usage import EVERY, GroupUsage
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+RESERVE_BYTES = 64 << 10  # the end's run.log line and exit.json, with room to spare on any block size
+
+
+def _reserve(run_dir: Path) -> Path | None:
+    """Hold RESERVE_BYTES of the run dir's file system (written, not sparse) until the command ends, so a
+    command that fills the disk still gets its end written. None when even that does not fit."""
+    path = run_dir / RESERVE
+    try:
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return path
+    except OSError:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _say(text: str) -> None:
+    """A line in run.log that a full disk may refuse: then it is lost, never a traceback."""
+    try:
+        print(f"[mihd supervise] {time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
+    except OSError:
+        pass
+
+
+def _end(run_dir: Path, reserve: Path | None, rc: int, forwarded: list[str]) -> None:
+    """Release the reserve, then write exit.json and say how the command ended. A command that failed
+    without a result while the disk was full gets that said in exit.json's error (its own words may not
+    have reached run.log)."""
+    try:
+        free = shutil.disk_usage(run_dir).free
+    except OSError:
+        free = RESERVE_BYTES
+    if reserve is not None:
+        reserve.unlink(missing_ok=True)
+    sig_name = signal.Signals(-rc).name.removeprefix("SIG") if rc < 0 else None
+    ended = {"code": rc if rc >= 0 else None, "signal": sig_name, "ended": round(time.time(), 3),
+             "forwarded": forwarded}
+    if rc != 0 and free < RESERVE_BYTES and not (run_dir / RESULT).exists():
+        ended["error"] = f"no result: the file system of its run dir is full ({free} bytes free)"
+    how = f"signal {sig_name}" if sig_name else f"exit code {rc}"
+    _say(f"ended with {how}" + (f"; {ended['error']}" if "error" in ended else ""))
+    try:
+        write_json_atomic(run_dir / EXIT, ended)
+    except OSError as exc:
+        _say(f"cannot write {EXIT}: {exc.strerror or exc}")
 
 
 def _stop_leftovers(marker: str, grace: float = 5.0) -> int:
@@ -85,7 +133,7 @@ def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path) -> int:
             usage.write(run_dir, ended=rc is not None)
         except Exception as exc:  # measuring (a full disk, an odd /proc) must never end the run it measures
             if not failed:
-                print(f"[mihd supervise] cannot measure usage: {type(exc).__name__}: {exc}", flush=True)
+                _say(f"cannot measure usage: {type(exc).__name__}: {exc}")
             failed = True
         if rc is not None:
             return rc
@@ -185,30 +233,31 @@ def supervise(run_dir: Path, argv: list[str], entry: Callable[[], int] | None = 
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
+    reserve = _reserve(run_dir)
     write_json_atomic(run_dir / PROC, ident)
-    print(f"[mihd supervise] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}", flush=True)
+    _say(f"start: {' '.join(argv)}")
     env = {**os.environ, MARKER_VAR: ident["marker"]}
     try:
         child = fork_calling(entry, env) if entry else subprocess.Popen(argv, process_group=0, close_fds=True, env=env)
     except OSError as exc:
-        print(f"[mihd supervise] cannot start {argv[0]!r}: {exc}", flush=True)
+        _say(f"cannot start {argv[0]!r}: {exc}")
+        if reserve is not None:
+            reserve.unlink(missing_ok=True)
         write_json_atomic(run_dir / EXIT, {"code": 127, "signal": None, "error": str(exc),
                                            "ended": round(time.time(), 3), "forwarded": []})
         return 127
-    write_json_atomic(run_dir / PROC, {**ident, "child_pid": child.pid, "child_pgid": child.pid,
-                                       "child_create_time": proc_create_time(child.pid)})
+    try:
+        write_json_atomic(run_dir / PROC, {**ident, "child_pid": child.pid, "child_pgid": child.pid,
+                                           "child_create_time": proc_create_time(child.pid)})
+    except OSError as exc:  # the command runs regardless: watched through the supervisor alone
+        _say(f"cannot record the command in {PROC}: {exc.strerror or exc}")
     if forwarded:  # a signal arrived before the child existed
         os.killpg(child.pid, signal.Signals[forwarded[-1]])
     rc = _wait_measuring(child, run_dir)
     left = _stop_leftovers(ident["marker"])
     if left:
-        print(f"[mihd supervise] stopped {left} leftover processes of the run", flush=True)
-    ended = round(time.time(), 3)
-    sig_name = signal.Signals(-rc).name.removeprefix("SIG") if rc < 0 else None
-    write_json_atomic(run_dir / EXIT, {"code": rc if rc >= 0 else None, "signal": sig_name,
-                                       "ended": ended, "forwarded": forwarded})
-    how = f"signal {sig_name}" if sig_name else f"exit code {rc}"
-    print(f"[mihd supervise] {time.strftime('%Y-%m-%d %H:%M:%S')} ended with {how}", flush=True)
+        _say(f"stopped {left} leftover processes of the run")
+    _end(run_dir, reserve, rc, forwarded)
     return rc if rc >= 0 else 128 - rc
 
 
