@@ -114,7 +114,7 @@ def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
             try:
                 entry = _run_one(index, cell, embeddings, adata, keep, k, spec, truth, events)
             except (MihdError, OSError) as exc:
-                error = _cell_error(exc)
+                error = _cell_error(exc, run_dir)
                 if not keep_going:
                     raise error from None
                 entry = {**_describe(cell, k, spec.refine), "error": str(error), "ari": None, "nmi": None}
@@ -137,13 +137,13 @@ def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
     return result
 
 
-def _cell_error(exc: Exception) -> MihdError:
-    """A cell's failure as one line: a MihdError as it is, a write refused by a full disk or quota naming the
-    file (never a traceback); any other OSError is a bug, raised as it is."""
+def _cell_error(exc: Exception, run_dir: Path | None) -> MihdError:
+    """A cell's failure as one line: a MihdError as it is, a write refused by a full disk or quota (numpy
+    says a short write without an errno) naming the file (never a traceback); any other OSError is raised."""
     if isinstance(exc, MihdError):
         return exc
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return MihdError(f"{exc.filename or 'a file'}: cannot be written ({exc.strerror})")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or (exc.errno is None and "written" in str(exc)):
+        return MihdError(f"{exc.filename or run_dir}: cannot be written ({exc.strerror or exc})")
     raise exc
 
 

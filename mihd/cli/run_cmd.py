@@ -211,7 +211,12 @@ def _finish_direct(root: Path, run_dir: Path, code: int) -> None:
     from ..rundir import EXIT
     from ..runs.registry import ingest
 
-    write_json_atomic(run_dir / EXIT, {"code": code, "signal": None, "ended": round(time.time(), 3)})
+    from ..errors import MihdError
+
+    try:
+        write_json_atomic(run_dir / EXIT, {"code": code, "signal": None, "ended": round(time.time(), 3)})
+    except OSError as exc:
+        raise MihdError(f"{run_dir / EXIT}: cannot be written ({exc.strerror or exc})") from None
     ingest(root, run_dir)
 
 
