@@ -143,3 +143,24 @@ def test_exec_plan_refuses_a_run_dir_that_already_ran(workspace):
                     root=root)
     assert_one_line_error(proc, "its run ended")
     assert json.loads((root / "runs" / done_id / "result.json").read_text())["status"] == "ok"
+
+
+def test_a_run_whose_result_and_exit_cannot_be_written_ends_failed_saying_so(small_disk, monkeypatch):
+    """The disk fills while the run runs (a 2 MB tmpfs workspace, root only): its result cannot be written, yet
+    it ends `failed` saying the file system is full (it used to read lost, with a traceback in run.log), and
+    `runs rm` leaves nothing of it behind."""
+    from mount_helpers import fill
+
+    root = small_disk
+    monkeypatch.setenv("MIHD_ROOT", str(root))
+    run_id = launch_fake(root, "--seconds", "4")
+    run_dir = root / "runs" / run_id
+    wait_for(lambda: (run_dir / "events.jsonl").exists() and (run_dir / ".reserve").exists())
+    fill(root, 0)
+    v = wait_for(lambda: (v := view(root, run_id)).status not in ACTIVE and v, timeout=60)
+    assert v.status == "failed" and v.error.startswith("no result: the file system of its run dir is full"), v
+    assert read(run_dir / "exit.json")["code"] != 0 and not (run_dir / ".reserve").exists()
+    assert "; no result: the file system of its run dir is full" in (run_dir / "run.log").read_text()
+    assert f"error  {v.error}" in run_mihd("runs", "show", run_id, root=root).stdout
+    assert run_mihd("runs", "rm", run_id, root=root).returncode == 0
+    assert not run_dir.exists() and not list((root / "runs").iterdir())
