@@ -166,8 +166,8 @@ class RunSpec:
                                         or self.expect <= 0):
             raise MihdError(f"--expect: {self.expect!r} must be a positive duration")
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()
-                                      or any(ch in self.name for ch in "\n\r\t\x00") or len(self.name) > 80):
-            raise MihdError(f"--name: {self.name!r} must be one line of at most 80 characters")
+                                      or not self.name.isprintable() or "/" in self.name or len(self.name) > 80):
+            raise MihdError(f"--name: {self.name!r} must be one line of at most 80 characters, without /")
         for what in ("encoder", "slice_options", "backend_options"):
             if not isinstance(getattr(self, what), dict):
                 raise MihdError(f"plan: {what} must be an object")
