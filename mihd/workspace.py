@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -85,3 +86,15 @@ def is_writable(root: Path) -> bool:
         return os.access(path, os.W_OK) and not os.statvfs(path).f_flag & os.ST_RDONLY
     except OSError:
         return False
+
+
+def write_error(root: Path, exc: OSError, what: str, left: str = "") -> MihdError:
+    """A write in the workspace that failed, as one line naming --root: full, read-only, or the system's why;
+    `left` says what the caller made sure of (e.g. "no run dir is left")."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "no space left on its disk" if exc.errno == errno.ENOSPC else "over its disk quota"
+    elif exc.errno == errno.EROFS or not is_writable(root):
+        why = "the workspace is read-only"
+    else:
+        why = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+    return MihdError(f"--root {root}: cannot {what}: {why}" + (f"; {left}" if left else ""))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, run_mihd
+from conftest import assert_one_line_error, run_dir_of, run_mihd
 from runs_helpers import launch_fake, view, wait_for
 
 BAD_REFS = ["", " ", "\t", ".", "..", "/x", "/", "x/..", "GRID/../../OTHER", "../OTHER", "a\\b", "2", "20"]
@@ -90,3 +90,96 @@ def test_a_run_name_with_a_slash_is_refused_at_launch(tmp_path):
                     root=root)
     assert_one_line_error(proc, "--name")
     assert not (root / "runs").exists() or not any((root / "runs").iterdir())
+
+
+# -- a full disk, a read-only workspace ------------------------------------------------------------------------
+RUN = ("run", "demo", "--gene", "pca", "--fusion", "gene_only")
+WRITERS = [("launch", "--", *RUN), ("launch", "--", "grid", "demo", "--gene", "pca", "--vision", "texture,resnet50",
+                                    "--fusion", "concat,mean", "--random-init"),
+           ("launch", "--parallel", "2", "--", "grid", "demo", "--gene", "pca", "--vision", "texture", "--fusion",
+            "concat,mean"), RUN]
+
+
+def files_of(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def assert_no_run_left(root: Path) -> None:
+    """No run dir, and nothing `runs ls --all` would not show or `runs rm` could not find."""
+    assert not (root / "runs").exists() or not any((root / "runs").iterdir()), files_of(root / "runs")
+    listing = run_mihd("runs", "ls", "--all", "--json", root=root)
+    assert listing.returncode == 0 and json.loads(listing.stdout) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_launch_and_run_on_a_full_disk_are_one_line_and_leave_no_run_dir(small_disk, demo_h5ad):
+    from mount_helpers import fill
+
+    from mihd.data.registry import register
+    from mihd.errors import MihdError
+    from mihd.runs.launch import launch
+    from runs_helpers import FAKE, fake_plan
+
+    root = small_disk / "ws"
+    root.mkdir()
+    register(root, "demo", demo_h5ad)  # where it lies, so the disk holds only what launching writes
+    fill(small_disk, 0)
+    for argv in WRITERS:
+        proc = run_mihd(*argv, "--root", str(root)) if argv == RUN else run_mihd(argv[0], "--root", str(root),
+                                                                                   *argv[1:])
+        assert_one_line_error(proc, f"--root {root}", "no space left")
+        assert_no_run_left(root)
+    with pytest.raises(MihdError, match="no space left") as err:  # the dashboard's launch path
+        launch(root, fake_plan(), raw_argv=[FAKE, "{run_dir}"], cached=[True])
+    assert "\n" not in str(err.value)
+    assert_no_run_left(root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_slices_add_results_tables_and_export_on_a_full_disk_leave_nothing_half_written(small_disk, demo_h5ad):
+    from mount_helpers import fill
+
+    from mihd.errors import MihdError
+    from mihd.results import write_tables
+
+    from mihd.data.registry import register
+
+    root = small_disk / "ws"
+    root.mkdir()
+    register(root, "demo", demo_h5ad)
+    done = run_dir_of(*RUN, root=root).name  # a real run, with labels and spots to export
+    fill(small_disk, 0)
+    before = files_of(root)
+    assert_one_line_error(run_mihd("slices", "add", "x", str(demo_h5ad), root=root), f"--root {root}", "no space")
+    with pytest.raises(MihdError, match="no space left.*no table was written"):  # the dashboard's `e`
+        write_tables(root)
+    for out in ("--h5ad", "--png"):
+        proc = run_mihd("export", done, out, str(small_disk / f"out.{out[2:]}"), root=root)
+        assert_one_line_error(proc, out, "No space left")
+    assert [f for f in files_of(root) if f != "results"] == before
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "ws"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_every_writing_command_on_a_read_only_workspace_is_one_line_and_changes_nothing(one_run, tmp_path, mounts,
+                                                                                       demo_h5ad):
+    from mount_helpers import mount
+
+    from mihd.errors import MihdError
+    from mihd.results import write_tables
+
+    root, done = one_run
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mount("--bind", str(root), str(ro))
+    mounts.append(ro)
+    mount("-o", "remount,ro,bind", str(ro))
+    before = files_of(root)
+    for argv in WRITERS:
+        proc = run_mihd(*argv, "--root", str(ro)) if argv == RUN else run_mihd(argv[0], "--root", str(ro), *argv[1:])
+        assert_one_line_error(proc, f"--root {ro}", "read-only")
+    assert_one_line_error(run_mihd("slices", "add", "x", str(demo_h5ad), "--root", str(ro)), "read-only")
+    assert_one_line_error(run_mihd("export", done, "--png", str(ro / "x.png"), "--root", str(ro)), "x.png")
+    with pytest.raises(MihdError, match="read-only"):
+        write_tables(ro)
+    assert files_of(root) == before

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..cache import validate_name
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
-from ..workspace import slices_file
+from ..workspace import slices_file, write_error
 from .sources import check_image, check_source
 
 
@@ -36,5 +36,8 @@ def register(root: Path, name: str, path: str | Path, truth_col: str | None = No
     entry = {"path": str(path), "truth_col": truth_col, "fullres": str(check_image(fullres)) if fullres else None}
     slices = _stored(root)
     slices[name] = entry
-    write_json_atomic(slices_file(root), slices)
+    try:
+        write_json_atomic(slices_file(root), slices)
+    except OSError as exc:
+        raise write_error(root, exc, f"register {name}", "slices.json is as it was") from None
     return entry
