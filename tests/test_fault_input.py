@@ -183,3 +183,60 @@ def test_every_writing_command_on_a_read_only_workspace_is_one_line_and_changes_
     with pytest.raises(MihdError, match="read-only"):
         write_tables(ro)
     assert files_of(root) == before
+
+
+# -- out-of-range numbers ------------------------------------------------------------------------------------
+GRID = ("grid", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "concat,mean")
+NUMERIC = [  # (argv with {} for the value, values refused) across run, grid, launch, refine, extract and runs
+    (RUN + ("--seed", "{}"), ["99999999999999999999", "4294967296", "-1", "nan", "inf", "1e400", "", " "]),
+    (RUN + ("--seeds", "{}"), ["99999999999999999999", "0", "-1", "nan", "inf", "", "0,99999999999999999999",
+                               "0,-1", "0,4294967296"]),
+    (RUN + ("--n-clusters", "{}"), ["99999999999999999999", "0", "1", "-1", "nan", "inf", "101"]),
+    (GRID + ("--n-clusters", "{}"), ["99999999999999999999", "0", "-3"]),
+    (("refine", "scan", "demo", "--vision", "texture", "--seed", "{}"), ["99999999999999999999", "-1", "nan"]),
+    (("refine", "scan", "demo", "--vision", "texture", "--n-clusters", "{}"), ["99999999999999999999", "0", "-1"]),
+    (("launch", "--expect", "{}", "--", *RUN), ["99999999999999999999", "0", "-1", "nan", "inf", "", " ", "400d"]),
+    (("launch", "--parallel", "{}", "--", *GRID), ["99999999999999999999", "0", "-1", "nan", "inf", ""]),
+    (("launch", "--backend", "slurm", "--time", "{}", "--", *RUN), ["99999999999999999999", "0", "-1", "nan",
+                                                                     "inf", "0:00:00", "9999-00", ""]),
+    (("launch", "--backend", "slurm", "--cpus", "{}", "--", *RUN), ["99999999999999999999", "0", "-1", "nan"]),
+    (("launch", "--backend", "slurm", "--max-parallel", "{}", "--", *GRID), ["99999999999999999999", "0", "-1"]),
+    (("launch", "--backend", "slurm", "--extract-cpus", "{}", "--", *GRID), ["99999999999999999999", "0"]),
+    (("launch", "--", *RUN, "--seeds", "{}"), ["99999999999999999999", "0,-1"]),
+    (("extract", "demo", "--vision", "texture", "--device", "{}"), ["99999999999999999999", "", "gpu"]),
+    (("runs", "ls", "--overrun-factor", "{}"), ["0", "-1", "nan", "inf", ""]),
+    (("runs", "kill", "x", "--grace", "{}"), ["99999999999999999999", "0", "-1", "nan", "inf", ""]),
+    (("cache", "gc", "--older-than", "{}"), ["99999999999999999999", "-1", "nan", "inf", ""]),
+]
+
+
+@pytest.mark.parametrize("argv,values", NUMERIC, ids=[f"{a[0]} {a[a.index('{}') - 1]}" for a, _ in NUMERIC])
+def test_every_out_of_range_number_is_one_line_before_anything_is_made(workspace, argv, values):
+    for value in values:
+        proc = run_mihd(*(value if a == "{}" else a for a in argv), root=workspace)
+        assert proc.returncode == 2, (value, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, (value, proc.stderr)
+        assert proc.stdout == ""
+        assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir()), value
+
+
+NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}
+
+
+def test_device_cuda_without_a_gpu_is_refused_at_launch_only_for_methods_that_use_a_device(cached_root):
+    for argv in [("launch", "--", *RUN[:-1], "attention", "--vision", "texture", "--device", "cuda"),
+                 ("launch", "--", *GRID[:-1], "concat,staig_fusion", "--device", "cuda"),
+                 ("launch", "--", "run", "demo", "--gene", "pca", "--vision", "uni", "--random-init",
+                  "--fusion", "concat", "--device", "cuda"),
+                 ("launch", "--backend", "slurm", "--", *RUN[:-1], "attention", "--vision", "texture",
+                  "--device", "cuda")]:
+        proc = run_mihd(*argv, root=cached_root, env=NO_GPU)
+        assert_one_line_error(proc, "--device cuda", "--fusion" if "uni" not in argv else "--vision uni")
+        assert not (cached_root / "runs").exists() or not any((cached_root / "runs").iterdir())
+    proc = run_mihd(*RUN[:-1], "staig_fusion", "--device", "cuda", root=cached_root, env=NO_GPU)
+    assert_one_line_error(proc, "--device cuda")
+    assert "load" not in proc.stderr  # refused before the slice loads
+    proc = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "concat", "--device", "cuda",
+                    root=cached_root, env=NO_GPU)  # concat uses no device: cuda is no reason to fail
+    assert proc.returncode == 0, proc.stderr

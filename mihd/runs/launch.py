@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import write_json_atomic
-from ..plan import RunSpec
+from ..plan import RunSpec, device_users
 from ..rundir import HANDLE, PROC, write_spec
 from ..workspace import resolve_root, runs_dir, write_error
 from . import fanout
@@ -79,6 +79,22 @@ def _cached(root: Path, spec: RunSpec, cached) -> tuple:
     return cells_cached(root, spec.cells)
 
 
+def _check_device(spec: RunSpec, backend, options: dict, flags) -> None:
+    """`--device cuda` for work that runs on a device, where the run would find no GPU: one line now, not a run
+    that fails later. A backend that places GPUs by request (Slurm's --gres) must be asked for one; a local run
+    needs one visible here. Methods that use no device never make `cuda` an error."""
+    users = device_users(spec, flags) if spec.device == "cuda" else []
+    if not users:
+        return
+    if any(o.name == "gres" for o in backend.options):
+        if not any("gpu" in str(v).lower() for v in options.values()):
+            raise MihdError(f"--device cuda: {users[0]} runs on the GPU, but the job asks for none "
+                            "(give --gres gpu:1, or --device auto)")
+    elif not fanout.visible_gpus():
+        raise MihdError(f"--device cuda: {users[0]} runs on the GPU, but no CUDA GPU is visible here "
+                        "(use --device cpu or auto)")
+
+
 def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=None) -> str:
     """Start `spec` as a detached run on its backend; return the run id.
 
@@ -94,6 +110,7 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
     be = get_backend(spec.backend)
     options = resolve_options(root, spec.backend, spec.backend_options)  # refused here: no run dir left behind
     flags = _cached(root, spec, cached)
+    _check_device(spec, be, options, flags)
     fan = raw_argv is None and fanout.fans_out(spec, options)  # its cells side by side (fanout.py)
     run_id, run_dir = _make_run_dir(root)
     if raw_argv is not None:
