@@ -240,3 +240,70 @@ def test_device_cuda_without_a_gpu_is_refused_at_launch_only_for_methods_that_us
     proc = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "concat", "--device", "cuda",
                     root=cached_root, env=NO_GPU)  # concat uses no device: cuda is no reason to fail
     assert proc.returncode == 0, proc.stderr
+
+
+# -- config files: one warning line, the rest used ---------------------------------------------------------------
+def test_a_bad_cache_from_json_is_one_warning_and_the_command_goes_on(cached_root, tmp_path):
+    from mihd.cache import cache_from_config
+
+    other = tmp_path / "shared"
+    other.mkdir()
+    for content, said in [(json.dumps([str(other), "/no/such/folder", 5, ""]), ["/no/such/folder", "entry 2: 5",
+                                                                                "entry 3: ''"]),
+                          ('{"a": 1}', ["expected a JSON list"]), ("[1,", ["not valid JSON"])]:
+        (cached_root / "cache_from.json").write_text(content)
+        proc = run_mihd("extract", "demo", "--gene", "pca", root=cached_root)
+        assert proc.returncode == 0 and proc.stdout.startswith("hit"), proc.stderr
+        warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("mihd: warning:")]
+        assert len(warnings) == len(said) and all("cache_from.json" in w for w in warnings), proc.stderr
+        for needle, line in zip(said, warnings):
+            assert needle in line
+    (cached_root / "cache_from.json").write_text(json.dumps([str(other), "/no/such/folder"]))
+    assert cache_from_config(cached_root) == [other]
+
+
+def test_slices_json_entries_of_the_wrong_shape_are_said_not_hidden(tmp_path, demo_h5ad):
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "slices.json").write_text(json.dumps({"mine": {"path": str(demo_h5ad)}, "lost": {"pth": "/x"}, "num": 5,
+                                                  "odd": {"path": "/x", "truth_col": 3}}))
+    proc = run_mihd("slices", "ls", root=root)
+    assert proc.returncode == 0 and "mine" in proc.stdout
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("mihd: warning:")]
+    assert [w.split("slice ")[1].split(":")[0] for w in warnings] == ["'lost'", "'num'", "'odd'"], proc.stderr
+    assert json.loads((root / "slices.json").read_text())["lost"] == {"pth": "/x"}  # never written over
+
+
+def test_tui_keys_json_with_a_value_that_is_no_key_keeps_the_default_and_says_so(tmp_path):
+    from mihd.workspace import config_problems, read_keymap
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "tui_keys.json").write_text(json.dumps({"quit": 5, "main.kill": "K", "help": "", "main.tab_runs": "a b"}))
+    keymap, problems = read_keymap(root)
+    assert keymap == {"main.kill": "K"}
+    assert [p.split(": ")[1] for p in problems] == ["quit", "help", "main.tab_runs"]
+    assert all(len(p.splitlines()) == 1 and "tui_keys.json" in p for p in problems)
+    (root / "tui_keys.json").write_text("[1, 2]")
+    assert read_keymap(root) == ({}, [config_problems(root)[0]])
+
+
+async def test_the_dashboard_shows_a_config_warning_and_quit_stays_on_q(tmp_path):
+    from tui_helpers import app_for
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "tui_keys.json").write_text(json.dumps({"quit": 5}))
+    (root / "cache_from.json").write_text('"/shared"')
+    app = app_for(root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        said = [n.message for n in app._notifications]
+        assert any("tui_keys.json: quit: 5" in m for m in said), said
+        assert any("cache_from.json" in m for m in said), said
+        await pilot.press("5")
+        await pilot.pause(0.3)
+        assert app.is_running
+        await pilot.press("q")
+        await pilot.pause(0.5)
+        assert not app.is_running
