@@ -240,6 +240,11 @@ def test_device_cuda_without_a_gpu_is_refused_at_launch_only_for_methods_that_us
     proc = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "concat", "--device", "cuda",
                     root=cached_root, env=NO_GPU)  # concat uses no device: cuda is no reason to fail
     assert proc.returncode == 0, proc.stderr
+    proc = run_mihd("extract", "demo", "--vision", "texture", "--device", "cuda", root=cached_root, env=NO_GPU)
+    assert proc.returncode == 0 and proc.stdout.startswith("hit"), proc.stderr  # weight-free: no device
+    proc = run_mihd("extract", "demo", "--vision", "uni", "--random-init", "--device", "cuda", root=cached_root,
+                    env=NO_GPU)
+    assert_one_line_error(proc, "--device cuda")
 
 
 # -- config files: one warning line, the rest used ---------------------------------------------------------------
