@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .errors import CacheCorrupt, MihdError
-from .jsonio import read_json, write_atomic, write_json_atomic
-from .workspace import embeddings_dir, host_index_dir, is_writable
+from .jsonio import write_atomic, write_json_atomic
+from .workspace import embeddings_dir, host_index_dir, is_writable, read_cache_from, warn_once
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,7 +53,6 @@ ORPHAN_GRACE = 600.0  # seconds: a file younger than this may be a write in flig
 CHUNK = 1 << 22  # bytes read (and hashed) at a time on a hit
 SETTLE = 1.1  # seconds: the coarsest mtime granularity expected (1 s on some NFS/Lustre servers) + margin
 LOCK_TIMEOUT = float(os.environ.get("MIHD_CACHE_LOCK_TIMEOUT", 120))  # heartbeat silence that frees a lock
-CACHE_FROM_FILE = "cache_from.json"  # in the workspace root: a list of read-only caches to read from too
 
 
 def is_valid_name(name: str) -> bool:
@@ -587,11 +586,12 @@ def inventory_stamp(root: Path) -> tuple:
 
 
 def cache_from_config(root: Path) -> list[Path]:
-    """`<root>/cache_from.json`: a list of read-only workspaces to read embeddings from as well."""
-    listed = read_json(Path(root) / CACHE_FROM_FILE, [])
-    if not isinstance(listed, list):
-        raise MihdError(f"{Path(root) / CACHE_FROM_FILE}: expected a JSON list of workspace folders")
-    return [Path(p).expanduser() for p in listed if isinstance(p, str)]
+    """`<root>/cache_from.json`: a list of read-only workspaces to read embeddings from as well (entries that
+    are not folders are said once, on stderr, and left out: workspace.read_cache_from)."""
+    folders, problems = read_cache_from(root)
+    for line in problems:
+        warn_once(line)
+    return folders
 
 
 def entry_flags(meta: dict) -> list[str]:

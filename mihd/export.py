@@ -40,6 +40,11 @@ class RunCell:
         return obs_key(self.cell)
 
 
+def _why(exc: OSError) -> str:
+    """The system's reason for a failed write (h5py words its own, over several lines, around the errno)."""
+    return os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+
+
 def obs_key(cell: Cell) -> str:
     """`mihd_pca+texture_concat_gmm`: the obs/obsm key of a cell inside its slice's AnnData."""
     return OBS_PREFIX + re.sub(r"[^A-Za-z0-9_.+-]", "_", cell.label.split(" ", 1)[1])
@@ -271,14 +276,14 @@ def export(root, run_ref: str, *, cells: list[str] | None = None, h5ad=None, png
             try:
                 adata.write_h5ad(tmp)
             except OSError as exc:
-                raise MihdError(f"--h5ad {h5ad}: cannot write ({exc.strerror or exc})") from None
+                raise MihdError(f"--h5ad {h5ad}: cannot write ({_why(exc)})") from None
             report["h5ad"] = str(h5ad_out)
         if png_out is not None:
             drawn = best(chosen)
             try:
                 draw_png(run, drawn, staged.tmp(png_out))
             except OSError as exc:
-                raise MihdError(f"--png {png}: cannot write ({exc.strerror or exc})") from None
+                raise MihdError(f"--png {png}: cannot write ({_why(exc)})") from None
             report["png"], report["png_cell"] = str(png_out), drawn.cell.label
         staged.commit()
     return report

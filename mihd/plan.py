@@ -33,6 +33,24 @@ def _name(value: Any, what: str, *, optional: bool = False) -> str | None:
 
 
 MAX_SEEDS = 100
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's random states are 32-bit
+
+
+def device_users(spec: "RunSpec", cached=None) -> list[str]:
+    """What in `spec` runs on its --device, as the options that ask for it: training fusions, and vision encoders
+    with weights whose embedding a cell still has to extract (`cached`: per cell, whether its inputs are)."""
+    from .encoders import REGISTRY
+    from .fusion import FUSIONS
+
+    users = []
+    for i, cell in enumerate(spec.cells):
+        method = FUSIONS.get(cell.fusion)
+        if method is not None and method.trains:
+            users.append(f"--fusion {cell.fusion}")
+        encoder = REGISTRY["vision"].get(cell.vision or "")
+        if encoder is not None and encoder.needs_weights and not (cached and cached[i]):
+            users.append(f"--vision {cell.vision}")
+    return list(dict.fromkeys(users))
 
 
 def parse_seeds(text: str, what: str = "--seeds") -> tuple[int, ...]:
@@ -48,6 +66,8 @@ def parse_seeds(text: str, what: str = "--seeds") -> tuple[int, ...]:
         if not 1 <= values[0] <= MAX_SEEDS:
             raise MihdError(f"{what} {text}: the number of seeds must be from 1 to {MAX_SEEDS}")
         return tuple(range(values[0]))
+    if max(values) > MAX_SEED:
+        raise MihdError(f"{what} {text}: a seed is a whole number from 0 to {MAX_SEED}")
     if len(set(values)) != len(values):
         raise MihdError(f"{what} {text}: a seed is listed twice")
     if len(values) > MAX_SEEDS:
@@ -159,15 +179,15 @@ class RunSpec:
         if self.n_clusters is not None and (not isinstance(self.n_clusters, int) or isinstance(self.n_clusters, bool)
                                             or not 2 <= self.n_clusters <= 100):
             raise MihdError(f"--n-clusters {self.n_clusters!r}: not a whole number from 2 to 100")
-        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds) \
-                or len(set(self.seeds)) != len(self.seeds):
-            raise MihdError(f"--seeds: {list(self.seeds)!r} must be distinct whole numbers >= 0")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
+                                     for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise MihdError(f"--seeds: {list(self.seeds)!r} must be distinct whole numbers from 0 to {MAX_SEED}")
         if self.expect is not None and (not isinstance(self.expect, (int, float)) or isinstance(self.expect, bool)
                                         or self.expect <= 0):
             raise MihdError(f"--expect: {self.expect!r} must be a positive duration")
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()
-                                      or any(ch in self.name for ch in "\n\r\t\x00") or len(self.name) > 80):
-            raise MihdError(f"--name: {self.name!r} must be one line of at most 80 characters")
+                                      or not self.name.isprintable() or "/" in self.name or len(self.name) > 80):
+            raise MihdError(f"--name: {self.name!r} must be one line of at most 80 characters, without /")
         for what in ("encoder", "slice_options", "backend_options"):
             if not isinstance(getattr(self, what), dict):
                 raise MihdError(f"plan: {what} must be an object")

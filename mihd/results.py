@@ -228,13 +228,23 @@ def _stat(stat: Stat) -> str:
 
 def write_tables(root, slice_id: str | None = None, source: str = "latest") -> tuple[Path, Path]:
     """The results table (of one slice) as Markdown and CSV, side by side in `<root>/results/` under a new
-    name each time (`<slice>-<date>-<time>.md|csv`, a later one never overwrites an earlier); returns both paths."""
-    import time
-
-    from .workspace import resolve_root
+    name each time (`<slice>-<date>-<time>.md|csv`, a later one never overwrites an earlier); returns both paths.
+    A full or read-only workspace is one line naming --root."""
+    from .workspace import resolve_root, write_error
 
     rows = aggregate(collect(root, slice_id), source)
-    folder = resolve_root(root) / RESULTS_DIR
+    root = resolve_root(root)
+    folder = root / RESULTS_DIR
+    try:
+        return _write_tables(rows, folder, slice_id)
+    except OSError as exc:
+        raise write_error(root, exc, "write the results tables", "no table was written") from None
+
+
+def _write_tables(rows: list[Row], folder: Path, slice_id: str | None) -> tuple[Path, Path]:
+    """Both tables or neither: a Markdown table whose CSV could not follow is taken back."""
+    import time
+
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{slice_id or 'all'}-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
@@ -242,13 +252,18 @@ def write_tables(root, slice_id: str | None = None, source: str = "latest") -> t
         n += 1
         stem = f"{slice_id or 'all'}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
     paths = (folder / f"{stem}.md", folder / f"{stem}.csv")
-    for path, fmt in zip(paths, ("markdown", "csv")):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(render(rows, fmt))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    try:
+        for path, fmt in zip(paths, ("markdown", "csv")):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(render(rows, fmt))
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
     return paths
 
 

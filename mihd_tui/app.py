@@ -22,9 +22,8 @@ from textual.worker import get_current_worker
 from mihd.errors import MihdError
 from mihd.grid import GridSpec, plan_launches, skipped_columns
 from mihd.inventory import cached_inputs, inputs_cached
-from mihd.jsonio import read_json
 from mihd.runs.gpu import Gpu
-from mihd.workspace import is_writable, keymap_file, resolve_root, runs_dir, slices_file
+from mihd.workspace import config_problems, is_writable, read_keymap, resolve_root, runs_dir, slices_file
 
 from .messages import Notice, SnapshotReady
 from .poller import Poller, Snapshot
@@ -61,9 +60,10 @@ class MihdApp(App):
 
     # -- start and polling ------------------------------------------------------------------------
     def on_mount(self) -> None:
-        keymap = read_json(keymap_file(self.root), default=None)  # optional {binding id: keys}, e.g. {"kill": "K"}
-        if isinstance(keymap, dict):
-            self.set_keymap({str(k): str(v) for k, v in keymap.items()})
+        keymap, _ = read_keymap(self.root)  # optional {binding id: keys}, e.g. {"kill": "K"}; bad entries keep theirs
+        self.set_keymap(keymap)
+        for line in config_problems(self.root):  # a wrong tui_keys.json, cache_from.json or slices.json entry
+            self.notify(line, severity="warning", timeout=12)
         from .screens.main import MainScreen
 
         self.push_screen(MainScreen())

@@ -2,13 +2,15 @@
 
 Errors a researcher can cause print as one line with exit code 2, never a traceback nor the usage block:
 a MihdError as `mihd: error: ...`, a malformed command line as `mihd run: --n-clusters: invalid int value: 'abc'`
-(`Parser.error`, which every subcommand's parser inherits). Heavy libraries are imported inside the handlers,
+(`Parser.error`, which every subcommand's parser inherits), and a write refused by a full or read-only disk that
+a command did not word itself as `mihd: error: FILE: No space left on device`. Heavy libraries are imported inside the handlers,
 so `mihd cache ls` and `mihd runs ls` stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from ..compute import quiet_waiting
@@ -18,6 +20,7 @@ from .common import one_line
 
 quiet_waiting()  # before any handler loads numpy or torch: their worker threads sleep when idle, sized to our cores
 
+DISK_REFUSALS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the disk's answer, not a bug: one line, no traceback
 GROUPS = (slices_cmd, extract_cmd, cache_cmd, run_cmd, launch_cmd, runs_cmd, results_cmd, export_cmd, doctor_cmd)
 
 
@@ -43,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except MihdError as exc:
         print(f"mihd: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in DISK_REFUSALS:
+            raise
+        print(f"mihd: error: {one_line(exc.filename or '')}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mihd: interrupted", file=sys.stderr)

@@ -40,6 +40,19 @@ def encoder_config(args) -> dict:
     return config
 
 
+def seed_arg(text: str) -> int:
+    """argparse type of --seed: a whole number numpy and scikit-learn take (0 to 2**32 - 1), else one line."""
+    from ..plan import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a whole number from 0 to {MAX_SEED}")
+    return value
+
+
 def one_line(text) -> str:
     """`text` as one printable line whatever it holds: control characters (a newline in a name or path) are escaped."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

@@ -33,13 +33,15 @@ def cmd_extract(args) -> int:
     from ..workspace import resolve_root
 
     modality, name = ("gene", args.gene) if args.gene else ("vision", args.vision)
-    get_encoder(modality, name)  # fail on bad arguments before loading the slice
+    encoder = get_encoder(modality, name)  # fail on bad arguments before loading the slice
     if modality == "vision":
         check_variant(args.variant)
     if args.cache_name is not None:
         validate_name(args.cache_name)
     cache_from = [_source(d) for d in args.cache_from]
-    config = {**encoder_config(args), "device": check_device(args.device)}
+    if modality == "vision" and encoder.needs_weights:  # weight-free encoders never touch a device
+        check_device(args.device)
+    config = {**encoder_config(args), "device": args.device}
     root = resolve_root(args.root)
     adata = load_slice(args.slice, root=root, truth_col=args.truth_col, fullres=args.fullres)
     result = get_embedding(adata, modality, name, root=root, variant=args.variant, cache_name=args.cache_name,

@@ -75,7 +75,7 @@ def cmd_launch(args) -> int:
     if not command:
         raise MihdError("mihd launch: missing the command; e.g. mihd launch -- run demo --gene pca")
     options = options_from_args(args.backend, args)
-    expect = parse_duration(args.expect) if args.expect else None
+    expect = parse_duration(args.expect) if args.expect is not None else None
     run_args = _run_args(command)
     root = resolve_root(args.root)
     plan = plan_from_args(run_args, root, backend=args.backend, backend_options=options, expect=expect,

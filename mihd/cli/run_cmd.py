@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..plan import DEVICES, parse_seeds, plan_argv
-from .common import add_encoder_options, add_root, add_slice_options, encoder_config, print_json, print_table
+from ..plan import DEVICES, device_users, parse_seeds, plan_argv
+from .common import add_encoder_options, add_root, add_slice_options, encoder_config, print_json, print_table, seed_arg
 
 
 def _common(p) -> None:
@@ -22,7 +22,7 @@ def _common(p) -> None:
     p.add_argument("--n-clusters", type=int, help="number of domains (default: the number of truth labels)")
     p.add_argument("--refine", action="store_true", help="smooth labels by a 15-NN spatial majority vote")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, help="the seed of fusion and clustering (default 0)")
+    seeds.add_argument("--seed", type=seed_arg, help="the seed of fusion and clustering (default 0)")
     seeds.add_argument("--seeds", metavar="N|S1,S2",
                        help="fuse and cluster each cell once per seed: N = seeds 0..N-1, or a list (0,3,7); "
                             "scores are kept per seed and shown as mean ± sd")
@@ -65,7 +65,7 @@ def register(sub) -> None:
     scan.add_argument("--variant", default="standard")
     scan.add_argument("--cache-name", help="store under this name (default scan_<NAME>)")
     scan.add_argument("--n-clusters", type=int, help="SCAN head width (default: the number of truth labels)")
-    scan.add_argument("--seed", type=int, default=0)
+    scan.add_argument("--seed", type=seed_arg, default=0)
     scan.add_argument("--device", default="auto", choices=DEVICES, help="where the heads train (default auto: CUDA when torch sees one)")
     scan.add_argument("--override", action="store_true", help="recompute even when cached")
     add_root(scan)
@@ -135,11 +135,15 @@ def _check_inputs(root: Path, slice_id: str, inputs: list[tuple[str, str | None]
 
 
 def cmd_run(args) -> int:
+    from ..compute import check_device
+    from ..inventory import cells_cached
     from ..workspace import resolve_root
 
     root = resolve_root(args.root)
-    return run_plan(plan_from_args(args, root), root, _given_run_dir(args.run_dir) if args.run_dir else None,
-                    as_json=args.json)
+    plan = plan_from_args(args, root)
+    if plan.device == "cuda" and device_users(plan, cells_cached(root, plan.cells)):
+        check_device("cuda")  # no GPU here: one line before the slice loads, not a failed run after extraction
+    return run_plan(plan, root, _given_run_dir(args.run_dir) if args.run_dir else None, as_json=args.json)
 
 
 def _given_run_dir(text: str) -> Path:

@@ -167,11 +167,15 @@ def _logs(args) -> int:
     from pathlib import Path
 
     from ..rundir import EXIT, LOG
+    from ..runs.fanout import cell_dir
+    from ..runs.ids import split_cell
 
-    run_id, _, cell = args.id.partition("/")  # GRID/3: cell 3 of a fanned-out grid
+    run_id, cell = split_cell(args.id)  # GRID/3: cell 3 of a fanned-out grid
     with _watcher(args.root) as w:
-        run_dir = Path(w.view(run_id).run_dir) / ("cells/" + cell if cell else "")
-    if cell and not (run_dir / LOG).parent.is_dir():
+        run_dir = Path(w.view(run_id).run_dir)
+    if cell is not None:
+        run_dir = cell_dir(run_dir, cell)
+    if cell is not None and not run_dir.is_dir():
         from ..errors import MihdError
 
         raise MihdError(f"run {args.id!r}: no such cell (ID/N names cell N of a fanned-out grid)")

@@ -119,15 +119,19 @@ def ensure_demo(root: Path) -> Path:
     """Make `<root>/demo/demo.h5ad` once (atomically, so concurrent first uses are safe) and register it."""
     from .registry import register, registered
 
-    from ..workspace import demo_dir
+    from ..workspace import demo_dir, write_error
 
     path = demo_dir(Path(root)) / "demo.h5ad"
     known = registered(root, strict=True)  # a broken slices.json is said before the demo is made, not after
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".demo.{os.getpid()}.h5ad")
-        make_demo().write_h5ad(tmp)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            make_demo().write_h5ad(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full or read-only workspace: one line, no partial file
+            tmp.unlink(missing_ok=True)
+            raise write_error(Path(root), exc, "make the demo slice") from None
     if "demo" not in known:
         register(root, "demo", path)
     return path

@@ -7,17 +7,18 @@ from pathlib import Path
 from ..cache import validate_name
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
-from ..workspace import slices_file
+from ..workspace import slice_entries, slices_file, warn_once, write_error
 from .sources import check_image, check_source
 
 
 def registered(root: Path, *, strict: bool = False) -> dict[str, dict]:
-    """Registered slices by name ({"path", "truth_col", "fullres"}); an entry of another shape is left out, and
-    an unreadable slices.json reads as none (`strict`: is a MihdError)."""
+    """Registered slices by name ({"path", "truth_col", "fullres"}); an entry of another shape is left out and
+    said once on stderr, and an unreadable slices.json reads as none (`strict`: is a MihdError)."""
     data = _stored(root) if strict else read_json(slices_file(root), default={})
-    if not isinstance(data, dict):
-        return {}
-    return {name: e for name, e in data.items() if isinstance(e, dict) and isinstance(e.get("path"), str)}
+    entries, problems = slice_entries(data, slices_file(root))
+    for line in problems:
+        warn_once(line)
+    return entries
 
 
 def _stored(root: Path) -> dict:
@@ -36,5 +37,8 @@ def register(root: Path, name: str, path: str | Path, truth_col: str | None = No
     entry = {"path": str(path), "truth_col": truth_col, "fullres": str(check_image(fullres)) if fullres else None}
     slices = _stored(root)
     slices[name] = entry
-    write_json_atomic(slices_file(root), slices)
+    try:
+        write_json_atomic(slices_file(root), slices)
+    except OSError as exc:
+        raise write_error(root, exc, f"register {name}", "slices.json is as it was") from None
     return entry

@@ -49,6 +49,7 @@ class FusionMethod:
     uses_vision: bool
     module: str
     description: str
+    trains: bool = False  # trains a torch model on --device (the others never touch a device)
 
     def fuse(self, gene: Embedding, vision: Embedding | None, ctx: FusionContext) -> np.ndarray:
         import numpy as np
@@ -73,8 +74,8 @@ FUSIONS = {
         FusionMethod("vision_only", Profile(vision=VISION_PCS), True, True, ".vision_only", "vision embedding alone"),
         FusionMethod("concat", Profile(GENE_PCS, VISION_PCS), True, True, ".concat", "gene_only's and vision_only's inputs as equal-weight blocks, joint PCA(30)"),
         FusionMethod("mean", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".mean", "standardise + PCA(32) per modality, averaged"),
-        FusionMethod("attention", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".attention", "learned per-spot modality weights (seeded torch)"),
-        FusionMethod("staig_fusion", Profile(vision=STAIG_VISION), False, True, ".staig_fusion", "STAIG image-aided graph contrastive learning (gene-only form without vision)"),
+        FusionMethod("attention", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".attention", "learned per-spot modality weights (seeded torch)", trains=True),
+        FusionMethod("staig_fusion", Profile(vision=STAIG_VISION), False, True, ".staig_fusion", "STAIG image-aided graph contrastive learning (gene-only form without vision)", trains=True),
     )
 }
 
@@ -116,7 +117,8 @@ def run_cell_arrays(
     """Raw embeddings -> (labels, fused array, timings {"fuse", "cluster"} in seconds).
 
     Applies the method's profile once, fuses, clusters and (with `refine`) smooths the labels by a
-    15-NN spatial majority vote. `device` is where the training methods (attention, staig_fusion) run.
+    15-NN spatial majority vote. `device` is where the training methods (attention, staig_fusion) run; the
+    others ignore it, so `--device cuda` fails only a method that would use the GPU.
     Pass embeddings of the spots to score (e.g. labelled spots only for the DLPFC protocol, where NA
     spots are dropped before the graph is built).
     """
@@ -127,7 +129,8 @@ def run_cell_arrays(
     progress = progress or _no_progress
     method = get_fusion(fusion)
     clustering.get_clusterer(cluster)  # fail on a bad name before any work
-    check_device(device)  # a bad name, or cuda without a GPU: one line, before any work
+    if method.trains:
+        check_device(device)  # a bad name, or cuda without a GPU: one line, before any work
     coords = np.asarray(coords, dtype=np.float64)
     check_inputs(method, gene, vision, coords)
     clustering.check_n_clusters(n_clusters, len(gene.obs_names))

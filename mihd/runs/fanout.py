@@ -92,6 +92,9 @@ def longest_first(root: Path, spec: RunSpec, cached) -> list[int]:
 
 
 # -- what fans out, and how wide ----------------------------------------------------------------------
+MAX_PARALLEL = 4096  # workers on one machine; a larger number is a typo or an overflow
+
+
 def parallel_option(value):
     """`--parallel N` (N >= 1) or `auto` (one worker per visible GPU when several, else per allowed core)."""
     if str(value).strip().lower() == "auto":
@@ -102,6 +105,8 @@ def parallel_option(value):
         raise ValueError("expected a whole number >= 1 or auto") from None
     if n < 1:
         raise ValueError("expected a whole number >= 1 or auto")
+    if n > MAX_PARALLEL:
+        raise ValueError(f"expected at most {MAX_PARALLEL} workers, or auto")
     return n
 
 

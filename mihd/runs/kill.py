@@ -20,6 +20,7 @@ from ..jsonio import write_json_atomic
 from ..rundir import EXIT, EventLog
 from . import fanout_status
 from .fanout import is_fanned
+from .ids import split_cell
 from .status import RunWatcher
 
 SIGNALS = ("TERM", "INT", "KILL")
@@ -40,12 +41,12 @@ def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
     own = watcher is None
     watcher = watcher or RunWatcher(root)
     try:
-        grid_id, _, cell = run_id.partition("/")  # GRID/3: cell 3 of a fanned-out grid
-        view = watcher.view(grid_id if cell else run_id)
-        if cell or is_fanned(view.run_dir):
-            if cell and (not cell.isdigit() or not is_fanned(view.run_dir)):
+        grid_id, cell = split_cell(run_id)  # GRID/3: cell 3 of a fanned-out grid
+        view = watcher.view(grid_id)
+        if cell is not None or is_fanned(view.run_dir):
+            if cell is not None and not is_fanned(view.run_dir):
                 raise MihdError(f"run {run_id!r}: ID/N names cell N of a grid launched with --parallel or on Slurm")
-            return fanout_status.kill(watcher, view, signal, grace, int(cell) if cell else None)
+            return fanout_status.kill(watcher, view, signal, grace, cell)
         if not watcher.may_still_run(view):
             what = f"corrupt: {view.error}" if view.status == "corrupt" else view.status
             raise MihdError(f"run {view.id}: not running ({what}); nothing to kill")

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import write_json_atomic
-from ..plan import RunSpec
+from ..plan import RunSpec, device_users
 from ..rundir import HANDLE, PROC, write_spec
-from ..workspace import resolve_root, runs_dir
+from ..workspace import resolve_root, runs_dir, write_error
 from . import fanout
 from .backends import get_backend, resolve_options
 from .registry import Registry
 from .supervise import boot_id, proc_create_time
+
+
+NOTHING_MADE = "no run dir is left"
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -33,15 +38,33 @@ def new_run_id(now: float | None = None) -> str:
 
 
 def _make_run_dir(root: Path) -> tuple[str, Path]:
+    """A new, empty run dir; a full or read-only workspace is one line naming --root, and nothing is made."""
     base = runs_dir(root)
-    base.mkdir(parents=True, exist_ok=True)
-    while True:
-        run_id = new_run_id()
-        try:
-            (base / run_id).mkdir()
-            return run_id, base / run_id
-        except FileExistsError:
-            continue
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_id = new_run_id()
+            try:
+                (base / run_id).mkdir()
+                return run_id, base / run_id
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise write_error(root, exc, "start a run", NOTHING_MADE) from None
+
+
+@contextmanager
+def _until_started(root: Path, run_dir: Path, made: bool = True):
+    """Until the run is handed to its backend, a failure (a full disk, a refused submit, Ctrl-C) removes the run
+    dir this process `made`: nothing half-written is left, which no listing would show and `runs rm` could not find."""
+    try:
+        yield
+    except BaseException as exc:
+        if made:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise write_error(root, exc, "start a run", NOTHING_MADE) from None
+        raise
 
 
 def _cached(root: Path, spec: RunSpec, cached) -> tuple:
@@ -54,6 +77,22 @@ def _cached(root: Path, spec: RunSpec, cached) -> tuple:
     from ..inventory import cells_cached
 
     return cells_cached(root, spec.cells)
+
+
+def _check_device(spec: RunSpec, backend, options: dict, flags) -> None:
+    """`--device cuda` for work that runs on a device, where the run would find no GPU: one line now, not a run
+    that fails later. A backend that places GPUs by request (Slurm's --gres) must be asked for one; a local run
+    needs one visible here. Methods that use no device never make `cuda` an error."""
+    users = device_users(spec, flags) if spec.device == "cuda" else []
+    if not users:
+        return
+    if any(o.name == "gres" for o in backend.options):
+        if not any("gpu" in str(v).lower() for v in options.values()):
+            raise MihdError(f"--device cuda: {users[0]} runs on the GPU, but the job asks for none "
+                            "(give --gres gpu:1, or --device auto)")
+    elif not fanout.visible_gpus():
+        raise MihdError(f"--device cuda: {users[0]} runs on the GPU, but no CUDA GPU is visible here "
+                        "(use --device cpu or auto)")
 
 
 def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=None) -> str:
@@ -71,6 +110,7 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
     be = get_backend(spec.backend)
     options = resolve_options(root, spec.backend, spec.backend_options)  # refused here: no run dir left behind
     flags = _cached(root, spec, cached)
+    _check_device(spec, be, options, flags)
     fan = raw_argv is None and fanout.fans_out(spec, options)  # its cells side by side (fanout.py)
     run_id, run_dir = _make_run_dir(root)
     if raw_argv is not None:
@@ -79,9 +119,14 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
         command = fanout.grid_command(root, run_dir, spec)
     else:
         command = [sys.executable, "-m", "mihd", "exec-plan", "--run-dir", str(run_dir), "--root", str(root)]
-    write_spec(run_dir, spec, run_id=run_id, argv=command, cached=flags)
-    handle = fanout.submit(root, run_dir, spec, options, flags) if fan else be.submit(run_dir, command, options)
-    write_json_atomic(run_dir / HANDLE, handle)
+    with _until_started(root, run_dir):
+        write_spec(run_dir, spec, run_id=run_id, argv=command, cached=flags)
+        handle = fanout.submit(root, run_dir, spec, options, flags) if fan else be.submit(run_dir, command, options)
+    try:
+        write_json_atomic(run_dir / HANDLE, handle)
+    except OSError as exc:  # started all the same: it lists by its own files and `runs kill` stops it
+        raise MihdError(f"run {run_id} started, but {write_error(root, exc, 'write its handle.json')} "
+                        f"(stop it with mihd runs kill {run_id})") from None
     reg = Registry(root)
     try:
         reg.ingest(run_dir)
@@ -95,10 +140,12 @@ def begin_direct(root, run_dir: Path, spec: RunSpec, argv: list[str]) -> None:
     it running and can tell lost from running. Call `registry.ingest` at the end."""
     root = resolve_root(root)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_spec(run_dir, spec, run_id=run_dir.name, argv=argv, cached=_cached(root, spec, None), direct=True)
-    pid = os.getpid()
-    ident = {"pid": pid, "create_time": proc_create_time(pid), "sid": os.getsid(0),
-             "host": socket.gethostname(), "boot_id": boot_id(), "uid": os.getuid(), "started": round(time.time(), 3),
-             "child_pid": pid, "child_create_time": proc_create_time(pid)}
-    write_json_atomic(run_dir / PROC, ident)
+    cached = _cached(root, spec, None)
+    with _until_started(root, run_dir, made=not run_dir.exists()):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_spec(run_dir, spec, run_id=run_dir.name, argv=argv, cached=cached, direct=True)
+        pid = os.getpid()
+        ident = {"pid": pid, "create_time": proc_create_time(pid), "sid": os.getsid(0), "host": socket.gethostname(),
+                 "boot_id": boot_id(), "uid": os.getuid(), "started": round(time.time(), 3),
+                 "child_pid": pid, "child_create_time": proc_create_time(pid)}
+        write_json_atomic(run_dir / PROC, ident)

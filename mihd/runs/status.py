@@ -28,6 +28,7 @@ from .eta import Expected, ProgressTracker, cell_plans, expected_duration, queue
 from .fanout import is_fanned
 from .fanout_status import CellView, grid_progress, refresh_grid
 from .gpu import Gpu, default_gpu
+from .ids import check_ref, match
 from .monitor import Monitor, TreeSample
 from .overrun import is_overrun, overrun_factor, record_overrun
 from .reasons import failure_reason
@@ -230,17 +231,10 @@ class RunWatcher:
             return True
 
     def resolve(self, run_id: str) -> str:
+        """The id `run_id` names (mihd.runs.ids: an id, a unique prefix of 4+ characters or a name; never a path)."""
+        check_ref(run_id)
         self.registry.sync()
-        ids = self.registry.ids()
-        if run_id in ids:
-            return run_id
-        matches = [i for i in ids if i.startswith(run_id)] or \
-                  [r["id"] for r in self.registry.rows("name=?", (run_id,))]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise MihdError(f"run {run_id!r}: no such run (see `mihd runs ls --all`)")
-        raise MihdError(f"run {run_id!r}: ambiguous, matches {', '.join(sorted(matches)[:5])}")
+        return match(run_id, self.registry.ids(), lambda name: [r["id"] for r in self.registry.rows("name=?", (name,))])
 
     def latest_scores(self) -> dict[str, dict]:
         """The latest finished scores per cell signature string (for the grid): {sig: {ari, nmi, run_id}}."""

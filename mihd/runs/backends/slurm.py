@@ -24,7 +24,7 @@ from pathlib import Path
 from ...errors import MihdError
 from ...jsonio import read_json, write_json_atomic
 from ...rundir import BATCH_OUTPUT, BATCH_SCRIPT, EXIT, HANDLE, PROC
-from ..durations import parse_duration
+from ..durations import MAX_DURATION, parse_duration
 from .base import GONE, QUEUED, RUNNING, UNKNOWN, Option, RunState
 from .slurm_commands import JobInfo, SlurmCommands
 
@@ -39,6 +39,7 @@ KILL_WAIT = 30.0  # after KILL, how long to wait for Slurm to report the job gon
 
 _OWN = ("--output", "--error", "--chdir", "--parsable", "--wrap", "--array", "--test-only", "--job-name")
 _OWN_SHORT = ("-o", "-e", "-D", "-a", "-J")
+MAX_COUNT = 65535  # Slurm keeps CPUs per task in 16 bits; more tasks at once than that is a typo
 _SLURM_TIME = re.compile(r"^(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})$")
 
 
@@ -52,10 +53,23 @@ def _matching(pattern: str, what: str):
     return check
 
 
+def _slurm_seconds(text: str) -> int:
+    """Seconds in one of Slurm's time forms: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:
+        h, m, s = parts + [0] * (3 - len(parts))
+    else:
+        h, m, s = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+    return int(days or 0) * 86400 + h * 3600 + m * 60 + s
+
+
 def slurm_time(value) -> str:
     """Slurm's own forms pass as they are (`30` = minutes, `2:00:00`, `1-12`); ours (`90m`, `2h`) convert."""
     text = str(value).strip()
     if _SLURM_TIME.match(text):
+        if not 0 < _slurm_seconds(text) <= MAX_DURATION:
+            raise ValueError("expected a limit from 1 minute to a year (0 would ask for none)")
         return text
     try:
         secs = int(-(-parse_duration(text) // 1))
@@ -67,8 +81,8 @@ def slurm_time(value) -> str:
 
 
 def _at_least_one(n: int) -> int:
-    if n < 1:
-        raise ValueError("expected a whole number >= 1")
+    if not 1 <= n <= MAX_COUNT:
+        raise ValueError(f"expected a whole number from 1 to {MAX_COUNT}")
     return n
 
 
