@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cache import validate_name
+from ..cache_files import write_error
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
 from ..workspace import slices_file
@@ -36,5 +37,8 @@ def register(root: Path, name: str, path: str | Path, truth_col: str | None = No
     entry = {"path": str(path), "truth_col": truth_col, "fullres": str(check_image(fullres)) if fullres else None}
     slices = _stored(root)
     slices[name] = entry
-    write_json_atomic(slices_file(root), slices)
+    try:
+        write_json_atomic(slices_file(root), slices)
+    except OSError as exc:
+        raise write_error(root, exc, f"register {name}", 4096) from None
     return entry
