@@ -23,6 +23,7 @@ checked reading of each file, hashing), cache_index (listing through the host-lo
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,12 +165,14 @@ class EmbeddingCache(Listing, SingleFlight, Upkeep):
         if Path(blob).name != blob or not blob.endswith(".npy"):
             raise CacheCorrupt(f"cache entry {key}: blob name {blob!r} is not a file of its folder")
         path = self.slice_dir(key.slice) / blob
-        array = np.empty(shape, dtype=np.float32)
-        view = memoryview(array).cast("B")
         digest = xxhash.xxh3_64()
         try:
             with open(path, "rb", buffering=0) as fh:
                 check_header(fh, key, shape)
+                if os.fstat(fh.fileno()).st_size - fh.tell() != shape[0] * shape[1] * 4:  # before allocating
+                    raise CacheCorrupt(f"cache entry {key}: array has the wrong size (truncated or overwritten)")
+                array = np.empty(shape, dtype=np.float32)
+                view = memoryview(array).cast("B")
                 pos = 0
                 while pos < len(view):
                     got = fh.readinto(view[pos: pos + CHUNK])

@@ -110,7 +110,7 @@ def parse_meta(raw: bytes | None) -> dict | None:
         if field in meta and not isinstance(meta[field], kind):
             return None
     shape = meta["shape"]
-    if len(shape) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+    if len(shape) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
         return None
     return meta
 
