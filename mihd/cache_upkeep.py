@@ -78,7 +78,7 @@ class Upkeep:
         left: dict[str, tuple[int, int]] = {}
         me = os.getuid()
         for rel, size in self.orphans(grace):
-            path = self.dir / rel
+            path = Path(os.path.normpath(self.dir / rel))  # `../demo/...` even before embeddings/ exists
             try:
                 st = path.stat()
                 if time.time() - st.st_mtime < grace:  # reused meanwhile (a spot list, a lock)
