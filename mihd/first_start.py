@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import GENE_VARIANT, read_entries
+from .data import DEMO
 from .data.registry import registered
 from .workspace import runs_dir, slices_file
-
-DEMO = "demo"
 
 
 @dataclass(frozen=True)

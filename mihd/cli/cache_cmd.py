@@ -48,7 +48,8 @@ def inventory_rows(entries: list[dict], now: float) -> list[list]:
 
     rows = []
     for m in sorted(entries, key=lambda m: (m["slice"], m["modality"], m["name"], m["variant"])):
-        problem = "CORRUPT" if "corrupt" in m else m["unreadable"].upper() if "unreadable" in m else None
+        problem = "CORRUPT" if "corrupt" in m else \
+            "UNREADABLE" + m["unreadable"].removeprefix("unreadable") if "unreadable" in m else None
         if problem:
             rows.append([m["slice"], m["modality"], m["name"], m["variant"], problem, "-", "-", "-"])
             continue
