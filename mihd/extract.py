@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import GENE_VARIANT, CacheKey, EmbeddingCache
+from .cache import GENE_VARIANT, CacheKey, EmbeddingCache, unreadable_advice
+from .cache_flight import wait_note
 from .embedding import Embedding
 from .encoders import REGISTRY, check_variant, get_encoder
 from .errors import MihdError
@@ -61,6 +62,8 @@ def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str |
             found = cache.lookup(key, fingerprint)
             if found.status == "hit":
                 return _served(found, key, config, events, started)
+            if found.status == "unreadable":  # another user's entry: never recomputed over
+                raise MihdError(unreadable_advice(found.reason))
             if found.reason:
                 print(f"mihd: {found.reason}; recomputing", file=sys.stderr)
             status = found.status
@@ -93,7 +96,7 @@ def _served(found, key: CacheKey, config: dict | None, events: EventLog, started
 def _waiting(key: CacheKey, holder: dict, events: EventLog) -> None:
     who = f"run {holder['run']} on " if holder.get("run") else ""
     who += f"{holder.get('host', '?')} (pid {holder.get('pid', '?')})"
-    print(f"mihd: waiting for {key} computed by {who}", file=sys.stderr, flush=True)
+    print(f"mihd: waiting for {key} computed by {who}; {wait_note(holder)}", file=sys.stderr, flush=True)
     events.emit("cache", modality=key.modality, name=key.name, variant=key.variant, status="waiting",
                 holder={k: holder.get(k) for k in ("run", "host", "pid")})
 

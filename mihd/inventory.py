@@ -30,7 +30,7 @@ class InventoryRow:
     mb: float
     age_s: float | None
     flags: tuple[str, ...]  # "random init", "bf16": shown beside the name
-    problem: str | None
+    problem: str | None  # "unreadable metadata" (corrupt), "unreadable (owner bob)" (another user's)
     compute_s: float | None = None  # seconds the encoder took to make it
 
 
@@ -71,7 +71,7 @@ def inventory(entries: list[dict], now: float | None = None) -> list[InventoryRo
             slice=str(e.get("slice")), modality=str(e.get("modality")), name=str(e.get("name")),
             variant=str(e.get("variant")), shape="x".join(map(str, shape)) or "?",
             mb=(e.get("nbytes") or 0) / 1e6, age_s=(now - e["created"]) if e.get("created") else None,
-            flags=tuple(entry_flags(e)), problem=e.get("corrupt"),
+            flags=tuple(entry_flags(e)), problem=e.get("corrupt") or e.get("unreadable"),
             compute_s=e.get("compute_seconds") if isinstance(e.get("compute_seconds"), (int, float)) else None))
     return sorted(rows, key=lambda r: (r.slice, r.modality, r.name, r.variant))
 
@@ -79,7 +79,7 @@ def inventory(entries: list[dict], now: float | None = None) -> list[InventoryRo
 def cached_inputs(entries: list[dict]) -> set[tuple[str, str, str, str]]:
     """(slice, modality, name, variant) of every readable cache entry."""
     return {(e["slice"], e["modality"], e["name"], e["variant"]) for e in entries
-            if not e.get("corrupt") and all(k in e for k in ("slice", "modality", "name", "variant"))}
+            if not e.get("corrupt") and not e.get("unreadable") and all(k in e for k in ("slice", "modality", "name", "variant"))}
 
 
 def inputs_cached(cell: Cell, cached: set) -> bool:

@@ -20,10 +20,11 @@ from textual.screen import ModalScreen, Screen
 from textual.worker import get_current_worker
 
 from mihd.errors import MihdError
+from mihd.first_start import steps_left
 from mihd.grid import GridSpec, plan_launches, skipped_columns
 from mihd.inventory import cached_inputs, inputs_cached
 from mihd.runs.gpu import Gpu
-from mihd.workspace import config_problems, is_writable, read_keymap, resolve_root, runs_dir, slices_file
+from mihd.workspace import config_problems, is_writable, read_keymap, resolve_root
 
 from .messages import Notice, SnapshotReady
 from .poller import Poller, Snapshot
@@ -53,7 +54,8 @@ class MihdApp(App):
         self._overrun_seen: set[str] = set()
         self._overrun_queue: list[str] = []
         self.writable = is_writable(self.root)
-        self._setup_demo = setup_demo and self.writable and _is_empty(self.root)
+        self._setup_steps = steps_left(self.root) if setup_demo and self.writable else []
+        self._setup_demo = bool(self._setup_steps)
         self._paused_by: set[str] = set()
         self._quitting = threading.Event()
         self.setup_note = ""
@@ -269,15 +271,10 @@ class MihdApp(App):
     # -- first start ----------------------------------------------------------------------------------
     @work(thread=True, group="setup")
     def setup_demo(self) -> None:
-        """Make the demo slice and its cheap embeddings in child processes (keeps this one light). Quitting
-        meanwhile stops the step under way with TERM (a cache entry is whole or absent) and never waits."""
-        steps = (("making the demo slice", ["-c", "import sys; from mihd.data.demo import ensure_demo; "
-                                             "from pathlib import Path; ensure_demo(Path(sys.argv[1]))",
-                                             str(self.root)]),
-                 ("extracting pca gene embeddings", ["-m", "mihd", "extract", "demo", "--gene", "pca",
-                                                     "--root", str(self.root)]),
-                 ("extracting texture vision embeddings", ["-m", "mihd", "extract", "demo", "--vision", "texture",
-                                                           "--root", str(self.root)]))
+        """Make the demo slice and its cheap embeddings in child processes (keeps this one light): the steps
+        mihd.first_start says are left, so a build cut short resumes. Quitting meanwhile stops the step under
+        way with TERM (a cache entry is whole or absent, its lock's dead holder is taken over) and never waits."""
+        steps = [(step.what, step.argv(self.root)) for step in self._setup_steps]
         worker = get_current_worker()
         for what, args in steps:
             self.setup_note = f"first start: {what}…"
@@ -297,15 +294,6 @@ class MihdApp(App):
                 return
         self.setup_note = ""
         self.post_message(Notice("demo slice ready: pca and texture are cached; Enter on a cell launches it"))
-
-
-def _is_empty(root: Path) -> bool:
-    """No registered slice, no run, no cached embedding (an embeddings folder a listing made counts as empty)."""
-    if slices_file(root).exists() or (runs_dir(root).exists() and any(runs_dir(root).iterdir())):
-        return False
-    from mihd.cache import read_entries
-
-    return not read_entries(root)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,7 +77,7 @@ def test_corrupt_entries_are_reported_at_the_hit_never_returned(tmp_path, damage
             fh.write(b"\x7f" if damage == "flip_bits" else np.full(64, np.nan, dtype=np.float32).tobytes())
     found = cache.lookup(KEY, "fp1")
     assert found.status == "corrupt" and found.embedding is None and str(KEY) in found.reason
-    checked, problems = cache.verify()
+    checked, problems, _ = cache.verify()
     assert checked == 1 and len(problems) == 1
 
 
@@ -111,7 +111,7 @@ def test_concurrent_writers_leave_only_whole_entries(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     cache = EmbeddingCache(tmp_path)
-    checked, problems = cache.verify()
+    checked, problems, _ = cache.verify()
     assert checked == 3 and problems == []
     for name in ("enc0", "enc1", "enc2"):
         array = cache.lookup(CacheKey("s1", "vision", name, "standard"), "fp1").embedding.array
@@ -151,7 +151,7 @@ def test_a_replace_never_makes_a_reader_fail(tmp_path):
         assert "Traceback" not in err, err
         done, failures = out.split()[:2]
         assert int(done) > 6 and failures == "0", (role, out)
-    assert EmbeddingCache(tmp_path).verify() == (6, [])
+    assert EmbeddingCache(tmp_path).verify()[:2] == (6, [])
 
 
 KILL_WRITER = """
@@ -188,9 +188,9 @@ def test_sigkill_during_writes_leaves_no_partial_entry_and_gc_finds_every_partia
     found = {str(tmp_path / "embeddings" / rel) for rel, _ in cache.orphans(grace=0)}
     assert {str(p) for p in leftovers} <= found, "gc misses files no entry refers to"
     assert cache.orphans(grace=3600) == []  # all of them are recent: a write in flight is spared
-    count, freed = cache.collect_orphans(grace=0)
+    count, freed, _ = cache.collect_orphans(grace=0)
     assert count == len(found) and freed > 0 and cache.orphans(grace=0) == []
-    assert cache.verify() == (1, []) and cache.lookup(key, "fp").status == "hit"
+    assert cache.verify()[:2] == (1, []) and cache.lookup(key, "fp").status == "hit"
 
 
 def test_ls_reads_metadata_only_and_sees_new_changed_and_removed_entries(tmp_path):
@@ -305,7 +305,7 @@ def test_old_single_store_workspaces_are_migrated_without_losing_an_entry(tmp_pa
         found = cache.lookup(CacheKey("s1", "vision" if name == "uni2" else "gene", name, variant), "fp")
         assert found.status == "hit" and np.array_equal(found.embedding.array, arrays[name])
         assert found.embedding.meta["created"] == 1000.0 and found.embedding.meta["config"] == {"batch_size": 4}
-    assert cache.verify() == (2, []) and cache.orphans(grace=0) == []
+    assert cache.verify()[:2] == (2, []) and cache.orphans(grace=0) == []
 
 
 def test_a_listing_right_after_each_change_sees_it(tmp_path):

@@ -3,11 +3,10 @@ for whom, and hit; a waiter whose computer died takes over after the lock's hear
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import REPO, run_mihd
@@ -50,16 +49,14 @@ def test_concurrent_misses_compute_once_and_the_others_wait_then_hit(tmp_path):
     assert any("waiting for s1/gene/pca/- computed by run run" in out for out in hits)
 
 
-def test_a_waiter_takes_over_when_the_computer_died(tmp_path):
-    dead = _start(tmp_path, "dead", 600, timeout=1.5)
-    assert dead.stdout.readline().strip() == "computing"
-    dead.send_signal(signal.SIGKILL)  # its heartbeat stops; the lock file stays
-    dead.wait()
-    started = time.monotonic()
+def test_a_waiter_takes_over_when_the_heartbeat_of_another_hosts_computer_stopped(tmp_path):
+    lock = tmp_path / "embeddings" / "locks" / "s1~gene~pca~-.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": "node-elsewhere", "pid": 4242, "create_time": 1.0, "boot_id": "b",
+                                "run": "dead", "token": "t"}))  # its heartbeat never moves
     waiter = _start(tmp_path, "heir", 0.1, timeout=1.5)
     out, err = waiter.communicate(timeout=60)
     assert "waiting for s1/gene/pca/- computed by run dead" in out and out.strip().endswith("computed"), out + err
-    assert time.monotonic() - started < 15
 
 
 def test_a_slow_but_live_computer_keeps_its_lock(tmp_path):
@@ -133,6 +130,6 @@ def test_an_sftp_style_eperm_for_a_held_lock_reads_as_held_and_a_real_refusal_as
     lock.unlink()
     monkeypatch.setattr(os, "open", lambda path, flags, *a: (_ for _ in ()).throw(
         PermissionError(errno.EACCES, "Permission denied")) if str(path) == str(lock) else real_open(path, flags, *a))
-    monkeypatch.setattr("mihd.cache.is_writable", lambda _path: False)
+    monkeypatch.setattr("mihd.cache_flight.is_writable", lambda _path: False)
     with pytest.raises(MihdError, match="cannot lock s1/gene/pca/-: Permission denied"):
         cache.claim(key, "mine")

@@ -20,6 +20,7 @@ def register(sub) -> None:
     rm.add_argument("--modality", choices=("gene", "vision"))
     rm.add_argument("--name", help="cache name")
     rm.add_argument("--variant")
+    rm.add_argument("--force", action="store_true", help="also remove entries another user made")
     add_root(rm)
     rm.set_defaults(handler=cmd_rm)
     verify = group.add_parser("verify", help="read every entry in full and report corrupt ones")
@@ -29,6 +30,7 @@ def register(sub) -> None:
     gc.add_argument("--older-than", default="10m", metavar="AGE",
                     help="spare files younger than this: a write in flight, a replaced array still being read (default 10m)")
     gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    gc.add_argument("--force", action="store_true", help="also remove other users' files (a shared workspace)")
     add_root(gc)
     gc.set_defaults(handler=cmd_gc)
 
@@ -46,8 +48,10 @@ def inventory_rows(entries: list[dict], now: float) -> list[list]:
 
     rows = []
     for m in sorted(entries, key=lambda m: (m["slice"], m["modality"], m["name"], m["variant"])):
-        if "corrupt" in m:
-            rows.append([m["slice"], m["modality"], m["name"], m["variant"], "CORRUPT", "-", "-", "-"])
+        problem = "CORRUPT" if "corrupt" in m else \
+            "UNREADABLE" + m["unreadable"].removeprefix("unreadable") if "unreadable" in m else None
+        if problem:
+            rows.append([m["slice"], m["modality"], m["name"], m["variant"], problem, "-", "-", "-"])
             continue
         shape = "x".join(map(str, m.get("shape", [])))
         name = m["name"] + "".join(f" ({flag})" for flag in entry_flags(m))
@@ -71,16 +75,18 @@ def cmd_ls(args) -> int:
 
 
 def cmd_rm(args) -> int:
-    from ..cache import CacheKey
-
+    from ..cache import key_of_row
     from ..errors import MihdError
 
     cache = _open(args)
-    removed = 0
-    for m in cache.entries(args.slice):
-        if (args.modality or m["modality"]) == m["modality"] and (args.name or m["name"]) == m["name"] \
-                and (args.variant or m["variant"]) == m["variant"]:
-            removed += cache.remove(CacheKey(m["slice"], m["modality"], m["name"], m["variant"]))
+    keys = [key_of_row(m) for m in cache.entries(args.slice)
+            if key_of_row(m) and (args.modality or m["modality"]) == m["modality"] and (args.name or m["name"]) == m["name"]
+            and (args.variant or m["variant"]) == m["variant"]]
+    others = {key: owner for key in keys if (owner := cache.made_by_other(key))}
+    if others and not args.force:
+        whose = ", ".join(f"{key} (made by {owner})" for key, owner in others.items())
+        raise MihdError(f"SLICE {args.slice!r}: {whose}: another user's; --force removes them too")
+    removed = sum(cache.remove(key) for key in keys)
     if not removed:
         asked = " ".join(f"--{f} {getattr(args, f)}" for f in ("modality", "name", "variant") if getattr(args, f))
         raise MihdError(f"SLICE {args.slice!r}{' ' + asked if asked else ''}: no cache entry matches (see `mihd cache ls`)")
@@ -90,10 +96,13 @@ def cmd_rm(args) -> int:
 
 def cmd_verify(args) -> int:
     cache = _open(args)
-    checked, problems = cache.verify()
+    checked, problems, unreadable = cache.verify()
     for problem in problems:
         print(f"CORRUPT  {problem}")
-    print(f"{checked} entries checked, {len(problems)} corrupt")
+    for problem in unreadable:
+        print(f"UNREADABLE  {problem}")
+    print(f"{checked} entries checked, {len(problems)} corrupt" + (f", {len(unreadable)} unreadable by you "
+          "(another user's: ask them to make it group-readable)" if unreadable else ""))
     orphans = cache.orphans()
     if orphans:
         print(f"{len(orphans)} files ({sum(n for _, n in orphans) / 1e6:.1f} MB) belong to no entry "
@@ -110,6 +119,9 @@ def cmd_gc(args) -> int:
         found = cache.orphans(grace)
         print(f"would remove {len(found)} files, {sum(n for _, n in found) / 1e6:.1f} MB")
         return 0
-    count, freed = cache.collect_orphans(grace)
+    count, freed, left = cache.collect_orphans(grace, force=args.force)
     print(f"removed {count} files, {freed / 1e6:.1f} MB")
+    if left:
+        whose = ", ".join(f"{owner}: {n} files, {size / 1e6:.1f} MB" for owner, (n, size) in sorted(left.items()))
+        print(f"left other users' files ({whose}); --force removes them too")
     return 0

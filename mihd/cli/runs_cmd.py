@@ -36,6 +36,7 @@ def register(sub) -> None:
     kill.add_argument("--grace", default="10s", help="wait this long before KILL (default 10s)")
     rm = rsub.add_parser("rm", help="remove finished runs: their run dirs and their rows (never an active run)")
     rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.add_argument("--force", action="store_true", help="also remove runs another user made")
     rsub.add_parser("reindex", help="rebuild this host's registry index from the run dirs")
     for q in (ls, show, logs, kill, rm):
         add_root(q)
@@ -220,7 +221,7 @@ def _rm(args) -> int:
     with _watcher(args.root) as w:
         for ref in args.ids:
             try:
-                v = remove_run(args.root, ref, watcher=w)
+                v = remove_run(args.root, ref, watcher=w, force=args.force)
             except MihdError as exc:
                 print(f"mihd: error: {_text(exc)}", file=sys.stderr)
                 refused += 1

@@ -9,6 +9,7 @@ about 33 px wide, nuclei whose density and size follow the domain, and fibre str
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -116,22 +117,48 @@ def make_demo():
 
 
 def ensure_demo(root: Path) -> Path:
-    """Make `<root>/demo/demo.h5ad` once (atomically, so concurrent first uses are safe) and register it."""
+    """Make `<root>/demo/demo.h5ad` once and register it. Written under a temporary name and renamed in, so
+    concurrent first uses are safe; a failed write (a full disk) is a one-line MihdError that leaves nothing,
+    and a killed one leaves a `.demo.h5ad.*.tmp` that `mihd cache gc` finds."""
+    from ..workspace import demo_dir
     from .registry import register, registered
-
-    from ..workspace import demo_dir, write_error
 
     path = demo_dir(Path(root)) / "demo.h5ad"
     known = registered(root, strict=True)  # a broken slices.json is said before the demo is made, not after
     if not path.is_file():
-        tmp = path.with_name(f".demo.{os.getpid()}.h5ad")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            make_demo().write_h5ad(tmp)
-            os.replace(tmp, path)
-        except OSError as exc:  # a full or read-only workspace: one line, no partial file
-            tmp.unlink(missing_ok=True)
-            raise write_error(Path(root), exc, "make the demo slice") from None
+        _write_demo(Path(root), path)
     if "demo" not in known:
         register(root, "demo", path)
     return path
+
+
+def demo_bytes() -> int:
+    """About what demo.h5ad takes on disk (its image dominates): checked against the free space first."""
+    height, width = image_size()
+    return height * width * 3 + N_ROWS * N_COLS * N_GENES * 2 + (4 << 20)
+
+
+def _write_demo(root: Path, path: Path) -> None:
+    import shutil
+    import uuid
+
+    from ..cache_files import write_error
+
+    what, need = "make the demo slice", demo_bytes()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(path.parent).free
+    except OSError as exc:
+        raise write_error(root, exc, what, need) from None
+    if free < need:
+        raise write_error(root, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), what, need)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        make_demo().write_h5ad(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:  # h5py's errors are OSErrors, often without an errno
+        if "No space left" in str(exc):
+            exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise write_error(root, exc, what, need) from None
+    finally:
+        tmp.unlink(missing_ok=True)

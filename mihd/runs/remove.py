@@ -3,7 +3,8 @@
 A run that may still compute is never removed: queued, running or orphaned, nor a corrupt one whose
 processes still run (the test `mihd runs kill` makes). The run dir is first renamed to a hidden name beside
 it, which no listing reads, so the run leaves every list at once and a removal cut short never leaves a
-half-deleted run to be indexed; only then is it deleted.
+half-deleted run to be indexed; only then is it deleted. In a lab's shared workspace another user's run is
+removed only when asked with `force`: the refusal says whose it is.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import shutil
 from pathlib import Path
 
 from ..errors import MihdError
+from ..owners import other_owner
 from .registry import ACTIVE
 from .status import RunView, RunWatcher
 
 
-def refusal(watcher: RunWatcher, view: RunView) -> str | None:
+def refusal(watcher: RunWatcher, view: RunView, force: bool = False) -> str | None:
     """Why this run may not be removed now (one line), or None."""
+    owner = None if force else other_owner(Path(view.run_dir))
+    if owner:
+        return f"run {view.id}: made by {owner}, another user; --force removes it anyway"
     if view.status in ACTIVE:
         return f"run {view.id}: {view.status}; stop it first (mihd runs kill {view.id})"
     if watcher.may_still_run(view):
@@ -26,14 +31,14 @@ def refusal(watcher: RunWatcher, view: RunView) -> str | None:
     return None
 
 
-def remove_run(root, run: str, watcher: RunWatcher | None = None) -> RunView:
+def remove_run(root, run: str, watcher: RunWatcher | None = None, force: bool = False) -> RunView:
     """Remove one finished run (id, id prefix or name); returns the view it had. Raises MihdError with one line
-    when it may not be removed or its run dir cannot be."""
+    when it may not be removed (active; another user's without `force`) or its run dir cannot be."""
     own = watcher is None
     watcher = watcher or RunWatcher(root)
     try:
         view = watcher.view(run)
-        why = refusal(watcher, view)
+        why = refusal(watcher, view, force)
         if why:
             raise MihdError(why)
         run_dir = Path(view.run_dir)
@@ -56,3 +61,4 @@ def remove_run(root, run: str, watcher: RunWatcher | None = None) -> RunView:
     finally:
         if own:
             watcher.close()
+

@@ -112,7 +112,7 @@ def _stop_leftovers(marker: str, grace: float = 5.0) -> int:
 
 def _open_log(run_dir: Path) -> None:
     """Point fds 0/1/2 at /dev/null and run.log, so the command (and we) write there."""
-    log_fd = os.open(run_dir / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log_fd = os.open(run_dir / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)  # umask decides (a lab group)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)
     os.dup2(log_fd, 1)
