@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .errors import MihdError
 from .plan import Cell
+from .results import entry_slice
 
 PNG_SIZE = (1200, 600)  # width x height in pixels
 PNG_DPI = 100
@@ -74,7 +75,7 @@ class Run:
         out = []
         for i, entry in enumerate(self.result["cells"]):
             if isinstance(entry, dict) and isinstance(entry.get("labels"), list):
-                out.append(RunCell(i, Cell.from_dict({**entry, "slice": self.result.get("slice")}), entry))
+                out.append(RunCell(i, Cell.from_dict({**entry, "slice": entry_slice(self.result, entry)}), entry))
         return out
 
     def select(self, wanted: list[str] | None) -> list[RunCell]:
