@@ -74,3 +74,13 @@ def test_the_slice_switcher_ends_with_all_slices_when_there_are_several(tmp_path
     assert gs.slice_choices(tmp_path, []) == ["demo"]
     write_json_atomic(tmp_path / "slices.json", {"151673": {"path": "/x"}})
     assert gs.slice_choices(tmp_path, []) == ["demo", "151673", ALL_SLICES]
+
+
+def test_all_slices_reads_as_a_mean_with_its_slices_on_screen():
+    from mihd_tui.wording import cell_text, describe_cell, history_text
+
+    scores = {**score("20250102-000000-000-bbbbbb", "demo", 0.60), **score("20250102-000000-000-bbbbbb", "s2", 0.40)}
+    cs = GridState().compute(COHORT, [], scores, [])[("concat", "texture")]
+    assert cell_text(cs) == "0.50 n2"
+    assert describe_cell(cs) == "mean ARI 0.500 ± 0.141 over 2 slices"
+    assert history_text(cs) == "per slice: demo 0.600 · s2 0.400"
