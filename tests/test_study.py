@@ -136,6 +136,22 @@ def test_a_local_study_runs_as_one_grid_and_reads_back_across_slices(two_slices)
     assert proc.stdout.startswith("| RANK | GENE |")
 
 
+def test_mihd_grid_runs_a_study_in_the_foreground(two_slices):
+    root = two_slices
+    third = str(root / "copies" / "demo3.h5ad")
+    proc = run_mihd("grid", f"demo,{third}", "--gene", "pca", "--fusion", "gene_only,gene_smooth", "--json", root=root)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "ok" and len(out["cells"]) == 4
+    assert [(c["slice"], c["fusion"]) for c in out["cells"]] == [
+        ("demo", "gene_only"), ("demo", "gene_smooth"), ("demo3", "gene_only"), ("demo3", "gene_smooth")]
+    assert all(c["ari"] is not None for c in out["cells"])
+    rows = json.loads(run_mihd("runs", "ls", "--json", "--all", root=root).stdout)
+    assert len(rows) == 1 and rows[0]["status"] == "done" and rows[0]["n_cells"] == 4
+    table = run_mihd("results", "--across-slices", root=root).stdout.splitlines()
+    assert table[0].split()[:2] == ["RANK", "GENE"] and len(table) == 3 and all(" 2 " in ln for ln in table[1:])
+
+
 def test_killing_a_study_stops_every_slice(two_slices):
     root = two_slices
     for slice_id in ("demo", "demo2"):

@@ -9,6 +9,8 @@ so every result can be compared later and shows in the dashboard.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from pathlib import Path
 
@@ -263,7 +265,8 @@ def _run_study(plan, root: Path, run_dir: Path | None, started: float, as_json: 
         if not fanout.is_fanned(run_dir):
             lanes = min(fanout.local_lanes(fanout.parallel_of(plan.backend_options)), len(plan.cells))
             fanout.prepare(root, run_dir, plan, [c["cached"] for c in read_spec(run_dir)["cells"]], lanes)
-        code = fanout.LocalRunner(run_dir, root).run()
+        with contextlib.redirect_stdout(sys.stderr):  # the runner's progress lines; stdout is the summary's
+            code = fanout.LocalRunner(run_dir, root).run()
     finally:
         if direct:
             _finish_direct(root, run_dir, code)
