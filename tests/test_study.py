@@ -134,6 +134,18 @@ def test_a_local_study_runs_as_one_grid_and_reads_back_across_slices(two_slices)
     proc = run_mihd("results", "--across-slices", "--png", str(png), "--format", "markdown", root=root)
     assert proc.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stderr
     assert proc.stdout.startswith("| RANK | GENE |")
+    # a cell of the study exported on its own slice; cells of two slices are refused in one line
+    second = next(c.index for c in done.cells if c.slice == "demo2")
+    h5ad = root / "cell.h5ad"
+    proc = run_mihd("export", study, "--cell", str(second), "--h5ad", str(h5ad), "--png", str(root / "cell.png"),
+                    root=root)
+    assert proc.returncode == 0, proc.stderr
+    import anndata
+
+    labels = anndata.read_h5ad(h5ad).obs["mihd_pca+texture_" + done.cells[second].label.split()[-2] + "_kmeans"]
+    assert labels.notna().all()
+    assert_one_line_error(run_mihd("export", study, "--png", str(root / "all.png"), root=root),
+                          "a study over slices demo, demo2; choose cells of one slice")
 
 
 def test_mihd_grid_runs_a_study_in_the_foreground(two_slices):
