@@ -4,14 +4,15 @@ have a score for it, for the dashboard's study view.
 Per slice a cell's score is its latest run's (a run of several seeds scores their mean), so the grid's
 number is the mean over slices of per-slice means, as `mihd results --across-slices` computes it (mihd.study);
 `slices` keeps each slice's score for the line under the grid. A combination that a run still computes on
-some slice shows `running`, its progress the share of the slices scored; one no slice has a score for is `ready` when every slice has its inputs cached,
-else `never`. Pure logic over the registry's scores, unit-tested without a terminal. No heavy imports.
+some slice shows `running`, its progress the share of the slices scored; one no slice has a score for is
+`ready` when every slice has its inputs cached, `no weights` when a slice lacks one that cannot be computed
+here, else `never`. Pure logic over the registry's scores, unit-tested without a terminal. No heavy imports.
 """
 
 from __future__ import annotations
 
-from .grid import (DONE, FUSION_NEEDS_VISION, NA, NEVER, NONE, READY, RUNNING, CellState, Grid, GridSpec, is_valid,
-                   stored_key, vision_columns)
+from .grid import (DONE, FUSION_NEEDS_VISION, NA, NEVER, NO_WEIGHTS, NONE, READY, RUNNING, CellState, Grid, GridSpec,
+                   is_valid, missing_weights, stored_key, vision_columns)
 from .inventory import cached_inputs, inputs_cached
 from .results import Stat
 
@@ -59,14 +60,19 @@ def study_grid(state, spec: GridSpec, views: list, scores: dict[str, dict], entr
             stat = Stat.of(a for _, a in scored)
             runs = tuple(dict.fromkeys([*running.get(where, ()), *sorted((r for r, _ in per_slice.values()),
                                                                            reverse=True)]))
+            cells = spec.cells(fusion, column)
+            why = None
             if where in running:
                 what = RUNNING
             elif per_slice:
                 what = DONE
+            elif all(inputs_cached(c, cached) for c in cells):
+                what = READY
             else:
-                what = READY if all(inputs_cached(c, cached) for c in spec.cells(fusion, column)) else NEVER
+                why = next(filter(None, (missing_weights(c, cached, state.weights) for c in cells)), None)
+                what = NO_WEIGHTS if why else NEVER
             share = len(scored) / len(spec.slices) if what == RUNNING and spec.slices else None  # slices scored
             grid.cells[where] = CellState(
                 fusion, column, what, ari=stat.mean, ari_sd=stat.sd, runs=runs, slices=scored, progress=share,
-                scored_by=max((r for r, _ in per_slice.values()), default=None) if scored else None)
+                reason=why, scored_by=max((r for r, _ in per_slice.values()), default=None) if scored else None)
     return grid

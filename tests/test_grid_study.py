@@ -84,3 +84,12 @@ def test_all_slices_reads_as_a_mean_with_its_slices_on_screen():
     assert cell_text(cs) == "0.50 n2"
     assert describe_cell(cs) == "mean ARI 0.500 ± 0.141 over 2 slices"
     assert history_text(cs) == "per slice: demo 0.600 · s2 0.400"
+
+
+def test_all_slices_marks_a_combination_no_slice_can_compute_here(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIHD_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    entries = [entry("demo", "gene", "pca"), entry("demo", "vision", "uni2")]  # uni2 cached for demo only
+    cs = GridState().compute(COHORT, [], {}, entries)[("concat", "uni2")]
+    assert (cs.state, cs.reason) == (gs.NO_WEIGHTS, "no weights for uni2")
+    assert gs.plan_launches(COHORT, GridState().compute(COHORT, [], {}, entries), ["concat"], ["uni2"]) == []
