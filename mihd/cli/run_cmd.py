@@ -322,11 +322,12 @@ def _print_summary(result: dict, run_dir: Path, seconds: float) -> None:
         cell = Cell.from_dict({**c, "slice": entry_slice(result, c)})
         flag = " (random init)" if c.get("random_init") else ""
         cache = ",".join(f"{m} {s}" for m, s in c.get("cache", {}).items())
-        rows.append([(cell.label if len(slices) > 1 else cell.short_label) + flag, c["n_clusters"], _fmt(c["ari"], c.get("ari_sd")),
-                     _fmt(c["nmi"], c.get("nmi_sd")), f"{c['seconds']['total']:.1f}s" if "seconds" in c else "-",
-                     c.get("error") or cache])
+        label = cell.label if len(slices) > 1 else cell.short_label  # a study's cells say their slice
+        rows.append([label + flag, c["n_clusters"], _fmt(c["ari"], c.get("ari_sd")), _fmt(c["nmi"], c.get("nmi_sd")),
+                     f"{c['seconds']['total']:.1f}s" if "seconds" in c else "-", c.get("error") or cache])
     seeds = len(result["cells"][0].get("seeds") or [0]) if result["cells"] else 1
-    print(f"slice{'s' if len(slices) > 1 else ''} {', '.join(slices)}: {len(rows)} cell{'s' if len(rows) != 1 else ''} in {seconds:.1f} s"
+    cells = f"{len(rows)} cell{'s' if len(rows) != 1 else ''}"
+    print(f"slice{'s' if len(slices) > 1 else ''} {', '.join(slices)}: {cells} in {seconds:.1f} s"
           + (f", {seeds} seeds each (ARI/NMI: mean ± sd)" if seeds > 1 else ""))
     print_table(["CELL", "K", "ARI", "NMI", "TIME", "CACHE / ERROR"], rows)
     print(f"run dir: {run_dir}")
