@@ -197,7 +197,9 @@ class RunSpec:
         sources = self.slice_options.get("sources") or {}
         if slice_id in sources:
             return sources[slice_id]
-        return self.slice_options.get("source", slice_id) if not self.is_study else slice_id
+        if slice_id == self.slice and not self.is_study:
+            return self.slice_options.get("source", slice_id)
+        return slice_id
 
     def on_slice(self, slice_id: str) -> "RunSpec":
         """The part of a study on one slice: its cells there, its source as a one-slice plan names it."""
