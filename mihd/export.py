@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .errors import MihdError
 from .plan import Cell
+from .results import entry_slice
 
 PNG_SIZE = (1200, 600)  # width x height in pixels
 PNG_DPI = 100
@@ -79,7 +80,7 @@ class Run:
         out = []
         for i, entry in enumerate(self.result["cells"]):
             if isinstance(entry, dict) and isinstance(entry.get("labels"), list):
-                out.append(RunCell(i, Cell.from_dict({**entry, "slice": self.result.get("slice")}), entry))
+                out.append(RunCell(i, Cell.from_dict({**entry, "slice": entry_slice(self.result, entry)}), entry))
         return out
 
     def select(self, wanted: list[str] | None) -> list[RunCell]:
@@ -98,6 +99,25 @@ class Run:
                 raise MihdError(f"--cell {w!r}: not a cell of run {self.id} (cells: {names})")
             chosen.extend(c for c in match if c not in chosen)
         return chosen
+
+    def on_one_slice(self, chosen: list[RunCell]) -> "Run":
+        """This run as its chosen cells' slice sees it: a study's cells must be of one slice, whose spots are
+        in the cells' own result.json (the study's holds none); any other run as it is."""
+        if not self.result.get("slices"):
+            return self
+        slices = list(dict.fromkeys(c.cell.slice for c in chosen))
+        if len(slices) > 1:
+            raise MihdError(f"run {self.id}: a study over slices {', '.join(self.result['slices'])}; choose cells of "
+                            f"one slice with --cell (e.g. --cell {chosen[0].index})")
+        from .jsonio import read_json
+        from .rundir import RESULT
+        from .runs.fanout import cell_dir
+
+        own = read_json(cell_dir(self.run_dir, chosen[0].index) / RESULT)
+        if not isinstance(own, dict) or not isinstance(own.get("spots"), dict):
+            raise MihdError(f"run {self.id}: cell {chosen[0].index} kept no result to export")
+        source = self.plan.source_of(slices[0]) if self.plan is not None else slices[0]
+        return Run(self.id, self.run_dir, {**self.result, "slice": source, "spots": own["spots"]}, self.plan)
 
     @property
     def slice_options(self) -> dict:
@@ -267,6 +287,7 @@ def export(root, run_ref: str, *, cells: list[str] | None = None, h5ad=None, png
         raise MihdError(f"--png {png}: the same file as --h5ad")
     run = Run.load(root, run_ref)
     chosen = run.select(cells)
+    run = run.on_one_slice(chosen)
     report = {"run": run.id, "cells": [c.cell.label for c in chosen], "h5ad": None, "png": None,
               "png_cell": None, "no_embedding": []}
     with Staged() as staged:

@@ -10,7 +10,9 @@ column per vision encoder, per custom vision cache name found for that slice (e.
   running with its %, overrunning, orphaned; done; failed with the cell's one-line reason; killed; lost;
   corrupt). A grid run killed half way keeps the outcomes of the cells it finished (from its events).
 A cell that was never attempted is `ready` (inputs cached), `never` (can run, computes its inputs) or
-`no weights` (an input is not cached and its encoder has no weights here: it cannot run). Pure logic over
+`no weights` (an input is not cached and its encoder has no weights here: it cannot run). The slice
+ALL_SLICES shows each combination over a cohort of slices instead (grid_study.py), and launches there are
+studies. Pure logic over
 RunViews, the registry's scores and the cache inventory, unit-tested without a terminal; how a state reads
 on screen is the dashboard's (mihd_tui/wording.py). No heavy imports.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .cache import GENE_VARIANT
@@ -36,6 +38,7 @@ from .runs.cells import run_signature, sig_string, signature
 from .runs.eta import Expected, expected_duration
 
 NONE = "none"  # the column of cells without a vision embedding
+ALL_SLICES = "all slices"  # the slice switcher's last choice: each combination over every slice (a study)
 # fusion name -> does it need a vision embedding; clusterers with the default first (both registries
 # import without numpy, so the dashboard reads them directly)
 FUSION_NEEDS_VISION = {name: m.needs_vision for name, m in FUSIONS.items()}
@@ -59,10 +62,24 @@ class GridSpec:
     gene: str = "pca"
     cluster: str = DEFAULT_CLUSTER
     variant: str = DEFAULT_VARIANT
+    cohort: tuple[str, ...] = ()  # the slices ALL_SLICES stands for (with_slice fills it)
 
-    def cell(self, fusion: str, column: str) -> Cell:
+    @property
+    def slices(self) -> tuple[str, ...]:
+        return self.cohort if self.slice == ALL_SLICES else (self.slice,)
+
+    def with_slice(self, name: str, choices: list[str]) -> "GridSpec":
+        """The spec switched to slice `name` of the switcher's `choices` (ALL_SLICES: every other choice)."""
+        cohort = tuple(c for c in choices if c != ALL_SLICES) if name == ALL_SLICES else ()
+        return replace(self, slice=name, cohort=cohort)
+
+    def cell(self, fusion: str, column: str, slice_id: str | None = None) -> Cell:
         vision = None if column == NONE else column
-        return Cell(self.slice, self.gene, vision, fusion, self.cluster, self.variant if vision else None)
+        return Cell(slice_id or self.slice, self.gene, vision, fusion, self.cluster, self.variant if vision else None)
+
+    def cells(self, fusion: str, column: str) -> list[Cell]:
+        """The grid cell (fusion, column) on each slice it stands for."""
+        return [self.cell(fusion, column, s) for s in self.slices]
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,7 @@ class CellState:
     reason: str | None = None       # one line: why it failed / was lost / is corrupt / cannot run
     history: tuple = ()             # (run id, ARI) of every score of the cell, oldest first
     runs: tuple = ()                # ids of the runs that computed the cell, newest first
+    slices: tuple = ()              # ALL_SLICES: (slice, ARI) of each slice that has a score; ari/ari_sd over them
 
     @property
     def band(self) -> int | None:
@@ -193,11 +211,13 @@ def missing_weights(cell: Cell, cached: set, found=weights_found) -> str | None:
 
 # -- choices ---------------------------------------------------------------------------------------
 def slice_choices(root: Path, entries: list[dict]) -> list[str]:
-    """Registered slices, slices with cache entries, and `demo` (made on first use); demo first."""
+    """Registered slices, slices with cache entries, and `demo` (made on first use); demo first; then, when
+    there are several, ALL_SLICES."""
     names = set(registered(Path(root))) | {e.get("slice") for e in entries}
     names.discard(None)
     names.add("demo")
-    return ["demo"] + sorted(names - {"demo"})
+    choices = ["demo"] + sorted(names - {"demo"})
+    return choices + [ALL_SLICES] if len(choices) > 1 else choices
 
 
 def gene_choices(entries: list[dict], slice_id: str) -> list[str]:
@@ -285,6 +305,10 @@ class GridState:
         `run_dirs` maps run ids to run dirs for scored runs not among `views` (random-init lookup);
         `all_scores` ({run_id, ari, sig} of every run's every cell) gives each cell its history of scores.
         """
+        if spec.slice == ALL_SLICES:
+            from .grid_study import study_grid
+
+            return study_grid(self, spec, views, scores, entries)
         rows = list(FUSION_NEEDS_VISION)
         columns = vision_columns(entries, spec.slice)
         cached = cached_inputs(entries)
@@ -398,7 +422,8 @@ def plan_launches(spec: GridSpec, grid: Grid, fusions: list[str], columns: list[
 
 
 def launch_plans(spec: GridSpec, groups: list[tuple[list[str], list[str]]], **options) -> list[RunSpec]:
-    """One RunSpec per (fusions, columns) group of `plan_launches`: a `run` for one cell, a `grid` for several.
+    """One RunSpec per (fusions, columns) group of `plan_launches`: a `run` for one cell, a `grid` for several
+    (on ALL_SLICES a study: the cells on every slice of the cohort).
 
     Cells that cannot run (a vision-needing fusion in the `none` column) are left out; `options` are
     RunSpec fields shared by every run (n_clusters, override, refine, backend, backend_options, expect).
@@ -411,7 +436,8 @@ def launch_plans(spec: GridSpec, groups: list[tuple[list[str], list[str]]], **op
         fusions = [f for f in fusions if all(is_valid(f, c) for c in columns)]
         if not fusions:
             raise ValueError("launch_plans: no runnable cell")
-        cells = grid_cells(spec.slice, [spec.gene], visions, fusions, [spec.cluster], spec.variant)
+        cells = tuple(c for s in spec.slices for c in grid_cells(s, [spec.gene], visions, fusions, [spec.cluster],
+                                                                   spec.variant))
         plans.append(RunSpec(cells, kind="run" if len(cells) == 1 else "grid", **options))
     return plans
 
@@ -426,7 +452,7 @@ def expected_for(spec: GridSpec, fusions: list[str], columns: list[str], entries
     `mihd run`s of the same cell, which run the same way.
     """
     cached = cached_inputs(entries)
-    cells = [spec.cell(f, c) for f in fusions for c in columns if is_valid(f, c)]
+    cells = [cell for f in fusions for c in columns if is_valid(f, c) for cell in spec.cells(f, c)]
     flags = [inputs_cached(c, cached) for c in cells]
     for be in ([backend, "direct"] if backend == "local" else [backend]):
         strings = [sig_string(signature(c, be, flag, n_seeds)) for c, flag in zip(cells, flags)]

@@ -92,8 +92,8 @@ def inputs_cached(cell: Cell, cached: set) -> bool:
 def cells_cached(root: Path, cells) -> tuple[bool, ...]:
     """For each cell, whether its inputs are cached now, here or in a read-only cache this workspace reads
     from (one read of each cache's metadata)."""
-    slice_id = cells[0].slice if cells else None
-    cached = cached_inputs([e for r in (root, *cache_from_config(root)) for e in read_entries(r, slice_id)])
+    slices = list(dict.fromkeys(c.slice for c in cells))
+    cached = cached_inputs([e for r in (root, *cache_from_config(root)) for s in slices for e in read_entries(r, s)])
     return tuple(inputs_cached(c, cached) for c in cells)
 
 

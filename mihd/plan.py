@@ -4,7 +4,8 @@ registry and the dashboard alike.
 A Cell is one point of the grid (slice x gene x vision (+variant) x fusion x clusterer). A RunSpec is what
 one run is asked to compute: its cells and the options they share, plus how it is launched. Both are
 frozen, round-trip through JSON (`spec.json` holds a RunSpec under "plan"), and reject a bad shape with
-one line naming the field. Names are checked against the registries only by `check` (the pipeline's
+one line naming the field. A grid may span several slices (a study: every cell x slice); a run has one.
+Names are checked against the registries only by `check` (the pipeline's
 business); this module imports nothing heavy, so the dashboard uses it directly.
 """
 
@@ -168,7 +169,7 @@ class RunSpec:
             raise MihdError("plan: no cells to run")
         if not all(isinstance(c, Cell) for c in cells):
             raise MihdError("plan: cells must be Cell objects")
-        if len({c.slice for c in cells}) != 1:
+        if self.kind == "run" and len({c.slice for c in cells}) != 1:
             raise MihdError("plan: all cells of a run must be on one slice")
         if len(set(cells)) != len(cells):
             raise MihdError("plan: a cell is listed twice")
@@ -191,21 +192,52 @@ class RunSpec:
         for what in ("encoder", "slice_options", "backend_options"):
             if not isinstance(getattr(self, what), dict):
                 raise MihdError(f"plan: {what} must be an object")
+        if not isinstance(self.slice_options.get("sources", {}), dict):
+            raise MihdError("plan: slice_options.sources must be an object (slice: path)")
         _name(self.backend, "--backend")
         if self.device not in DEVICES:
             raise MihdError(f"--device: {self.device!r} is not one of {', '.join(DEVICES)}")
 
     @property
     def slice(self) -> str:
+        """The slice of a one-slice plan; of a study, its first slice (use `slices` or `on_slice`)."""
         return self.cells[0].slice
 
     @property
+    def slices(self) -> tuple[str, ...]:
+        """Every slice the plan's cells are on, in the order they are first named."""
+        return tuple(dict.fromkeys(c.slice for c in self.cells))
+
+    @property
+    def is_study(self) -> bool:
+        return len(self.slices) > 1
+
+    def source_of(self, slice_id: str) -> str:
+        """What loads `slice_id`: the folder or .h5ad it was given as, else its registered name."""
+        sources = self.slice_options.get("sources") or {}
+        if slice_id in sources:
+            return sources[slice_id]
+        if slice_id == self.slice and not self.is_study:
+            return self.slice_options.get("source", slice_id)
+        return slice_id
+
+    def on_slice(self, slice_id: str) -> "RunSpec":
+        """The part of a study on one slice: its cells there, its source as a one-slice plan names it."""
+        options = {k: v for k, v in self.slice_options.items() if k not in ("source", "sources")}
+        if self.source_of(slice_id) != slice_id:
+            options["source"] = self.source_of(slice_id)
+        return replace(self, cells=tuple(c for c in self.cells if c.slice == slice_id), slice_options=options)
+
+    @property
     def label(self) -> str:
-        """The name if given, the cell's label for one cell, `demo grid 12 cells` for several."""
+        """The name if given, the cell's label for one cell, `demo grid 12 cells` for several, `study 2 slices,
+        14 cells` for a grid over several slices."""
         if self.name:
             return self.name
         if len(self.cells) == 1:
             return self.cells[0].label
+        if self.is_study:
+            return f"study {len(self.slices)} slices, {len(self.cells)} cells"
         return f"{self.slice} grid {len(self.cells)} cells"
 
     def with_(self, **changes) -> "RunSpec":
@@ -242,7 +274,7 @@ def plan_argv(plan) -> list[str]:
     cells = plan.cells
     first = cells[0]
     joined = lambda attr: ",".join(dict.fromkeys(str(getattr(c, attr)) for c in cells if getattr(c, attr)))  # noqa: E731
-    argv = [plan.kind, plan.slice_options.get("source", plan.slice), "--gene", joined("gene")]
+    argv = [plan.kind, ",".join(plan.source_of(s) for s in plan.slices), "--gene", joined("gene")]
     if first.vision:
         argv += ["--vision", joined("vision"), "--variant", first.variant]
     argv += ["--fusion", joined("fusion"), "--cluster", joined("cluster")]

@@ -52,6 +52,7 @@ class Score:
     nmi: float | None
     seconds: float | None
     cache: tuple         # ((modality, status), ...)
+    k_auto: bool = False  # k was the slice's number of truth domains, not asked (--n-clusters)
 
     @property
     def key(self) -> tuple:
@@ -86,6 +87,7 @@ class Row:
     seconds: float | None  # mean time of the cell
     cache: str           # e.g. "gene hit, vision hit/miss"
     run_ids: tuple       # oldest first
+    k_auto: bool = False  # k taken from the slice's truth (see Score)
 
     def to_dict(self) -> dict:
         c = self.cell
@@ -103,6 +105,11 @@ def seed_scores(entry: dict) -> list[dict]:
              "ari": _number(s.get("ari")), "nmi": _number(s.get("nmi"))} for s in scored]
 
 
+def entry_slice(result: dict, entry: dict):
+    """The slice of a result.json cell: its own (a study's cells each say theirs), else the result's."""
+    return entry.get("slice") or result.get("slice")
+
+
 def _number(value) -> float | None:
     """A score as written (a hand-edited result.json may hold anything)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -115,12 +122,13 @@ def run_scores(run_id: str, run_dir: Path, when: float) -> list[Score]:
         return []
     plan = read_plan(Path(run_dir))
     default_seed = plan.seeds[0] if plan is not None else None
+    k_auto = plan is not None and plan.n_clusters is None
     scores = []
     for entry in result["cells"]:
         if not isinstance(entry, dict) or entry.get("error") or "labels" not in entry:
             continue
         try:
-            cell = Cell.from_dict({**entry, "slice": result.get("slice")})
+            cell = Cell.from_dict({**entry, "slice": entry_slice(result, entry)})
         except MihdError:
             continue  # a result.json from before cells were named as they are now
         seconds, cache = entry.get("seconds"), entry.get("cache")
@@ -129,7 +137,8 @@ def run_scores(run_id: str, run_dir: Path, when: float) -> list[Score]:
         k = entry.get("n_clusters") if isinstance(entry.get("n_clusters"), int) else None
         for s in seed_scores(entry):
             scores.append(Score(cell, k, bool(entry.get("refine")), bool(entry.get("random_init")), run_id, when,
-                                s["seed"] if s["seed"] is not None else default_seed, s["ari"], s["nmi"], secs, cache))
+                                s["seed"] if s["seed"] is not None else default_seed, s["ari"], s["nmi"], secs, cache,
+                                k_auto))
     return scores
 
 
@@ -175,7 +184,7 @@ def aggregate(scores: list[Score], source: str = "latest") -> list[Row]:
         secs = [s.seconds for s in group if s.seconds is not None]
         rows.append(Row(first.cell, first.k, first.refine, first.random_init, Stat.of(s.ari for s in group),
                         Stat.of(s.nmi for s in group), len(group), sum(secs) / len(secs) if secs else None,
-                        _cache_text(group), tuple(dict.fromkeys(s.run_id for s in group))))
+                        _cache_text(group), tuple(dict.fromkeys(s.run_id for s in group)), first.k_auto))
     rows.sort(key=lambda r: (r.cell.slice, r.ari.mean is None, -(r.ari.mean or 0.0), r.cell.label))
     return rows
 

@@ -238,6 +238,12 @@ class MihdApp(App):
         self.spec = replace(self.spec, **changes)
         self.refresh_now()
 
+    def set_slice(self, name: str) -> None:
+        """Show slice `name` (or `all slices`: every slice of the switcher) in the grid."""
+        snap = self.snapshot
+        self.spec = self.spec.with_slice(name, snap.slices if snap else [name])
+        self.refresh_now()
+
     def open_run(self, run_id: str | None, cell: int = 0) -> None:
         from .screens.detail import RunDetailScreen
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mihd.errors import MihdError
+from mihd.grid import ALL_SLICES
 
 from .messages import Notice
 
@@ -79,8 +80,9 @@ def compare(app, table) -> None:
 
 
 def export_results(app) -> None:
-    """`e` on the grid: the results table of the grid's slice as Markdown and CSV in `<root>/results/`."""
-    slice_id = app.spec.slice
+    """`e` on the grid: the results table of the grid's slice (on `all slices`, of every slice) as Markdown and
+    CSV in `<root>/results/`."""
+    slice_id = None if app.spec.slice == ALL_SLICES else app.spec.slice
 
     def work() -> None:
         from mihd.results import write_tables
@@ -90,6 +92,6 @@ def export_results(app) -> None:
         except MihdError as exc:
             app.post_message(Notice(str(exc), "error", wake=False))
             return
-        app.post_message(Notice(f"results of {slice_id} written to {md} (and {csv.name} beside it)", wake=False))
+        app.post_message(Notice(f"results of {slice_id or 'every slice'} written to {md} (and {csv.name} beside it)", wake=False))
 
     app.run_worker(work, thread=True, group="export")

@@ -23,6 +23,8 @@ def score_text(cs: CellState) -> str:
     """The latest result: `0.767`, `0.767*` (random-init weights), `done` (no truth labels), or ''."""
     if cs.scored_by is None:
         return ""
+    if cs.slices:  # all slices: the mean over the slices that have a score, and how many
+        return f"{cs.ari:.2f} n{len(cs.slices)}"
     return "done" if cs.ari is None else f"{cs.ari:.3f}" + ("*" if cs.random_init else "")
 
 
@@ -46,6 +48,10 @@ def describe_cell(cs: CellState) -> str:
     """The status line's words for a cell: the attempt (with its % or reason), then the latest result."""
     if cs.state in (RUNNING, OVERRUN, ORPHANED):
         what = f"{DESCRIBE[cs.state]}, {100 * (cs.progress or 0):.0f}%"
+    elif cs.state == DONE and cs.slices:
+        sd = f" ± {cs.ari_sd:.3f}" if cs.ari_sd is not None else ""
+        n = len(cs.slices)
+        return f"mean ARI {cs.ari:.3f}{sd} over {n} slice{'s' if n != 1 else ''}"
     elif cs.state == DONE:
         sd = f" ± {cs.ari_sd:.3f} over seeds" if cs.ari_sd is not None else ""
         what = "no truth labels" if cs.ari is None else f"ARI {cs.ari:.3f}{sd}, NMI {cs.nmi:.3f}"
@@ -63,7 +69,10 @@ def describe_cell(cs: CellState) -> str:
 
 
 def history_text(cs: CellState) -> str:
-    """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers."""
+    """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers; on all slices,
+    each slice's score."""
+    if cs.slices:
+        return "per slice: " + " · ".join(f"{s} {a:.3f}" for s, a in cs.slices)
     aris = [a for _, a in cs.history]
     if len(aris) < 2:
         return ""

@@ -283,4 +283,4 @@ def test_inventory_rows():
 
 def test_slice_choices_put_demo_first(tmp_path):
     write_json_atomic(tmp_path / "slices.json", {"151673": {"path": "/x"}})
-    assert gs.slice_choices(tmp_path, [entry("texture", slice_id="s9")]) == ["demo", "151673", "s9"]
+    assert gs.slice_choices(tmp_path, [entry("texture", slice_id="s9")]) == ["demo", "151673", "s9", gs.ALL_SLICES]

@@ -44,7 +44,7 @@ def test_run_spec_round_trips_through_json_and_spec_json(tmp_path):
     ({**GOOD, "seeds": [1, 1]}, "--seeds: [1, 1] must be distinct"),
     ({**GOOD, "seeds": 3}, "spec: seeds must be a list"),
     ({**GOOD, "name": "two\nlines"}, "--name: 'two\\nlines' must be one line"),
-    ({**GOOD, "kind": "grid", "cells": [CELL.to_dict(), {**CELL.to_dict(), "slice": "151673"}]},
+    ({**GOOD, "cells": [CELL.to_dict(), {**CELL.to_dict(), "slice": "151673"}]},
      "plan: all cells of a run must be on one slice"),
     ({**GOOD, "cells": [CELL.to_dict(), {**CELL.to_dict(), "fusion": "mean"}]}, "a `run` has exactly one cell"),
     ({**GOOD, "device": "tpu"}, "--device: 'tpu' is not one of auto, cpu, cuda"),

@@ -11,8 +11,15 @@ def add_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="workspace root (default: $MIHD_ROOT, else the checkout's cache/)")
 
 
-def add_slice_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("slice", metavar="SLICE", help="registered name (e.g. demo), Space Ranger folder or .h5ad")
+def add_slice_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """SLICE and its loading options; `several` (a grid): SLICE may be A,B,C or come from --slices FILE."""
+    if several:
+        parser.add_argument("slice", metavar="SLICE[,SLICE...]", nargs="?",
+                            help="registered names, Space Ranger folders or .h5ad files, comma-separated: "
+                                 "the grid runs on every slice (a study)")
+        parser.add_argument("--slices", metavar="FILE", help="the slices, one a line (# starts a comment)")
+    else:
+        parser.add_argument("slice", metavar="SLICE", help="registered name (e.g. demo), Space Ranger folder or .h5ad")
     parser.add_argument("--truth-col", help="obs/metadata column holding the truth labels")
     parser.add_argument("--fullres", help="path of the full-resolution H&E image")
 

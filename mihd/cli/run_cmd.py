@@ -9,6 +9,8 @@ so every result can be compared later and shows in the dashboard.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from pathlib import Path
 
@@ -16,8 +18,8 @@ from ..plan import DEVICES, device_users, parse_seeds, plan_argv
 from .common import add_encoder_options, add_root, add_slice_options, encoder_config, print_json, print_table, seed_arg
 
 
-def _common(p) -> None:
-    add_slice_options(p)
+def _common(p, several: bool = False) -> None:
+    add_slice_options(p, several)
     add_encoder_options(p)
     p.add_argument("--n-clusters", type=int, help="number of domains (default: the number of truth labels)")
     p.add_argument("--refine", action="store_true", help="smooth labels by a 15-NN spatial majority vote")
@@ -50,7 +52,7 @@ def register(sub) -> None:
     grid.add_argument("--vision", metavar="V1,V2", help="comma-separated vision encoders or cache names")
     grid.add_argument("--fusion", required=True, metavar="F1,F2")
     grid.add_argument("--cluster", default="gmm", metavar="C1,C2")
-    _common(grid)
+    _common(grid, several=True)
     grid.set_defaults(handler=cmd_run, grid=True)
     plan = sub.add_parser("exec-plan", help="run the plan in a run dir's spec.json (the command mihd launch starts)")
     plan.add_argument("--run-dir", required=True, help="the run dir whose spec.json holds the plan")
@@ -92,30 +94,84 @@ def _slice_ref(text: str, root: Path) -> tuple[str, dict]:
     return slice_id, {} if entry is not None or path is None else {"source": str(path)}
 
 
-def plan_from_args(args, root: Path, **launch):
-    """The RunSpec that `mihd run|grid` arguments ask for, checked (unknown fusion, clusterer, variant,
-    precision fail here, before anything is loaded); `launch` adds backend, backend_options, expect, name."""
-    from ..data.sources import check_image
-    from ..pipeline import check_plan
-    from ..plan import Cell, RunSpec, grid_cells
+def _slice_texts(args) -> list[str]:
+    """The SLICE argument of `run`, or a grid's slices: `A,B,C` or the lines of --slices FILE (not both)."""
+    from ..data.sources import resolved
+    from ..errors import MihdError
 
-    encoder = encoder_config(args)  # bad options fail before the slice is even looked for
-    slice_id, slice_options = _slice_ref(args.slice, root)
+    listed = getattr(args, "slices", None)
+    if listed is not None and args.slice is not None:
+        raise MihdError(f"--slices {listed}: give the slices either there or as SLICE, not both")
+    if listed is None:
+        if args.slice is None:
+            raise MihdError("SLICE: required (a name, a folder or an .h5ad; a grid also takes A,B,C or --slices FILE)")
+        texts = [t.strip() for t in args.slice.split(",")] if args.grid else [args.slice]
+        what = f"SLICE {args.slice!r}"
+    else:
+        path = resolved(listed, "--slices")
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MihdError(f"--slices {path}: not a readable text file ({exc.__class__.__name__})") from None
+        texts = [ln.split("#", 1)[0].strip() for ln in lines]
+        texts = [t for t in texts if t]
+        what = f"--slices {path}"
+    if not texts or not all(texts):
+        raise MihdError(f"{what}: names no slice (give one or more, separated by commas or one a line)")
+    return texts
+
+
+def _slice_refs(args, root: Path) -> tuple[list[str], dict]:
+    """The slice ids the arguments name, and the slice options: where each slice given as a path is, the
+    truth column, the full-resolution image (one slice only)."""
+    from ..data.sources import check_image
+    from ..errors import MihdError
+
+    ids, sources = [], {}
+    for text in _slice_texts(args):
+        slice_id, options = _slice_ref(text, root)
+        if slice_id in ids:
+            raise MihdError(f"slice {slice_id!r}: named twice")
+        ids.append(slice_id)
+        if "source" in options:
+            sources[slice_id] = options["source"]
+    if len(ids) == 1:
+        slice_options = {"source": sources[ids[0]]} if sources else {}
+    else:
+        slice_options = {"sources": sources} if sources else {}
+        if args.fullres:
+            raise MihdError("--fullres: names one image, but the grid runs on several slices "
+                            "(register each slice with its image: mihd slices add NAME PATH --fullres IMG)")
     if args.truth_col:
         slice_options["truth_col"] = args.truth_col
     if args.fullres:
         slice_options["fullres"] = str(check_image(args.fullres))
+    return ids, slice_options
+
+
+def plan_from_args(args, root: Path, **launch):
+    """The RunSpec that `mihd run|grid` arguments ask for, checked (unknown fusion, clusterer, variant,
+    precision fail here, before anything is loaded); `launch` adds backend, backend_options, expect, name.
+    A grid over several slices holds every cell on every slice, slice by slice."""
+    from ..pipeline import check_plan
+    from ..plan import Cell, RunSpec, grid_cells
+
+    encoder = encoder_config(args)  # bad options fail before the slice is even looked for
+    slice_ids, slice_options = _slice_refs(args, root)
     if args.grid:
-        cells = grid_cells(slice_id, *(_names(args, flag) for flag in ("gene", "vision", "fusion", "cluster")),
-                           args.variant)
+        names = [_names(args, flag) for flag in ("gene", "vision", "fusion", "cluster")]
+        cells = tuple(c for s in slice_ids for c in grid_cells(s, *names, args.variant))
     else:
-        cells = (Cell(slice_id, args.gene, args.vision, args.fusion, args.cluster, args.variant if args.vision else None),)
+        cells = (Cell(slice_ids[0], args.gene, args.vision, args.fusion, args.cluster,
+                      args.variant if args.vision else None),)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else (args.seed or 0,)
     plan = RunSpec(cells, kind="grid" if args.grid else "run", n_clusters=args.n_clusters, refine=args.refine,
                    seeds=seeds, override=args.override, drop_unlabelled=args.drop_unlabelled,
                    device=args.device, encoder=encoder, slice_options=slice_options, **launch)
     check_plan(plan)
-    _check_inputs(root, plan.slice, [(m, n) for c in plan.cells for m, n in (("gene", c.gene), ("vision", c.vision))])
+    for slice_id in plan.slices:
+        _check_inputs(root, slice_id, [(m, n) for c in plan.cells if c.slice == slice_id
+                                       for m, n in (("gene", c.gene), ("vision", c.vision))])
     return plan
 
 
@@ -181,6 +237,8 @@ def run_plan(plan, root: Path, run_dir: Path | None = None, *, as_json: bool = F
     started = time.time()
     if run_dir is not None:
         check_fresh(run_dir)  # a run dir holds one run: never a second one over the first
+    if plan.is_study:
+        return _run_study(plan, root, run_dir, started, as_json)
     adata = load_plan_slice(plan, root)  # an unreadable slice is refused before a direct run dir is made
     run_dir, direct = _run_dir(root, run_dir, plan)
     code = 1
@@ -190,6 +248,33 @@ def run_plan(plan, root: Path, run_dir: Path | None = None, *, as_json: bool = F
     finally:
         if direct:
             _finish_direct(root, run_dir, code)
+    if as_json:
+        print_json(_summary(result, run_dir, time.time() - started))
+    else:
+        _print_summary(result, run_dir, time.time() - started)
+    return code
+
+
+def _run_study(plan, root: Path, run_dir: Path | None, started: float, as_json: bool) -> int:
+    """A grid over several slices, in the foreground: laid out as a fanned-out grid (each embedding a slice
+    lacks extracted once, then every cell x slice as a part of its own) and run by this process as the
+    local runner, as wide as the cores allow; Ctrl-C stops it as `mihd runs kill` would."""
+    from ..jsonio import read_json
+    from ..rundir import RESULT, read_spec
+    from ..runs import fanout
+
+    run_dir, direct = _run_dir(root, run_dir, plan)
+    code = 1
+    try:
+        if not fanout.is_fanned(run_dir):
+            lanes = min(fanout.local_lanes(fanout.parallel_of(plan.backend_options)), len(plan.cells))
+            fanout.prepare(root, run_dir, plan, [c["cached"] for c in read_spec(run_dir)["cells"]], lanes)
+        with contextlib.redirect_stdout(sys.stderr):  # the runner's progress lines; stdout is the summary's
+            code = fanout.LocalRunner(run_dir, root).run()
+    finally:
+        if direct:
+            _finish_direct(root, run_dir, code)
+    result = read_json(run_dir / RESULT)
     if as_json:
         print_json(_summary(result, run_dir, time.time() - started))
     else:
@@ -239,17 +324,19 @@ def _fmt(score, sd=None) -> str:
 
 def _print_summary(result: dict, run_dir: Path, seconds: float) -> None:
     from ..plan import Cell
+    from ..results import entry_slice
 
-    rows = []
+    rows, slices = [], result.get("slices") or [result["slice"]]
     for c in result["cells"]:
-        cell = Cell.from_dict({**c, "slice": result["slice"]})
+        cell = Cell.from_dict({**c, "slice": entry_slice(result, c)})
         flag = " (random init)" if c.get("random_init") else ""
         cache = ",".join(f"{m} {s}" for m, s in c.get("cache", {}).items())
-        rows.append([cell.short_label + flag, c["n_clusters"], _fmt(c["ari"], c.get("ari_sd")),
-                     _fmt(c["nmi"], c.get("nmi_sd")), f"{c['seconds']['total']:.1f}s" if "seconds" in c else "-",
-                     c.get("error") or cache])
+        label = cell.label if len(slices) > 1 else cell.short_label  # a study's cells say their slice
+        rows.append([label + flag, c["n_clusters"], _fmt(c["ari"], c.get("ari_sd")), _fmt(c["nmi"], c.get("nmi_sd")),
+                     f"{c['seconds']['total']:.1f}s" if "seconds" in c else "-", c.get("error") or cache])
     seeds = len(result["cells"][0].get("seeds") or [0]) if result["cells"] else 1
-    print(f"slice {result['slice']}: {len(rows)} cell{'s' if len(rows) != 1 else ''} in {seconds:.1f} s"
+    cells = f"{len(rows)} cell{'s' if len(rows) != 1 else ''}"
+    print(f"slice{'s' if len(slices) > 1 else ''} {', '.join(slices)}: {cells} in {seconds:.1f} s"
           + (f", {seeds} seeds each (ARI/NMI: mean ± sd)" if seeds > 1 else ""))
     print_table(["CELL", "K", "ARI", "NMI", "TIME", "CACHE / ERROR"], rows)
     print(f"run dir: {run_dir}")

@@ -105,6 +105,7 @@ def _show(args) -> int:
 
     from ..rundir import read_spec
     from ..present import fmt_duration
+    from ..runs.fanout_status import by_slice, cells_summary
     from ..runs.usage import read_usage
 
     with _watcher(args.root) as w:
@@ -145,8 +146,14 @@ def _show(args) -> int:
         ari = "-" if s["ari"] is None else f"{s['ari']:.3f}"
         nmi = "-" if s["nmi"] is None else f"{s['nmi']:.3f}"
         print(f"{'':>16}  {s['label']}: ARI {ari}  NMI {nmi}")
-    for c in v.cells:  # a fanned-out grid: each cell's own state (`mihd runs kill ID/N` stops one)
-        print(f"{'cell ' + str(c.index):>16}  {_cell_line(c)}")
+    if v.cells:  # a fanned-out grid: each cell's own state (`mihd runs kill ID/N` stops one); a study by slice
+        print(f"{'cells':>16}  {cells_summary(v.cells)}")
+        groups = by_slice(v.cells)
+        for slice_id, summary, cells in groups:
+            if len(groups) > 1:
+                print(f"{'slice':>16}  {_text(slice_id)}: {summary}")
+            for c in cells:
+                print(f"{'cell ' + str(c.index):>16}  {_cell_line(c)}")
     return 0
 
 

@@ -141,10 +141,10 @@ def parallel_of(options: dict):
 
 def fans_out(spec: RunSpec, options: dict) -> bool:
     """A grid of several cells fans out on Slurm always, locally when it gets more than one worker
-    (`--parallel 1` keeps it one process)."""
+    (`--parallel 1` keeps it one process) or spans several slices (a study)."""
     if spec.kind != "grid" or len(spec.cells) < 2:
         return False
-    if spec.backend == "slurm":
+    if spec.backend == "slurm" or spec.is_study:  # a study is laid out as parts whatever its width
         return True
     return spec.backend == "local" and local_lanes(parallel_of(options)) > 1
 
@@ -156,11 +156,13 @@ class Extraction:
     name: str
     variant: str | None
     cells: tuple[int, ...]
+    slice: str | None = None  # None: the plan's one slice
 
 
 def needed(root: Path, spec: RunSpec) -> list[Extraction]:
     """The embeddings the grid needs that an extraction must compute first (all of them with --override):
-    missing from the cache and made by a known encoder (a custom cache name can only be found, not made)."""
+    missing from the cache and made by a known encoder (a custom cache name can only be found, not made).
+    A study extracts per slice: its keys start with the slice (`151673-gene-pca`)."""
     from ..cache import read_entries
     from ..encoders import GENE_ENCODERS, VISION_ENCODERS
     from ..inventory import GENE_VARIANT, cached_inputs
@@ -174,14 +176,14 @@ def needed(root: Path, spec: RunSpec) -> list[Extraction]:
                 continue
             if name not in (GENE_ENCODERS if modality == "gene" else VISION_ENCODERS):
                 continue
-            key = "-".join(p for p in (modality, name, variant) if p)
+            key = "-".join(p for p in ((cell.slice if spec.is_study else None), modality, name, variant) if p)
             old = found.get(key)
-            found[key] = Extraction(key, modality, name, variant, (*(old.cells if old else ()), i))
+            found[key] = Extraction(key, modality, name, variant, (*(old.cells if old else ()), i), cell.slice)
     return list(found.values())
 
 
 def extract_argv(root: Path, spec: RunSpec, ex: Extraction) -> list[str]:
-    argv = [sys.executable, "-m", "mihd", "extract", spec.slice_options.get("source", spec.slice),
+    argv = [sys.executable, "-m", "mihd", "extract", spec.source_of(ex.slice or spec.slice),
             f"--{ex.modality}", ex.name]
     if ex.modality == "vision":
         argv += ["--variant", ex.variant]
@@ -210,19 +212,20 @@ def prepare(root: Path, grid_dir: Path, spec: RunSpec, cached, lanes: int | None
     for ex in extractions:
         d = extract_dir(grid_dir, ex.key)
         d.mkdir(parents=True)
-        write_json_atomic(d / EXTRACT_SPEC, {"modality": ex.modality, "name": ex.name, "variant": ex.variant,
-                                             "cells": list(ex.cells), "argv": extract_argv(root, spec, ex)})
+        write_json_atomic(d / EXTRACT_SPEC, {"slice": ex.slice, "modality": ex.modality, "name": ex.name,
+                                             "variant": ex.variant, "cells": list(ex.cells),
+                                             "argv": extract_argv(root, spec, ex)})
     for i, cell in enumerate(spec.cells):
         d = cell_dir(grid_dir, i)
         d.mkdir(parents=True)
-        one = spec.with_(cells=(cell,), kind="run", override=False, name=None, expect=None)
+        one = spec.on_slice(cell.slice).with_(cells=(cell,), kind="run", override=False, name=None, expect=None)
         write_spec(d, one, run_id=f"{grid_dir.name}/{i}", argv=cell_argv(root, d), cached=[cached[i]])
     write_json_atomic(grid_dir / FANOUT, {"backend": spec.backend, "lanes": lanes,
                                           "order": longest_first(root, spec, cached),
                                           "cells": [{"needs": needs[i]} for i in range(len(spec.cells))],
-                                          "extract": {ex.key: {"modality": ex.modality, "name": ex.name,
-                                                               "variant": ex.variant, "cells": list(ex.cells)}
-                                                      for ex in extractions}})
+                                          "extract": {ex.key: {"slice": ex.slice, "modality": ex.modality,
+                                                               "name": ex.name, "variant": ex.variant,
+                                                               "cells": list(ex.cells)} for ex in extractions}})
     return extractions
 
 

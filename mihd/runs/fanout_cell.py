@@ -27,7 +27,8 @@ def extraction_problem(grid_dir: Path, fan: dict, index: int) -> str | None:
     for key in fan["cells"][index]["needs"]:
         d = extract_dir(grid_dir, key)
         what = fan["extract"].get(key, {})
-        label = f"{what.get('modality')} {what.get('name')}"
+        label = f"{what.get('modality')} {what.get('name')}" + \
+            (f" of slice {what['slice']}" if key.startswith(f"{what.get('slice')}-") else "")  # a study's
         ended = read_json(d / EXIT)
         if not isinstance(ended, dict):
             return f"extraction of {label} did not finish (see {EXTRACT}/{key}/run.log)"

@@ -48,6 +48,7 @@ class CellView:
     ari: float | None
     nmi: float | None
     error: str | None
+    slice: str | None = None  # a study's cells are on several slices
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +110,8 @@ def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
 
 def write_grid_result(grid_dir: Path) -> dict:
     """The grid's result.json, merged from its cells' (a cell that did not finish is listed with its error),
-    and each cell's fused embedding linked as the grid's fused/<index>.npy; returns it."""
+    and each cell's fused embedding linked as the grid's fused/<index>.npy; returns it. A study's cells
+    carry their "slice" (the top-level one is its first) and its spots are left to each cell's own result."""
     from .reasons import failure_reason
 
     grid_dir = Path(grid_dir)
@@ -119,16 +121,20 @@ def write_grid_result(grid_dir: Path) -> dict:
         res = read_json(cell_dir(grid_dir, i) / RESULT)
         res = res if isinstance(res, dict) else {}
         spots = spots or res.get("spots")
+        own = {"slice": cell.slice} if spec.is_study else {}  # a study's cells say their slice
         if res.get("status") == "ok" and res.get("cells"):
-            cells.append(res["cells"][0])
+            cells.append({**res["cells"][0], **own})
             _link(cell_dir(grid_dir, i) / "fused" / "0.npy", grid_dir / "fused" / f"{i}.npy")
             continue
         failed += 1
         row = describe_part(cell_dir(grid_dir, i))[0]
-        cells.append({"gene": cell.gene, "vision": cell.vision, "variant": cell.variant, "fusion": cell.fusion,
+        cells.append({**own, "gene": cell.gene, "vision": cell.vision, "variant": cell.variant, "fusion": cell.fusion,
                       "cluster": cell.cluster, "n_clusters": spec.n_clusters, "refine": spec.refine,
                       "error": res.get("error") or failure_reason(row) or row["status"], "ari": None, "nmi": None})
-    result = {"slice": spec.slice, "status": "failed" if failed else "ok",
+    if spec.is_study:  # spots differ by slice: each cell's own result.json has them
+        spots = None
+    result = {"slice": spec.slice, **({"slices": list(spec.slices)} if spec.is_study else {}),
+              "status": "failed" if failed else "ok",
               "error": f"{failed} of {len(cells)} cells failed" if failed else None,
               "spots": spots or {"barcodes": [], "x": [], "y": [], "truth": None}, "cells": cells}
     write_result(grid_dir, result)
@@ -283,7 +289,8 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
             job_id=r["job_id"], run_dir=str(d), started=started, ended=r["ended"], elapsed=elapsed,
             expected_s=exp, eta_s=eta, progress=progress, overrun=bool(over),
             ari=crows[0]["ari"] if crows else None, nmi=crows[0]["nmi"] if crows else None,
-            error=failure_reason(r) if status not in ("done",) + ACTIVE else None))
+            error=failure_reason(r) if status not in ("done",) + ACTIVE else None,
+            slice=stored[0].get("slice") if stored else None))
     guess = _guesses(views, costs)
     weight = [v.expected_s or g or 1.0 for v, g in zip(views, guess)]
     counted = [(w, v) for w, v in zip(weight, views) if v.status in ACTIVE or v.status == "done"]
@@ -411,3 +418,11 @@ def cells_summary(cells: list[CellView]) -> str:
             reasons.setdefault("queued", c.reason)
     order = ("running", "orphaned", "queued", "done", "failed", "killed", "lost", "corrupt")
     return " · ".join(f"{counts[s]} {s}" + (f" ({reasons[s]})" if s in reasons else "") for s in order if s in counts)
+
+
+def by_slice(cells: list[CellView]) -> list[tuple[str | None, str, list[CellView]]]:
+    """A study's cells slice by slice, in the order the slices come: (slice, its cells_summary, its cells)."""
+    groups: dict[str | None, list[CellView]] = {}
+    for c in cells:
+        groups.setdefault(c.slice, []).append(c)
+    return [(s, cells_summary(group), group) for s, group in groups.items()]

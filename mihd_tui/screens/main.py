@@ -249,7 +249,7 @@ class MainScreen(Screen):
     def action_next_slice(self) -> None:
         snap = self.app.snapshot
         if snap:
-            self.app.set_spec(slice=_cycle(snap.slices, self.app.spec.slice))
+            self.app.set_slice(_cycle(snap.slices, self.app.spec.slice))
             self._header()
 
     def action_next_gene(self) -> None:
@@ -276,7 +276,7 @@ class MainScreen(Screen):
         """Direct choices for the palette: each slice, gene encoder, clusterer and variant by name."""
         snap = self.app.snapshot
         for name in (snap.slices if snap else []):
-            yield SystemCommand(f"Slice: {name}", "show this slice in the grid", lambda n=name: self.app.set_spec(slice=n))
+            yield SystemCommand(f"Slice: {name}", "show this slice in the grid", lambda n=name: self.app.set_slice(n))
         for name in (snap.genes if snap else []):
             yield SystemCommand(f"Gene encoder: {name}", "show this gene encoder", lambda n=name: self.app.set_spec(gene=n))
         for name in CLUSTERERS:
