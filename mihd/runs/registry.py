@@ -6,7 +6,9 @@ time and loses nothing: what a watcher decides about a run is written into the r
 event, the backend's `outcome` in handle.json). It is host-local because SQLite's locks and WAL do not
 hold across hosts on NFS/Lustre/GPFS; each open, and each watcher refresh, ingests the run dirs it has not
 seen (one scandir), so a run started on another host shows within one refresh, and a read-only workspace
-lists fine. An unreadable index file (random bytes, a torn image) is moved aside and rebuilt, with a note
+lists fine. Each row keeps the stamp (inode, size, mtime) of the files it was described from, so an ended
+run whose file is later written, damaged or repaired is described again at the next sync, found by stats
+without rereading the others. An unreadable index file (random bytes, a torn image) is moved aside and rebuilt, with a note
 in `notes`; an older schema (PRAGMA user_version) is rebuilt, a newer one refused in one line. The
 `<root>/mihd.sqlite` of earlier releases is never opened (SQLite on the shared file system is what
 failed): everything it held is in the run dirs. Writers use BEGIN IMMEDIATE with a busy timeout, so
@@ -32,7 +34,7 @@ from .cells import run_signature, sig_string, signature, stored_label
 from .eta import CELL_KEY
 from .fanout import FANOUT
 
-SCHEMA_VERSION = 2          # PRAGMA user_version; older indexes are rebuilt from the run dirs
+SCHEMA_VERSION = 3          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
 LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspace root: never opened
 TERMINAL = ("done", "failed", "killed")
@@ -43,15 +45,16 @@ _UNREADABLE = ("file is not a database", "malformed", "no such table", "no such 
 RUN_COLUMNS = (
     "id", "name", "label", "signature", "cells", "n_cells", "backend", "handle", "pid", "create_time",
     "job_id", "host", "run_dir", "created", "started", "ended", "status", "exit_code", "exit_signal",
-    "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated",
+    "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated", "stamp",
 )
+STAMPED = (SPEC, HANDLE, PROC, RESULT, EXIT, USAGE, EVENTS, FANOUT)  # the files a row is described from
 SCHEMA = """
 CREATE TABLE runs (
   id TEXT PRIMARY KEY, name TEXT, label TEXT, signature TEXT, cells TEXT, n_cells INTEGER,
   backend TEXT, handle TEXT, pid INTEGER, create_time REAL, job_id TEXT, host TEXT, run_dir TEXT,
   created REAL, started REAL, ended REAL, status TEXT, exit_code INTEGER, exit_signal TEXT, error TEXT,
   note TEXT, expect REAL, overrun INTEGER NOT NULL DEFAULT 0, overrun_at REAL, kill_signal TEXT,
-  killed_at REAL, killed_by TEXT, updated REAL);
+  killed_at REAL, killed_by TEXT, updated REAL, stamp TEXT);
 CREATE INDEX runs_status ON runs(status);
 CREATE INDEX runs_signature ON runs(signature, status);
 CREATE TABLE cells (
@@ -71,12 +74,13 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
     its processes, so without exit.json the run ended on its own: done/failed by its result, else lost.
     A file of the wrong shape makes a `corrupt` row whose error names it; never an exception."""
     run_dir = Path(run_dir)
+    stamp = files_stamp(run_dir)  # taken first: a file changed while it is read differs next time
     try:
         spec_raw, handle, ident, result, exit_ = (load_file(run_dir, f) for f in (SPEC, HANDLE, PROC, RESULT, EXIT))
         load_file(run_dir, USAGE)  # only shown, but a bad one is said like any other
         events = load_events(run_dir)
     except RunFileError as exc:
-        return _corrupt_row(run_dir, str(exc)), []
+        return {**_corrupt_row(run_dir, str(exc)), "stamp": stamp}, []
     spec = (read_spec(run_dir) or {}) if spec_raw else {}
     handle, ident, result = handle or {}, ident or {}, result or {}
     first, last = {}, {}
@@ -126,7 +130,7 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
         "error": error, "note": note, "expect": spec.get("expect"),
         "overrun": 1 if overrun_ev else 0, "overrun_at": (overrun_ev or {}).get("t"),
         "kill_signal": (kill_ev or {}).get("signal"), "killed_at": (kill_ev or {}).get("t"),
-        "killed_by": (kill_ev or {}).get("by"), "updated": time.time(),
+        "killed_by": (kill_ev or {}).get("by"), "updated": time.time(), "stamp": stamp,
     }
     cell_rows = []
     for i, cell in enumerate(result_cells):
@@ -140,6 +144,20 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
 
         return aggregate(run_dir, row)
     return row, cell_rows
+
+
+def files_stamp(run_dir: Path) -> str:
+    """Inode, size and mtime of each file a row is described from: a row whose stamp differs from its run dir's
+    is out of date (a file written, replaced, damaged or removed since), found with stats, not reads."""
+    parts = []
+    for name in STAMPED:
+        try:
+            st = os.stat(run_dir / name)
+        except OSError:
+            parts.append("-")
+        else:
+            parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    return " ".join(parts)
 
 
 def row_handle(row: dict) -> dict:
@@ -201,6 +219,7 @@ class Registry:
         self.memory = False         # no usable index folder: an in-memory index, rebuilt by each process
         self._conn: sqlite3.Connection | None = None
         self._inode: int | None = None
+        self._sweep = 0             # where sync(check=N) takes up its stat sweep over the ended runs
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -275,18 +294,29 @@ class Registry:
             self._conn = None
 
     @_healing
-    def sync(self) -> int:
-        """Index the run dirs not seen yet and forget those that are gone (one scandir); returns how many new."""
+    def sync(self, check: int | None = None) -> int:
+        """Index the run dirs not seen yet, forget those that are gone (one scandir), and describe again the
+        ended runs whose files changed since they were indexed (their stamps: stats, no reads); `check`
+        stats at most that many ended runs per call, taking up where the last call stopped, so a caller that
+        syncs often does bounded work and still sees every change within a few calls. Active runs are the
+        watcher's: it follows them through their backends. Returns how many rows were (re)described."""
+        base = runs_dir(self.root)
         try:
-            names = {e.name for e in os.scandir(runs_dir(self.root)) if e.is_dir() and e.name[0] != "."}
+            names = {e.name for e in os.scandir(base) if e.is_dir() and e.name[0] != "."}
         except OSError:
             names = set()
-        known = self.ids()
-        new = [d for d in (runs_dir(self.root) / n for n in sorted(names - known)) if _has_files(d)]
-        described = [describe(d) for d in new]
-        if described or known - names:
+        stamps = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT id, stamp, status FROM runs")}
+        ended = sorted(i for i, (_, status) in stamps.items() if status not in ACTIVE and i in names)
+        if check is not None and check < len(ended):
+            start = self._sweep % len(ended)
+            ended = (ended[start:] + ended[:start])[:check]
+            self._sweep = start + check
+        dirs = [d for d in (base / n for n in sorted(names - stamps.keys())) if _has_files(d)]
+        dirs += [base / i for i in ended if files_stamp(base / i) != stamps[i][0]]
+        described = [describe(d) for d in dirs]
+        if described or stamps.keys() - names:
             with _write(self.conn):
-                for run_id in known - names:
+                for run_id in stamps.keys() - names:
                     self.conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
                     self.conn.execute("DELETE FROM cells WHERE run_id=?", (run_id,))
                 for row, cell_rows in described:

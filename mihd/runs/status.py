@@ -2,7 +2,8 @@
 
 A RunWatcher is meant to live as long as its caller (the dashboard keeps one): it keeps the monitor's
 process objects (for CPU %), each live run's events offset (only new bytes are read) and the NVML
-probe. Finished runs cost nothing per refresh: their rows are final. New run dirs (launched elsewhere,
+probe. Finished runs cost a few stats per refresh (the registry's stamps; `sweep` bounds how many a
+long-lived watcher checks each time): only a changed one is read again. New run dirs (launched elsewhere,
 or a deleted registry) are found by one scandir and indexed.
 
 Status follows what the processes do: `running` while the supervisor runs, `orphaned` while the command
@@ -98,9 +99,12 @@ def _backend_name(name: str) -> str:
 
 class RunWatcher:
     def __init__(self, root=None, factor: float | None = None, monitor: Monitor | None = None,
-                 gpu: Gpu | None = None):
+                 gpu: Gpu | None = None, sweep: int | None = None):
+        """`sweep`: how many ended runs each refresh checks for changed files (Registry.sync's `check`;
+        None: all of them, as a one-shot listing wants)."""
         self.root = resolve_root(root)
         self.registry = Registry(self.root)
+        self.sweep = sweep
         self.factor = overrun_factor(factor)
         self.gpu = gpu if gpu is not None else default_gpu()
         self.monitor = monitor or Monitor(self.gpu)
@@ -118,14 +122,15 @@ class RunWatcher:
 
     # -- refreshing -------------------------------------------------------------------------------
     def _refresh_active(self, rows: list[dict]) -> None:
-        """Bring active (and corrupt) rows up to date: exit.json first, then what the backends say."""
+        """Bring active rows up to date: exit.json first, then what the backends say (ended rows, a corrupt
+        one included, are described again by the registry's sync when their files change)."""
         by_backend: dict[str, dict[str, dict]] = {}
         for row in rows:
-            if row["status"] != "corrupt" and is_fanned(row["run_dir"]):  # its cells are asked, not the grid
+            if is_fanned(row["run_dir"]):  # its cells are asked, not the grid
                 self._fan_states[row["id"]] = refresh_grid(self.registry, row)
                 continue
-            if row["status"] == "corrupt" or (Path(row["run_dir"]) / EXIT).exists():
-                row.update(self.registry.ingest(Path(row["run_dir"])))  # a repaired file heals a corrupt run
+            if (Path(row["run_dir"]) / EXIT).exists():
+                row.update(self.registry.ingest(Path(row["run_dir"])))
                 continue
             by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = row_handle(row)
         index = {r["id"]: r for r in rows}
@@ -191,25 +196,22 @@ class RunWatcher:
 
     def refresh(self, all: bool = False, recent: int = RECENT) -> list[RunView]:
         """Every active run, plus the `recent` latest finished ones (all of them with all=True)."""
-        now = time.time()
-        self.registry.sync()
+        self.registry.sync(check=self.sweep)
         if all:
-            rows = self.registry.rows()
-        else:  # active runs and the latest ended ones: the rest is final and not shown
-            active = ", ".join(f"'{s}'" for s in ACTIVE)
-            rows = self.registry.rows(
-                f"status IN ({active}) OR id IN "
-                f"(SELECT id FROM runs WHERE status NOT IN ({active}) ORDER BY id DESC LIMIT ?)", (recent,))
-        for r in rows:  # a lost run whose exit.json arrived late (e.g. over a network filesystem)
-            if r["status"] == "lost" and (Path(r["run_dir"]) / EXIT).exists():
-                r.update(self.registry.ingest(Path(r["run_dir"])))
-        self._refresh_active([r for r in rows if r["status"] in ACTIVE or r["status"] == "corrupt"])
+            return self._refreshed(self.registry.rows())
+        active = ", ".join(f"'{s}'" for s in ACTIVE)  # and the latest ended ones: the rest is final, not shown
+        return self._refreshed(self.registry.rows(
+            f"status IN ({active}) OR id IN "
+            f"(SELECT id FROM runs WHERE status NOT IN ({active}) ORDER BY id DESC LIMIT ?)", (recent,)))
+
+    def _refreshed(self, rows: list[dict]) -> list[RunView]:
+        now = time.time()
+        self._refresh_active([r for r in rows if r["status"] in ACTIVE])
         return self._views(rows, now)
 
     def view(self, run_id: str) -> RunView:
         """One run by id or unique id prefix (or name), refreshed."""
-        rid = self.resolve(run_id)
-        return next(v for v in self.refresh(all=True) if v.id == rid)
+        return self._refreshed([self.registry.row(self.resolve(run_id))])[0]
 
     def backend_of(self, view: RunView) -> tuple[object, dict]:
         """The run's backend and its handle (with the run dir), as kill and poll take them."""
@@ -229,7 +231,7 @@ class RunWatcher:
             return True
 
     def resolve(self, run_id: str) -> str:
-        self.registry.sync()
+        self.registry.sync(check=self.sweep)
         ids = self.registry.ids()
         if run_id in ids:
             return run_id
