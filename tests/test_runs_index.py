@@ -2,9 +2,14 @@
 later is seen at the next listing, a refresh after nothing changed describes no run again, and a
 long-lived watcher's bounded sweep still reaches every ended run."""
 
+import os
+import shutil
+import time
+
 import pytest
 
 from mihd.cli import main
+from mihd.runs.kill import kill_run
 from mihd.runs.registry import Registry
 from mihd.runs.status import RunWatcher
 
@@ -61,5 +66,23 @@ def test_a_watcher_with_a_bounded_sweep_sees_a_damaged_run_within_a_full_turn(tm
         (tmp_path / "runs" / ids[2] / "exit.json").write_text("[")
         seen = [next(v.status for v in watcher.refresh() if v.id == ids[2]) for _ in range(len(ids))]
         assert "corrupt" in seen and seen[-1] == "corrupt"
+    finally:
+        watcher.close()
+
+
+def test_a_watcher_that_skips_an_unchanged_runs_folder_still_sees_runs_added_and_removed(tmp_path):
+    first, second = finished_runs(tmp_path, 2)
+    runs = tmp_path / "runs"
+    watcher = RunWatcher(tmp_path, sweep=1)
+    try:
+        os.utime(runs, (time.time() - 60, time.time() - 60))  # an old listing: the next refreshes skip it
+        assert {v.id for v in watcher.refresh()} == {first, second}
+        assert {v.id for v in watcher.refresh()} == {first, second}
+        third = launch_fake(tmp_path, "--seconds", 60)
+        assert third in {v.id for v in watcher.refresh()}
+        kill_run(tmp_path, third, "KILL", grace=1)
+        shutil.rmtree(runs / first)
+        os.utime(runs, (time.time() - 60, time.time() - 30))
+        assert {v.id for v in watcher.refresh()} == {second, third}
     finally:
         watcher.close()

@@ -149,10 +149,10 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
 def files_stamp(run_dir: Path) -> str:
     """Inode, size and mtime of each file a row is described from: a row whose stamp differs from its run dir's
     is out of date (a file written, replaced, damaged or removed since), found with stats, not reads."""
-    parts = []
+    parts, base = [], os.fspath(run_dir)
     for name in STAMPED:
         try:
-            st = os.stat(run_dir / name)
+            st = os.stat(f"{base}/{name}")
         except OSError:
             parts.append("-")
         else:
@@ -190,6 +190,16 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
+def _listing_stamp(folder: Path) -> tuple | None:
+    """The folder's mtime, which moves when an entry is added, removed or renamed; None when it may not have
+    moved yet for an entry just made (the same clock tick: less than a second ago) or cannot be read."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns) if time.time() - st.st_mtime > 1.0 else None
+
+
 def _has_files(run_dir: Path) -> bool:
     return any((run_dir / f).exists() for f in (SPEC, EVENTS, RESULT))
 
@@ -219,7 +229,9 @@ class Registry:
         self.memory = False         # no usable index folder: an in-memory index, rebuilt by each process
         self._conn: sqlite3.Connection | None = None
         self._inode: int | None = None
-        self._sweep = 0             # where sync(check=N) takes up its stat sweep over the ended runs
+        self._sweep = ""            # the run id after which sync(check=N) takes up its stat sweep
+        self._listed: tuple | None = None  # the runs folder's listing stamp when sync last listed it
+        self._durations: tuple[tuple, dict] = ((), {})  # (the index's version then, durations())
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -231,7 +243,7 @@ class Registry:
             self.close()
             self._conn = self._open()
             if sync:
-                self.sync()
+                self.sync(check=0)  # the run dirs it has not seen; changed ones are for the caller's sync
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
@@ -295,28 +307,38 @@ class Registry:
 
     @_healing
     def sync(self, check: int | None = None) -> int:
-        """Index the run dirs not seen yet, forget those that are gone (one scandir), and describe again the
-        ended runs whose files changed since they were indexed (their stamps: stats, no reads); `check`
-        stats at most that many ended runs per call, taking up where the last call stopped, so a caller that
-        syncs often does bounded work and still sees every change within a few calls. Active runs are the
-        watcher's: it follows them through their backends. Returns how many rows were (re)described."""
+        """Index the run dirs not seen yet, forget those that are gone, and describe again the ended runs whose
+        files changed since they were indexed (their stamps: stats, no reads). Returns how many rows were
+        (re)described. With `check` (a caller that syncs every few seconds) the work is bounded: the runs
+        folder is listed only when its mtime moved, and at most `check` ended runs are stat'ed, taking up
+        where the last call stopped, so every change is still seen within a turn. Active runs are the
+        watcher's: it follows them through their backends."""
         base = runs_dir(self.root)
-        try:
-            names = {e.name for e in os.scandir(base) if e.is_dir() and e.name[0] != "."}
-        except OSError:
-            names = set()
-        stamps = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT id, stamp, status FROM runs")}
-        ended = sorted(i for i, (_, status) in stamps.items() if status not in ACTIVE and i in names)
-        if check is not None and check < len(ended):
-            start = self._sweep % len(ended)
-            ended = (ended[start:] + ended[:start])[:check]
-            self._sweep = start + check
-        dirs = [d for d in (base / n for n in sorted(names - stamps.keys())) if _has_files(d)]
-        dirs += [base / i for i in ended if files_stamp(base / i) != stamps[i][0]]
-        described = [describe(d) for d in dirs]
-        if described or stamps.keys() - names:
+        listed = _listing_stamp(base)
+        new, gone = [], set()
+        if check is None or listed is None or listed != self._listed:
+            try:
+                names = {e.name for e in os.scandir(base) if e.is_dir() and e.name[0] != "."}
+            except OSError:
+                names = set()
+            known = self.ids()
+            new = [d for d in (base / n for n in sorted(names - known)) if _has_files(d)]
+            gone = known - names
+            self._listed = listed
+        active = ", ".join(f"'{s}'" for s in ACTIVE)
+        if check is None:
+            stamps = self.conn.execute(f"SELECT id, stamp FROM runs WHERE status NOT IN ({active})").fetchall()
+        elif check:
+            stamps = self.conn.execute(f"SELECT id, stamp FROM runs WHERE status NOT IN ({active}) AND id > ? "
+                                       "ORDER BY id LIMIT ?", (self._sweep, check)).fetchall()
+            self._sweep = stamps[-1][0] if len(stamps) == check else ""
+        else:
+            stamps = []
+        changed = [base / i for i, stamp in stamps if i not in gone and files_stamp(base / i) != stamp]
+        described = [describe(d) for d in new + changed]
+        if described or gone:
             with _write(self.conn):
-                for run_id in stamps.keys() - names:
+                for run_id in gone:
                     self.conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
                     self.conn.execute("DELETE FROM cells WHERE run_id=?", (run_id,))
                 for row, cell_rows in described:
@@ -395,7 +417,11 @@ class Registry:
     def durations(self) -> dict[str, list[float]]:
         """The history behind expected times: running time of every finished (done) run by run signature,
         and under `eta.CELL_KEY + signature` the seconds of each cell inside a done multi-cell run (so a
-        grid whose cells only ever ran inside other grids still gets an expected time)."""
+        grid whose cells only ever ran inside other grids still gets an expected time). Made again only
+        after the index changed (a write by this connection or another)."""
+        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
+        if version == self._durations[0]:
+            return self._durations[1]
         out: dict[str, list[float]] = {}
         for sig, secs in self.conn.execute(
                 "SELECT signature, ended - started FROM runs WHERE status='done' "
@@ -405,6 +431,7 @@ class Registry:
                 "SELECT c.signature, c.seconds FROM cells c JOIN runs r ON r.id = c.run_id "
                 "WHERE r.status='done' AND r.n_cells > 1 AND c.seconds IS NOT NULL"):
             out.setdefault(CELL_KEY + sig, []).append(secs)
+        self._durations = (version, out)
         return out
 
 

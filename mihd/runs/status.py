@@ -243,14 +243,15 @@ class RunWatcher:
             raise MihdError(f"run {run_id!r}: no such run (see `mihd runs ls --all`)")
         raise MihdError(f"run {run_id!r}: ambiguous, matches {', '.join(sorted(matches)[:5])}")
 
-    def latest_scores(self) -> dict[str, dict]:
-        """The latest finished scores per cell signature string (for the grid): {sig: {ari, nmi, run_id}}."""
+    def latest_scores(self, cells: dict[str, list[dict]] | None = None) -> dict[str, dict]:
+        """The latest finished scores per cell signature string (for the grid): {sig: {ari, nmi, run_id}};
+        `cells`: the registry's cells() when the caller has read them already."""
         out: dict[str, dict] = {}
-        for run_id, cells in sorted(self.registry.cells().items()):
+        for run_id, cells in sorted((self.registry.cells() if cells is None else cells).items()):
             for c in cells:
                 out[c["signature"]] = {"run_id": run_id, "ari": c["ari"], "nmi": c["nmi"],
-                                       "label": c["label"], "sig": json.loads(c["sig"])}
-        return out
+                                       "label": c["label"], "sig": c["sig"]}
+        return {k: {**v, "sig": json.loads(v["sig"])} for k, v in out.items()}  # the latest of each, parsed once
 
     # -- building views ---------------------------------------------------------------------------
     def _views(self, rows: list[dict], now: float) -> list[RunView]:
