@@ -40,6 +40,7 @@ LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspac
 TERMINAL = ("done", "failed", "killed")
 ACTIVE = ("queued", "running", "orphaned")
 BUSY_TIMEOUT_S = 30.0
+MAX_IN = 500  # ids asked with IN (...); more are filtered here (SQLite caps a statement's variables)
 _UNREADABLE = ("file is not a database", "malformed", "no such table", "no such column")  # heal by rebuilding
 
 RUN_COLUMNS = (
@@ -401,16 +402,19 @@ class Registry:
 
     @_healing
     def cells(self, run_ids: list[str] | None = None) -> dict[str, list[dict]]:
+        """The cell rows of these runs (of every run when None), by run id in order."""
         sql = "SELECT * FROM cells"
         params: tuple = ()
-        if run_ids is not None:
+        if run_ids is not None and len(run_ids) <= MAX_IN:
             if not run_ids:
                 return {}
             sql += f" WHERE run_id IN ({','.join('?' * len(run_ids))})"
             params = tuple(run_ids)
+        wanted = set(run_ids) if run_ids is not None and len(run_ids) > MAX_IN else None
         out: dict[str, list[dict]] = {}
         for r in self.conn.execute(sql + " ORDER BY run_id, idx", params):
-            out.setdefault(r["run_id"], []).append(dict(r))
+            if wanted is None or r["run_id"] in wanted:
+                out.setdefault(r["run_id"], []).append(dict(r))
         return out
 
     @_healing

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MihdError
@@ -90,7 +90,9 @@ class RunView:
         return self.status in ACTIVE
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Its fields as JSON-ready values (its own lists and dicts are shared, not copied: 10,000 views list
+        in a blink, where a deep copy took seconds)."""
+        return {**self.__dict__, "cells": [c.to_dict() for c in self.cells]}
 
 
 def _backend_name(name: str) -> str:
