@@ -2,6 +2,7 @@
 later is seen at the next listing, a refresh after nothing changed describes no run again, and a
 long-lived watcher's bounded sweep still reaches every ended run."""
 
+import json
 import os
 import shutil
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from mihd.cli import main
+from mihd.rundir import read_result, write_result
 from mihd.runs.kill import kill_run
 from mihd.runs.registry import Registry
 from mihd.runs.status import RunWatcher
@@ -86,3 +88,20 @@ def test_a_watcher_that_skips_an_unchanged_runs_folder_still_sees_runs_added_and
         assert {v.id for v in watcher.refresh()} == {second, third}
     finally:
         watcher.close()
+
+
+def test_results_follow_a_result_json_rewritten_or_damaged_after_its_run(tmp_path, capsys):
+    run_id = launch_fake(tmp_path, "--seconds", 0.1, "--ari", 0.3)
+    wait_for(lambda: view(tmp_path, run_id).status == "done")
+
+    def aris() -> list[float]:
+        assert main(["results", "--format", "json", "--root", str(tmp_path)]) == 0
+        return [row["ari_mean"] for row in json.loads(capsys.readouterr().out)]
+
+    assert aris() == [0.3]
+    run_dir = tmp_path / "runs" / run_id
+    result = read_result(run_dir)
+    write_result(run_dir, {**result, "cells": [{**result["cells"][0], "ari": 0.9}]})  # rescored in place
+    assert aris() == [0.9]
+    (run_dir / "result.json").write_text("{")
+    assert aris() == []  # a damaged result scores nothing (its run reads corrupt)

@@ -60,7 +60,7 @@ CREATE INDEX runs_status ON runs(status);
 CREATE INDEX runs_signature ON runs(signature, status);
 CREATE TABLE cells (
   run_id TEXT NOT NULL, idx INTEGER NOT NULL, signature TEXT, sig TEXT, label TEXT,
-  ari REAL, nmi REAL, seconds REAL, PRIMARY KEY (run_id, idx));
+  ari REAL, nmi REAL, seconds REAL, entry TEXT, PRIMARY KEY (run_id, idx));
 """
 _UPSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
@@ -134,17 +134,26 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
         "killed_by": (kill_ev or {}).get("by"), "updated": time.time(), "stamp": stamp,
     }
     cell_rows = []
+    plan = spec.get("plan")
+    seed = plan.seeds[0] if plan is not None and plan.seeds else None
     for i, cell in enumerate(result_cells):
         sig = signature(cell, backend)
         secs = (cell.get("seconds") or {}).get("total")
         cell_rows.append({"run_id": row["id"], "idx": i, "signature": sig_string(sig), "sig": json.dumps(sig),
                           "label": stored_label([cell]), "ari": cell.get("ari"), "nmi": cell.get("nmi"),
-                          "seconds": secs})
+                          "seconds": secs, "entry": json.dumps(_indexed_entry(cell, result.get("slice"), seed))})
     if (run_dir / FANOUT).is_file():  # a fanned-out grid: one row over its cells' own run dirs
         from .fanout_status import aggregate
 
         return aggregate(run_dir, row)
     return row, cell_rows
+
+
+def _indexed_entry(cell: dict, slice_id, seed) -> dict:
+    """A result.json cell as the index keeps it for `mihd results`: its scores and options without the per-spot
+    labels (`labelled` says it had them), with its run's slice and the first seed of its plan (`plan_seed`)."""
+    return {**{k: v for k, v in cell.items() if k != "labels"}, "labelled": "labels" in cell, "slice": slice_id,
+            "plan_seed": seed}
 
 
 def files_stamp(run_dir: Path) -> str:
@@ -357,8 +366,8 @@ class Registry:
         self.conn.execute(_UPSERT, [row.get(c) for c in RUN_COLUMNS])
         self.conn.execute("DELETE FROM cells WHERE run_id=?", (row["id"],))
         self.conn.executemany(
-            "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, seconds) "
-            "VALUES (:run_id, :idx, :signature, :sig, :label, :ari, :nmi, :seconds)", cell_rows)
+            "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, seconds, entry) "
+            "VALUES (:run_id, :idx, :signature, :sig, :label, :ari, :nmi, :seconds, :entry)", cell_rows)
 
     @_healing
     def reindex(self) -> int:
@@ -416,6 +425,14 @@ class Registry:
             if wanted is None or r["run_id"] in wanted:
                 out.setdefault(r["run_id"], []).append(dict(r))
         return out
+
+    @_healing
+    def entries(self) -> list[tuple[str, float, str]]:
+        """Every indexed result.json cell, by run: (run id, when its run ended (else was created), the cell as
+        `_indexed_entry` keeps it, JSON)."""
+        return self.conn.execute(
+            "SELECT c.run_id, COALESCE(r.ended, r.created, 0), c.entry FROM cells c JOIN runs r ON r.id = c.run_id "
+            "ORDER BY c.run_id, c.idx").fetchall()
 
     @_healing
     def durations(self) -> dict[str, list[float]]:
