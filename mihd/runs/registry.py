@@ -344,7 +344,8 @@ class Registry:
             self._sweep = stamps[-1][0] if len(stamps) == check else ""
         else:
             stamps = []
-        changed = [base / i for i, stamp in stamps if i not in gone and files_stamp(base / i) != stamp]
+        changed = [base / i for i, stamp in stamps if i not in gone and files_stamp(base / i) != stamp
+                   and _has_files(base / i)]  # one removed since the folder was listed goes at the next listing
         described = [describe(d) for d in new + changed]
         if described or gone:
             with _write(self.conn):
