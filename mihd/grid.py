@@ -257,6 +257,7 @@ class GridState:
     def __init__(self, weights=None):
         self._run_cells: dict[str, list[tuple]] = {}
         self._ended: dict[str, dict[tuple, dict]] = {}
+        self._history: tuple[list | None, dict] = (None, {})
         self.weights = weights or WeightsCheck()
 
     def run_cells(self, run_id: str, run_dir: str) -> list[tuple]:
@@ -323,10 +324,7 @@ class GridState:
                 rec = self.cell_records(s["run_id"], run_dirs.get(s["run_id"])).get(key) or {}
                 outcomes.setdefault(key, []).append(_Outcome(
                     s["run_id"], DONE, s["ari"], s["nmi"], bool(rec.get("random_init")), _sd(rec), scored=True))
-        history: dict[tuple, list] = {}
-        for s in sorted(all_scores or [], key=lambda s: s["run_id"]):
-            if s.get("ari") is not None:
-                history.setdefault(stored_key(s["sig"]), []).append((s["run_id"], s["ari"]))
+        history = self.history(all_scores or [])
         grid = Grid(spec, rows, columns)
         for fusion in rows:
             for column in columns:
@@ -335,6 +333,20 @@ class GridState:
                     fusion, column, cell, sorted(outcomes.get(cell.key, ()), key=lambda o: o.run_id),
                     tuple(history.get(cell.key, ())), cached)
         return grid
+
+    def history(self, all_scores: list[dict]) -> dict[tuple, list]:
+        """Each cell's (run id, ARI) over runs, oldest first. Made again only for a new list (a caller keeps
+        one until a run ends), keying each distinct signature once: a study holds thousands of scores."""
+        if all_scores is not self._history[0]:
+            keys: dict[tuple, tuple | None] = {}
+            history: dict[tuple, list] = {}
+            for s in sorted(all_scores, key=lambda s: s["run_id"]):
+                if s.get("ari") is not None:
+                    sig = tuple(sorted(s["sig"].items()))
+                    key = keys[sig] if sig in keys else keys.setdefault(sig, stored_key(s["sig"]))
+                    history.setdefault(key, []).append((s["run_id"], s["ari"]))
+            self._history = (all_scores, history)
+        return self._history[1]
 
     def _state(self, fusion, column, cell, outcomes: list[_Outcome], history: tuple, cached) -> CellState:
         if not is_valid(fusion, column):

@@ -1,7 +1,7 @@
 """What runs produced, read back: the grid's scores as one table (`mihd results`) and each cell's fused embedding.
 
-Scores come from the run dirs' result.json, found through the run list (`RunWatcher.refresh(all=True)`, which
-also indexes run dirs the registry has not seen). A table row is one cell with its clustering options (slice,
+Scores come from the run dirs' result.json, as the run index keeps them (mihd.runs.registry: every result.json
+cell without its per-spot labels; the index is synced first, so new, ended and changed runs are read). A table row is one cell with its clustering options (slice,
 gene, vision, variant, fusion, clusterer, k, refine) and gathers every score it has: each seed of a run (a
 result.json cell that carries a `seeds` list of {seed, ari, nmi}) and, with `all`, every run of that cell;
 `latest` keeps the latest run of each row only. Several scores show as mean, sample sd and n, since the GMM
@@ -27,12 +27,12 @@ from pathlib import Path
 
 from .errors import MihdError
 from .plan import Cell
-from .rundir import read_plan, read_result
 
 SOURCES = ("latest", "all")
 FORMATS = ("table", "csv", "markdown", "json")
 FUSED_DIR = "fused"
 RESULTS_DIR = "results"  # under the workspace root: tables the dashboard writes (`e` on the grid)
+CELL_FIELDS = ("slice", "gene", "vision", "variant", "fusion", "cluster")
 COLUMNS = ("slice", "gene", "vision", "variant", "fusion", "cluster", "k", "refine", "random_init",
            "ari_mean", "ari_sd", "nmi_mean", "nmi_sd", "n", "seconds", "cache", "run_ids")
 
@@ -115,35 +115,36 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def run_scores(run_id: str, run_dir: Path, when: float) -> list[Score]:
-    """The scores in one run dir's result.json (cells that failed or never finished have none)."""
-    result = read_result(Path(run_dir))
-    if not isinstance(result, dict) or not isinstance(result.get("cells"), list):
+def entry_scores(run_id: str, when: float, entry: dict, cells: dict) -> list[Score]:
+    """The scores of one result.json cell as the run index keeps it (registry: its scores and options, `labelled`,
+    its run's `slice` and `plan_seed`); a cell that failed or never finished has none. `cells` memoizes the
+    Cell of each distinct set of fields (a study repeats a few cells thousands of times)."""
+    if not entry.get("labelled") or entry.get("error"):
         return []
-    plan = read_plan(Path(run_dir))
-    default_seed = plan.seeds[0] if plan is not None else None
-    k_auto = plan is not None and plan.n_clusters is None
-    scores = []
-    for entry in result["cells"]:
-        if not isinstance(entry, dict) or entry.get("error") or "labels" not in entry:
-            continue
+    fields = tuple(entry.get(f) for f in CELL_FIELDS)
+    if fields not in cells:
         try:
-            cell = Cell.from_dict({**entry, "slice": entry_slice(result, entry)})
+            cells[fields] = Cell.from_dict(entry)
         except MihdError:
-            continue  # a result.json from before cells were named as they are now
-        seconds, cache = entry.get("seconds"), entry.get("cache")
-        secs = _number(seconds.get("total")) if isinstance(seconds, dict) else None
-        cache = tuple(sorted((str(m), str(s)) for m, s in cache.items())) if isinstance(cache, dict) else ()
-        k = entry.get("n_clusters") if isinstance(entry.get("n_clusters"), int) else None
-        for s in seed_scores(entry):
-            scores.append(Score(cell, k, bool(entry.get("refine")), bool(entry.get("random_init")), run_id, when,
-                                s["seed"] if s["seed"] is not None else default_seed, s["ari"], s["nmi"], secs, cache,
-                                k_auto))
-    return scores
+            cells[fields] = None  # a result.json from before cells were named as they are now
+    cell = cells[fields]
+    if cell is None:
+        return []
+    seconds, cache = entry.get("seconds"), entry.get("cache")
+    secs = _number(seconds.get("total")) if isinstance(seconds, dict) else None
+    cache = tuple(sorted((str(m), str(s)) for m, s in cache.items())) if isinstance(cache, dict) else ()
+    k = entry.get("n_clusters") if isinstance(entry.get("n_clusters"), int) else None
+    default_seed = entry.get("plan_seed")
+    return [Score(cell, k, bool(entry.get("refine")), bool(entry.get("random_init")), run_id, when,
+                  s["seed"] if s["seed"] is not None else default_seed, s["ari"], s["nmi"], secs, cache,
+                  bool(entry.get("k_auto")))
+            for s in seed_scores(entry)]
 
 
 def collect(root=None, slice_id: str | None = None, runs: list[str] | None = None) -> list[Score]:
-    """Every score in the workspace (or in the given runs: ids, id prefixes or names), optionally of one slice."""
+    """Every score in the workspace (or in the given runs: ids, id prefixes or names), optionally of one slice.
+    Read from the run index (brought up to date first: new runs, runs that ended, files that changed), so a
+    study of thousands of runs reads no result.json that has not changed."""
     from .runs.status import RunWatcher
 
     watcher = RunWatcher(root)
@@ -152,13 +153,14 @@ def collect(root=None, slice_id: str | None = None, runs: list[str] | None = Non
             wanted = {watcher.resolve(r) for r in runs} if runs else None
         except MihdError as exc:
             raise MihdError(f"--run: {exc}") from None
-        views = watcher.refresh(all=True)
+        watcher.refresh()  # the index synced, active runs followed to their end
+        indexed = watcher.registry.entries()
     finally:
         watcher.close()
-    scores = []
-    for v in views:
-        if wanted is None or v.id in wanted:
-            scores.extend(run_scores(v.id, Path(v.run_dir), v.ended or v.created or 0.0))
+    scores, cells = [], {}
+    for run_id, when, entry in indexed:
+        if entry and (wanted is None or run_id in wanted):
+            scores.extend(entry_scores(run_id, when, json.loads(entry), cells))
     if slice_id is not None:
         slices = sorted({s.cell.slice for s in scores})
         scores = [s for s in scores if s.cell.slice == slice_id]

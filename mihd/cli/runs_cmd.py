@@ -78,8 +78,8 @@ def _ls(args) -> int:
     with _watcher(args.root, factor=args.overrun_factor) as w:
         views = w.refresh(all=args.all)
     if args.json:
-        json.dump([v.to_dict() for v in views], sys.stdout, indent=1, default=str)
-        print()
+        rows = [json.dumps(v.to_dict(), default=str) for v in views]  # one run a line: grep-able, quick to write
+        print("[\n" + ",\n".join(rows) + "\n]" if rows else "[]")
         return 0
     header = ["ID", "CELL", "STATUS", "ELAPSED", "ETA", "PROG", "CPU", "RSS", "GPU", "ARI"]
     table = [header] + [_row(v) for v in views]

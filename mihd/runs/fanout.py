@@ -39,7 +39,7 @@ POLL_S = 0.2
 
 
 def is_fanned(run_dir) -> bool:
-    return (Path(run_dir) / FANOUT).is_file()
+    return os.path.isfile(os.path.join(run_dir, FANOUT))  # not pathlib: asked of every run a listing shows
 
 
 def cell_dir(grid_dir, index: int) -> Path:

@@ -6,7 +6,9 @@ time and loses nothing: what a watcher decides about a run is written into the r
 event, the backend's `outcome` in handle.json). It is host-local because SQLite's locks and WAL do not
 hold across hosts on NFS/Lustre/GPFS; each open, and each watcher refresh, ingests the run dirs it has not
 seen (one scandir), so a run started on another host shows within one refresh, and a read-only workspace
-lists fine. An unreadable index file (random bytes, a torn image) is moved aside and rebuilt, with a note
+lists fine. Each row keeps the stamp (inode, size, mtime) of the files it was described from, so an ended
+run whose file is later written, damaged or repaired is described again at the next sync, found by stats
+without rereading the others. An unreadable index file (random bytes, a torn image) is moved aside and rebuilt, with a note
 in `notes`; an older schema (PRAGMA user_version) is rebuilt, a newer one refused in one line. The
 `<root>/mihd.sqlite` of earlier releases is never opened (SQLite on the shared file system is what
 failed): everything it held is in the run dirs. Writers use BEGIN IMMEDIATE with a busy timeout, so
@@ -32,31 +34,33 @@ from .cells import run_signature, sig_string, signature, stored_label
 from .eta import CELL_KEY
 from .fanout import FANOUT
 
-SCHEMA_VERSION = 2          # PRAGMA user_version; older indexes are rebuilt from the run dirs
+SCHEMA_VERSION = 3          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
 LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspace root: never opened
 TERMINAL = ("done", "failed", "killed")
 ACTIVE = ("queued", "running", "orphaned")
 BUSY_TIMEOUT_S = 30.0
+MAX_IN = 500  # ids asked with IN (...); more are filtered here (SQLite caps a statement's variables)
 _UNREADABLE = ("file is not a database", "malformed", "no such table", "no such column")  # heal by rebuilding
 
 RUN_COLUMNS = (
     "id", "name", "label", "signature", "cells", "n_cells", "backend", "handle", "pid", "create_time",
     "job_id", "host", "run_dir", "created", "started", "ended", "status", "exit_code", "exit_signal",
-    "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated",
+    "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated", "stamp",
 )
+STAMPED = (SPEC, HANDLE, PROC, RESULT, EXIT, USAGE, EVENTS, FANOUT)  # the files a row is described from
 SCHEMA = """
 CREATE TABLE runs (
   id TEXT PRIMARY KEY, name TEXT, label TEXT, signature TEXT, cells TEXT, n_cells INTEGER,
   backend TEXT, handle TEXT, pid INTEGER, create_time REAL, job_id TEXT, host TEXT, run_dir TEXT,
   created REAL, started REAL, ended REAL, status TEXT, exit_code INTEGER, exit_signal TEXT, error TEXT,
   note TEXT, expect REAL, overrun INTEGER NOT NULL DEFAULT 0, overrun_at REAL, kill_signal TEXT,
-  killed_at REAL, killed_by TEXT, updated REAL);
+  killed_at REAL, killed_by TEXT, updated REAL, stamp TEXT);
 CREATE INDEX runs_status ON runs(status);
 CREATE INDEX runs_signature ON runs(signature, status);
 CREATE TABLE cells (
   run_id TEXT NOT NULL, idx INTEGER NOT NULL, signature TEXT, sig TEXT, label TEXT,
-  ari REAL, nmi REAL, seconds REAL, PRIMARY KEY (run_id, idx));
+  ari REAL, nmi REAL, seconds REAL, entry TEXT, PRIMARY KEY (run_id, idx));
 """
 _UPSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
@@ -71,12 +75,13 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
     its processes, so without exit.json the run ended on its own: done/failed by its result, else lost.
     A file of the wrong shape makes a `corrupt` row whose error names it; never an exception."""
     run_dir = Path(run_dir)
+    stamp = files_stamp(run_dir)  # taken first: a file changed while it is read differs next time
     try:
         spec_raw, handle, ident, result, exit_ = (load_file(run_dir, f) for f in (SPEC, HANDLE, PROC, RESULT, EXIT))
         load_file(run_dir, USAGE)  # only shown, but a bad one is said like any other
         events = load_events(run_dir)
     except RunFileError as exc:
-        return _corrupt_row(run_dir, str(exc)), []
+        return {**_corrupt_row(run_dir, str(exc)), "stamp": stamp}, []
     spec = (read_spec(run_dir) or {}) if spec_raw else {}
     handle, ident, result = handle or {}, ident or {}, result or {}
     first, last = {}, {}
@@ -126,20 +131,44 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
         "error": error, "note": note, "expect": spec.get("expect"),
         "overrun": 1 if overrun_ev else 0, "overrun_at": (overrun_ev or {}).get("t"),
         "kill_signal": (kill_ev or {}).get("signal"), "killed_at": (kill_ev or {}).get("t"),
-        "killed_by": (kill_ev or {}).get("by"), "updated": time.time(),
+        "killed_by": (kill_ev or {}).get("by"), "updated": time.time(), "stamp": stamp,
     }
     cell_rows = []
+    plan = spec.get("plan")
     for i, cell in enumerate(result_cells):
         sig = signature(cell, backend)
         secs = (cell.get("seconds") or {}).get("total")
         cell_rows.append({"run_id": row["id"], "idx": i, "signature": sig_string(sig), "sig": json.dumps(sig),
                           "label": stored_label([cell]), "ari": cell.get("ari"), "nmi": cell.get("nmi"),
-                          "seconds": secs})
+                          "seconds": secs, "entry": json.dumps(_indexed_entry(cell, result.get("slice"), plan))})
     if (run_dir / FANOUT).is_file():  # a fanned-out grid: one row over its cells' own run dirs
         from .fanout_status import aggregate
 
         return aggregate(run_dir, row)
     return row, cell_rows
+
+
+def _indexed_entry(cell: dict, slice_id, plan) -> dict:
+    """A result.json cell as the index keeps it for `mihd results`: its scores and options without the per-spot
+    labels (`labelled` says it had them), with its slice (a study's cells say theirs, else the run's), the first
+    seed of its plan (`plan_seed`) and whether k was the slice's truth count (`k_auto`: no --n-clusters)."""
+    return {**{k: v for k, v in cell.items() if k != "labels"}, "labelled": "labels" in cell,
+            "slice": cell.get("slice") or slice_id, "plan_seed": plan.seeds[0] if plan is not None and plan.seeds else None,
+            "k_auto": plan is not None and plan.n_clusters is None}
+
+
+def files_stamp(run_dir: Path) -> str:
+    """Inode, size and mtime of each file a row is described from: a row whose stamp differs from its run dir's
+    is out of date (a file written, replaced, damaged or removed since), found with stats, not reads."""
+    parts, base = [], os.fspath(run_dir)
+    for name in STAMPED:
+        try:
+            st = os.stat(f"{base}/{name}")
+        except OSError:
+            parts.append("-")
+        else:
+            parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    return " ".join(parts)
 
 
 def row_handle(row: dict) -> dict:
@@ -172,6 +201,16 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
+def _listing_stamp(folder: Path) -> tuple | None:
+    """The folder's mtime, which moves when an entry is added, removed or renamed; None when it may not have
+    moved yet for an entry just made (the same clock tick: less than a second ago) or cannot be read."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns) if time.time() - st.st_mtime > 1.0 else None
+
+
 def _has_files(run_dir: Path) -> bool:
     return any((run_dir / f).exists() for f in (SPEC, EVENTS, RESULT))
 
@@ -201,6 +240,9 @@ class Registry:
         self.memory = False         # no usable index folder: an in-memory index, rebuilt by each process
         self._conn: sqlite3.Connection | None = None
         self._inode: int | None = None
+        self._sweep = ""            # the run id after which sync(check=N) takes up its stat sweep
+        self._listed: tuple | None = None  # the runs folder's listing stamp when sync last listed it
+        self._durations: tuple[tuple, dict] = ((), {})  # (the index's version then, durations())
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -212,7 +254,7 @@ class Registry:
             self.close()
             self._conn = self._open()
             if sync:
-                self.sync()
+                self.sync(check=0)  # the run dirs it has not seen; changed ones are for the caller's sync
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
@@ -275,18 +317,40 @@ class Registry:
             self._conn = None
 
     @_healing
-    def sync(self) -> int:
-        """Index the run dirs not seen yet and forget those that are gone (one scandir); returns how many new."""
-        try:
-            names = {e.name for e in os.scandir(runs_dir(self.root)) if e.is_dir() and e.name[0] != "."}
-        except OSError:
-            names = set()
-        known = self.ids()
-        new = [d for d in (runs_dir(self.root) / n for n in sorted(names - known)) if _has_files(d)]
-        described = [describe(d) for d in new]
-        if described or known - names:
+    def sync(self, check: int | None = None) -> int:
+        """Index the run dirs not seen yet, forget those that are gone, and describe again the ended runs whose
+        files changed since they were indexed (their stamps: stats, no reads). Returns how many rows were
+        (re)described. With `check` (a caller that syncs every few seconds) the work is bounded: the runs
+        folder is listed only when its mtime moved, and at most `check` ended runs are stat'ed, taking up
+        where the last call stopped, so every change is still seen within a turn. Active runs are the
+        watcher's: it follows them through their backends."""
+        base = runs_dir(self.root)
+        listed = _listing_stamp(base)
+        new, gone = [], set()
+        if check is None or listed is None or listed != self._listed:
+            try:
+                names = {e.name for e in os.scandir(base) if e.is_dir() and e.name[0] != "."}
+            except OSError:
+                names = set()
+            known = self.ids()
+            new = [d for d in (base / n for n in sorted(names - known)) if _has_files(d)]
+            gone = known - names
+            self._listed = listed
+        active = ", ".join(f"'{s}'" for s in ACTIVE)
+        if check is None:
+            stamps = self.conn.execute(f"SELECT id, stamp FROM runs WHERE status NOT IN ({active})").fetchall()
+        elif check:
+            stamps = self.conn.execute(f"SELECT id, stamp FROM runs WHERE status NOT IN ({active}) AND id > ? "
+                                       "ORDER BY id LIMIT ?", (self._sweep, check)).fetchall()
+            self._sweep = stamps[-1][0] if len(stamps) == check else ""
+        else:
+            stamps = []
+        changed = [base / i for i, stamp in stamps if i not in gone and files_stamp(base / i) != stamp
+                   and _has_files(base / i)]  # one removed since the folder was listed goes at the next listing
+        described = [describe(d) for d in new + changed]
+        if described or gone:
             with _write(self.conn):
-                for run_id in known - names:
+                for run_id in gone:
                     self.conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
                     self.conn.execute("DELETE FROM cells WHERE run_id=?", (run_id,))
                 for row, cell_rows in described:
@@ -304,8 +368,8 @@ class Registry:
         self.conn.execute(_UPSERT, [row.get(c) for c in RUN_COLUMNS])
         self.conn.execute("DELETE FROM cells WHERE run_id=?", (row["id"],))
         self.conn.executemany(
-            "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, seconds) "
-            "VALUES (:run_id, :idx, :signature, :sig, :label, :ari, :nmi, :seconds)", cell_rows)
+            "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, seconds, entry) "
+            "VALUES (:run_id, :idx, :signature, :sig, :label, :ari, :nmi, :seconds, :entry)", cell_rows)
 
     @_healing
     def reindex(self) -> int:
@@ -349,23 +413,38 @@ class Registry:
 
     @_healing
     def cells(self, run_ids: list[str] | None = None) -> dict[str, list[dict]]:
+        """The cell rows of these runs (of every run when None), by run id in order."""
         sql = "SELECT * FROM cells"
         params: tuple = ()
-        if run_ids is not None:
+        if run_ids is not None and len(run_ids) <= MAX_IN:
             if not run_ids:
                 return {}
             sql += f" WHERE run_id IN ({','.join('?' * len(run_ids))})"
             params = tuple(run_ids)
+        wanted = set(run_ids) if run_ids is not None and len(run_ids) > MAX_IN else None
         out: dict[str, list[dict]] = {}
         for r in self.conn.execute(sql + " ORDER BY run_id, idx", params):
-            out.setdefault(r["run_id"], []).append(dict(r))
+            if wanted is None or r["run_id"] in wanted:
+                out.setdefault(r["run_id"], []).append(dict(r))
         return out
+
+    @_healing
+    def entries(self) -> list[tuple[str, float, str]]:
+        """Every indexed result.json cell, by run: (run id, when its run ended (else was created), the cell as
+        `_indexed_entry` keeps it, JSON)."""
+        return self.conn.execute(
+            "SELECT c.run_id, COALESCE(r.ended, r.created, 0), c.entry FROM cells c JOIN runs r ON r.id = c.run_id "
+            "ORDER BY c.run_id, c.idx").fetchall()
 
     @_healing
     def durations(self) -> dict[str, list[float]]:
         """The history behind expected times: running time of every finished (done) run by run signature,
         and under `eta.CELL_KEY + signature` the seconds of each cell inside a done multi-cell run (so a
-        grid whose cells only ever ran inside other grids still gets an expected time)."""
+        grid whose cells only ever ran inside other grids still gets an expected time). Made again only
+        after the index changed (a write by this connection or another)."""
+        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
+        if version == self._durations[0]:
+            return self._durations[1]
         out: dict[str, list[float]] = {}
         for sig, secs in self.conn.execute(
                 "SELECT signature, ended - started FROM runs WHERE status='done' "
@@ -375,6 +454,7 @@ class Registry:
                 "SELECT c.signature, c.seconds FROM cells c JOIN runs r ON r.id = c.run_id "
                 "WHERE r.status='done' AND r.n_cells > 1 AND c.seconds IS NOT NULL"):
             out.setdefault(CELL_KEY + sig, []).append(secs)
+        self._durations = (version, out)
         return out
 
 

@@ -2,7 +2,8 @@
 
 A RunWatcher is meant to live as long as its caller (the dashboard keeps one): it keeps the monitor's
 process objects (for CPU %), each live run's events offset (only new bytes are read) and the NVML
-probe. Finished runs cost nothing per refresh: their rows are final. New run dirs (launched elsewhere,
+probe. Finished runs cost a few stats per refresh (the registry's stamps; `sweep` bounds how many a
+long-lived watcher checks each time): only a changed one is read again. New run dirs (launched elsewhere,
 or a deleted registry) are found by one scandir and indexed.
 
 Status follows what the processes do: `running` while the supervisor runs, `orphaned` while the command
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MihdError
@@ -91,7 +92,9 @@ class RunView:
         return self.status in ACTIVE
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Its fields as JSON-ready values (its own lists and dicts are shared, not copied: 10,000 views list
+        in a blink, where a deep copy took seconds)."""
+        return {**self.__dict__, "cells": [c.to_dict() for c in self.cells]}
 
 
 def _backend_name(name: str) -> str:
@@ -100,9 +103,12 @@ def _backend_name(name: str) -> str:
 
 class RunWatcher:
     def __init__(self, root=None, factor: float | None = None, monitor: Monitor | None = None,
-                 gpu: Gpu | None = None):
+                 gpu: Gpu | None = None, sweep: int | None = None):
+        """`sweep`: how many ended runs each refresh checks for changed files (Registry.sync's `check`;
+        None: all of them, as a one-shot listing wants)."""
         self.root = resolve_root(root)
         self.registry = Registry(self.root)
+        self.sweep = sweep
         self.factor = overrun_factor(factor)
         self.gpu = gpu if gpu is not None else default_gpu()
         self.monitor = monitor or Monitor(self.gpu)
@@ -120,14 +126,15 @@ class RunWatcher:
 
     # -- refreshing -------------------------------------------------------------------------------
     def _refresh_active(self, rows: list[dict]) -> None:
-        """Bring active (and corrupt) rows up to date: exit.json first, then what the backends say."""
+        """Bring active rows up to date: exit.json first, then what the backends say (ended rows, a corrupt
+        one included, are described again by the registry's sync when their files change)."""
         by_backend: dict[str, dict[str, dict]] = {}
         for row in rows:
-            if row["status"] != "corrupt" and is_fanned(row["run_dir"]):  # its cells are asked, not the grid
+            if is_fanned(row["run_dir"]):  # its cells are asked, not the grid
                 self._fan_states[row["id"]] = refresh_grid(self.registry, row)
                 continue
-            if row["status"] == "corrupt" or (Path(row["run_dir"]) / EXIT).exists():
-                row.update(self.registry.ingest(Path(row["run_dir"])))  # a repaired file heals a corrupt run
+            if (Path(row["run_dir"]) / EXIT).exists():
+                row.update(self.registry.ingest(Path(row["run_dir"])))
                 continue
             by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = row_handle(row)
         index = {r["id"]: r for r in rows}
@@ -193,25 +200,22 @@ class RunWatcher:
 
     def refresh(self, all: bool = False, recent: int = RECENT) -> list[RunView]:
         """Every active run, plus the `recent` latest finished ones (all of them with all=True)."""
-        now = time.time()
-        self.registry.sync()
+        self.registry.sync(check=self.sweep)
         if all:
-            rows = self.registry.rows()
-        else:  # active runs and the latest ended ones: the rest is final and not shown
-            active = ", ".join(f"'{s}'" for s in ACTIVE)
-            rows = self.registry.rows(
-                f"status IN ({active}) OR id IN "
-                f"(SELECT id FROM runs WHERE status NOT IN ({active}) ORDER BY id DESC LIMIT ?)", (recent,))
-        for r in rows:  # a lost run whose exit.json arrived late (e.g. over a network filesystem)
-            if r["status"] == "lost" and (Path(r["run_dir"]) / EXIT).exists():
-                r.update(self.registry.ingest(Path(r["run_dir"])))
-        self._refresh_active([r for r in rows if r["status"] in ACTIVE or r["status"] == "corrupt"])
+            return self._refreshed(self.registry.rows())
+        active = ", ".join(f"'{s}'" for s in ACTIVE)  # and the latest ended ones: the rest is final, not shown
+        return self._refreshed(self.registry.rows(
+            f"status IN ({active}) OR id IN "
+            f"(SELECT id FROM runs WHERE status NOT IN ({active}) ORDER BY id DESC LIMIT ?)", (recent,)))
+
+    def _refreshed(self, rows: list[dict]) -> list[RunView]:
+        now = time.time()
+        self._refresh_active([r for r in rows if r["status"] in ACTIVE])
         return self._views(rows, now)
 
     def view(self, run_id: str) -> RunView:
         """One run by id or unique id prefix (or name), refreshed."""
-        rid = self.resolve(run_id)
-        return next(v for v in self.refresh(all=True) if v.id == rid)
+        return self._refreshed([self.registry.row(self.resolve(run_id))])[0]
 
     def backend_of(self, view: RunView) -> tuple[object, dict]:
         """The run's backend and its handle (with the run dir), as kill and poll take them."""
@@ -233,17 +237,18 @@ class RunWatcher:
     def resolve(self, run_id: str) -> str:
         """The id `run_id` names (mihd.runs.ids: an id, a unique prefix of 4+ characters or a name; never a path)."""
         check_ref(run_id)
-        self.registry.sync()
+        self.registry.sync(check=self.sweep)
         return match(run_id, self.registry.ids(), lambda name: [r["id"] for r in self.registry.rows("name=?", (name,))])
 
-    def latest_scores(self) -> dict[str, dict]:
-        """The latest finished scores per cell signature string (for the grid): {sig: {ari, nmi, run_id}}."""
+    def latest_scores(self, cells: dict[str, list[dict]] | None = None) -> dict[str, dict]:
+        """The latest finished scores per cell signature string (for the grid): {sig: {ari, nmi, run_id}};
+        `cells`: the registry's cells() when the caller has read them already."""
         out: dict[str, dict] = {}
-        for run_id, cells in sorted(self.registry.cells().items()):
+        for run_id, cells in sorted((self.registry.cells() if cells is None else cells).items()):
             for c in cells:
                 out[c["signature"]] = {"run_id": run_id, "ari": c["ari"], "nmi": c["nmi"],
-                                       "label": c["label"], "sig": json.loads(c["sig"])}
-        return out
+                                       "label": c["label"], "sig": c["sig"]}
+        return {k: {**v, "sig": json.loads(v["sig"])} for k, v in out.items()}  # the latest of each, parsed once
 
     # -- building views ---------------------------------------------------------------------------
     def _views(self, rows: list[dict], now: float) -> list[RunView]:
