@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .cache import GENE_VARIANT
 from .cluster import CLUSTERERS as _CLUSTERERS
@@ -34,6 +35,7 @@ from .plan import DEFAULT_CLUSTER, DEFAULT_VARIANT, Cell, RunSpec, grid_cells
 from .rundir import RunFileError, load_events, read_result, read_spec
 from .runs.cells import run_signature, sig_string, signature
 from .runs.eta import Expected, expected_duration
+from .workspace import run_path
 
 NONE = "none"  # the column of cells without a vision embedding
 # fusion name -> does it need a vision embedding; clusterers with the default first (both registries
@@ -48,6 +50,7 @@ NEVER, READY, NO_WEIGHTS, QUEUED, RUNNING, OVERRUN, ORPHANED, DONE, FAILED, KILL
     "never", "ready", "no weights", "queued", "running", "overrun", "orphaned", "done", "failed", "killed",
     "lost", "corrupt", "n/a")
 ACTIVE_STATES = (QUEUED, RUNNING, OVERRUN, ORPHANED)
+RECORD = ("ari", "nmi", "random_init", "ari_sd", "error")  # what the grid keeps of a run's cell
 ENDED = ("done", FAILED, KILLED, LOST, CORRUPT)  # run statuses after which the run dir no longer changes
 
 
@@ -65,6 +68,14 @@ class GridSpec:
         return Cell(self.slice, self.gene, vision, fusion, self.cluster, self.variant if vision else None)
 
 
+class Scored(NamedTuple):
+    """One score of a cell in its history: which run, the ARI, and whether an input had random weights."""
+
+    run_id: str
+    ari: float
+    random_init: bool = False
+
+
 @dataclass(frozen=True)
 class CellState:
     fusion: str
@@ -78,7 +89,7 @@ class CellState:
     run_id: str | None = None       # the latest attempt's run (else the run of the latest result)
     progress: float | None = None   # 0..1 of this cell, while running
     reason: str | None = None       # one line: why it failed / was lost / is corrupt / cannot run
-    history: tuple = ()             # (run id, ARI) of every score of the cell, oldest first
+    history: tuple = ()             # Scored of every score of the cell, oldest first
     runs: tuple = ()                # ids of the runs that computed the cell, newest first
 
     @property
@@ -234,7 +245,8 @@ class _Outcome:
 class GridState:
     """Computes Grids; remembers what ended runs say of their cells (their run dirs no longer change)."""
 
-    def __init__(self, weights=None):
+    def __init__(self, weights=None, root: Path | None = None):
+        self.root = root  # where run dirs of scores older than the views are found (their random-init flag)
         self._run_cells: dict[str, list[tuple]] = {}
         self._ended: dict[str, dict[tuple, dict]] = {}
         self.weights = weights or WeightsCheck()
@@ -257,14 +269,15 @@ class GridState:
 
     def cell_records(self, run_id: str, run_dir: str | None) -> dict[tuple, dict]:
         """What an ended run wrote of each cell it finished: result.json's cells, else (killed before it wrote
-        one) its `metric` events; {key: {ari, nmi, random_init, ari_sd, error}}."""
+        one) its `metric` events; {key: {ari, nmi, random_init, ari_sd, error}} (only these: a grid's records
+        stay small however many runs it remembers)."""
         if run_id not in self._ended:
             out: dict[tuple, dict] = {}
             if run_dir:
                 cells = (read_result(Path(run_dir)) or {}).get("cells")
                 if cells:
                     for c in cells:
-                        out[stored_key(c)] = c
+                        out[stored_key(c)] = {k: c.get(k) for k in RECORD}
                 else:
                     keys = self.run_cells(run_id, run_dir)
                     try:
@@ -274,7 +287,7 @@ class GridState:
                     for ev in events:
                         i = ev.get("index")
                         if ev.get("kind") == "metric" and isinstance(i, int) and 0 <= i < len(keys):
-                            out[keys[i]] = ev
+                            out[keys[i]] = {k: ev.get(k) for k in RECORD}
             self._ended[run_id] = out
         return self._ended[run_id]
 
@@ -309,8 +322,21 @@ class GridState:
                 cell = spec.cell(fusion, column)
                 grid.cells[(fusion, column)] = self._state(
                     fusion, column, cell, sorted(outcomes.get(cell.key, ()), key=lambda o: o.run_id),
-                    tuple(history.get(cell.key, ())), cached)
+                    self._history(cell.key, history.get(cell.key, ()), outcomes.get(cell.key, ()), run_dirs), cached)
         return grid
+
+    def _history(self, key: tuple, scores, outcomes, run_dirs: dict[str, str]) -> tuple:
+        """A shown cell's scores as Scored, each with its random-init flag: from the run's outcome when the
+        run is among the views (every active run is), else from the ended run's records (read once)."""
+        flags = {o.run_id: o.random_init for o in outcomes}
+        return tuple(Scored(run_id, ari, flags[run_id] if run_id in flags else bool(
+            (self.cell_records(run_id, self._run_dir(run_id, run_dirs)).get(key) or {}).get("random_init")))
+            for run_id, ari in scores)
+
+    def _run_dir(self, run_id: str, run_dirs: dict[str, str]) -> str | None:
+        if run_id in run_dirs or self.root is None:
+            return run_dirs.get(run_id)
+        return str(run_path(self.root, run_id))
 
     def _state(self, fusion, column, cell, outcomes: list[_Outcome], history: tuple, cached) -> CellState:
         if not is_valid(fusion, column):
@@ -336,7 +362,8 @@ class GridState:
         grid's cells are runs of their own: each says its state (RunView.cells)."""
         part = next((c for c in getattr(view, "cells", None) or () if c.index == index), None)
         if part is not None:
-            return _part_outcome(view.id, part)
+            rec = self.cell_records(f"{view.id}/{index}", part.run_dir).get(key) if part.status == DONE else None
+            return _part_outcome(view.id, part, bool((rec or {}).get("random_init")))
         if view.active:
             if view.status == QUEUED:
                 return _Outcome(view.id, QUEUED)
@@ -359,12 +386,13 @@ class GridState:
                         bool(rec.get("random_init")), _sd(rec), scored=not error, reason=error or None)
 
 
-def _part_outcome(run_id: str, part) -> _Outcome:
-    """A fanned-out grid's cell (fanout_status.CellView) as the cell's outcome."""
+def _part_outcome(run_id: str, part, random_init: bool) -> _Outcome:
+    """A fanned-out grid's cell (fanout_status.CellView) as the cell's outcome; `random_init` from its
+    own result.json (an input had random weights)."""
     state = OVERRUN if part.overrun and part.status == RUNNING else part.status
     scored = part.status == DONE
     progress = min(max(part.progress or 0.0, 0.0), 1.0) if state in (RUNNING, OVERRUN, ORPHANED) else None
-    return _Outcome(run_id, state, part.ari, part.nmi, scored=scored, progress=progress,
+    return _Outcome(run_id, state, part.ari, part.nmi, random_init, scored=scored, progress=progress,
                     reason=part.error if part.status in (FAILED, CORRUPT, LOST) else None)
 
 

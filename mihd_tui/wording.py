@@ -17,13 +17,19 @@ DESCRIBE = {"never": "never run (computes its inputs first)", "ready": "inputs c
 MARK = {QUEUED: "…", RUNNING: "▸", OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
 WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
 CELL_WIDTH = 8
+RANDOM_MARK = "*"  # beside a score made with random-init weights
+
+
+def ari_text(ari: float, random_init: bool, digits: int = 3) -> str:
+    """`0.767`, or `0.767*` when an input had random-init weights: every score on screen carries its mark."""
+    return f"{ari:.{digits}f}" + (RANDOM_MARK if random_init else "")
 
 
 def score_text(cs: CellState) -> str:
     """The latest result: `0.767`, `0.767*` (random-init weights), `done` (no truth labels), or ''."""
     if cs.scored_by is None:
         return ""
-    return "done" if cs.ari is None else f"{cs.ari:.3f}" + ("*" if cs.random_init else "")
+    return "done" if cs.ari is None else ari_text(cs.ari, cs.random_init)
 
 
 def cell_text(cs: CellState) -> str:
@@ -34,7 +40,7 @@ def cell_text(cs: CellState) -> str:
         pct = f"{100 * (cs.progress or 0):.0f}%" + (MARK[cs.state] if cs.state != RUNNING else "")
         if cs.ari is None:
             return pct
-        return f"{pct} {cs.ari:.2f}".replace(" 0.", " .") + ("*" if cs.random_init else "")
+        return f"{pct} {ari_text(cs.ari, cs.random_init, 2)}".replace(" 0.", " .")
     if cs.state == DONE:
         return score or "done"
     if score:
@@ -58,18 +64,21 @@ def describe_cell(cs: CellState) -> str:
     if cs.reason:
         what += f": {cs.reason}"
     if cs.scored_by is not None and cs.ari is not None:
-        what += f" · last ARI {cs.ari:.3f}" + ("*" if cs.random_init else "")
+        what += f" · last ARI {ari_text(cs.ari, cs.random_init)}"
     return what
 
 
 def history_text(cs: CellState) -> str:
-    """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers."""
-    aris = [a for _, a in cs.history]
+    """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers (`*`: made
+    with random-init weights, said in words when any is)."""
+    aris = [s.ari for s in cs.history]
     if len(aris) < 2:
         return ""
     ticks = "▁▂▃▄▅▆▇█"
     spark = "".join(ticks[min(int(a * len(ticks)), len(ticks) - 1)] if a > 0 else ticks[0] for a in aris[-12:])
-    return f"ARI over {len(aris)} runs {spark} " + " ".join(f"{a:.2f}" for a in aris[-4:])
+    last = " ".join(ari_text(s.ari, s.random_init, 2) for s in cs.history[-4:])
+    note = f" ({RANDOM_MARK} random init)" if any(s.random_init for s in cs.history) else ""
+    return f"ARI over {len(aris)} runs {spark} {last}{note}"
 
 
 def describe_expected(exp: Expected) -> str:

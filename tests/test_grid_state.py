@@ -157,7 +157,7 @@ def test_the_latest_result_stays_beside_a_later_failed_attempt_with_the_history_
     cs = GridState().compute(SPEC, [failed], scores, [], all_scores=all_scores)[("concat", "texture")]
     assert (cs.state, cs.ari, cs.scored_by, cs.reason) == (gs.FAILED, 0.767, new, "concat: out of memory")
     assert cell_text(cs) == "0.767 ✗" and describe_cell(cs) == "failed: concat: out of memory · last ARI 0.767"
-    assert cs.runs == (failed.id, new, old) and [a for _, a in cs.history] == [0.41, 0.767]
+    assert cs.runs == (failed.id, new, old) and [s.ari for s in cs.history] == [0.41, 0.767]
     assert history_text(cs).startswith("ARI over 2 runs ")
     later = view(tmp_path, "20250104-000000-000-dddddd", [CELL], status="done")
     write_json_atomic(tmp_path / later.id / "result.json", {"cells": [{**CELL, "ari": 0.8, "nmi": 0.7}]})

@@ -11,7 +11,7 @@ from textual.widgets.option_list import Option
 from mihd.grid import CellState
 from mihd.present import fmt_duration
 
-from ..wording import describe_cell, history_text
+from ..wording import ari_text, describe_cell, history_text
 from .modal import PausingModal
 
 
@@ -31,10 +31,10 @@ class CellRunsDialog(PausingModal["str | None"]):
 
     def _line(self, run_id: str) -> str:
         v = self.views.get(run_id)
-        score = next((a for r, a in self.cs.history if r == run_id), None)
+        score = next((s for s in self.cs.history if s.run_id == run_id), None)
         parts = [run_id, v.status if v else "done"]
         if score is not None:
-            parts.append(f"ARI {score:.3f}")
+            parts.append(f"ARI {ari_text(score.ari, score.random_init)}")
         if v is not None and v.elapsed:
             parts.append(fmt_duration(v.elapsed))
         return "  ".join(parts)
