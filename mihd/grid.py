@@ -34,7 +34,7 @@ from .inventory import cached_inputs, inputs_cached
 from .plan import DEFAULT_CLUSTER, DEFAULT_VARIANT, Cell, RunSpec, grid_cells
 from .rundir import RunFileError, load_events, read_result, read_spec
 from .runs.cells import run_signature, sig_string, signature
-from .runs.eta import Expected, expected_duration
+from .runs.eta import CELL_KEY, Expected, expected_duration
 from .workspace import run_path
 
 NONE = "none"  # the column of cells without a vision embedding
@@ -50,6 +50,7 @@ NEVER, READY, NO_WEIGHTS, QUEUED, RUNNING, OVERRUN, ORPHANED, DONE, FAILED, KILL
     "never", "ready", "no weights", "queued", "running", "overrun", "orphaned", "done", "failed", "killed",
     "lost", "corrupt", "n/a")
 ACTIVE_STATES = (QUEUED, RUNNING, OVERRUN, ORPHANED)
+IN_GRIDS = "in grids"  # Expected.source of a lone cell with no whole-run history, scored inside grids
 RECORD = ("ari", "nmi", "random_init", "ari_sd", "error")  # what the grid keeps of a run's cell
 ENDED = ("done", FAILED, KILLED, LOST, CORRUPT)  # run statuses after which the run dir no longer changes
 
@@ -456,9 +457,12 @@ def expected_for(spec: GridSpec, fusions: list[str], columns: list[str], entries
     cached = cached_inputs(entries)
     cells = [spec.cell(f, c) for f in fusions for c in columns if is_valid(f, c)]
     flags = [inputs_cached(c, cached) for c in cells]
+    inside = 0
     for be in ([backend, "direct"] if backend == "local" else [backend]):
         strings = [sig_string(signature(c, be, flag, n_seeds)) for c, flag in zip(cells, flags)]
         got = expected_duration(run_signature(cells, be, flags, n_seeds), history, expect, strings)
         if got.seconds is not None:
             return got
-    return Expected(None)
+        inside += len(history.get(CELL_KEY + strings[0], ())) if len(strings) == 1 else 0
+    # a lone cell scored only inside grids has runs, but none that times a run of it alone (start-up, load)
+    return Expected(None, IN_GRIDS, inside) if inside else Expected(None)

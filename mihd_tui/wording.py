@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mihd.grid import DONE, FAILED, KILLED, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, RUNNING, \
-    CORRUPT, CellState
+    CORRUPT, IN_GRIDS, CellState
 from mihd.present import fmt_duration
 from mihd.runs.eta import Expected
 
@@ -84,5 +84,7 @@ def history_text(cs: CellState) -> str:
 def describe_expected(exp: Expected) -> str:
     """`~42s (history of 3 runs)`: how the launch dialog prefills and explains the expected duration."""
     if exp.seconds is None:
+        if exp.source == IN_GRIDS:
+            return f"scored {exp.n}x inside grids, never alone: no time for a run of it alone yet"
         return "no history yet"
     return f"~{fmt_duration(exp.seconds)} ({exp.source}" + (f", {exp.n} run{'s' * (exp.n != 1)})" if exp.n else ")")

@@ -1,6 +1,7 @@
-"""The launch dialog: clusterer, n-clusters, seeds, variant, backend, override, and the expected duration
-prefilled from history (set as the plan's expect only when edited, so an untouched history estimate
-keeps the overrun factor's slack). It answers with the RunSpecs to launch."""
+"""The launch dialog: clusterer, n-clusters, seeds, variant, backend, override, and when the run counts as
+overrunning: prefilled with the limit its history implies (mihd.runs.overrun.overrun_limit), and whatever
+the field says, prefilled or typed, is the plan's expect, the very time the run is judged by. It answers
+with the RunSpecs to launch."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mihd.plan import RunSpec, parse_seeds, plan_argv
 from mihd.present import fmt_duration
 from mihd.runs.backends import backend_class, names, validate_options
 from mihd.runs.durations import parse_duration
+from mihd.runs.overrun import overrun_factor, overrun_limit
 
 from ..wording import describe_expected
 from .modal import PausingModal
@@ -66,8 +68,8 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                              compact=True)
                 yield Label("options", id="options-label")
                 yield Input(id="options", compact=True)
-                yield Label("expected")
-                yield Input(placeholder="e.g. 5m (none: no overrun check)", id="expect", compact=True)
+                yield Label("overrun after")
+                yield Input(placeholder="e.g. 5m (empty: judged by history)", id="expect", compact=True)
                 yield Label("")
                 with Horizontal(id="launch-checks"):
                     yield Checkbox("override cache", id="override", compact=True)
@@ -104,12 +106,14 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         exp = expected_for(spec, fusions, columns, self.entries, self.history, backend, n_seeds=len(seeds))
         expect = self.query_one("#expect", Input)
         if prefill or expect.value == self._prefill:  # not edited: follow the choices
-            self._prefill = fmt_duration(exp.seconds) if exp.seconds else ""
+            limit = overrun_limit(exp, overrun_factor())[0]
+            self._prefill = fmt_duration(limit) if limit else ""
             expect.value = self._prefill
         cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in launch_plans(spec, self.groups, seeds=seeds)]
         self.query_one("#launch-cmd", Static).update("\n".join(cmds))
         self.query_one("#launch-hint", Static).update(
-            f"expected from history: {describe_expected(exp)}; ctrl+l or Launch starts it, Esc cancels")
+            f"expected from history: {describe_expected(exp)}; flagged as overrun past the time above; "
+            "ctrl+l or Launch starts it, Esc cancels")
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if self.is_mounted:
@@ -148,7 +152,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                 raise MihdError(f"n clusters {n_text!r}: expected a whole number of at least 2")
             n_clusters = int(n_text)
         expect_text = self.query_one("#expect", Input).value.strip()
-        expect = parse_duration(expect_text, "expected") if expect_text and expect_text != self._prefill else None
+        expect = parse_duration(expect_text, "overrun after") if expect_text else None
         backend = self._choice("backend")
         options = validate_options(backend, parse_options(self.query_one("#options", Input).value)) \
             if backend_class(backend).options else {}

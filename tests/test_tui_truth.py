@@ -1,6 +1,6 @@
-"""A score made with random-init weights carries its mark wherever the dashboard shows it, whichever launch
-made it: a real fanned-out grid over a random-init embedding, seen at 80x24 (grid, cell line, history,
-a cell's runs, the compare titles)."""
+"""Numbers that mean what they say, on real fanned-out grids at 80x24: a score made with random-init weights
+carries its mark wherever it is shown (grid, cell line, history, a cell's runs, compare titles); the launch
+dialog counts a cell's runs inside grids, and the time it shows is the one the run is judged by."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import sys
 
 import pytest
 
+from mihd.runs.durations import parse_duration
 from mihd_tui.screens.cell_runs import CellRunsDialog
+from mihd_tui.screens.launch import LaunchDialog
 from mihd_tui.screens.compare import cell_title
 from mihd_tui.widgets.grid_table import GridTable
-from tui_helpers import app_for, move_to, wait_until
+from tui_helpers import app_for, cleanup, move_to, wait_until
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -66,3 +68,47 @@ async def test_a_fanned_out_random_init_grid_marks_its_scores_everywhere(random_
     result = json.loads((root / "runs" / ids[0] / "result.json").read_text())
     index = next(i for i, c in enumerate(result["cells"]) if c["fusion"] == "concat")
     assert cell_title(ids[0], result, index).startswith(f"[b]ARI {result['cells'][index]['ari']:.3f}* random init")
+
+
+@pytest.fixture
+def grids_copy(tmp_path, random_grids):
+    root, ids = random_grids
+    copy = tmp_path / "ws"
+    shutil.copytree(root, copy)
+    yield copy, ids
+    cleanup(copy)
+
+
+async def test_the_launch_dialog_counts_runs_inside_grids_and_launches_the_time_it_shows(grids_copy):
+    root, ids = grids_copy
+    app = app_for(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query(GridTable) and app.screen.query_one(GridTable).grid)
+        await move_to(pilot, "concat", "texture")
+        await pilot.press("enter")
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        hint = str(dialog.query_one("#launch-hint").render())
+        assert "scored 2x inside grids" in hint and "no history yet" not in hint
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, LaunchDialog))
+        # the grid that ran twice: prefilled with when it counts as overrunning (3x the median of 2 runs)
+        app.open_launch(["concat", "mean"], ["texture"], "two cells")
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen.query("#expect")
+                                  and app.screen)
+        shown = dialog.query_one("#expect").value
+        assert shown and "2 runs" in str(dialog.query_one("#launch-hint").render())
+        assert dialog._request()[0].expect == parse_duration(shown, "x")  # what it shows is what runs
+        dialog.query_one("#expect").value = "2m"  # and what the user types
+        assert dialog._request()[0].expect == 120.0
+
+
+def test_a_fanned_out_grid_is_judged_by_the_expected_time_given_at_launch(grids_copy):
+    """Its cells' own history (well under a second each) would never flag it; `--expect 1s` does."""
+    root, _ = grids_copy
+    run_id = launch_grid(root, "--parallel", "2", "--expect", "1s")
+    from mihd.runs.status import list_runs
+    from runs_helpers import wait_for
+
+    view = wait_for(lambda: next((v for v in list_runs(root, all=True) if v.id == run_id and not v.active), None),
+                    timeout=300, every=0.5)
+    assert view.overrun and (view.expected_s, view.expected_source) == (1.0, "given")
