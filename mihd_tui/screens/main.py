@@ -21,6 +21,7 @@ from ..widgets.footer import KeysFooter
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.grid_table import GridTable
 from ..widgets.inventory import CacheInventory
+from ..widgets.overrun_banner import OverrunBanner
 from ..widgets.runs_table import RunsTable
 from ..wording import describe_cell, history_text
 
@@ -51,10 +52,17 @@ class MainScreen(Screen):
         Binding("1", "tab('runs-tab')", "Runs tab", id="main.tab_runs", show=False),
         Binding("2", "tab('cache-tab')", "Cache tab", id="main.tab_cache", show=False),
         Binding("3", "tab('gpu-tab')", "GPU tab", id="main.tab_gpu", show=False),
+        Binding("t", "overrun('TERM')", "TERM overrun", id="main.overrun_term",
+                tooltip="kill the run the overrun banner shows (TERM, KILL after the grace period)"),
+        Binding("K", "overrun('KILL')", "KILL overrun", id="main.overrun_kill",
+                tooltip="kill the run the overrun banner shows at once"),
+        Binding("w", "overrun('watch')", "Keep watching", id="main.overrun_watch",
+                tooltip="close the overrun banner; the run stays flagged !"),
     ]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="header")
+        yield OverrunBanner(id="overrun")
         with Horizontal(id="top"):
             with Vertical(id="grid-box"):
                 yield GridTable(id="grid")
@@ -93,8 +101,32 @@ class MainScreen(Screen):
             self.query_one(GpuPanel).show(snap.gpu, snap.gpu_reason)
             self._header(snap)
             self._cell_info()
+            self._follow_overrun()
         except NoMatches:
             return  # the app is quitting and this screen's widgets are going
+
+    def _follow_overrun(self) -> None:
+        """The banner follows its run; when the run has ended the next overrunning one (if any) takes it."""
+        banner = self.query_one(OverrunBanner)
+        view = self.app.find_view(banner.run_id)
+        if view is not None and view.active:
+            return banner.follow(view)
+        nxt = self.app.next_overrun()
+        banner.follow(nxt) if nxt is not None else banner.clear()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "overrun":  # its keys exist (and show in the footer) only while the banner does
+            return self.query_one(OverrunBanner).run_id is not None
+        return True
+
+    def action_overrun(self, choice: str) -> None:
+        banner = self.query_one(OverrunBanner)
+        run_id = banner.run_id
+        banner.clear()
+        if choice in ("TERM", "KILL") and run_id and not self.app.refuse_read_only("kill"):
+            self.app.kill(run_id, choice)
+        self._follow_overrun()
 
     def _header(self, snap: Snapshot | None = None) -> None:
         spec = self.app.spec
