@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane, Tabs
 from textual.worker import get_current_worker
 
 from mihd.domain_colours import legend, map_colours
@@ -107,6 +107,8 @@ class RunDetailScreen(Screen):
         yield KeysFooter()
 
     def on_mount(self) -> None:
+        for tabs in self.query(Tabs):  # the tab strip never takes focus (l and m switch tabs)
+            tabs.can_focus = False
         self.query_one("#search", Input).display = False
         table = self.query_one("#cells", DataTable)
         for key, title in (("cell", "CELL"), ("ari", "ARI"), ("nmi", "NMI"), ("secs", "TIME"), ("note", "NOTE")):

@@ -22,6 +22,7 @@ from mihd.runs.backends import backend_class, names, validate_options
 from mihd.runs.durations import parse_duration
 from mihd.runs.overrun import overrun_factor, overrun_limit
 
+from ..widgets.typed_select import TypedSelect
 from ..wording import describe_expected
 from .modal import PausingModal
 
@@ -54,17 +55,17 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
             yield Static("", id="launch-cmd")
             with Grid(id="launch-form"):
                 yield Label("clusterer")
-                yield Select([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
+                yield TypedSelect([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
                              id="cluster", compact=True)
                 yield Label("n clusters")
                 yield Input(placeholder="from the truth labels", id="n-clusters", type="integer", compact=True)
                 yield Label("seeds")
                 yield Input(placeholder="0 (5: seeds 0..4, each scored; 0,3: those two)", id="seeds", compact=True)
                 yield Label("variant")
-                yield Select([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
+                yield TypedSelect([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
                              id="variant", compact=True)
                 yield Label("backend")
-                yield Select([(b, b) for b in names()], value="local", allow_blank=False, id="backend",
+                yield TypedSelect([(b, b) for b in names()], value="local", allow_blank=False, id="backend",
                              compact=True)
                 yield Label("options", id="options-label")
                 yield Input(id="options", compact=True)
@@ -83,7 +84,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
     def on_mount(self) -> None:
         super().on_mount()
         self._update(prefill=True)
-        self.query_one("#go", Button).focus()
+        self.query_one("#cluster").focus()  # the first field: Tab walks the form down to Launch
 
     def _choice(self, wid: str) -> str:
         return str(self.query_one(f"#{wid}", Select).value)

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane, Tabs
 
 from mihd.encoders import VARIANTS
 from mihd.grid import CLUSTERERS, Grid
@@ -49,6 +49,8 @@ class MainScreen(Screen):
                 tooltip="show the next clusterer"),
         Binding("v", "next_variant", "Variant", id="main.next_variant", show=False,
                 tooltip="show the next patch variant"),
+        Binding("slash", "filter_runs", "Filter runs", id="main.filter_runs", key_display="/", show=False,
+                tooltip="filter the runs table (from anywhere on this screen)"),
         Binding("1", "tab('runs-tab')", "Runs tab", id="main.tab_runs", show=False),
         Binding("2", "tab('cache-tab')", "Cache tab", id="main.tab_cache", show=False),
         Binding("3", "tab('gpu-tab')", "GPU tab", id="main.tab_gpu", show=False),
@@ -83,6 +85,8 @@ class MainScreen(Screen):
         self.set_class(self.size.width >= WIDE, "wide")
 
     def on_mount(self) -> None:
+        for tabs in self.query(Tabs):  # the tab strip never takes focus: letters typed there would launch
+            tabs.can_focus = False
         self.query_one(GridTable).focus()
         self._header()
         self._ready = True
@@ -297,6 +301,10 @@ class MainScreen(Screen):
     def action_next_variant(self) -> None:
         self.app.set_spec(variant=_cycle(list(VARIANTS), self.app.spec.variant))
         self._header()
+
+    def action_filter_runs(self) -> None:
+        self.action_tab("runs-tab")
+        self.query_one(RunsTable).action_filter()
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab

@@ -66,6 +66,8 @@ class RunsTable(KeyedTable):
         Binding("R", "rerun", "Rerun", id="runs.rerun", tooltip="start the selected run again with the same spec"),
         Binding("m", "compare", "Maps", id="runs.compare",
                 tooltip="pick a run, then m on a second one: both runs' maps side by side"),
+        Binding("escape", "clear_filter", "Clear filter", id="runs.clear_filter", show=False,
+                tooltip="show every run again"),
     ]
 
     COLUMNS = COLUMNS
@@ -166,6 +168,12 @@ class RunsTable(KeyedTable):
         else:
             self.parent.mount(RunsFilter(self), before=self)
 
+    def action_clear_filter(self) -> None:
+        """Esc on the table, like Esc in the filter box: every run again, the filter line gone."""
+        if self.parent is not None:
+            for bar in self.parent.query(RunsFilter):
+                bar.close()
+
     def action_remove(self) -> None:
         from ..run_actions import confirm_remove
 
@@ -224,6 +232,9 @@ class RunsFilter(Horizontal):
     def on_key(self, event) -> None:
         if event.key == "escape":
             event.stop()
-            self.table.set_filter("")
-            self.table.focus()
-            self.remove()
+            self.close()
+
+    def close(self) -> None:
+        self.table.set_filter("")
+        self.table.focus()
+        self.remove()
