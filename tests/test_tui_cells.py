@@ -320,3 +320,28 @@ async def test_a_killed_grid_keeps_each_cells_score_and_error_in_the_grid_and_it
                                  and app.screen.query_one("#cells").row_count == 2 and app.screen.query_one("#cells"))
         assert [str(c) for c in table.get_row_at(1)][1:] == ["-", "-", "-", "no weights for uni2"]
         assert [str(c) for c in table.get_row_at(0)][1] == "0.610"
+
+
+async def test_the_cache_tab_shows_the_progress_of_a_fanned_out_grids_extraction(cached_root):
+    """A fanned-out grid extracts in a part of its own (`<grid>/extract/<key>/`): the lock names that part,
+    so the computing row shows its progress at 80x24."""
+    from mihd.extract import lock_run
+    from mihd.workspace import run_path
+
+    part = run_path(cached_root, "20250101-000000-000-abcdef") / "extract" / "vision-uni-standard"
+    events = EventLog(part)
+    events.stage("extract_vision", 30, 100)
+    events.close()
+    claim = EmbeddingCache(cached_root).claim(CacheKey("demo", "vision", "uni", "standard"),
+                                              run=lock_run(cached_root, part))
+    try:
+        app = app_for(cached_root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await grid_ready(pilot)
+            await pilot.press("2")
+            inv = app.screen.query_one("#inventory", CacheInventory)
+            await wait_until(pilot, lambda: inv.row_count == 3)
+            row = next([str(c) for c in inv.get_row_at(i)] for i in range(3) if str(inv.get_row_at(i)[2]) == "uni")
+            assert row[5].startswith(" 30%"), row
+    finally:
+        claim.release()
