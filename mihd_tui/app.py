@@ -237,6 +237,10 @@ class MihdApp(App):
             self.poller.want(run_id)
         self.push_screen(RunDetailScreen(run_id, cell))
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C (a reflex) says which key quits: `q`, the one the footer shows."""
+        self.notify("Press [b]q[/b] to quit (runs go on)", title="Do you want to quit?")
+
     def action_help(self) -> None:
         from .screens.help import HelpScreen
 

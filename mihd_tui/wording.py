@@ -14,7 +14,7 @@ DESCRIBE = {"never": "never run (computes its inputs first)", "ready": "inputs c
             "done": "done", "failed": "failed", "killed": "killed", "lost": "lost (process gone without an exit)",
             "corrupt": "corrupt run dir", "n/a": "needs a vision embedding"}
 # the latest attempt beside a result (one glyph), and alone (a word)
-MARK = {QUEUED: "…", RUNNING: "▸", OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
+MARK = {OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
 WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
 CELL_WIDTH = 8
 RANDOM_MARK = "*"  # beside a score made with random-init weights
@@ -43,6 +43,8 @@ def cell_text(cs: CellState) -> str:
         return f"{pct} {ari_text(cs.ari, cs.random_init, 2)}".replace(" 0.", " .")
     if cs.state == DONE:
         return score or "done"
+    if cs.state == QUEUED:  # a waiting run: an older score beside it read as this run's (the line says it)
+        return "queued"
     if score:
         return f"{score} {MARK.get(cs.state, '')}".strip()
     return WORD.get(cs.state, cs.state)

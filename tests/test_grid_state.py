@@ -284,3 +284,9 @@ def test_inventory_rows():
 def test_slice_choices_put_demo_first(tmp_path):
     write_json_atomic(tmp_path / "slices.json", {"151673": {"path": "/x"}})
     assert gs.slice_choices(tmp_path, [entry("texture", slice_id="s9")]) == ["demo", "151673", "s9"]
+
+
+def test_a_queued_cell_reads_queued_not_an_older_score():
+    """The score of an earlier run beside `…` read as this waiting run's; the line under the grid keeps it."""
+    cs = gs.CellState("concat", "texture", gs.QUEUED, ari=0.5, nmi=0.5, scored_by="20250101-000000-000-aaaaaa")
+    assert cell_text(cs) == "queued" and "last ARI 0.500" in describe_cell(cs)

@@ -68,8 +68,8 @@ class MainScreen(Screen):
         with Horizontal(id="top"):
             with Vertical(id="grid-box"):
                 yield GridTable(id="grid")
-                yield Static("loading…", id="cell-info")
             yield CacheInventory(id="side-inventory")
+        yield Static("loading…", id="cell-info")  # the whole width, also beside the side inventory
         with TabbedContent(id="tabs", initial="runs-tab"):
             with TabPane("Runs", id="runs-tab"):
                 yield RunsTable(id="runs")
@@ -99,7 +99,7 @@ class MainScreen(Screen):
             return  # made for the previous choice; the next one follows at once
         try:
             self.query_one(GridTable).show(snap.grid)
-            self.query_one(RunsTable).show(snap.views)
+            self.query_one(RunsTable).show(snap.views, snap.spec.slice)
             for inventory in self.query(CacheInventory):
                 inventory.show(snap.inventory, snap.computing)
             self.query_one(GpuPanel).show(snap.gpu, snap.gpu_reason)
