@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+from rich.style import Style
 
 from mihd.cache import CacheKey, EmbeddingCache
 from mihd.rundir import EventLog
@@ -19,7 +20,7 @@ from mihd_tui.screens.launch import LaunchDialog
 from mihd_tui.screens.modal import ConfirmDialog
 from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.inventory import CacheInventory
-from mihd_tui.widgets.log_view import MATCH_STYLE, LogView
+from mihd_tui.widgets.log_view import CURRENT_STYLE, LogView
 from runs_helpers import launch_fake
 from tui_helpers import FIXED_ID, app_for, cleanup, frozen_run, move_to, no_gpu, wait_until
 
@@ -97,7 +98,8 @@ async def test_enter_on_a_running_cell_asks_before_a_second_run_and_o_offers_the
 async def test_the_log_wraps_scrolls_marks_matches_and_says_whether_it_follows(workspace):
     run_dir = frozen_run(workspace)
     long = "epoch " + "x" * 300 + " needle here"
-    (run_dir / "run.log").write_text("\n".join([f"line {i}" for i in range(200)] + [long, "the end"]) + "\n")
+    (run_dir / "run.log").write_text("\n".join([f"line {i}" for i in range(200)] + [long, "the end, Needle too"])
+                                     + "\n")
     app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await grid_ready(pilot)
@@ -121,10 +123,23 @@ async def test_the_log_wraps_scrolls_marks_matches_and_says_whether_it_follows(w
         await pilot.press("slash")
         await pilot.press(*"needle", "enter")
         await pilot.pause(0.3)
-        assert "'needle': line 201" in str(status.render())
-        strip = log._render_line_strip(200, log.rich_style)
-        marked = "".join(seg.text for seg in strip if seg.style and seg.style.bgcolor and seg.style.bgcolor.name == "yellow")
-        assert marked == "needle", MATCH_STYLE
+        assert "'needle': match 1 of 2, log line 201" in str(status.render())  # run.log lines, not screen lines
+
+        def marked(row, colour):
+            strip = log._render_line_strip(row, log.rich_style)
+            return "".join(seg.text for seg in strip if seg.style and seg.style.bgcolor
+                           and seg.style.bgcolor.name == colour)
+
+        current = Style.parse(CURRENT_STYLE).bgcolor.name
+        assert marked(200, current) == "needle" and marked(201, "yellow") == "Needle"  # the current one apart
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert "match 2 of 2, log line 202" in str(status.render())
+        assert marked(200, "yellow") == "needle" and marked(201, current) == "Needle"
+        await pilot.press("w")  # wrapped again: the count stays in log lines, the mark follows its line
+        await pilot.pause(0.3)
+        assert "match 2 of 2, log line 202" in str(status.render())
+        assert marked(log.line_count - 1, current) == "Needle"
         await pilot.press("end")
         await pilot.pause(0.7)
         assert "following the end" in str(status.render())
