@@ -115,9 +115,10 @@ class MainScreen(Screen):
         view = self.app.find_view(banner.run_id)
         if view is not None and view.active:
             return banner.follow(view)
-        nxt = self.app.next_overrun()
+        before, nxt = banner.run_id, self.app.next_overrun()
         banner.follow(nxt) if nxt is not None else banner.clear()
-        self.refresh_bindings()
+        if banner.run_id != before:  # its keys come or go with it (the footer is redrawn only then)
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "overrun":  # its keys exist (and show in the footer) only while the banner does
@@ -131,6 +132,7 @@ class MainScreen(Screen):
         if choice in ("TERM", "KILL") and run_id and not self.app.refuse_read_only("kill"):
             self.app.kill(run_id, choice)
         self._follow_overrun()
+        self.refresh_bindings()
 
     def _header(self, snap: Snapshot | None = None) -> None:
         spec = self.app.spec
