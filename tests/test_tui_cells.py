@@ -360,3 +360,24 @@ async def test_the_cache_tab_shows_the_progress_of_a_fanned_out_grids_extraction
             assert row[5].startswith(" 30%"), row
     finally:
         claim.release()
+
+
+async def test_the_runs_of_a_cell_picker_stays_live(workspace):
+    """Opened while the cell's newest run runs, it shows that run done (and scored) once it ends, at 80x24."""
+    frozen_run(workspace)
+    run_id = launch_fake(workspace, "--seconds", "6")
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await grid_ready(pilot)
+            await wait_until(pilot, lambda: app.snapshot.grid[("concat", "texture")].state == "running")
+            await move_to(pilot, "concat", "texture")
+            await pilot.press("o")
+            pick = await wait_until(pilot, lambda: isinstance(app.screen, CellRunsDialog) and app.screen)
+            options = pick.query_one("#cell-runs")
+            first = str(options.get_option_at_index(0).prompt)
+            assert run_id in first and "running" in first
+            assert not app.poller.paused.is_set()
+            await wait_until(pilot, lambda: " done" in str(options.get_option_at_index(0).prompt), timeout=90)
+    finally:
+        cleanup(workspace)
