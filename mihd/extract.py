@@ -22,6 +22,18 @@ from .embedding import Embedding
 from .encoders import REGISTRY, check_variant, get_encoder
 from .errors import MihdError
 from .rundir import EventLog
+from .workspace import runs_dir
+
+
+def lock_run(root: Path, run_dir: Path | None) -> str | None:
+    """The run a cache lock names: its dir under the workspace's runs/ (`GRID/extract/vision-uni-standard`
+    for a fanned-out grid's extraction), so the cache tab finds that part's progress; else the dir's name."""
+    if run_dir is None:
+        return None
+    try:
+        return Path(run_dir).resolve().relative_to(runs_dir(root).resolve()).as_posix()
+    except ValueError:
+        return Path(run_dir).name
 
 
 @dataclass
@@ -70,7 +82,7 @@ def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str |
         if modality == "vision" and not _has_image(adata):
             raise MihdError(f"slice {key.slice!r}: has no H&E image, which --vision {name} needs")
         cache.check_writable(f"store {key}")  # said before minutes of computing, not after
-        found, claim = cache.acquire(key, fingerprint, run=events.run_dir.name if events.run_dir else None,
+        found, claim = cache.acquire(key, fingerprint, run=lock_run(cache.root, events.run_dir),
                                      on_wait=lambda holder: _waiting(key, holder, events), want_hit=not override)
         if claim is None:  # another process computed it while this one waited
             return _served(found, key, config, events, started)

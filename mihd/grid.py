@@ -23,6 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from .cache import GENE_VARIANT
 from .cluster import CLUSTERERS as _CLUSTERERS
@@ -35,7 +36,8 @@ from .inventory import cached_inputs, inputs_cached
 from .plan import DEFAULT_CLUSTER, DEFAULT_VARIANT, Cell, RunSpec, grid_cells
 from .rundir import RunFileError, load_events, read_result, read_spec
 from .runs.cells import run_signature, sig_string, signature
-from .runs.eta import Expected, expected_duration
+from .runs.eta import CELL_KEY, Expected, expected_duration
+from .workspace import run_path
 
 NONE = "none"  # the column of cells without a vision embedding
 ALL_SLICES = "all slices"  # the slice switcher's last choice: each combination over every slice (a study)
@@ -51,6 +53,8 @@ NEVER, READY, NO_WEIGHTS, QUEUED, RUNNING, OVERRUN, ORPHANED, DONE, FAILED, KILL
     "never", "ready", "no weights", "queued", "running", "overrun", "orphaned", "done", "failed", "killed",
     "lost", "corrupt", "n/a")
 ACTIVE_STATES = (QUEUED, RUNNING, OVERRUN, ORPHANED)
+IN_GRIDS = "in grids"  # Expected.source of a lone cell with no whole-run history, scored inside grids
+RECORD = ("ari", "nmi", "random_init", "ari_sd", "error")  # what the grid keeps of a run's cell
 ENDED = ("done", FAILED, KILLED, LOST, CORRUPT)  # run statuses after which the run dir no longer changes
 
 
@@ -82,6 +86,14 @@ class GridSpec:
         return [self.cell(fusion, column, s) for s in self.slices]
 
 
+class Scored(NamedTuple):
+    """One score of a cell in its history: which run, the ARI, and whether an input had random weights."""
+
+    run_id: str
+    ari: float
+    random_init: bool = False
+
+
 @dataclass(frozen=True)
 class CellState:
     fusion: str
@@ -95,7 +107,7 @@ class CellState:
     run_id: str | None = None       # the latest attempt's run (else the run of the latest result)
     progress: float | None = None   # 0..1 of this cell, while running
     reason: str | None = None       # one line: why it failed / was lost / is corrupt / cannot run
-    history: tuple = ()             # (run id, ARI) of every score of the cell, oldest first
+    history: tuple = ()             # Scored of every score of the cell, oldest first
     runs: tuple = ()                # ids of the runs that computed the cell, newest first
     slices: tuple = ()              # ALL_SLICES: (slice, ARI) of each slice that has a score; ari/ari_sd over them
 
@@ -254,7 +266,8 @@ class _Outcome:
 class GridState:
     """Computes Grids; remembers what ended runs say of their cells (their run dirs no longer change)."""
 
-    def __init__(self, weights=None):
+    def __init__(self, weights=None, root: Path | None = None):
+        self.root = root  # where run dirs of scores older than the views are found (their random-init flag)
         self._run_cells: dict[str, list[tuple]] = {}
         self._ended: dict[str, dict[tuple, dict]] = {}
         self._history: tuple[list | None, dict] = (None, {})
@@ -278,14 +291,15 @@ class GridState:
 
     def cell_records(self, run_id: str, run_dir: str | None) -> dict[tuple, dict]:
         """What an ended run wrote of each cell it finished: result.json's cells, else (killed before it wrote
-        one) its `metric` events; {key: {ari, nmi, random_init, ari_sd, error}}."""
+        one) its `metric` events; {key: {ari, nmi, random_init, ari_sd, error}} (only these: a grid's records
+        stay small however many runs it remembers)."""
         if run_id not in self._ended:
             out: dict[tuple, dict] = {}
             if run_dir:
                 cells = (read_result(Path(run_dir)) or {}).get("cells")
                 if cells:
                     for c in cells:
-                        out[stored_key(c)] = c
+                        out[stored_key(c)] = {k: c.get(k) for k in RECORD}
                 else:
                     keys = self.run_cells(run_id, run_dir)
                     try:
@@ -295,7 +309,7 @@ class GridState:
                     for ev in events:
                         i = ev.get("index")
                         if ev.get("kind") == "metric" and isinstance(i, int) and 0 <= i < len(keys):
-                            out[keys[i]] = ev
+                            out[keys[i]] = {k: ev.get(k) for k in RECORD}
             self._ended[run_id] = out
         return self._ended[run_id]
 
@@ -331,7 +345,7 @@ class GridState:
                 cell = spec.cell(fusion, column)
                 grid.cells[(fusion, column)] = self._state(
                     fusion, column, cell, sorted(outcomes.get(cell.key, ()), key=lambda o: o.run_id),
-                    tuple(history.get(cell.key, ())), cached)
+                    self._scored(cell.key, history.get(cell.key, ()), outcomes.get(cell.key, ()), run_dirs), cached)
         return grid
 
     def history(self, all_scores: list[dict]) -> dict[tuple, list]:
@@ -347,6 +361,19 @@ class GridState:
                     history.setdefault(key, []).append((s["run_id"], s["ari"]))
             self._history = (all_scores, history)
         return self._history[1]
+
+    def _scored(self, key: tuple, scores, outcomes, run_dirs: dict[str, str]) -> tuple:
+        """A shown cell's scores as Scored, each with its random-init flag: from the run's outcome when the
+        run is among the views (every active run is), else from the ended run's records (read once)."""
+        flags = {o.run_id: o.random_init for o in outcomes}
+        return tuple(Scored(run_id, ari, flags[run_id] if run_id in flags else bool(
+            (self.cell_records(run_id, self._run_dir(run_id, run_dirs)).get(key) or {}).get("random_init")))
+            for run_id, ari in scores)
+
+    def _run_dir(self, run_id: str, run_dirs: dict[str, str]) -> str | None:
+        if run_id in run_dirs or self.root is None:
+            return run_dirs.get(run_id)
+        return str(run_path(self.root, run_id))
 
     def _state(self, fusion, column, cell, outcomes: list[_Outcome], history: tuple, cached) -> CellState:
         if not is_valid(fusion, column):
@@ -372,7 +399,8 @@ class GridState:
         grid's cells are runs of their own: each says its state (RunView.cells)."""
         part = next((c for c in getattr(view, "cells", None) or () if c.index == index), None)
         if part is not None:
-            return _part_outcome(view.id, part)
+            rec = self.cell_records(f"{view.id}/{index}", part.run_dir).get(key) if part.status == DONE else None
+            return _part_outcome(view.id, part, bool((rec or {}).get("random_init")))
         if view.active:
             if view.status == QUEUED:
                 return _Outcome(view.id, QUEUED)
@@ -395,12 +423,13 @@ class GridState:
                         bool(rec.get("random_init")), _sd(rec), scored=not error, reason=error or None)
 
 
-def _part_outcome(run_id: str, part) -> _Outcome:
-    """A fanned-out grid's cell (fanout_status.CellView) as the cell's outcome."""
+def _part_outcome(run_id: str, part, random_init: bool) -> _Outcome:
+    """A fanned-out grid's cell (fanout_status.CellView) as the cell's outcome; `random_init` from its
+    own result.json (an input had random weights)."""
     state = OVERRUN if part.overrun and part.status == RUNNING else part.status
     scored = part.status == DONE
     progress = min(max(part.progress or 0.0, 0.0), 1.0) if state in (RUNNING, OVERRUN, ORPHANED) else None
-    return _Outcome(run_id, state, part.ari, part.nmi, scored=scored, progress=progress,
+    return _Outcome(run_id, state, part.ari, part.nmi, random_init, scored=scored, progress=progress,
                     reason=part.error if part.status in (FAILED, CORRUPT, LOST) else None)
 
 
@@ -466,9 +495,12 @@ def expected_for(spec: GridSpec, fusions: list[str], columns: list[str], entries
     cached = cached_inputs(entries)
     cells = [cell for f in fusions for c in columns if is_valid(f, c) for cell in spec.cells(f, c)]
     flags = [inputs_cached(c, cached) for c in cells]
+    inside = 0
     for be in ([backend, "direct"] if backend == "local" else [backend]):
         strings = [sig_string(signature(c, be, flag, n_seeds)) for c, flag in zip(cells, flags)]
         got = expected_duration(run_signature(cells, be, flags, n_seeds), history, expect, strings)
         if got.seconds is not None:
             return got
-    return Expected(None)
+        inside += len(history.get(CELL_KEY + strings[0], ())) if len(strings) == 1 else 0
+    # a lone cell scored only inside grids has runs, but none that times a run of it alone (start-up, load)
+    return Expected(None, IN_GRIDS, inside) if inside else Expected(None)

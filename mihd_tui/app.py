@@ -16,7 +16,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from mihd.errors import MihdError
@@ -140,24 +140,15 @@ class MihdApp(App):
             for v in new:
                 self.notify(f"run {v.id}: {v.label} is past its expected time", severity="warning", timeout=8)
                 self._overrun_queue.append(v.id)
-        self._next_overrun_dialog()  # also after a dialog closed: the refresh resumes and lands here
 
-    def _next_overrun_dialog(self) -> None:
-        if not self._overrun_queue or isinstance(self.screen, ModalScreen):
-            return
-        from .screens.overrun import OverrunDialog
-
-        run_id = self._overrun_queue.pop(0)
-        view = self.find_view(run_id)
-        if view is None or not view.active:
-            return self._next_overrun_dialog()
-
-        def answered(choice: str | None) -> None:
-            if choice in ("TERM", "KILL") and not self.refuse_read_only("kill"):
-                self.kill(run_id, choice)
-            self.call_after_refresh(self._next_overrun_dialog)
-
-        self.push_screen(OverrunDialog(view), answered)
+    def next_overrun(self):
+        """The next run to offer in the overrun banner (oldest flag first), or None; runs that ended meanwhile
+        are dropped."""
+        while self._overrun_queue:
+            view = self.find_view(self._overrun_queue.pop(0))
+            if view is not None and view.active:
+                return view
+        return None
 
     # -- actions shared by the screens --------------------------------------------------------------
     def find_view(self, run_id: str | None):
@@ -253,6 +244,10 @@ class MihdApp(App):
         if self.find_view(run_id) is None:
             self.poller.want(run_id)
         self.push_screen(RunDetailScreen(run_id, cell))
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C (a reflex) says which key quits: `q`, the one the footer shows."""
+        self.notify("Press [b]q[/b] to quit (runs go on)", title="Do you want to quit?")
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

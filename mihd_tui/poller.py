@@ -52,7 +52,7 @@ class Poller:
         self.wake = threading.Event()
         self.paused = threading.Event()
         self._watcher: RunWatcher | None = None
-        self._grid = GridState()
+        self._grid = GridState(root=self.root)
         self._cache_stamp = None
         self._entries: list[dict] = []
         self._ended: frozenset = frozenset()

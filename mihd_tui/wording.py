@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mihd.grid import DONE, FAILED, KILLED, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, RUNNING, \
-    CORRUPT, CellState
+    CORRUPT, IN_GRIDS, CellState
 from mihd.present import fmt_duration
 from mihd.runs.eta import Expected
 
@@ -14,9 +14,15 @@ DESCRIBE = {"never": "never run (computes its inputs first)", "ready": "inputs c
             "done": "done", "failed": "failed", "killed": "killed", "lost": "lost (process gone without an exit)",
             "corrupt": "corrupt run dir", "n/a": "needs a vision embedding"}
 # the latest attempt beside a result (one glyph), and alone (a word)
-MARK = {QUEUED: "…", RUNNING: "▸", OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
+MARK = {OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
 WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
 CELL_WIDTH = 8
+RANDOM_MARK = "*"  # beside a score made with random-init weights
+
+
+def ari_text(ari: float, random_init: bool, digits: int = 3) -> str:
+    """`0.767`, or `0.767*` when an input had random-init weights: every score on screen carries its mark."""
+    return f"{ari:.{digits}f}" + (RANDOM_MARK if random_init else "")
 
 
 def score_text(cs: CellState) -> str:
@@ -25,7 +31,7 @@ def score_text(cs: CellState) -> str:
         return ""
     if cs.slices:  # all slices: the mean over the slices that have a score, and how many
         return f"{cs.ari:.2f} n{len(cs.slices)}"
-    return "done" if cs.ari is None else f"{cs.ari:.3f}" + ("*" if cs.random_init else "")
+    return "done" if cs.ari is None else ari_text(cs.ari, cs.random_init)
 
 
 def cell_text(cs: CellState) -> str:
@@ -36,9 +42,11 @@ def cell_text(cs: CellState) -> str:
         pct = f"{100 * (cs.progress or 0):.0f}%" + (MARK[cs.state] if cs.state != RUNNING else "")
         if cs.ari is None:
             return pct
-        return f"{pct} {cs.ari:.2f}".replace(" 0.", " .") + ("*" if cs.random_init else "")
+        return f"{pct} {ari_text(cs.ari, cs.random_init, 2)}".replace(" 0.", " .")
     if cs.state == DONE:
         return score or "done"
+    if cs.state == QUEUED:  # a waiting run: an older score beside it read as this run's (the line says it)
+        return "queued"
     if score:
         return f"{score} {MARK.get(cs.state, '')}".strip()
     return WORD.get(cs.state, cs.state)
@@ -64,25 +72,29 @@ def describe_cell(cs: CellState) -> str:
     if cs.reason:
         what += f": {cs.reason}"
     if cs.scored_by is not None and cs.ari is not None:
-        what += f" · last ARI {cs.ari:.3f}" + ("*" if cs.random_init else "")
+        what += f" · last ARI {ari_text(cs.ari, cs.random_init)}"
     return what
 
 
 def history_text(cs: CellState) -> str:
-    """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers; on all slices,
-    each slice's score."""
+    """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers (`*`: made
+    with random-init weights, said in words when any is); on all slices, each slice's score."""
     if cs.slices:
         return "per slice: " + " · ".join(f"{s} {a:.3f}" for s, a in cs.slices)
-    aris = [a for _, a in cs.history]
+    aris = [s.ari for s in cs.history]
     if len(aris) < 2:
         return ""
     ticks = "▁▂▃▄▅▆▇█"
     spark = "".join(ticks[min(int(a * len(ticks)), len(ticks) - 1)] if a > 0 else ticks[0] for a in aris[-12:])
-    return f"ARI over {len(aris)} runs {spark} " + " ".join(f"{a:.2f}" for a in aris[-4:])
+    last = " ".join(ari_text(s.ari, s.random_init, 2) for s in cs.history[-4:])
+    note = f" ({RANDOM_MARK} random init)" if any(s.random_init for s in cs.history) else ""
+    return f"ARI over {len(aris)} runs {spark} {last}{note}"
 
 
 def describe_expected(exp: Expected) -> str:
     """`~42s (history of 3 runs)`: how the launch dialog prefills and explains the expected duration."""
     if exp.seconds is None:
+        if exp.source == IN_GRIDS:
+            return f"scored {exp.n}x inside grids, never alone: no time for a run of it alone yet"
         return "no history yet"
     return f"~{fmt_duration(exp.seconds)} ({exp.source}" + (f", {exp.n} run{'s' * (exp.n != 1)})" if exp.n else ")")

@@ -122,3 +122,20 @@ def test_one_earlier_run_does_not_make_a_tight_overrun():
     assert not is_overrun(150, long) and is_overrun(151, long)
     given = Expected(14.0, "given", 0, "medium")
     assert not is_overrun(14, given) and is_overrun(14.5, given)  # --expect is authoritative
+
+
+def test_a_cell_with_no_history_is_unknown_until_its_own_rate_is_measured():
+    """A grid of a timed concat then an untimed staig: while concat runs, staig's time would be a guess from
+    concat's history (default costs), which ran 30-110 s high; the ETA says `unknown`. A lone staig run says
+    `unknown` until it has measured MEASURED_AFTER training steps, then gives a number from that rate."""
+    plans = [CellPlan(4.0, 3, {"cluster": 1.0}), CellPlan(shares=STAIG)]
+    grid = ProgressTracker(2, plans, Expected(None), started=0.0)
+    early = grid.feed([cell(0.0, 0, 2, "concat"), stage(1.0, "cluster", 0, 1)])
+    assert (early.eta_s, early.confidence) == (None, "unknown")
+    alone = ProgressTracker(1, [CellPlan(shares=STAIG)], Expected(None), started=0.0)
+    events = [cell(0.0, 0, 1)] + training(0.0, 5.0, 30)
+    p = alone.feed(events[:-2])
+    assert (p.eta_s, p.confidence) == (None, "unknown")  # one step: not yet a rate
+    p = alone.feed(events[-2:])
+    assert p.eta_s is not None and p.confidence == "medium"  # measured, with no history to agree with
+    assert alone.estimate(16.0).eta_s == pytest.approx(135.0, rel=0.25)  # 270 epochs at 0.5 s each

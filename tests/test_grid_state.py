@@ -157,7 +157,7 @@ def test_the_latest_result_stays_beside_a_later_failed_attempt_with_the_history_
     cs = GridState().compute(SPEC, [failed], scores, [], all_scores=all_scores)[("concat", "texture")]
     assert (cs.state, cs.ari, cs.scored_by, cs.reason) == (gs.FAILED, 0.767, new, "concat: out of memory")
     assert cell_text(cs) == "0.767 ✗" and describe_cell(cs) == "failed: concat: out of memory · last ARI 0.767"
-    assert cs.runs == (failed.id, new, old) and [a for _, a in cs.history] == [0.41, 0.767]
+    assert cs.runs == (failed.id, new, old) and [s.ari for s in cs.history] == [0.41, 0.767]
     assert history_text(cs).startswith("ARI over 2 runs ")
     later = view(tmp_path, "20250104-000000-000-dddddd", [CELL], status="done")
     write_json_atomic(tmp_path / later.id / "result.json", {"cells": [{**CELL, "ari": 0.8, "nmi": 0.7}]})
@@ -284,3 +284,9 @@ def test_inventory_rows():
 def test_slice_choices_put_demo_first(tmp_path):
     write_json_atomic(tmp_path / "slices.json", {"151673": {"path": "/x"}})
     assert gs.slice_choices(tmp_path, [entry("texture", slice_id="s9")]) == ["demo", "151673", "s9", gs.ALL_SLICES]
+
+
+def test_a_queued_cell_reads_queued_not_an_older_score():
+    """The score of an earlier run beside `…` read as this waiting run's; the line under the grid keeps it."""
+    cs = gs.CellState("concat", "texture", gs.QUEUED, ari=0.5, nmi=0.5, scored_by="20250101-000000-000-aaaaaa")
+    assert cell_text(cs) == "queued" and "last ARI 0.500" in describe_cell(cs)

@@ -1,5 +1,6 @@
 """Run control decisions over synthetic inputs: durations, signatures, ETA, progress, overrun, GPU seam."""
 
+import psutil
 import pytest
 
 from mihd.errors import MihdError
@@ -112,3 +113,37 @@ def test_gpu_seam_devices_and_no_gpu():
     none = Gpu(nvml=fake_nvml(fail_init=True))
     assert none.probe() is False and none.devices() == [] and "no GPU" in none.reason
     assert Monitor(none).sample({"me": (os.getpid(), None)})["me"].gpu_mem is None
+
+
+def test_a_tree_whose_children_come_and_go_reads_each_cpu_second_once_and_never_above_every_core():
+    """A parent that runs short CPU-bound children in pairs (each burns 0.4 s of CPU, then is reaped): the
+    sampled CPU % adds up to the CPU the children used, not twice that (a reaped child's time also lands
+    in its parent's children_* times), and no sample reads above every core busy."""
+    import subprocess
+    import sys
+    import time
+
+    from mihd.runs.monitor import CPU_CAP
+
+    burn = "import time\nwhile time.process_time() < 0.4: pass"
+    parent = ("import subprocess, sys\nfor _ in range(4):\n"
+              f"    ps = [subprocess.Popen([sys.executable, '-c', {burn!r}]) for _ in range(2)]\n"
+              "    [p.wait() for p in ps]\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    monitor, samples = Monitor(None), []
+    try:
+        ctime = psutil.Process(proc.pid).create_time()
+        last = time.time()
+        monitor.sample({"t": (proc.pid, ctime)})
+        while proc.poll() is None:
+            time.sleep(0.3)
+            got = monitor.sample({"t": (proc.pid, ctime)}).get("t")
+            now = time.time()
+            if got is not None:
+                samples.append((got.cpu_percent, now - last))
+            last = now
+    finally:
+        proc.wait()
+    used = sum(pct / 100 * gap for pct, gap in samples)
+    assert max(pct for pct, _ in samples) <= CPU_CAP
+    assert used < 1.5 * 8 * 0.4 + 1.0, (used, samples)  # 8 children x 0.4 s, plus the interpreters' start-up

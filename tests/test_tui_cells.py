@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+from rich.style import Style
 
 from mihd.cache import CacheKey, EmbeddingCache
 from mihd.rundir import EventLog
@@ -19,7 +20,7 @@ from mihd_tui.screens.launch import LaunchDialog
 from mihd_tui.screens.modal import ConfirmDialog
 from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.inventory import CacheInventory
-from mihd_tui.widgets.log_view import MATCH_STYLE, LogView
+from mihd_tui.widgets.log_view import CURRENT_STYLE, LogView
 from runs_helpers import launch_fake
 from tui_helpers import FIXED_ID, app_for, cleanup, frozen_run, move_to, no_gpu, wait_until
 
@@ -97,7 +98,8 @@ async def test_enter_on_a_running_cell_asks_before_a_second_run_and_o_offers_the
 async def test_the_log_wraps_scrolls_marks_matches_and_says_whether_it_follows(workspace):
     run_dir = frozen_run(workspace)
     long = "epoch " + "x" * 300 + " needle here"
-    (run_dir / "run.log").write_text("\n".join([f"line {i}" for i in range(200)] + [long, "the end"]) + "\n")
+    (run_dir / "run.log").write_text("\n".join([f"line {i}" for i in range(200)] + [long, "the end, Needle too"])
+                                     + "\n")
     app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await grid_ready(pilot)
@@ -121,10 +123,23 @@ async def test_the_log_wraps_scrolls_marks_matches_and_says_whether_it_follows(w
         await pilot.press("slash")
         await pilot.press(*"needle", "enter")
         await pilot.pause(0.3)
-        assert "'needle': line 201" in str(status.render())
-        strip = log._render_line_strip(200, log.rich_style)
-        marked = "".join(seg.text for seg in strip if seg.style and seg.style.bgcolor and seg.style.bgcolor.name == "yellow")
-        assert marked == "needle", MATCH_STYLE
+        assert "'needle': match 1 of 2, log line 201" in str(status.render())  # run.log lines, not screen lines
+
+        def marked(row, colour):
+            strip = log._render_line_strip(row, log.rich_style)
+            return "".join(seg.text for seg in strip if seg.style and seg.style.bgcolor
+                           and seg.style.bgcolor.name == colour)
+
+        current = Style.parse(CURRENT_STYLE).bgcolor.name
+        assert marked(200, current) == "needle" and marked(201, "yellow") == "Needle"  # the current one apart
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert "match 2 of 2, log line 202" in str(status.render())
+        assert marked(200, "yellow") == "needle" and marked(201, current) == "Needle"
+        await pilot.press("w")  # wrapped again: the count stays in log lines, the mark follows its line
+        await pilot.pause(0.3)
+        assert "match 2 of 2, log line 202" in str(status.render())
+        assert marked(log.line_count - 1, current) == "Needle"
         await pilot.press("end")
         await pilot.pause(0.7)
         assert "following the end" in str(status.render())
@@ -320,3 +335,49 @@ async def test_a_killed_grid_keeps_each_cells_score_and_error_in_the_grid_and_it
                                  and app.screen.query_one("#cells").row_count == 2 and app.screen.query_one("#cells"))
         assert [str(c) for c in table.get_row_at(1)][1:] == ["-", "-", "-", "no weights for uni2"]
         assert [str(c) for c in table.get_row_at(0)][1] == "0.610"
+
+
+async def test_the_cache_tab_shows_the_progress_of_a_fanned_out_grids_extraction(cached_root):
+    """A fanned-out grid extracts in a part of its own (`<grid>/extract/<key>/`): the lock names that part,
+    so the computing row shows its progress at 80x24."""
+    from mihd.extract import lock_run
+    from mihd.workspace import run_path
+
+    part = run_path(cached_root, "20250101-000000-000-abcdef") / "extract" / "vision-uni-standard"
+    events = EventLog(part)
+    events.stage("extract_vision", 30, 100)
+    events.close()
+    claim = EmbeddingCache(cached_root).claim(CacheKey("demo", "vision", "uni", "standard"),
+                                              run=lock_run(cached_root, part))
+    try:
+        app = app_for(cached_root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await grid_ready(pilot)
+            await pilot.press("2")
+            inv = app.screen.query_one("#inventory", CacheInventory)
+            await wait_until(pilot, lambda: inv.row_count == 3)
+            row = next([str(c) for c in inv.get_row_at(i)] for i in range(3) if str(inv.get_row_at(i)[2]) == "uni")
+            assert row[5].startswith(" 30%"), row
+    finally:
+        claim.release()
+
+
+async def test_the_runs_of_a_cell_picker_stays_live(workspace):
+    """Opened while the cell's newest run runs, it shows that run done (and scored) once it ends, at 80x24."""
+    frozen_run(workspace)
+    run_id = launch_fake(workspace, "--seconds", "6")
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await grid_ready(pilot)
+            await wait_until(pilot, lambda: app.snapshot.grid[("concat", "texture")].state == "running")
+            await move_to(pilot, "concat", "texture")
+            await pilot.press("o")
+            pick = await wait_until(pilot, lambda: isinstance(app.screen, CellRunsDialog) and app.screen)
+            options = pick.query_one("#cell-runs")
+            first = str(options.get_option_at_index(0).prompt)
+            assert run_id in first and "running" in first
+            assert not app.poller.paused.is_set()
+            await wait_until(pilot, lambda: " done" in str(options.get_option_at_index(0).prompt), timeout=90)
+    finally:
+        cleanup(workspace)

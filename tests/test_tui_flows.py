@@ -13,9 +13,9 @@ from mihd.runs.gpu import Gpu
 from mihd_tui.app import MihdApp
 from mihd_tui.screens.kill import KillDialog
 from mihd_tui.screens.launch import LaunchDialog
-from mihd_tui.screens.overrun import OverrunDialog
 from mihd_tui.widgets.gpu_panel import GpuPanel
 from mihd_tui.widgets.grid_table import GridTable
+from mihd_tui.widgets.overrun_banner import OverrunBanner
 from mihd_tui.widgets.runs_table import RunsTable
 from mihd_tui.wording import cell_text
 from runs_helpers import launch_fake
@@ -86,20 +86,27 @@ async def test_kill_from_the_runs_table_asks_then_kills_the_tree(workspace):
         cleanup(workspace)
 
 
+def footer(screen) -> str:
+    return " ".join(w.description for w in screen.query("FooterKey"))
+
+
+def banner(app) -> OverrunBanner:
+    return app.screen_stack[1].query_one(OverrunBanner)
+
+
 async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace):
     run_id = launch_fake(workspace, "--seconds", "120", expect=3)
     app = app_for(workspace)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_until(pilot, lambda: app.find_view(run_id) and app.find_view(run_id).status == "running")
-            dialog = await wait_until(pilot, lambda: isinstance(app.screen, OverrunDialog) and app.screen, timeout=30)
-            assert dialog.view.id == run_id
-            # notify() posts a message: the toast may land a moment after the dialog
+            await wait_until(pilot, lambda: banner(app).run_id == run_id, timeout=30)
+            # notify() posts a message: the toast may land a moment after the banner
             await wait_until(pilot, lambda: any("past its expected time" in n.message for n in app._notifications))
             assert sum("past its expected time" in n.message for n in app._notifications) == 1
             await pilot.press("w")  # keep watching: silenced for this run
             await pilot.pause(1.5)
-            assert not isinstance(app.screen, OverrunDialog)
+            assert banner(app).run_id is None and not banner(app).display
             assert cell_state(app).state == "overrun" and "!" in cell_text(cell_state(app))
             assert run_row_text(app, run_id, "status") == "running !"
             await move_to(pilot, "concat", "texture")
@@ -112,33 +119,39 @@ async def test_overrun_flags_the_run_notifies_once_and_offers_to_kill(workspace)
         cleanup(workspace)
 
 
-async def test_overrun_dialog_keeps_updating_and_closes_itself_when_the_run_ends(workspace):
+async def test_the_overrun_banner_leaves_the_grid_and_keys_working_and_goes_when_the_run_ends(workspace):
+    """At 80x24 the banner sits under the header: the grid's `!` stays visible, the tab keys work, the footer
+    lists the banner's keys, and the banner follows the run and goes when it ends."""
     run_id = launch_fake(workspace, "--seconds", "15", expect=2)
     app = app_for(workspace)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            dialog = await wait_until(pilot, lambda: isinstance(app.screen, OverrunDialog) and app.screen, timeout=30)
-            assert not app.poller.paused.is_set()  # the screen behind keeps refreshing
+            await wait_until(pilot, lambda: banner(app).run_id == run_id, timeout=30)
+            assert not app.poller.paused.is_set() and app.screen is app.screen_stack[1]  # no dialog on top
+            main = app.screen
+            assert main.query_one(GridTable).region.y < 12 and "!" in cell_text(cell_state(app))
+            await wait_until(pilot, lambda: "TERM overrun" in footer(main) and "Keep watching" in footer(main))
+            await pilot.press("2")  # the main screen's keys still work under it
+            assert main.query_one("#tabs").active == "cache-tab"
 
             def facts():
-                return "".join(str(f.render()) for f in dialog.query("#overrun-facts"))
+                return str(banner(app).render())
 
-            first, grid_first = facts(), app.snapshot.t
+            first = facts()
             await wait_until(pilot, lambda: facts() != first and "running" in facts(), timeout=10)
-            assert app.snapshot.t > grid_first  # snapshots keep landing while it is open
-            assert facts().split("running ")[1].split(",")[0] != first.split("running ")[1].split(",")[0]  # elapsed
-            await wait_until(pilot, lambda: not isinstance(app.screen, OverrunDialog), timeout=30)
-            assert app.find_view(run_id).status == "done"  # it closed because the run ended, nobody answered
+            await wait_until(pilot, lambda: banner(app).run_id is None, timeout=30)
+            assert app.find_view(run_id).status == "done"  # it went because the run ended, nobody answered
+            await wait_until(pilot, lambda: "TERM overrun" not in footer(main) and "Quit" in footer(main))
     finally:
         cleanup(workspace)
 
 
-async def test_overrun_dialog_term_kills_it(workspace):
+async def test_overrun_banner_t_kills_it(workspace):
     run_id = launch_fake(workspace, "--seconds", "120", expect=3)
     app = app_for(workspace)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, OverrunDialog), timeout=30)
+            await wait_until(pilot, lambda: banner(app).run_id == run_id, timeout=30)
             await pilot.press("t")
             await wait_until(pilot, lambda: app.find_view(run_id).status == "killed", timeout=30)
     finally:

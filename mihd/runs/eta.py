@@ -15,9 +15,11 @@ it, all scaled by how fast this run goes next to its history. Its confidence say
   high     at least 3/4 of what is left is measured or timed by a history of >= MIN_HISTORY runs, and
            this run's measured rate agrees with that history (within AGREE)
   medium   the same without that agreement (e.g. measured with no history, or history not yet confirmed)
-  low      it leans on hints (fewer than MIN_HISTORY runs, `--expect`, defaults), or a stage is past
-           its expected end
-  unknown  nothing to go on: no ETA at all
+  low      it leans on hints (fewer than MIN_HISTORY runs, `--expect`, this run's pace applied to cells
+           with no history), or a stage is past its expected end
+  unknown  nothing measured to go on: no ETA at all. A cell with no history is a guess (its default cost
+           times other cells' seconds) until this run measures its rate (MEASURED_AFTER steps) or
+           finishes a cell; such a guess ran 30-110 s high on 1-4 minute runs, so none is shown
 """
 
 from __future__ import annotations
@@ -212,8 +214,8 @@ class ProgressTracker:
                 secs[i], basis[i] = max(budget, 0.1 * exp.seconds) * plans[i].cost / cost, whole
         unit = self._unit(plans, secs)
         for i, s in enumerate(secs):
-            if s is None and unit is not None:
-                secs[i], basis[i] = plans[i].cost * unit, "default"
+            if s is None and unit is not None:  # scaled by this run's own cells, else a guess from other cells
+                secs[i], basis[i] = plans[i].cost * unit, "scaled" if self.took else "default"
         return secs, basis
 
     def _unit(self, plans: list[CellPlan], secs: list[float | None]) -> float | None:
@@ -257,8 +259,8 @@ class ProgressTracker:
                 plans = [self._plan(j) for j in range(n)]
                 unit = projected / plans[i].cost
                 for j in range(n):
-                    if secs[j] is None:
-                        secs[j], basis[j] = plans[j].cost * unit, "default"
+                    if secs[j] is None or basis[j] == "default":
+                        secs[j], basis[j] = plans[j].cost * unit, "scaled"
             later = range(i + 1, n)
         else:
             later = range(p.finished, n)
@@ -277,8 +279,8 @@ class ProgressTracker:
                 return
             parts.append((secs[j] * (pace or 1.0), basis[j]))
         p.fraction = self._fraction(n, secs, i)
-        if not parts and i is None and not p.finished:
-            p.eta_s, p.confidence = None, "unknown"
+        if (not parts and i is None and not p.finished) or any(b == "default" for _, b in parts):
+            p.eta_s, p.confidence = None, "unknown"  # a guess, not a measure: `?` rather than a number
             return
         p.eta_s = max(sum(s for s, _ in parts), 0.0)
         p.confidence = _judge(parts, agree)
@@ -309,10 +311,10 @@ class ProgressTracker:
                     ratio = rate / (share * expected / total)
                     agree = basis == "history" and 1 / AGREE <= ratio <= AGREE
                     pace = min(max(ratio, 0.2), 5.0)
-                if expected is None and share > 0:
+                if expected is None and share > 0 and steps >= MEASURED_AFTER:
                     projected = (stage_end - clock.points[stage][0][0]) / share
         if expected is None:
-            expected, basis = projected, "default"
+            expected, basis = projected, "scaled" if projected else "default"
         if stage is not None and clock.latest[stage][0] < clock.latest[stage][1]:
             w = min(steps / MEASURED_AFTER, 1.0) if measured is not None else 0.0
             by_history = None
@@ -326,7 +328,7 @@ class ProgressTracker:
             if left < 0:
                 parts.append((OVERDUE * (now - clock.points[stage][0][0]), "overdue"))
             else:
-                parts.append((left, "measured" if w >= 0.5 else basis))
+                parts.append((left, "measured" if w >= 0.5 and basis != "default" else basis))
         rest = [s for s in shares if s != stage and clock.fraction(s) < 1]
         if rest:
             if expected is None:

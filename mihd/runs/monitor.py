@@ -3,7 +3,10 @@
 One pass over the process table per sample builds the parent->children map for every tree at once.
 Process objects and their last CPU times are kept between samples, so CPU % is the share of one core
 used since the previous sample (a process seen for the first time reports its lifetime average,
-so a one-shot `mihd runs ls` needs no sleep). RSS is summed over the tree (shared pages count twice).
+so a one-shot `mihd runs ls` needs no sleep), summed over the tree and never above CPU_CAP (every core
+busy). Each process counts its own time only: a reaped child's time lands in its parent's
+children_* times all at once, which counted it twice and read 860 % on two cores. RSS is summed
+over the tree (shared pages count twice).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from dataclasses import dataclass, field
 import psutil
 
 from .gpu import Gpu
+
+
+CPU_CAP = 100.0 * (psutil.cpu_count() or 1)  # % of one core when every core of the machine is busy
 
 
 @dataclass
@@ -57,12 +63,12 @@ class Monitor:
                         key = (p.pid, p.create_time())
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
-                cpu = t.user + t.system + t.children_user + t.children_system
+                cpu = t.user + t.system
                 prev = self._last.get(key)
                 if prev and now > prev[1]:
                     s.cpu_percent += 100.0 * max(cpu - prev[0], 0.0) / (now - prev[1])
                 elif now > key[1]:
-                    s.cpu_percent += 100.0 * (t.user + t.system) / (now - key[1])
+                    s.cpu_percent += 100.0 * cpu / (now - key[1])
                 self._last[key] = (cpu, now)
                 seen.add(key)
                 s.rss += rss
@@ -70,6 +76,7 @@ class Monitor:
                 s.pids.append(p.pid)
                 if gpu_mem:
                     s.gpu_mem += gpu_mem.get(p.pid, 0)
+            s.cpu_percent = min(s.cpu_percent, CPU_CAP)
             out[run_id] = s
         self._last = {k: v for k, v in self._last.items() if k in seen}
         return out

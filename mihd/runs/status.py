@@ -277,20 +277,25 @@ class RunWatcher:
             key = (r["signature"], r["expect"])
             if key not in expected_by:
                 cell_sigs = [sig_string(signature(c, r["backend"])) for c in json.loads(r["cells"] or "[]")]
-                expected_by[key] = expected_duration(r["signature"], history, r["expect"], cell_sigs)
-            expected = expected_by[key]
+                timed = expected_duration(r["signature"], history, None, cell_sigs)
+                # the expected time given at launch judges overrun; the ETA paces by the history when there is one
+                expected_by[key] = (expected_duration(r["signature"], history, r["expect"], cell_sigs),
+                                    timed if timed.seconds is not None else None)
+            expected, paced = expected_by[key]
+            paced = paced or expected
             fan = grid_progress(r, self._fan_states.get(r["id"], {}), history, self.factor, now) \
                 if status != "corrupt" and is_fanned(r["run_dir"]) else None
-            prog = self._progress(r, expected, history, now) if status in COMPUTING and not fan else None
+            prog = self._progress(r, paced, history, now) if status in COMPUTING and not fan else None
             fraction = prog.fraction if prog else (1.0 if status == "done" else None)
             eta_s, conf = (prog.eta_s, prog.confidence) if prog else (None, "unknown")
             if status == "queued":
-                eta_s, conf = queued_eta(expected)
+                eta_s, conf = queued_eta(paced)
+            given = expected.source == "given"
             if fan:  # cells side by side: their own progress, the critical path, overrun judged per cell
-                expected = Expected(fan.expected_s, "cells") if fan.expected_s else expected
+                expected = expected if given or not fan.expected_s else Expected(fan.expected_s, "cells")
                 fraction, eta_s, conf = fan.fraction, fan.eta_s, fan.confidence
             overrun = bool(r["overrun"])
-            if status in COMPUTING and not overrun and (fan.overrun if fan else
+            if status in COMPUTING and not overrun and (fan.overrun if fan and not given else
                                                         is_overrun(elapsed, expected, self.factor)):
                 record_overrun(self.registry, r["id"], Path(r["run_dir"]), elapsed, expected, self.factor, now)
                 overrun = True

@@ -24,6 +24,7 @@ from mihd.plan import Cell
 from mihd.rundir import RESULT
 
 from ..widgets.spatial_map import SpatialMap
+from ..wording import ari_text
 
 
 class ResultsRead(Message):
@@ -40,15 +41,18 @@ def scored_cells(result: dict | None) -> list[int]:
 
 
 def cell_title(run_id: str, result: dict, index: int) -> str:
+    """`ARI 0.822* random init  pca+texture concat gmm  ·  RUN`: what the map shows, its score first."""
     c = result["cells"][index]
     try:
         label = Cell.from_dict({**c, "slice": result.get("slice")}).label
     except MihdError:
         label = "?"
-    ari = "no ARI" if c.get("ari") is None else f"ARI {c['ari']:.3f}"
+    ari = "no ARI" if c.get("ari") is None else f"ARI {ari_text(c['ari'], bool(c.get('random_init')))}"
     if c.get("ari_sd") is not None:
         ari += f" ± {c['ari_sd']:.3f} ({len(c.get('seeds') or [])} seeds)"
-    return f"[b]{label}[/]  {ari}  ·  {run_id}"
+    if c.get("random_init"):
+        ari += " random init"
+    return f"[b]{ari}[/]  {label}  ·  {run_id}"  # the score first: a narrow map cuts the end of its title
 
 
 class CompareScreen(Screen):

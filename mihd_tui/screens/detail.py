@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane, Tabs
 from textual.worker import get_current_worker
 
 from mihd.domain_colours import legend, map_colours
@@ -107,6 +107,8 @@ class RunDetailScreen(Screen):
         yield KeysFooter()
 
     def on_mount(self) -> None:
+        for tabs in self.query(Tabs):  # the tab strip never takes focus (l and m switch tabs)
+            tabs.can_focus = False
         self.query_one("#search", Input).display = False
         table = self.query_one("#cells", DataTable)
         for key, title in (("cell", "CELL"), ("ari", "ARI"), ("nmi", "NMI"), ("secs", "TIME"), ("note", "NOTE")):
@@ -252,8 +254,9 @@ class RunDetailScreen(Screen):
             follow = "following the end of run.log"
         parts = [follow]
         if self._term:
-            parts.append(f"'{self._term}': " + (f"line {self._match + 1} (n/N)" if self._match is not None
-                                                  else "not found"))
+            found = log.matches(self._term)
+            parts.append(f"'{self._term}': " + (f"match {found.index(self._match) + 1} of {len(found)}, log line "
+                                                  f"{self._match + 1} (n/N)" if self._match in found else "not found"))
         parts.append("w: unwrap" if log.wrap_lines else "←/→ · w: wrap")
         self.query_one("#log-status", Static).update("  ·  ".join(parts))
 
@@ -288,20 +291,19 @@ class RunDetailScreen(Screen):
             event.stop()
 
     def action_next_match(self, step: int) -> None:
+        """To the next (step 1) or previous (-1) run.log line holding the term, after the current one, or
+        from the top of the view; it becomes the current match."""
         if not self._term:
             return
-        log = self.query_one(Log)
-        lines, term = log.lines, self._term.lower()
-        start = self._match if self._match is not None else int(log.scroll_offset.y) - step
-        n = len(lines)
-        for k in range(1, n + 1):
-            i = (start + step * k) % n
-            if term in lines[i].lower():
-                self._match = i
-                log.scroll_to(y=max(i - 2, 0), animate=False)
-                break
-        else:
+        log = self.query_one(LogView)
+        found = log.matches(self._term)
+        if not found:
             self._match = None
+        elif self._match in found:
+            self._match = found[(found.index(self._match) + step) % len(found)]
+        else:
+            self._match = found[0] if step > 0 else found[-1]
+        log.show_match(self._match)
         self._status()
 
     # -- the result -------------------------------------------------------------------------------------

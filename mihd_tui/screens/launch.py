@@ -1,6 +1,7 @@
-"""The launch dialog: clusterer, n-clusters, seeds, variant, backend, override, and the expected duration
-prefilled from history (set as the plan's expect only when edited, so an untouched history estimate
-keeps the overrun factor's slack). It answers with the RunSpecs to launch."""
+"""The launch dialog: clusterer, n-clusters, seeds, variant, backend, override, and when the run counts as
+overrunning: prefilled with the limit its history implies (mihd.runs.overrun.overrun_limit), and whatever
+the field says, prefilled or typed, is the plan's expect, the very time the run is judged by. It answers
+with the RunSpecs to launch."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from mihd.plan import RunSpec, parse_seeds, plan_argv
 from mihd.present import fmt_duration
 from mihd.runs.backends import backend_class, names, validate_options
 from mihd.runs.durations import parse_duration
+from mihd.runs.overrun import overrun_factor, overrun_limit
 
+from ..widgets.typed_select import TypedSelect
 from ..wording import describe_expected
 from .modal import PausingModal
 
@@ -52,22 +55,22 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
             yield Static("", id="launch-cmd")
             with Grid(id="launch-form"):
                 yield Label("clusterer")
-                yield Select([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
+                yield TypedSelect([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
                              id="cluster", compact=True)
                 yield Label("n clusters")
                 yield Input(placeholder="from the truth labels", id="n-clusters", type="integer", compact=True)
                 yield Label("seeds")
                 yield Input(placeholder="0 (5: seeds 0..4, each scored; 0,3: those two)", id="seeds", compact=True)
                 yield Label("variant")
-                yield Select([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
+                yield TypedSelect([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
                              id="variant", compact=True)
                 yield Label("backend")
-                yield Select([(b, b) for b in names()], value="local", allow_blank=False, id="backend",
+                yield TypedSelect([(b, b) for b in names()], value="local", allow_blank=False, id="backend",
                              compact=True)
                 yield Label("options", id="options-label")
                 yield Input(id="options", compact=True)
-                yield Label("expected")
-                yield Input(placeholder="e.g. 5m (none: no overrun check)", id="expect", compact=True)
+                yield Label("overrun after")
+                yield Input(placeholder="e.g. 5m (empty: judged by history)", id="expect", compact=True)
                 yield Label("")
                 with Horizontal(id="launch-checks"):
                     yield Checkbox("override cache", id="override", compact=True)
@@ -81,7 +84,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
     def on_mount(self) -> None:
         super().on_mount()
         self._update(prefill=True)
-        self.query_one("#go", Button).focus()
+        self.query_one("#cluster").focus()  # the first field: Tab walks the form down to Launch
 
     def _choice(self, wid: str) -> str:
         return str(self.query_one(f"#{wid}", Select).value)
@@ -104,12 +107,14 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         exp = expected_for(spec, fusions, columns, self.entries, self.history, backend, n_seeds=len(seeds))
         expect = self.query_one("#expect", Input)
         if prefill or expect.value == self._prefill:  # not edited: follow the choices
-            self._prefill = fmt_duration(exp.seconds) if exp.seconds else ""
+            limit = overrun_limit(exp, overrun_factor())[0]
+            self._prefill = fmt_duration(limit) if limit else ""
             expect.value = self._prefill
         cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in launch_plans(spec, self.groups, seeds=seeds)]
         self.query_one("#launch-cmd", Static).update("\n".join(cmds))
         self.query_one("#launch-hint", Static).update(
-            f"expected from history: {describe_expected(exp)}; ctrl+l or Launch starts it, Esc cancels")
+            f"expected from history: {describe_expected(exp)}; flagged as overrun past the time above; "
+            "ctrl+l or Launch starts it, Esc cancels")
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if self.is_mounted:
@@ -148,7 +153,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                 raise MihdError(f"n clusters {n_text!r}: expected a whole number of at least 2")
             n_clusters = int(n_text)
         expect_text = self.query_one("#expect", Input).value.strip()
-        expect = parse_duration(expect_text, "expected") if expect_text and expect_text != self._prefill else None
+        expect = parse_duration(expect_text, "overrun after") if expect_text else None
         backend = self._choice("backend")
         options = validate_options(backend, parse_options(self.query_one("#options", Input).value)) \
             if backend_class(backend).options else {}

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane, Tabs
 
 from mihd.encoders import VARIANTS
 from mihd.grid import CLUSTERERS, Grid
@@ -21,6 +21,7 @@ from ..widgets.footer import KeysFooter
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.grid_table import GridTable
 from ..widgets.inventory import CacheInventory
+from ..widgets.overrun_banner import OverrunBanner
 from ..widgets.runs_table import RunsTable
 from ..wording import describe_cell, history_text
 
@@ -48,18 +49,27 @@ class MainScreen(Screen):
                 tooltip="show the next clusterer"),
         Binding("v", "next_variant", "Variant", id="main.next_variant", show=False,
                 tooltip="show the next patch variant"),
+        Binding("slash", "filter_runs", "Filter runs", id="main.filter_runs", key_display="/", show=False,
+                tooltip="filter the runs table (from anywhere on this screen)"),
         Binding("1", "tab('runs-tab')", "Runs tab", id="main.tab_runs", show=False),
         Binding("2", "tab('cache-tab')", "Cache tab", id="main.tab_cache", show=False),
         Binding("3", "tab('gpu-tab')", "GPU tab", id="main.tab_gpu", show=False),
+        Binding("t", "overrun('TERM')", "TERM overrun", id="main.overrun_term",
+                tooltip="kill the run the overrun banner shows (TERM, KILL after the grace period)"),
+        Binding("K", "overrun('KILL')", "KILL overrun", id="main.overrun_kill",
+                tooltip="kill the run the overrun banner shows at once"),
+        Binding("w", "overrun('watch')", "Keep watching", id="main.overrun_watch",
+                tooltip="close the overrun banner; the run stays flagged !"),
     ]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="header")
+        yield OverrunBanner(id="overrun")
         with Horizontal(id="top"):
             with Vertical(id="grid-box"):
                 yield GridTable(id="grid")
-                yield Static("loading…", id="cell-info")
             yield CacheInventory(id="side-inventory")
+        yield Static("loading…", id="cell-info")  # the whole width, also beside the side inventory
         with TabbedContent(id="tabs", initial="runs-tab"):
             with TabPane("Runs", id="runs-tab"):
                 yield RunsTable(id="runs")
@@ -75,6 +85,8 @@ class MainScreen(Screen):
         self.set_class(self.size.width >= WIDE, "wide")
 
     def on_mount(self) -> None:
+        for tabs in self.query(Tabs):  # the tab strip never takes focus: letters typed there would launch
+            tabs.can_focus = False
         self.query_one(GridTable).focus()
         self._header()
         self._ready = True
@@ -87,14 +99,40 @@ class MainScreen(Screen):
             return  # made for the previous choice; the next one follows at once
         try:
             self.query_one(GridTable).show(snap.grid)
-            self.query_one(RunsTable).show(snap.views)
+            self.query_one(RunsTable).show(snap.views, snap.spec.slice)
             for inventory in self.query(CacheInventory):
                 inventory.show(snap.inventory, snap.computing)
             self.query_one(GpuPanel).show(snap.gpu, snap.gpu_reason)
             self._header(snap)
             self._cell_info()
+            self._follow_overrun()
         except NoMatches:
             return  # the app is quitting and this screen's widgets are going
+
+    def _follow_overrun(self) -> None:
+        """The banner follows its run; when the run has ended the next overrunning one (if any) takes it."""
+        banner = self.query_one(OverrunBanner)
+        view = self.app.find_view(banner.run_id)
+        if view is not None and view.active:
+            return banner.follow(view)
+        before, nxt = banner.run_id, self.app.next_overrun()
+        banner.follow(nxt) if nxt is not None else banner.clear()
+        if banner.run_id != before:  # its keys come or go with it (the footer is redrawn only then)
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "overrun":  # its keys exist (and show in the footer) only while the banner does
+            return self.query_one(OverrunBanner).run_id is not None
+        return True
+
+    def action_overrun(self, choice: str) -> None:
+        banner = self.query_one(OverrunBanner)
+        run_id = banner.run_id
+        banner.clear()
+        if choice in ("TERM", "KILL") and run_id and not self.app.refuse_read_only("kill"):
+            self.app.kill(run_id, choice)
+        self._follow_overrun()
+        self.refresh_bindings()
 
     def _header(self, snap: Snapshot | None = None) -> None:
         spec = self.app.spec
@@ -265,6 +303,10 @@ class MainScreen(Screen):
     def action_next_variant(self) -> None:
         self.app.set_spec(variant=_cycle(list(VARIANTS), self.app.spec.variant))
         self._header()
+
+    def action_filter_runs(self) -> None:
+        self.action_tab("runs-tab")
+        self.query_one(RunsTable).action_filter()
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab

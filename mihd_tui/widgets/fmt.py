@@ -17,9 +17,9 @@ def text_bar(fraction: float | None, width: int = 10) -> str:
 
 
 def fmt_eta(seconds: float | None, confidence: str) -> str:
-    """ETA with a `?` when little stands behind it."""
+    """An active run's ETA, with a `?` when little stands behind it; `?` alone when nothing is measured yet."""
     if seconds is None:
-        return "-"
+        return "?"
     return fmt_duration(seconds) + ("?" if confidence in ("unknown", "low") else "")
 
 

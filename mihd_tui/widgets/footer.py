@@ -1,19 +1,41 @@
-"""The footer with the app's own keys (`q` Quit, `?` Help) first, so a narrow terminal cuts the screen's
-less general keys at the right edge, never these two."""
+"""The footer with the app's own keys (`q` Quit, `?` Help) first, then the overrun banner's while it shows,
+then the screen's. It holds only the keys that fit whole in the terminal's width (a narrow one drops the last
+keys, never cuts a label); ctrl+p and the rest are in help (`?`)."""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.widgets import Footer
 
 FIRST = ("quit", "help")  # actions of the app's bindings
+URGENT = "overrun"        # the overrun banner's actions: next, while it asks
+
+
+def _rank(widget) -> int:
+    action = getattr(widget, "action", "") or ""
+    return 0 if action in FIRST else 1 if action.startswith(URGENT) else 2
+
+
+def _width(widget) -> int:
+    """Columns a compact footer key takes: its key, a space, its description, a space."""
+    return cell_len(getattr(widget, "key_display", "") or "") + 1 + cell_len(getattr(widget, "description", "") or "") + 1
 
 
 class KeysFooter(Footer):
     def __init__(self, **kw) -> None:
         kw.setdefault("compact", True)
+        kw.setdefault("show_command_palette", False)
         super().__init__(**kw)
 
     def compose(self):
-        widgets = list(super().compose())
-        first = [w for w in widgets if getattr(w, "action", None) in FIRST]
-        return iter(first + [w for w in widgets if w not in first])
+        room, kept = self.app.size.width, []
+        for widget in sorted(super().compose(), key=_rank):
+            room -= _width(widget)
+            if room < 0:
+                break
+            kept.append(widget)
+        self.styles.grid_size_columns = max(len(kept), 1)
+        return iter(kept)
+
+    def on_resize(self) -> None:
+        self.call_later(self.recompose)

@@ -1,5 +1,6 @@
 """run.log as the run detail shows it: long lines wrap at the width (`w` toggles) or scroll sideways,
-a search term is marked wherever it occurs, arrows and PgUp/PgDn scroll (Log's own keys)."""
+a search term is marked wherever it occurs and its current match stands out, arrows and PgUp/PgDn scroll
+(Log's own keys). Matches are counted in run.log's lines, not in the screen lines wrapping makes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from textual.binding import Binding
 from textual.widgets import Log
 
 MATCH_STYLE = "bold black on yellow"
+CURRENT_STYLE = "bold white on dark_orange3"  # the match n/N went to
 
 
 class TermHighlighter(Highlighter):
@@ -19,10 +21,12 @@ class TermHighlighter(Highlighter):
     def __init__(self, term: str = "") -> None:
         super().__init__()
         self.term = term
+        self.current = False  # the line being drawn holds the current match
 
     def highlight(self, text: Text) -> None:
         if self.term:
-            text.highlight_words([self.term], style=MATCH_STYLE, case_sensitive=False)
+            text.highlight_words([self.term], style=CURRENT_STYLE if self.current else MATCH_STYLE,
+                                 case_sensitive=False)
 
 
 class LogView(Log):
@@ -34,6 +38,8 @@ class LogView(Log):
         self.raw: deque[str] = deque(maxlen=max_lines)  # the lines as read (wrapping splits what is shown)
         self.wrap_lines = True
         self._wrapped_at = 0
+        self.current: int | None = None  # index in `raw` of the current match
+        self._current_rows = range(0)    # the screen lines it takes
 
     def add_lines(self, lines: list[str]) -> None:
         self.raw.extend(lines)
@@ -52,10 +58,41 @@ class LogView(Log):
             out.extend(line[i:i + width] for i in range(0, max(len(line), 1), width))
         return out
 
+    def _rows_of(self, index: int) -> range:
+        """The screen lines raw line `index` takes now (wrapping splits a line; the cap drops the oldest)."""
+        if not self.wrap_lines:
+            first, n = index, 1
+        else:
+            width = self._wrapped_at or self._wrap_width()
+            sizes = [max(-(-len(self._process_line(line)) // width), 1) for line in self.raw]
+            first, n = sum(sizes[:index]), sizes[index]
+            first -= sum(sizes) - self.line_count  # screen lines the Log's own cap dropped
+        return range(first, first + n)
+
+    def matches(self, term: str) -> list[int]:
+        """Indexes of the run.log lines (as kept) that hold `term`, whatever its case."""
+        term = term.lower()
+        return [i for i, line in enumerate(self.raw) if term and term in line.lower()]
+
+    def show_match(self, index: int | None) -> None:
+        """Make raw line `index` the current match: marked apart, scrolled into view."""
+        self.current = index
+        self._current_rows = self._rows_of(index) if index is not None else range(0)
+        self._render_line_cache.clear()
+        self.refresh()
+        if index is not None:
+            self.scroll_to(y=max(self._current_rows.start - 2, 0), animate=False)
+
+    def _render_line_strip(self, y: int, rich_style):
+        self.highlighter.current = y in self._current_rows
+        return super()._render_line_strip(y, rich_style)
+
     def _reshape(self) -> None:
         at_end = self.is_vertical_scroll_end
         self.clear()
         self.write_lines(self._shape(self.raw), scroll_end=at_end)
+        if self.current is not None:
+            self._current_rows = self._rows_of(self.current)
 
     def action_toggle_wrap(self) -> None:
         self.wrap_lines = not self.wrap_lines

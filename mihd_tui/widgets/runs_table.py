@@ -21,7 +21,7 @@ from .fmt import fmt_eta, short_id, text_bar
 from .keyed_table import KeyedTable
 
 COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 9), ("progress", "PROGRESS", 11),
-           ("eta", "ETA", 6), ("elapsed", "ELAPSED", 7), ("cpu", "CPU", 5), ("rss", "RSS", 5), ("gpu", "GPU", 5))
+           ("eta", "ETA", 6), ("elapsed", "ELAPSED", 9), ("cpu", "CPU", 5), ("rss", "RSS", 5), ("gpu", "GPU", 5))
 
 # column key -> what a run sorts by there (None: no value, sorted last)
 SORT_KEYS = {
@@ -66,6 +66,8 @@ class RunsTable(KeyedTable):
         Binding("R", "rerun", "Rerun", id="runs.rerun", tooltip="start the selected run again with the same spec"),
         Binding("m", "compare", "Maps", id="runs.compare",
                 tooltip="pick a run, then m on a second one: both runs' maps side by side"),
+        Binding("escape", "clear_filter", "Clear filter", id="runs.clear_filter", show=False,
+                tooltip="show every run again"),
     ]
 
     COLUMNS = COLUMNS
@@ -77,6 +79,7 @@ class RunsTable(KeyedTable):
         self.words: list[str] = []
         self.views: list[RunView] = []
         self.marked: str | None = None  # the first run picked for side-by-side maps
+        self.slice: str | None = None   # the grid's slice: said in the header, so left out of the CELL column
 
     def _cells(self, v: RunView) -> tuple:
         state = "overrun" if v.overrun and v.active else v.status
@@ -86,13 +89,17 @@ class RunsTable(KeyedTable):
             status = f"done {v.ari:.2f}"
         prog = "" if v.progress is None else f"{text_bar(v.progress, 6)} {100 * v.progress:3.0f}%"
         ident = Text(short_id(v.id), style="reverse" if v.id == self.marked else "")
-        return (ident, v.label, Text(status, style=style), prog,
+        label = v.label[len(self.slice) + 1:] if self.slice and v.label.startswith(self.slice + " ") else v.label
+        return (ident, label, Text(status, style=style), prog,
                 fmt_eta(v.eta_s, v.eta_confidence) if v.active else "", fmt_duration(v.elapsed),
                 "" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%", fmt_bytes(v.rss) if v.rss else "",
                 fmt_bytes(v.gpu_mem) if v.gpu_mem else "")
 
     # -- showing -----------------------------------------------------------------------------------------
-    def show(self, views: list[RunView]) -> None:
+    def show(self, views: list[RunView], slice_id: str | None = None) -> None:
+        if slice_id != self.slice and slice_id is not None:
+            self.slice, self._shown = slice_id, {}  # every label reads anew
+            self.clear()
         self.views = views
         shown = [v for v in views if matches(v, self.words)] if self.words else views
         rows = [(v.id, self._cells(v)) for v in ordered(shown, self.sort_column, self.sort_reverse)]
@@ -126,7 +133,7 @@ class RunsTable(KeyedTable):
         self._titles()
 
     def _titles(self) -> None:
-        for key, title, _ in COLUMNS:
+        for key, title, _ in COLUMNS:  # each column is wide enough for its title and the arrow
             mark = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_column and key != "id" else ""
             self.columns[key].label = Text(title + mark)
         self.refresh()
@@ -165,6 +172,12 @@ class RunsTable(KeyedTable):
             bars.first().focus_input()
         else:
             self.parent.mount(RunsFilter(self), before=self)
+
+    def action_clear_filter(self) -> None:
+        """Esc on the table, like Esc in the filter box: every run again, the filter line gone."""
+        if self.parent is not None:
+            for bar in self.parent.query(RunsFilter):
+                bar.close()
 
     def action_remove(self) -> None:
         from ..run_actions import confirm_remove
@@ -224,6 +237,9 @@ class RunsFilter(Horizontal):
     def on_key(self, event) -> None:
         if event.key == "escape":
             event.stop()
-            self.table.set_filter("")
-            self.table.focus()
-            self.remove()
+            self.close()
+
+    def close(self) -> None:
+        self.table.set_filter("")
+        self.table.focus()
+        self.remove()
