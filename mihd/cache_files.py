@@ -230,8 +230,10 @@ def names(folder: Path) -> list[str]:
 
 
 def write_error(root: Path, exc: OSError, what: str, need: int) -> MihdError:
-    """The one line a failed write of the workspace reads as: a full disk (what was needed, what is free),
-    a read-only or forbidden folder, anything else with the system's words."""
+    """The one line a failed write of the cache reads as: a full disk says what was needed and what is free;
+    anything else as every other write of the workspace (workspace.write_error)."""
+    from .workspace import write_error as workspace_write_error
+
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         try:
             free = shutil.disk_usage(root).free
@@ -239,9 +241,7 @@ def write_error(root: Path, exc: OSError, what: str, need: int) -> MihdError:
             free = 0
         return MihdError(f"--root {root}: no space left to {what} ({size_text(need)} needed, "
                          f"{size_text(free)} free); nothing was written")
-    if exc.errno in (errno.EROFS, *DENIED):
-        return MihdError(f"--root {root}: cannot {what}: {exc.strerror}")
-    return MihdError(f"--root {root}: cannot {what}: {exc.strerror or exc}")
+    return workspace_write_error(Path(root), exc, what)
 
 
 def size_text(n: int) -> str:
