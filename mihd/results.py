@@ -217,21 +217,27 @@ def render(rows: list[Row], fmt: str = "table") -> str:
     header = ["SLICE", "GENE", "VISION", "VARIANT", "FUSION", "CLUSTER", "K", "REFINE", "ARI", "NMI", "N",
               "SECONDS", "CACHE", "RANDOM INIT", "RUN"]
     body = [[r.cell.slice, r.cell.gene, r.cell.vision or "-", r.cell.variant or "-", r.cell.fusion, r.cell.cluster,
-             "-" if r.k is None else str(r.k), "yes" if r.refine else "no", _stat(r.ari), _stat(r.nmi), str(r.n),
+             "-" if r.k is None else str(r.k), "yes" if r.refine else "no", stat_text(r.ari), stat_text(r.nmi), str(r.n),
              "-" if r.seconds is None else f"{r.seconds:.1f}", r.cache or "-", "yes" if r.random_init else "no",
              r.run_ids[-1] + (f" +{len(r.run_ids) - 1}" if len(r.run_ids) > 1 else "")] for r in rows]
+    return text_table(fmt, header, body, {"K", "ARI", "NMI", "N", "SECONDS"},
+                      "no scored cells yet (run some: mihd run / mihd grid / mihd launch)")
+
+
+def text_table(fmt: str, header: list[str], body: list[list[str]], right: set[str], empty: str) -> str:
+    """Rows as a Markdown table (`right`: the columns aligned right) or as aligned plain text (`empty` when
+    there are none)."""
     if fmt == "markdown":
-        right = {"K", "ARI", "NMI", "N", "SECONDS"}
         rule = "|" + "|".join("---:" if h in right else "---" for h in header) + "|"
         lines = ["| " + " | ".join(header) + " |", rule]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
-    if not rows:
-        return "no scored cells yet (run some: mihd run / mihd grid / mihd launch)\n"
+    if not body:
+        return empty + "\n"
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
     return "".join("  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() + "\n" for row in [header, *body])
 
 
-def _stat(stat: Stat) -> str:
+def stat_text(stat: Stat) -> str:
     if stat.mean is None:
         return "-"
     return f"{stat.mean:.3f}" + (f" ± {stat.sd:.3f}" if stat.sd is not None else "")

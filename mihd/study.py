@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MihdError
-from .results import FORMATS, Score, Stat, aggregate, collect
+from .results import FORMATS, Score, Stat, aggregate, collect, stat_text, text_table
 
 TRUTH_K = "truth"
 COLUMNS = ("rank", "gene", "vision", "variant", "fusion", "cluster", "k", "refine", "random_init", "ari_mean",
@@ -122,22 +122,10 @@ def render(rows: list[StudyRow], fmt: str = "table") -> str:
     header = ["RANK", "GENE", "VISION", "VARIANT", "FUSION", "CLUSTER", "K", "REFINE", "ARI", "NMI", "N_SLICES",
               "WORST SLICE", "RANDOM INIT"]
     body = [["-" if r.rank is None else str(r.rank), r.combo.gene, r.combo.vision or "-", r.combo.variant or "-",
-             r.combo.fusion, r.combo.cluster, str(r.combo.k), "yes" if r.combo.refine else "no", _stat(r.ari),
-             _stat(r.nmi), str(r.n_slices), _worst(r), "yes" if r.combo.random_init else "no"] for r in rows]
-    if fmt == "markdown":
-        right = {"RANK", "ARI", "NMI", "N_SLICES"}
-        rule = "|" + "|".join("---:" if h in right else "---" for h in header) + "|"
-        return "\n".join(["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(b) + " |" for b in body]) + "\n"
-    if not rows:
-        return "no scored cells yet (run a study: mihd grid A,B,C ... or mihd launch -- grid A,B,C ...)\n"
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    return "".join("  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() + "\n" for row in [header, *body])
-
-
-def _stat(stat: Stat) -> str:
-    if stat.mean is None:
-        return "-"
-    return f"{stat.mean:.3f}" + (f" ± {stat.sd:.3f}" if stat.sd is not None else "")
+             r.combo.fusion, r.combo.cluster, str(r.combo.k), "yes" if r.combo.refine else "no", stat_text(r.ari),
+             stat_text(r.nmi), str(r.n_slices), _worst(r), "yes" if r.combo.random_init else "no"] for r in rows]
+    return text_table(fmt, header, body, {"RANK", "ARI", "NMI", "N_SLICES"},
+                      "no scored cells yet (run a study: mihd grid A,B,C ... or mihd launch -- grid A,B,C ...)")
 
 
 def _worst(row: StudyRow) -> str:
