@@ -165,8 +165,8 @@ async def test_rerun_starts_a_new_run_of_the_same_spec(scored):
         await focus_run(pilot, first)
         await pilot.press("R")
         second = await wait_until(pilot, lambda: next((i for i in row_ids(app) if i != first), None), timeout=60)
-        assert notified(app, f"launched {second}: mihd run demo --gene pca --fusion gene_only --cluster kmeans "
-                             "--seeds 0,1")
+        assert await wait_until(pilot, lambda: notified(app, f"launched {second}: mihd run demo --gene pca --fusion "
+                                                      "gene_only --cluster kmeans --seeds 0,1"))
         await wait_until(pilot, lambda: app.find_view(second).status == "done", timeout=240)
     assert read_plan(root / "runs" / second) == read_plan(root / "runs" / first)
     again, before = read_result(root / "runs" / second), read_result(root / "runs" / first)
