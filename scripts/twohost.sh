@@ -30,8 +30,9 @@ free_port() {
 
 unmount() {
   for m in "$DIR/a" "$DIR/b"; do
-    if mountpoint -q "$m" 2>/dev/null; then
-      fusermount3 -u "$m" 2>/dev/null || fusermount -u "$m" 2>/dev/null || umount -l "$m" || true
+    # a mount whose sshfs died cannot even be stat'ed ("Transport endpoint is not connected"): /proc/mounts still lists it
+    if mountpoint -q "$m" 2>/dev/null || grep -qs " $m fuse" /proc/mounts; then
+      fusermount3 -uz "$m" 2>/dev/null || fusermount -uz "$m" 2>/dev/null || umount -l "$m" || true
     fi
   done
 }
