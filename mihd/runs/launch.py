@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import MihdError
 from ..jsonio import write_json_atomic
 from ..plan import RunSpec, device_users
-from ..rundir import HANDLE, PROC, write_spec
+from ..rundir import EXIT, HANDLE, PROC, write_spec
 from ..workspace import resolve_root, runs_dir, write_error
 from . import fanout
 from .backends import get_backend, resolve_options
@@ -55,12 +55,13 @@ def _make_run_dir(root: Path) -> tuple[str, Path]:
 
 @contextmanager
 def _until_started(root: Path, run_dir: Path, made: bool = True):
-    """Until the run is handed to its backend, a failure (a full disk, a refused submit, Ctrl-C) removes the run
-    dir this process `made`: nothing half-written is left, which no listing would show and `runs rm` could not find."""
+    """Until the run is handed to its backend, a failure (a full disk, Ctrl-C) removes the run dir this process
+    `made`: nothing half-written is left, which no listing would show and `runs rm` could not find. A failure the
+    backend recorded in the run's exit.json (sbatch refused the job) stays, a failed run that says why."""
     try:
         yield
     except BaseException as exc:
-        if made:
+        if made and not (run_dir / EXIT).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         if isinstance(exc, OSError):
             raise write_error(root, exc, "start a run", NOTHING_MADE) from None
