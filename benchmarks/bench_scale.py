@@ -4,8 +4,10 @@
 - `mihd results --across-slices` (goal <= 2 s; plain `mihd results` where this mihd has no --across-slices)
 - the dashboard's refresh with nothing changed: its time and how many run files it opened (work that should
   not grow with the number of runs)
-- the dashboard: first frame (goal <= 1.5 s), idle CPU with 20 live runs (goal <= 2 % of one core),
-  RSS (goal <= 200 MB), a key press answered (a cursor move on the grid while 20 runs live; median, goal <= 100 ms)
+- the dashboard, in its own process in a pseudo-terminal: first frame (goal <= 1.5 s), idle CPU with 20 live runs
+  at its default refresh and at --interval 2 (goal <= 2 % of one core), RSS (goal <= 200 MB), a key press
+  answered: a cursor key on the grid until the redrawn frame reaches the terminal, 20 runs live (median, goal
+  <= 100 ms)
 
 The workspace is made with the real writers: real `mihd run`/`mihd grid` runs on the demo slice and on
 copies of it registered under other slice names (so results span slices), then copies of those run dirs
@@ -19,7 +21,6 @@ python benchmarks/bench_scale.py [--runs 10000] [--idle 30] [--live 20] [--works
 from __future__ import annotations
 
 import argparse
-import asyncio
 import builtins
 import json
 import os
@@ -34,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
-from bench_tui import first_frame, idle  # noqa: E402
+from bench_tui import first_frame, idle, key_answers  # noqa: E402
 from mihd.runs.kill import kill_run  # noqa: E402
 from mihd.runs.launch import new_run_id  # noqa: E402
 from runs_helpers import drop_index, launch_fake  # noqa: E402
@@ -183,32 +184,6 @@ def dashboard_refresh(root: Path) -> None:
         poller.close()
 
 
-async def grid_keys(root: Path, seconds: float) -> list[float]:
-    """Seconds from a cursor key on the grid to the cursor moved, pressed every 0.3 s for `seconds` in the real
-    app (headless, in this process) while it refreshes."""
-    from mihd_tui.app import MihdApp
-    from mihd_tui.widgets.grid_table import GridTable
-
-    app = MihdApp(root, interval=2.0, gpu=no_gpu(), setup_demo=False)
-    latencies = []
-    async with app.run_test(size=(120, 40)) as pilot:
-        while app.snapshot is None:
-            await pilot.pause(0.1)
-        grid = app.screen.query_one(GridTable)
-        grid.focus()
-        await pilot.pause(0.5)
-        t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
-            key = "down" if len(latencies) // 3 % 2 == 0 else "up"
-            before, t = grid.cursor_coordinate, time.perf_counter()
-            await pilot.press(key)
-            while grid.cursor_coordinate == before:
-                await pilot.pause(0.005)
-            latencies.append(time.perf_counter() - t)
-            await pilot.pause(0.3)
-    return latencies
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10_000, help="finished run dirs in the workspace (default 10000)")
@@ -245,17 +220,18 @@ def main() -> None:
         ids = [launch_fake(root, "--seconds", "600") for _ in range(args.live)]
         try:
             out = idle(root, args.idle)
-            keys = asyncio.run(grid_keys(root, args.keys))
+            fast = idle(root, args.idle, interval=2)
+            keys = key_answers(root, args.keys)
         finally:
             for rid in ids:
                 try:
                     kill_run(root, rid, "KILL", grace=1)
                 except Exception:
                     pass
-        show(f"dashboard idle CPU with {args.live} live runs over {args.idle:.0f} s",
-             f"{out['cpu_percent']:.2f} % of one core", "<= 2 %")
+        show(f"dashboard idle CPU with {args.live} live runs over {args.idle:.0f} s (default 3 s refresh)",
+             f"{out['cpu_percent']:.2f} % of one core (--interval 2: {fast['cpu_percent']:.2f} %)", "<= 2 %")
         show("dashboard RSS", f"{out['rss_mb']} MB (max {out['rss_max_mb']} MB)", "<= 200 MB")
-        show(f"dashboard key press answered (grid cursor, {args.live} live runs; median)",
+        show(f"dashboard key press answered (grid cursor to redrawn frame in its terminal, {args.live} live runs; median)",
              f"{1000 * median(keys):.0f} ms (max {1000 * max(keys):.0f} ms over {len(keys)} keys)", "<= 100 ms")
     finally:
         if tmp is not None:

@@ -48,15 +48,17 @@ FLOOD = ("import sys, time\n"
 class PtyApp:
     """`mihd-tui` in a pseudo-terminal; a thread drains its output and notes when a text first shows."""
 
-    def __init__(self, root: Path, cols: int = 120, rows: int = 40):
+    def __init__(self, root: Path, cols: int = 120, rows: int = 40, interval: float | None = None):
+        """`interval`: seconds between refreshes (None: the dashboard's default, as a user starts it)."""
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
         self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen([*TUI, "--root", str(root), "--interval", "2"], stdin=slave, stdout=slave,
+        every = [] if interval is None else ["--interval", str(interval)]
+        self.proc = subprocess.Popen([*TUI, "--root", str(root), *every], stdin=slave, stdout=slave,
                                      stderr=slave, env=env, cwd=REPO, start_new_session=True)
         os.close(slave)
-        self.master, self.buf, self.seen = master, b"", {}
+        self.master, self.buf, self.last_output = master, b"", 0.0
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self):
@@ -67,7 +69,17 @@ class PtyApp:
                 return
             if not data:
                 return
-            self.buf = (self.buf + data)[-200_000:]
+            self.buf, self.last_output = (self.buf + data)[-200_000:], time.perf_counter()
+
+    def answer(self, key: bytes, timeout: float = 5.0) -> float:
+        """Seconds from writing `key` to the terminal until the dashboard's next output (its redrawn frame)."""
+        t = time.perf_counter()
+        os.write(self.master, key)
+        while self.last_output < t:
+            if time.perf_counter() - t > timeout:
+                raise TimeoutError(key)
+            time.sleep(0.0005)
+        return self.last_output - t
 
     def wait_for(self, text: bytes, timeout: float = 30.0) -> float:
         while time.perf_counter() - self.t0 < timeout:
@@ -97,8 +109,8 @@ def first_frame(root: Path) -> tuple[float, float]:
         app.quit()
 
 
-def idle(root: Path, seconds: float) -> dict:
-    app = PtyApp(root)
+def idle(root: Path, seconds: float, interval: float | None = None) -> dict:
+    app = PtyApp(root, interval=interval)
     try:
         app.wait_for(b"staig_fusion")
         time.sleep(3)
@@ -116,6 +128,23 @@ def idle(root: Path, seconds: float) -> dict:
         app.quit()
         raise
     return {**out, "quit_s": round(app.quit(), 2)}
+
+
+def key_answers(root: Path, seconds: float) -> list[float]:
+    """Seconds from a cursor key (down, down, down, up, up, up, ...) on the grid to the dashboard's redrawn
+    frame in its terminal, a key every 0.3 s for `seconds`: what the user waits for, with the dashboard in its
+    own process (a Pilot's press in this process also waits for the whole process to idle: ~85 ms at best)."""
+    app = PtyApp(root)
+    try:
+        app.wait_for(b"staig_fusion")
+        time.sleep(1.0)
+        out, t_end = [], time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            out.append(app.answer(b"\x1b[B" if len(out) // 3 % 2 == 0 else b"\x1b[A"))
+            time.sleep(0.3)
+        return out
+    finally:
+        app.quit()
 
 
 async def flood(root: Path, seconds: float, script: str = FLOOD, fusion: str = "concat") -> dict:

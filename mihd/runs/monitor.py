@@ -1,25 +1,25 @@
 """CPU % and RSS of whole process trees, sampled cheaply and often.
 
-One pass over the process table per sample builds the parent->children map for every tree at once.
-Process objects and their last CPU times are kept between samples, so CPU % is the share of one core
-used since the previous sample (a process seen for the first time reports its lifetime average,
-so a one-shot `mihd runs ls` needs no sleep), summed over the tree and never above CPU_CAP (every core
-busy). Each process counts its own time only: a reaped child's time lands in its parent's
-children_* times all at once, which counted it twice and read 860 % on two cores. RSS is summed
-over the tree (shared pages count twice).
+One pass over /proc per sample (one small read of each process's stat file, as the supervisor's own
+usage sampling does) builds the parent->children map for every tree at once. The last CPU times are
+kept between samples, so CPU % is the share of one core used since the previous sample (a process seen
+for the first time reports its lifetime average, so a one-shot `mihd runs ls` needs no sleep), summed
+over the tree and never above CPU_CAP (every core busy). Each process counts its own time only: a
+reaped child's time lands in its parent's children_* times all at once, which counted it twice and read
+860 % on two cores. RSS is summed over the tree (shared pages count twice).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
-import psutil
-
 from .gpu import Gpu
+from .usage import PAGE, TICKS, boot_time, live_processes
 
 
-CPU_CAP = 100.0 * (psutil.cpu_count() or 1)  # % of one core when every core of the machine is busy
+CPU_CAP = 100.0 * (os.cpu_count() or 1)  # % of one core when every core of the machine is busy
 
 
 @dataclass
@@ -35,35 +35,27 @@ class Monitor:
     def __init__(self, gpu: Gpu | None = None):
         self.gpu = gpu
         self._last: dict[tuple[int, float], tuple[float, float]] = {}  # (pid, ctime) -> (cpu s, wall)
+        self._boot = boot_time()
 
     def sample(self, roots: dict[str, tuple[int, float | None]]) -> dict[str, TreeSample]:
         """{run id: (root pid, create time)} -> {run id: TreeSample} for the trees alive now."""
-        children: dict[int, list[psutil.Process]] = {}
-        procs: dict[int, psutil.Process] = {}
-        for p in psutil.process_iter(["ppid"]):  # psutil reuses its Process objects across calls
-            procs[p.pid] = p
-            children.setdefault(p.info["ppid"], []).append(p)
+        stats: dict[int, list[bytes]] = {}
+        children: dict[int, list[int]] = {}
+        for pid, fields in live_processes():
+            stats[pid] = fields
+            children.setdefault(int(fields[1]), []).append(pid)
         gpu_mem = self.gpu.process_memory() if self.gpu is not None and self.gpu.probe() else None
         now, seen, out = time.time(), set(), {}
         for run_id, (pid, ctime) in roots.items():
-            root = procs.get(pid)
-            if root is None or (ctime is not None and abs(root.create_time() - ctime) > 0.1):
+            if pid not in stats or (ctime is not None and abs(self._started(stats[pid]) - ctime) > 0.1):
                 continue
-            tree, stack = [], [root]
+            s = TreeSample(gpu_mem=0 if gpu_mem is not None else None)
+            stack = [pid]
             while stack:
                 p = stack.pop()
-                tree.append(p)
-                stack.extend(children.get(p.pid, ()))
-            s = TreeSample(gpu_mem=0 if gpu_mem is not None else None)
-            for p in tree:
-                try:
-                    with p.oneshot():
-                        t = p.cpu_times()
-                        rss = p.memory_info().rss
-                        key = (p.pid, p.create_time())
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-                cpu = t.user + t.system
+                stack.extend(children.get(p, ()))
+                f = stats[p]
+                cpu, key = (int(f[11]) + int(f[12])) / TICKS, (p, self._started(f))
                 prev = self._last.get(key)
                 if prev and now > prev[1]:
                     s.cpu_percent += 100.0 * max(cpu - prev[0], 0.0) / (now - prev[1])
@@ -71,12 +63,16 @@ class Monitor:
                     s.cpu_percent += 100.0 * cpu / (now - key[1])
                 self._last[key] = (cpu, now)
                 seen.add(key)
-                s.rss += rss
+                s.rss += int(f[21]) * PAGE
                 s.nprocs += 1
-                s.pids.append(p.pid)
+                s.pids.append(p)
                 if gpu_mem:
-                    s.gpu_mem += gpu_mem.get(p.pid, 0)
+                    s.gpu_mem += gpu_mem.get(p, 0)
             s.cpu_percent = min(s.cpu_percent, CPU_CAP)
             out[run_id] = s
         self._last = {k: v for k, v in self._last.items() if k in seen}
         return out
+
+    def _started(self, fields: list[bytes]) -> float:
+        """A process's start (epoch seconds), as psutil's create_time() gives it: boot time + starttime."""
+        return self._boot + int(fields[19]) / TICKS

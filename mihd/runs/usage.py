@@ -20,8 +20,8 @@ from ..rundir import USAGE, RunFileError, load_file
 EVERY = 5.0        # seconds between samples written by the supervisor
 FRESH = 3 * EVERY  # a running run's file older than this says nothing about now
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")  # /proc/PID/stat times are in these
+PAGE = os.sysconf("SC_PAGE_SIZE")   # and its RSS in pages
 
 
 def live_processes():
@@ -41,11 +41,12 @@ def live_processes():
 
 def _group_stats(pgid: int) -> dict[tuple[int, int], tuple[float, int]]:
     """{(pid, start ticks): (cpu seconds, rss bytes)} of the live processes in process group `pgid`."""
-    return {(pid, int(f[19])): ((int(f[11]) + int(f[12])) / _TICKS, int(f[21]) * _PAGE)
+    return {(pid, int(f[19])): ((int(f[11]) + int(f[12])) / TICKS, int(f[21]) * PAGE)
             for pid, f in live_processes() if int(f[2]) == pgid}
 
 
-def _boot_time() -> float:
+def boot_time() -> float:
+    """When this machine booted (epoch seconds): a process started at boot_time() + starttime / TICKS."""
     with open("/proc/stat", "rb") as fh:
         return next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
 
@@ -55,7 +56,7 @@ class GroupUsage:
 
     def __init__(self, pgid: int, gpu=None):
         self.pgid, self.gpu = pgid, gpu
-        self._boot = _boot_time()
+        self._boot = boot_time()
         self._last: dict[tuple[int, int], float] = {}
         self._last_t: float | None = None
         self.peak = {"cpu_percent": 0.0, "rss": 0, "gpu_mem": None}
@@ -67,7 +68,7 @@ class GroupUsage:
         for key, (cpu, _rss) in stats.items():
             if key in self._last:
                 used += cpu - self._last[key]
-            elif self._last_t is None or self._boot + key[1] / _TICKS >= self._last_t:
+            elif self._last_t is None or self._boot + key[1] / TICKS >= self._last_t:
                 used += cpu  # started since the last sample (or this is the first one): all of it is new
         cpu_percent = 100.0 * used / (now - self._last_t) if self._last_t and now > self._last_t else None
         self._last, self._last_t = {k: v[0] for k, v in stats.items()}, now
