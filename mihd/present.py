@@ -28,6 +28,14 @@ def fmt_age(seconds: float | None) -> str:
     return "now"
 
 
+RANDOM_MARK = "*"  # beside a score made with random-init weights, wherever it is shown
+
+
+def fmt_score(x: float | None, random_init: bool = False, digits: int = 3) -> str:
+    """`0.767`, `0.767*` when an input had random-init weights (a smoke test, not a result); `-` when none."""
+    return "-" if x is None else f"{x:.{digits}f}" + (RANDOM_MARK if random_init else "")
+
+
 def fmt_bytes(n: int | float | None) -> str:
     """`312M`, `1.2G`; `-` when unknown."""
     if n is None:

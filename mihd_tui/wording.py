@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mihd.grid import DONE, FAILED, KILLED, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, RUNNING, \
     CORRUPT, IN_GRIDS, CellState
-from mihd.present import fmt_duration
+from mihd.present import RANDOM_MARK, fmt_duration, fmt_score
 from mihd.runs.eta import Expected
 
 # what each state means, for the status line under the grid
@@ -17,12 +17,11 @@ DESCRIBE = {"never": "never run (computes its inputs first)", "ready": "inputs c
 MARK = {OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
 WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
 CELL_WIDTH = 8
-RANDOM_MARK = "*"  # beside a score made with random-init weights
 
 
 def ari_text(ari: float, random_init: bool, digits: int = 3) -> str:
     """`0.767`, or `0.767*` when an input had random-init weights: every score on screen carries its mark."""
-    return f"{ari:.{digits}f}" + (RANDOM_MARK if random_init else "")
+    return fmt_score(ari, random_init, digits)
 
 
 def score_text(cs: CellState) -> str:

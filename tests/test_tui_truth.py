@@ -16,6 +16,9 @@ from mihd_tui.screens.cell_runs import CellRunsDialog
 from mihd_tui.screens.launch import LaunchDialog
 from mihd_tui.screens.compare import cell_title
 from mihd_tui.widgets.grid_table import GridTable
+from mihd_tui.widgets.runs_table import RunsTable
+
+from conftest import run_mihd
 from tui_helpers import app_for, cleanup, move_to, wait_until
 
 pytestmark = pytest.mark.timeout(400)
@@ -65,6 +68,15 @@ async def test_a_fanned_out_random_init_grid_marks_its_scores_everywhere(random_
         await pilot.press("o")
         dialog = await wait_until(pilot, lambda: isinstance(app.screen, CellRunsDialog) and app.screen)
         assert all(f"ARI {s.ari:.3f}*" in dialog._line(s.run_id) for s in cs.history)
+        await pilot.press("escape")
+        runs = app.screen.query_one(RunsTable)
+        assert all(str(runs.get_cell(i, "status")).startswith("done ") and str(runs.get_cell(i, "status")).endswith("*")
+                   for i in ids)  # the runs table's score too
+    listed = run_mihd("runs", "ls", root=root).stdout
+    assert all(ln.rstrip().endswith("*") for ln in listed.splitlines() if ln.split()[:1] in ([i] for i in ids))
+    assert "* made with random-init weights" in listed
+    shown = run_mihd("runs", "show", ids[0], root=root).stdout
+    assert sum(" done  ARI " in ln and "* " in ln for ln in shown.splitlines()) == 2, shown  # each cell's score
     result = json.loads((root / "runs" / ids[0] / "result.json").read_text())
     index = next(i for i, c in enumerate(result["cells"]) if c["fusion"] == "concat")
     assert cell_title(ids[0], result, index).startswith(f"[b]ARI {result['cells'][index]['ari']:.3f}* random init")

@@ -12,7 +12,10 @@ import sys
 import time
 from contextlib import contextmanager
 
+from ..present import RANDOM_MARK, fmt_score
 from .common import one_line as _text  # a name or file's content on one line (a newline in --name escaped)
+
+RANDOM_NOTE = f"{RANDOM_MARK} made with random-init weights: a smoke test, not a result"
 
 
 def register(sub) -> None:
@@ -67,7 +70,7 @@ def _row(v) -> list[str]:
 
     prog = "-" if v.progress is None else f"{100 * v.progress:.0f}%"
     eta = "-" if v.eta_s is None else f"{fmt_duration(v.eta_s)}~{v.eta_confidence}"
-    score = "-" if v.ari is None else f"{v.ari:.3f}"
+    score = fmt_score(v.ari, v.random_init)
     status = v.status + ("!" if v.overrun and v.active else "")
     elapsed = fmt_duration(v.elapsed) if v.status != "queued" else f"q {fmt_duration(v.queued_s)}"
     cpu = "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%"
@@ -88,6 +91,8 @@ def _ls(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     if any(v.overrun and v.active for v in views):
         print("! overrunning: past its expected time (mihd runs kill ID to stop it)")
+    if any(v.random_init for v in views):
+        print(RANDOM_NOTE)
     for v in views:
         if v.status == "corrupt":
             print(f"{v.id}: corrupt: {_text(v.error)}")
@@ -143,8 +148,7 @@ def _show(args) -> int:
     for k, val in lines:
         print(f"{k:>16}  {_text(val)}")
     for s in [] if v.cells else v.scores:
-        ari = "-" if s["ari"] is None else f"{s['ari']:.3f}"
-        nmi = "-" if s["nmi"] is None else f"{s['nmi']:.3f}"
+        ari, nmi = fmt_score(s["ari"], s["random_init"]), fmt_score(s["nmi"], s["random_init"])
         print(f"{'':>16}  {s['label']}: ARI {ari}  NMI {nmi}")
     if v.cells:  # a fanned-out grid: each cell's own state (`mihd runs kill ID/N` stops one); a study by slice
         print(f"{'cells':>16}  {cells_summary(v.cells)}")
@@ -154,6 +158,8 @@ def _show(args) -> int:
                 print(f"{'slice':>16}  {_text(slice_id)}: {summary}")
             for c in cells:
                 print(f"{'cell ' + str(c.index):>16}  {_cell_line(c)}")
+    if v.random_init or any(s["random_init"] for s in v.scores) or any(c.random_init for c in v.cells):
+        print(RANDOM_NOTE)
     return 0
 
 
@@ -161,7 +167,7 @@ def _cell_line(c) -> str:
     from ..present import fmt_duration
 
     if c.status == "done":
-        what = f"ARI {'-' if c.ari is None else f'{c.ari:.3f}'}  {fmt_duration(c.elapsed)}"
+        what = f"ARI {fmt_score(c.ari, c.random_init)}  {fmt_duration(c.elapsed)}"
     elif c.status in ("running", "orphaned"):
         prog = "" if c.progress is None else f" {100 * c.progress:.0f}%"
         what = f"{fmt_duration(c.elapsed)}{prog}" + (" overrunning" if c.overrun else "")

@@ -49,6 +49,7 @@ class CellView:
     nmi: float | None
     error: str | None
     slice: str | None = None  # a study's cells are on several slices
+    random_init: bool = False  # its score was made with random-init weights
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -289,6 +290,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
             job_id=r["job_id"], run_dir=str(d), started=started, ended=r["ended"], elapsed=elapsed,
             expected_s=exp, eta_s=eta, progress=progress, overrun=bool(over),
             ari=crows[0]["ari"] if crows else None, nmi=crows[0]["nmi"] if crows else None,
+            random_init=bool(crows and crows[0]["random_init"]),
             error=failure_reason(r) if status not in ("done",) + ACTIVE else None,
             slice=stored[0].get("slice") if stored else None))
     guess = _guesses(views, costs)

@@ -34,7 +34,7 @@ from .cells import run_signature, sig_string, signature, stored_label
 from .eta import CELL_KEY
 from .fanout import FANOUT
 
-SCHEMA_VERSION = 3          # PRAGMA user_version; older indexes are rebuilt from the run dirs
+SCHEMA_VERSION = 4          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
 LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspace root: never opened
 TERMINAL = ("done", "failed", "killed")
@@ -60,7 +60,8 @@ CREATE INDEX runs_status ON runs(status);
 CREATE INDEX runs_signature ON runs(signature, status);
 CREATE TABLE cells (
   run_id TEXT NOT NULL, idx INTEGER NOT NULL, signature TEXT, sig TEXT, label TEXT,
-  ari REAL, nmi REAL, seconds REAL, entry TEXT, PRIMARY KEY (run_id, idx));
+  ari REAL, nmi REAL, random_init INTEGER NOT NULL DEFAULT 0, seconds REAL, entry TEXT,
+  PRIMARY KEY (run_id, idx));
 """
 _UPSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
@@ -140,7 +141,7 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
         secs = (cell.get("seconds") or {}).get("total")
         cell_rows.append({"run_id": row["id"], "idx": i, "signature": sig_string(sig), "sig": json.dumps(sig),
                           "label": stored_label([cell]), "ari": cell.get("ari"), "nmi": cell.get("nmi"),
-                          "seconds": secs, "entry": json.dumps(_indexed_entry(cell, result.get("slice"), plan))})
+                          "random_init": int(bool(cell.get("random_init"))), "seconds": secs, "entry": json.dumps(_indexed_entry(cell, result.get("slice"), plan))})
     if (run_dir / FANOUT).is_file():  # a fanned-out grid: one row over its cells' own run dirs
         from .fanout_status import aggregate
 
@@ -368,8 +369,8 @@ class Registry:
         self.conn.execute(_UPSERT, [row.get(c) for c in RUN_COLUMNS])
         self.conn.execute("DELETE FROM cells WHERE run_id=?", (row["id"],))
         self.conn.executemany(
-            "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, seconds, entry) "
-            "VALUES (:run_id, :idx, :signature, :sig, :label, :ari, :nmi, :seconds, :entry)", cell_rows)
+            "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, random_init, seconds, entry) "
+            "VALUES (:run_id, :idx, :signature, :sig, :label, :ari, :nmi, :random_init, :seconds, :entry)", cell_rows)
 
     @_healing
     def reindex(self) -> int:

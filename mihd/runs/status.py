@@ -39,6 +39,7 @@ from .usage import fresh, read_usage
 
 RECENT = 20  # finished runs shown by `ls` without --all
 COMPUTING = ("running", "orphaned")  # its command runs (with or without its supervisor)
+SCORE_KEYS = ("label", "signature", "ari", "nmi", "random_init", "seconds")  # what a view keeps of each cell
 
 
 @dataclass
@@ -74,7 +75,8 @@ class RunView:
     nprocs: int | None = None
     ari: float | None = None     # best over the run's cells
     nmi: float | None = None
-    scores: list[dict] = field(default_factory=list)  # per cell: label, signature, ari, nmi, seconds
+    random_init: bool = False    # that best score was made with random-init weights
+    scores: list[dict] = field(default_factory=list)  # per cell: SCORE_KEYS
     exit_code: int | None = None
     exit_signal: str | None = None
     error: str | None = None
@@ -299,7 +301,8 @@ class RunWatcher:
                                                         is_overrun(elapsed, expected, self.factor)):
                 record_overrun(self.registry, r["id"], Path(r["run_dir"]), elapsed, expected, self.factor, now)
                 overrun = True
-            scores = [{k: c[k] for k in ("label", "signature", "ari", "nmi", "seconds")} for c in cells.get(r["id"], [])]
+            scores = [{**{k: c[k] for k in SCORE_KEYS}, "random_init": bool(c["random_init"])}
+                      for c in cells.get(r["id"], [])]
             aris = [s["ari"] for s in scores if s["ari"] is not None]
             best = max(range(len(scores)), key=lambda i: scores[i]["ari"] if scores[i]["ari"] is not None
                        else float("-inf")) if aris else None
@@ -317,6 +320,7 @@ class RunWatcher:
                 gpu_mem=smp.gpu_mem if smp else None, nprocs=smp.nprocs if smp else None,
                 ari=scores[best]["ari"] if best is not None else None,
                 nmi=scores[best]["nmi"] if best is not None else None, scores=scores,
+                random_init=best is not None and scores[best]["random_init"],
                 exit_code=r["exit_code"], exit_signal=r["exit_signal"], error=failure_reason(r),
                 reason=r.get("reason") or r.get("note"), pid=r["pid"], job_id=r["job_id"], host=r["host"],
                 kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"],

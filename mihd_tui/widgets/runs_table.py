@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Input, Label
 from mihd.present import fmt_bytes, fmt_duration
 from mihd.runs.status import RunView
 
+from ..wording import ari_text
 from .fmt import fmt_eta, short_id, text_bar
 from .keyed_table import KeyedTable
 
@@ -86,7 +87,7 @@ class RunsTable(KeyedTable):
         style = self.get_component_rich_style(f"runs--{state}", partial=True)
         status = v.status + (" !" if v.overrun and v.active else "")
         if v.status == "done" and v.ari is not None:
-            status = f"done {v.ari:.2f}"
+            status = f"done {ari_text(v.ari, v.random_init, 2)}"
         prog = "" if v.progress is None else f"{text_bar(v.progress, 6)} {100 * v.progress:3.0f}%"
         ident = Text(short_id(v.id), style="reverse" if v.id == self.marked else "")
         label = v.label[len(self.slice) + 1:] if self.slice and v.label.startswith(self.slice + " ") else v.label
