@@ -25,10 +25,12 @@ from typing import Callable
 
 from .cache_files import SEP, CacheKey, read_file, touch
 from .errors import MihdError
+from .jsonio import write_atomic
 from .runs.identity import alive, boot_id, elsewhere, proc_create_time
 from .workspace import is_writable
 
 LOCKS = "locks"  # under the embeddings folder: one single-flight lock file per key being computed
+PROGRESS_EVERY = 2.0  # seconds between progress writes into a held lock
 LOCK_TIMEOUT = float(os.environ.get("MIHD_CACHE_LOCK_TIMEOUT", 120))  # heartbeat silence that frees a lock
 DAMAGED_GRACE = 5.0  # seconds a lock may read without an owner (it is written right after its create)
 _OWNER_TYPES = {"host": str, "pid": int, "token": str}
@@ -87,15 +89,17 @@ class SingleFlight:
     def lock_path(self, key: CacheKey) -> Path:
         return self.dir / LOCKS / f"{key.slice}{SEP}{key.stem}.lock"
 
-    def claim(self, key: CacheKey, run: str | None = None) -> "Claim | None":
+    def claim(self, key: CacheKey, run: str | None = None, flags: tuple[str, ...] = ()) -> "Claim | None":
         """Become the one process computing `key` (None when another one is): an O_EXCL lock file on the
-        workspace (exclusive create holds on NFSv3+), kept fresh by a heartbeat while held."""
-        return self.claim_path(self.lock_path(key), str(key), run)
+        workspace (exclusive create holds on NFSv3+), kept fresh by a heartbeat while held. `flags`: what
+        listings say beside the entry (cache.entry_flags), shown while it is computed too."""
+        return self.claim_path(self.lock_path(key), str(key), run, flags)
 
-    def claim_path(self, path: Path, what: str, run: str | None = None) -> "Claim | None":
+    def claim_path(self, path: Path, what: str, run: str | None = None,
+                   flags: tuple[str, ...] = ()) -> "Claim | None":
         pid = os.getpid()
         owner = {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid, "create_time": proc_create_time(pid),
-                 "run": run, "token": uuid.uuid4().hex, "started": time.time()}
+                 "run": run, "token": uuid.uuid4().hex, "started": time.time(), "flags": list(flags)}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = _create_exclusive(path)
@@ -138,7 +142,7 @@ class SingleFlight:
             aside.unlink(missing_ok=True)
 
     def acquire(self, key: CacheKey, fingerprint: str | None, *, run: str | None = None,
-                on_wait: Callable[[dict], None] | None = None, want_hit: bool = True,
+                flags: tuple[str, ...] = (), on_wait: Callable[[dict], None] | None = None, want_hit: bool = True,
                 poll: float = 0.5) -> tuple["object | None", "Claim | None"]:
         """Single flight: (a hit, None) when another process computed `key` while this one waited, or
         (None, claim) when this process must compute it. `on_wait(holder)` is called once, when waiting
@@ -146,7 +150,7 @@ class SingleFlight:
         announced = False
         last_seen, silent_since = None, time.monotonic()
         while True:
-            claim = self.claim(key, run)
+            claim = self.claim(key, run, flags)
             if claim is not None:
                 found = self.lookup(key, fingerprint) if want_hit else None
                 if found is not None and found.status == "hit":  # computed just before we claimed
@@ -176,10 +180,13 @@ class SingleFlight:
 
 
 class Claim:
-    """A held single-flight lock: its mtime is touched every LOCK_TIMEOUT/6 seconds until released."""
+    """A held single-flight lock: its mtime is touched every LOCK_TIMEOUT/6 seconds until released. Its
+    computation's progress is written into it (`progress`), so the dashboard shows how far any extraction
+    got, whether a run computes it or a direct `mihd extract`."""
 
     def __init__(self, path: Path, owner: dict):
         self.path, self.owner = path, owner
+        self._progress_at = 0.0
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name="mihd-cache-lock", daemon=True)
         self._beat.start()
@@ -187,6 +194,19 @@ class Claim:
     def _heartbeat(self) -> None:
         while not self._stop.wait(max(LOCK_TIMEOUT / 6, 0.1)):
             touch(self.path)
+
+    def progress(self, done: int, total: int) -> None:
+        """Record how far the computation got, at most every PROGRESS_EVERY seconds: the lock is rewritten
+        whole (a new file renamed over it), so a reader sees the old owner or the new one, never half. Advisory:
+        a write that fails (a full disk) leaves the lock as it was."""
+        if time.monotonic() - self._progress_at < PROGRESS_EVERY:
+            return
+        self._progress_at = time.monotonic()
+        self.owner = {**self.owner, "done": int(done), "total": int(total)}
+        try:
+            write_atomic(self.path, [json.dumps(self.owner).encode()])
+        except OSError:
+            pass
 
     def release(self) -> None:
         self._stop.set()

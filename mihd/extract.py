@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import GENE_VARIANT, CacheKey, EmbeddingCache, unreadable_advice
+from .cache import GENE_VARIANT, CacheKey, EmbeddingCache, entry_flags, unreadable_advice
 from .cache_flight import wait_note
 from .embedding import Embedding
 from .encoders import REGISTRY, check_variant, get_encoder
@@ -83,11 +83,12 @@ def get_embedding(adata, modality: str, name: str, *, root: Path, variant: str |
             raise MihdError(f"slice {key.slice!r}: has no H&E image, which --vision {name} needs")
         cache.check_writable(f"store {key}")  # said before minutes of computing, not after
         found, claim = cache.acquire(key, fingerprint, run=lock_run(cache.root, events.run_dir),
+                                     flags=tuple(entry_flags({"config": config or {}})),
                                      on_wait=lambda holder: _waiting(key, holder, events), want_hit=not override)
         if claim is None:  # another process computed it while this one waited
             return _served(found, key, config, events, started)
         try:
-            embedding = _compute(adata, modality, name, key, cache, config or {}, events)
+            embedding = _compute(adata, modality, name, key, cache, config or {}, events, claim)
         finally:
             claim.release()
         seconds = time.perf_counter() - started
@@ -146,13 +147,17 @@ def _has_image(adata) -> bool:
 
 
 def _compute(adata, modality: str, name: str, key: CacheKey, cache: EmbeddingCache, config: dict,
-             events: EventLog) -> Embedding:
+             events: EventLog, claim) -> Embedding:
     encode = get_encoder(modality, name).load()
     stage = f"extract_{modality}"
     events.stage(stage, 0, 1)
     started = time.perf_counter()
-    array, effective = encode(adata, variant=key.variant, config=config,
-                              progress=lambda done, total: events.stage(stage, done, total))
+
+    def progress(done: int, total: int) -> None:  # in the run's events, and in the lock for the cache tab
+        events.stage(stage, done, total)
+        claim.progress(done, total)
+
+    array, effective = encode(adata, variant=key.variant, config=config, progress=progress)
     compute_seconds = time.perf_counter() - started
     meta = cache.put(
         key, array, adata.obs_names,

@@ -48,8 +48,9 @@ class InFlight:
     run: str | None
     for_s: float | None        # since the lock was taken
     silent_s: float            # since its last heartbeat (LOCK_TIMEOUT and more: its computer is gone)
-    done: int | None = None    # the computing run's extract stage, when it has one
+    done: int | None = None    # how far it got: the holder's last progress in its lock (else its run's events)
     total: int | None = None
+    flags: tuple[str, ...] = ()  # "random init", "bf16": as the entry will be listed
 
     @property
     def fraction(self) -> float | None:
@@ -99,8 +100,8 @@ def cells_cached(root: Path, cells) -> tuple[bool, ...]:
 
 def in_flight(root: Path, now: float | None = None) -> list[InFlight]:
     """Every cache entry being computed now (by `mihd extract`, a run, another host), from the lock files
-    the computing process holds; with its extract progress when a run computes it (that run's last
-    `extract_<modality>` stage event)."""
+    the computing process holds: its flags and progress as the holder wrote them there (an older holder
+    wrote no progress: its run's last `extract_<modality>` stage event, when it has a run)."""
     now = time.time() if now is None else now
     folder = embeddings_dir(Path(root)) / LOCKS
     try:
@@ -119,15 +120,19 @@ def in_flight(root: Path, now: float | None = None) -> list[InFlight]:
             continue  # released meanwhile
         owner = lock_owner(path)
         started = owner.get("started")
-        done = total = None
-        if owner.get("run"):
-            done, total = _extract_stage(run_path(Path(root), str(owner["run"])), f"extract_{key.modality}")
+        done, total = owner.get("done"), owner.get("total")
+        if not (isinstance(done, int) and isinstance(total, int)):
+            done = total = None
+            if owner.get("run"):
+                done, total = _extract_stage(run_path(Path(root), str(owner["run"])), f"extract_{key.modality}")
+        flags = owner.get("flags")
         out.append(InFlight(
             key=f"computing|{key.slice}|{key.modality}|{key.name}|{key.variant}", slice=key.slice,
             modality=key.modality, name=key.name, variant=key.variant,
             host=owner.get("host"), pid=owner.get("pid"), run=owner.get("run"),
             for_s=(now - started) if isinstance(started, (int, float)) else None, silent_s=max(now - mtime, 0.0),
-            done=done, total=total))
+            done=done, total=total,
+            flags=tuple(f for f in flags if isinstance(f, str)) if isinstance(flags, list) else ()))
     return out
 
 

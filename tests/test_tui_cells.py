@@ -181,6 +181,38 @@ async def test_the_cache_tab_shows_flags_compute_time_full_names_and_computation
         await wait_until(pilot, lambda: inv.row_count == 2)  # released: the row is gone
 
 
+async def test_a_direct_extract_shows_its_progress_and_random_init_flag_while_it_computes(cached_root):
+    """`mihd extract --random-init` typed in a shell (no run dir): the cache tab's computing row says how far it got
+    and that its weights are random, long before the entry exists."""
+    import signal
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a slow extraction (ResNet50 on the CPU), one core
+    proc = subprocess.Popen([sys.executable, "-m", "mihd", "extract", "demo", "--vision", "resnet50", "--random-init",
+                             "--root", str(cached_root)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        app = app_for(cached_root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await grid_ready(pilot)
+            await pilot.press("2")
+            inv = app.screen.query_one("#inventory", CacheInventory)
+
+            def computing():
+                rows = [[str(c) for c in inv.get_row_at(i)] for i in range(inv.row_count)]
+                return next((r for r in rows if r[2] == "resnet50" and "%" in r[5]), None)
+
+            row = await wait_until(pilot, computing, timeout=180, every=0.5)
+            assert row[4] == "random" and row[8] == "now" and proc.poll() is None
+            inv.move_cursor(row=[str(inv.get_row_at(i)[2]) for i in range(inv.row_count)].index("resnet50"))
+            await pilot.pause(0.3)
+            line = str(app.screen.query_one("#cell-info").render())
+            assert "/3016 (pid " in line and "random init" in line, line
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.fixture
 def read_only(cached_root, tmp_path):
     """The cached workspace on a read-only mount (root: a read-only bind mount), or without write permission."""

@@ -15,8 +15,17 @@ COLUMNS = (("slice", "SLICE", 6), ("modality", "MODALITY", 8), ("name", "NAME", 
 FLAG_WORDS = {"random init": "random", "bf16": "bf16"}
 
 
+def flag_words(flags) -> str:
+    return " ".join(FLAG_WORDS.get(f, f) for f in flags)
+
+
+def flag_note(flags) -> str:
+    """The flags spelled out in the status line, in the warning colour."""
+    return f" [b $warning]{', '.join(flags)}[/]" if flags else ""
+
+
 def computing_text(f: InFlight) -> str:
-    """`45% ████░░` with a run's progress, else `computing`; `stalled` once its heartbeat stopped."""
+    """`45% ████░░` with its progress, else `computing`; `stalled` once its heartbeat stopped."""
     if f.stalled:
         return "stalled"
     if f.fraction is not None:
@@ -35,13 +44,14 @@ class CacheInventory(KeyedTable):
 
     @staticmethod
     def _cells(r: InventoryRow) -> tuple:
-        return (r.slice, r.modality, r.name, r.variant, " ".join(FLAG_WORDS.get(f, f) for f in r.flags),
+        return (r.slice, r.modality, r.name, r.variant, flag_words(r.flags),
                 r.problem or r.shape, f"{r.mb:.1f}", fmt_duration(r.compute_s) if r.compute_s is not None else "",
                 fmt_age(r.age_s))
 
     @staticmethod
     def _computing_cells(f: InFlight) -> tuple:
-        return (f.slice, f.modality, f.name, f.variant, "", computing_text(f), "", fmt_duration(f.for_s), "now")
+        return (f.slice, f.modality, f.name, f.variant, flag_words(f.flags), computing_text(f), "",
+                fmt_duration(f.for_s), "now")
 
     def least_widths(self) -> list[int]:
         """Slice names are never cut: the slice column is as wide as the longest one shown."""
@@ -66,10 +76,10 @@ class CacheInventory(KeyedTable):
             since = f", for {fmt_duration(r.for_s)}" if r.for_s is not None else ""
             state = (f"stalled: no heartbeat for {fmt_duration(r.silent_s)}" if r.stalled
                      else f"{r.done}/{r.total}" if r.fraction is not None else "computing")
-            return f"[b]{r.modality} {r.name}[/] ({r.variant}) for {r.slice}: {state} ({who}{since})"
+            return f"[b]{r.modality} {r.name}[/] ({r.variant}) for {r.slice}: {state} ({who}{since}){flag_note(r.flags)}"
         if r is None:
             return ""
-        flags = f" [b $warning]{', '.join(r.flags)}[/]" if r.flags else ""
+        flags = flag_note(r.flags)
         made = f", computed in {fmt_duration(r.compute_s)}" if r.compute_s is not None else ""
         return (f"[b]{r.modality} {r.name}[/] ({r.variant}) for {r.slice}: {r.problem or r.shape}, {r.mb:.1f} MB"
                 f"{made}, {fmt_age(r.age_s)} old{flags}")
