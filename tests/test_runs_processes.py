@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,3 +170,35 @@ def test_two_launchers_at_once_lose_no_record(tmp_path):
     ids = {i for r in results for i in r}
     assert len(ids) == 30
     assert Registry(tmp_path).ids() == ids
+
+
+def test_a_watcher_started_mid_run_shows_the_eta_of_one_that_watched_from_the_start(tmp_path):
+    """A dashboard quit and started again reads the run's whole events at once: its ETA is the one a dashboard that
+    never left shows (not a wild first figure), with a history and without one."""
+    for _ in range(3):  # a history of three 4-second runs
+        done = launch_fake(tmp_path, "--seconds", 4, "--cells", 2)
+        wait_for(lambda: view(tmp_path, done).status == "done", timeout=30)
+    fresh_signature = [replace(CELL, fusion="mean")]
+    for cells, label in ((None, "with history"), (fresh_signature, "no history")):
+        kw = {"cells": fresh_signature} if cells else {}
+        run_id = launch_fake(tmp_path, "--seconds", 6, "--cells", 1 if cells else 2, **kw)
+        along = RunWatcher(tmp_path)
+        try:
+            compared = []
+            while (v := next(x for x in along.refresh(all=True) if x.id == run_id)).status in ("queued", "running"):
+                if v.eta_s is not None and v.eta_s > 0:
+                    late = RunWatcher(tmp_path)  # reattached: everything it knows is read now
+                    try:
+                        again = next(x for x in late.refresh(all=True) if x.id == run_id)
+                    finally:
+                        late.close()
+                    now = next(x for x in along.refresh(all=True) if x.id == run_id)
+                    if again.status == now.status == "running" and now.eta_s is not None:
+                        compared.append((again.eta_s, now.eta_s, again.eta_confidence, now.eta_confidence))
+                time.sleep(0.3)
+        finally:
+            along.close()
+        assert len(compared) >= 3, (label, compared)
+        for late_eta, along_eta, late_conf, along_conf in compared:
+            assert late_eta is not None and abs(late_eta - along_eta) <= 0.5, (label, compared)
+            assert late_conf == along_conf, (label, compared)
