@@ -53,3 +53,29 @@ async def test_help_lists_q_and_ctrl_c_points_to_q(workspace):
         help_screen = await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen)
         keys = str(help_screen.query_one("#help-keys").render())
         assert "       q  " in keys and "^q" not in keys
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
+async def test_the_whole_grid_dialog_fits_the_terminal_with_its_buttons_in_view(cached_root, size):
+    """Its command lines, form and hint once overflowed a 24-row terminal and cut off Launch and Cancel: the body
+    scrolls now, and Tab from the last field still reaches Launch."""
+    from mihd_tui.screens.launch import LaunchDialog
+
+    app = app_for(cached_root)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.screen.query(GridTable) and app.screen.query_one(GridTable).grid)
+        await pilot.press("a")
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        dialog.query_one("#seeds").value = "one, two and three seeds, none of them a number"
+        await pilot.press("ctrl+l")  # refused: the error says why, under the form
+        await pilot.pause(0.5)
+        box, body = dialog.query_one("#dialog").region, dialog.query_one("#launch-body").region
+        assert box.y >= 0 and box.bottom <= size[1]
+        error = dialog.query_one("#launch-error")
+        assert "seeds" in str(error.render()) and body.contains_region(error.region), (error.region, body)
+        for button in ("#go", "#cancel"):
+            region = dialog.query_one(button).region
+            assert region.height == 1 and box.y < region.y < box.bottom - 1, (button, region, box)
+        dialog.query_one("#refine").focus()
+        await pilot.press("tab")
+        assert app.focused is dialog.query_one("#go")

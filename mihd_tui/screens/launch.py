@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from mihd.encoders import VARIANTS
@@ -38,6 +38,11 @@ def parse_options(text: str) -> dict:
     return out
 
 
+class DialogBody(VerticalScroll, can_focus=False):
+    """A dialog's middle: on a short terminal it scrolls (to the focused field), the title and buttons stay in
+    view; never a stop of its own in the Tab order."""
+
+
 class LaunchDialog(PausingModal["list[RunSpec] | None"]):
     BINDINGS = [Binding("ctrl+l", "launch", "Launch", id="launch.go", priority=True)]
 
@@ -52,31 +57,32 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         with Vertical(id="dialog", classes="dialog"):
             yield Label(f"Launch {self.what}: {n} cell{'s' * (n != 1)} in {len(self.groups)} "
                         f"run{'s' * (len(self.groups) != 1)}", classes="dialog-title")
-            yield Static("", id="launch-cmd")
-            with Grid(id="launch-form"):
-                yield Label("clusterer")
-                yield TypedSelect([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
-                             id="cluster", compact=True)
-                yield Label("n clusters")
-                yield Input(placeholder="from the truth labels", id="n-clusters", type="integer", compact=True)
-                yield Label("seeds")
-                yield Input(placeholder="0 (5: seeds 0..4, each scored; 0,3: those two)", id="seeds", compact=True)
-                yield Label("variant")
-                yield TypedSelect([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
-                             id="variant", compact=True)
-                yield Label("backend")
-                yield TypedSelect([(b, b) for b in names()], value="local", allow_blank=False, id="backend",
-                             compact=True)
-                yield Label("options", id="options-label")
-                yield Input(id="options", compact=True)
-                yield Label("overrun after")
-                yield Input(placeholder="e.g. 5m (empty: judged by history)", id="expect", compact=True)
-                yield Label("")
-                with Horizontal(id="launch-checks"):
-                    yield Checkbox("override cache", id="override", compact=True)
-                    yield Checkbox("spatial refine", id="refine", compact=True)
-            yield Static("", id="launch-error")
-            yield Static("", id="launch-hint")
+            with DialogBody(id="launch-body"):
+                yield Static("", id="launch-cmd")
+                with Grid(id="launch-form"):
+                    yield Label("clusterer")
+                    yield TypedSelect([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
+                                 id="cluster", compact=True)
+                    yield Label("n clusters")
+                    yield Input(placeholder="from the truth labels", id="n-clusters", type="integer", compact=True)
+                    yield Label("seeds")
+                    yield Input(placeholder="0 (5: seeds 0..4, each scored; 0,3: those two)", id="seeds", compact=True)
+                    yield Label("variant")
+                    yield TypedSelect([(v, v) for v in VARIANTS], value=self.spec.variant, allow_blank=False,
+                                 id="variant", compact=True)
+                    yield Label("backend")
+                    yield TypedSelect([(b, b) for b in names()], value="local", allow_blank=False, id="backend",
+                                 compact=True)
+                    yield Label("options", id="options-label")
+                    yield Input(id="options", compact=True)
+                    yield Label("overrun after")
+                    yield Input(placeholder="e.g. 5m (empty: judged by history)", id="expect", compact=True)
+                    yield Label("")
+                    with Horizontal(id="launch-checks"):
+                        yield Checkbox("override cache", id="override", compact=True)
+                        yield Checkbox("spatial refine", id="refine", compact=True)
+                yield Static("", id="launch-error")
+                yield Static("", id="launch-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Launch", variant="primary", id="go", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
@@ -141,7 +147,9 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         try:
             req = self._request()
         except MihdError as exc:
-            self.query_one("#launch-error", Static).update(f"[b $error]{exc}[/]")
+            error = self.query_one("#launch-error", Static)
+            error.update(f"[b $error]{exc}[/]")
+            self.call_after_refresh(error.scroll_visible, animate=False)  # below the fold on a short terminal
             return
         self.dismiss(req)
 
