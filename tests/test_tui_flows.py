@@ -138,6 +138,8 @@ async def test_the_overrun_banner_leaves_the_grid_and_keys_working_and_goes_when
                 return str(banner(app).render())
 
             first = facts()
+            keys = first.splitlines()[1]  # whole at 80 columns, before what may be cut (the run's id and process)
+            assert keys.index("w keep watching") + len("w keep watching") <= banner(app).content_region.width, keys
             await wait_until(pilot, lambda: facts() != first and "running" in facts(), timeout=10)
             await wait_until(pilot, lambda: banner(app).run_id is None, timeout=30)
             assert app.find_view(run_id).status == "done"  # it went because the run ended, nobody answered

@@ -35,8 +35,9 @@ class OverrunBanner(Static):
 
     def follow(self, view: RunView) -> None:
         self.run_id = view.id
+        # what a narrow terminal cuts (each line ends in … there) comes last: the keys always show whole
         self.update(f"[b $warning]! past its expected time:[/] [b]{view.label}[/]  {overrun_facts(view)}\n"
-                    f"{identity(view)}   {KEYS}")
+                    f"{KEYS}   {identity(view)}")
         self.display = True
 
     def clear(self) -> None:
