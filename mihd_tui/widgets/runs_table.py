@@ -21,7 +21,7 @@ from ..wording import ari_text
 from .fmt import fmt_eta, short_id, text_bar
 from .keyed_table import KeyedTable
 
-COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 9), ("progress", "PROGRESS", 11),
+COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 10), ("progress", "PROGRESS", 11),
            ("eta", "ETA", 6), ("elapsed", "ELAPSED", 9), ("cpu", "CPU", 5), ("rss", "RSS", 5), ("gpu", "GPU", 5))
 
 # column key -> what a run sorts by there (None: no value, sorted last)
