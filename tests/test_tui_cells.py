@@ -46,6 +46,13 @@ async def grid_ready(pilot):
                             and pilot.app.screen.query_one(GridTable).grid)
 
 
+async def cache_tab(pilot) -> CacheInventory:
+    """The grid drawn, then the Cache tab: its table."""
+    await grid_ready(pilot)
+    await pilot.press("2")
+    return pilot.app.screen.query_one("#inventory", CacheInventory)
+
+
 async def test_cells_without_weights_are_marked_skipped_and_never_start_under_the_cursor(cached_root, uni_weights):
     app = app_for(cached_root)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -160,9 +167,7 @@ async def test_the_cache_tab_shows_flags_compute_time_full_names_and_computation
     try:
         app = app_for(cached_root)
         async with app.run_test(size=(200, 50)) as pilot:
-            await grid_ready(pilot)
-            await pilot.press("2")
-            inv = app.screen.query_one("#inventory", CacheInventory)
+            inv = await cache_tab(pilot)
             assert app.screen.focused is inv  # the tab's table, with its border, not the side one
             await wait_until(pilot, lambda: inv.row_count == 3)
             rows = {str(inv.get_row_at(i)[2]): [str(c) for c in inv.get_row_at(i)] for i in range(3)}
@@ -194,9 +199,7 @@ async def test_a_direct_extract_shows_its_progress_and_random_init_flag_while_it
     try:
         app = app_for(cached_root)
         async with app.run_test(size=(80, 24)) as pilot:
-            await grid_ready(pilot)
-            await pilot.press("2")
-            inv = app.screen.query_one("#inventory", CacheInventory)
+            inv = await cache_tab(pilot)
 
             def computing():
                 rows = [[str(c) for c in inv.get_row_at(i)] for i in range(inv.row_count)]
