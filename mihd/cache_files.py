@@ -126,6 +126,9 @@ def meta_matches(meta: dict, key: CacheKey) -> bool:
 
 
 # -- reading files ------------------------------------------------------------------------------------
+RETRY_PAUSE = 0.005  # seconds before a read is asked again (then 4x, 9x): 70 ms in all for a file that stays bad
+
+
 def read_file(path: Path, valid: Callable[[bytes], bool] = lambda raw: True, tries: int = 4) -> bytes | None:
     """The file's bytes (checked by `valid`), or None when it does not exist. On a network file system a
     name that another process is renaming over can answer ENOENT or ESTALE, or a read cut short at the
@@ -144,7 +147,7 @@ def read_file(path: Path, valid: Callable[[bytes], bool] = lambda raw: True, tri
                 raise
             if last or not path.parent.is_dir():
                 return None
-        time.sleep(0.005 * (attempt + 1) ** 2)
+        time.sleep(RETRY_PAUSE * (attempt + 1) ** 2)
     return None
 
 

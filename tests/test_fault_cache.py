@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO, assert_one_line_error, run_mihd
 
+from mihd import cache_files
 from mihd.cache import CacheKey, EmbeddingCache
 from mihd.cli.cache_cmd import inventory_rows
 from mihd.inventory import in_flight, inventory
@@ -43,6 +44,9 @@ def no_index(monkeypatch):
     """Listings read every file (the mode of a host whose index cannot be opened): thousands of listings
     without an index write each."""
     monkeypatch.setenv("MIHD_INDEX_DIR", os.devnull)
+    # a damaged file is read again 3 times before it is believed (cache_files.read_file): the same reads, no
+    # pauses between them (70 ms each, thousands of flips: minutes of sleeping)
+    monkeypatch.setattr(cache_files, "RETRY_PAUSE", 0.0)
 
 
 def _stored(tmp_path) -> tuple[EmbeddingCache, dict]:
@@ -137,6 +141,7 @@ def test_damaged_lock_files_never_raise_and_a_damaged_lock_is_taken_over(tmp_pat
 
 HOLD = """
 import sys, time
+from mihd import cache_files
 from mihd.cache import CacheKey, EmbeddingCache
 found, claim = EmbeddingCache(sys.argv[1]).acquire(CacheKey("demo", "gene", "pca", "-"), "fp", run="quitter")
 print("computing", flush=True)
