@@ -87,7 +87,7 @@ class RunsTable(KeyedTable):
         style = self.get_component_rich_style(f"runs--{state}", partial=True)
         status = v.status + (" !" if v.overrun and v.active else "")
         if v.status == "done" and v.ari is not None:
-            status = f"done {ari_text(v.ari, v.random_init, 2)}"
+            status = f"done {ari_text(v.ari, v.random_init, 2)}".replace("-0.", "-.")  # `done -.05*` fits too
         prog = "" if v.progress is None else f"{text_bar(v.progress, 6)} {100 * v.progress:3.0f}%"
         ident = Text(short_id(v.id), style="reverse" if v.id == self.marked else "")
         label = v.label[len(self.slice) + 1:] if self.slice and v.label.startswith(self.slice + " ") else v.label
