@@ -112,7 +112,8 @@ def assert_no_run_left(root: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-def test_launch_and_run_on_a_full_disk_are_one_line_and_leave_no_run_dir(small_disk, demo_h5ad):
+@pytest.mark.parametrize("free", [0, 16 << 10])  # 16 kB: room to make a run dir, none to end it saying why
+def test_launch_and_run_on_a_full_disk_are_one_line_and_leave_no_run_dir(small_disk, demo_h5ad, free):
     from mount_helpers import fill
 
     from mihd.data.registry import register
@@ -123,7 +124,7 @@ def test_launch_and_run_on_a_full_disk_are_one_line_and_leave_no_run_dir(small_d
     root = small_disk / "ws"
     root.mkdir()
     register(root, "demo", demo_h5ad)  # where it lies, so the disk holds only what launching writes
-    fill(small_disk, 0)
+    fill(small_disk, free)
     for argv in WRITERS:
         proc = run_mihd(*argv, "--root", str(root)) if argv == RUN else run_mihd(argv[0], "--root", str(root),
                                                                                    *argv[1:])

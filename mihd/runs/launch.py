@@ -24,10 +24,11 @@ from ..workspace import resolve_root, runs_dir, write_error
 from . import fanout
 from .backends import get_backend, resolve_options
 from .registry import Registry
-from .supervise import boot_id, proc_create_time
+from .supervise import RESERVE_BYTES, boot_id, proc_create_time
 
 
 NOTHING_MADE = "no run dir is left"
+START_ROOM = 4 * RESERVE_BYTES  # free space a run must find: the supervisor's reserve, its spec, events and log
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -37,11 +38,27 @@ def new_run_id(now: float | None = None) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.localtime(secs)) + f"-{ms:03d}-{secrets.token_hex(3)}"
 
 
+def _check_room(root: Path, folder: Path) -> None:
+    """Refuse a run its disk cannot hold from start to end (its files and the supervisor's reserve for a
+    failure's exit.json): started there, it could not even say why it failed and would read `lost`."""
+    while not folder.exists() and folder != folder.parent:  # a direct run's runs/ may not be made yet
+        folder = folder.parent
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return  # not made yet or not readable: the writes that follow say what is wrong
+    free = st.f_bavail * st.f_frsize
+    if free < START_ROOM:
+        raise MihdError(f"--root {root}: cannot start a run: no space left on its disk ({free >> 10} kB free, "
+                        f"a run needs {START_ROOM >> 10} kB to start); {NOTHING_MADE}")
+
+
 def _make_run_dir(root: Path) -> tuple[str, Path]:
     """A new, empty run dir; a full or read-only workspace is one line naming --root, and nothing is made."""
     base = runs_dir(root)
     try:
         base.mkdir(parents=True, exist_ok=True)
+        _check_room(root, base)
         while True:
             run_id = new_run_id()
             try:
@@ -142,6 +159,7 @@ def begin_direct(root, run_dir: Path, spec: RunSpec, argv: list[str]) -> None:
     root = resolve_root(root)
     run_dir = Path(run_dir)
     cached = _cached(root, spec, None)
+    _check_room(root, run_dir.parent)
     with _until_started(root, run_dir, made=not run_dir.exists()):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_spec(run_dir, spec, run_id=run_dir.name, argv=argv, cached=cached, direct=True)
