@@ -300,6 +300,10 @@ def save_fused(run_dir: Path, index: int, array) -> Path:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # numpy's short write (a full disk) names no file: the error line should
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -164,3 +164,24 @@ def test_a_run_whose_result_and_exit_cannot_be_written_ends_failed_saying_so(sma
     assert f"error  {v.error}" in run_mihd("runs", "show", run_id, root=root).stdout
     assert run_mihd("runs", "rm", run_id, root=root).returncode == 0
     assert not run_dir.exists() and not list((root / "runs").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_fused_embedding_that_does_not_fit_names_its_file(small_disk, demo_h5ad):
+    """Room to start the run (300 kB), not to keep its fused embedding (more): the cell fails in one line that
+    names the file it could not write (numpy's short write names none), and no half-written file stays."""
+    from mount_helpers import fill
+
+    from mihd.data.registry import register
+
+    root = small_disk / "ws"
+    root.mkdir()
+    register(root, "demo", demo_h5ad)  # where it lies: the disk holds the cache entry and the run
+    assert run_mihd("extract", "demo", "--gene", "pca", root=root).returncode == 0
+    fill(small_disk, 300 << 10)
+    proc = run_mihd("run", "demo", "--gene", "pca", "--fusion", "gene_only", "--run-dir", str(root / "runs" / "r1"),
+                    root=root)
+    fused = root / "runs" / "r1" / "fused" / "0.npy"
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{fused}: cannot be written" in proc.stdout + proc.stderr, (proc.stdout, proc.stderr)
+    assert not any(p.name.endswith(".tmp") for p in fused.parent.iterdir())
