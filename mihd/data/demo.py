@@ -139,26 +139,29 @@ def demo_bytes() -> int:
 
 
 def _write_demo(root: Path, path: Path) -> None:
+    import contextlib
     import shutil
     import uuid
 
     from ..cache_files import write_error
 
     what, need = "make the demo slice", demo_bytes()
+    made = not path.parent.exists()  # the demo folder this call makes goes again when the write fails
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(path.parent).free
-    except OSError as exc:
-        raise write_error(root, exc, what, need) from None
-    if free < need:
-        raise write_error(root, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), what, need)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        make_demo().write_h5ad(tmp)
-        os.replace(tmp, path)
+        if free < need:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            make_demo().write_h5ad(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:  # h5py's errors are OSErrors, often without an errno
+        if made:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
         if "No space left" in str(exc):
             exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         raise write_error(root, exc, what, need) from None
-    finally:
-        tmp.unlink(missing_ok=True)
