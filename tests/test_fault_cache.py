@@ -5,6 +5,7 @@ demo slice is one line and leaves nothing, and the dashboard's first start resum
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -175,6 +176,8 @@ def test_a_holder_on_another_host_is_waited_for_and_the_wait_says_how_long_and_w
     [line] = [ln for ln in proc.stderr.splitlines() if "waiting for" in ln]
     assert "run far on node-elsewhere (pid 7)" in line and "host node-elsewhere" in line
     assert "heartbeat has stopped for 2 s" in line, line
+    took = re.search(r"computed in ([\d.]+) s \(([\d.]+) s in all\)", proc.stdout)  # the encoder's time, not the wait
+    assert took and float(took[1]) + 1 < float(took[2]) and float(took[2]) >= 2, proc.stdout
 
 
 def test_damaged_headers_through_the_cli_are_recomputed_and_verify_checks_every_entry(cached_root):

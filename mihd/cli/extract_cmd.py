@@ -49,10 +49,13 @@ def cmd_extract(args) -> int:
     meta = result.embedding.meta
     shape = "x".join(map(str, meta["shape"]))
     flag = "  [random init]" if meta.get("random_init") else ""
-    verb = "loaded" if result.status == "hit" else "computed"
     source = f"  (from {meta['source']})" if meta.get("source") else ""
-    print(f"{result.status}  {meta['slice']}/{modality}/{meta['name']}/{meta['variant']}  {shape}  "
-          f"{verb} in {result.seconds:.2f} s{flag}{source}")
+    took = f"loaded in {result.seconds:.2f} s"
+    if result.status != "hit" and isinstance(meta.get("compute_seconds"), (int, float)):
+        took = f"computed in {meta['compute_seconds']:.2f} s"  # the encoder's time; a wait for a lock is not it
+        if result.seconds > meta["compute_seconds"] + 1:
+            took += f" ({result.seconds:.2f} s in all)"
+    print(f"{result.status}  {meta['slice']}/{modality}/{meta['name']}/{meta['variant']}  {shape}  {took}{flag}{source}")
     return 0
 
 
