@@ -48,5 +48,16 @@ async def test_all_slices_launches_a_study_and_shows_its_mean_over_the_slices(ca
                              == f"{cs.ari:.2f} n2")
             await move_to(pilot, "concat", "texture")
             assert "per slice: demo " in str(app.screen.query_one("#cell-info").render())
+            # its detail: each cell says its slice, and its map is drawn from that slice's own spots
+            study = next(v for v in app.snapshot.views if v.n_cells == 2 and v.status == "done")
+            app.open_run(study.id)
+            table = await wait_until(pilot, lambda: app.screen.query("#cells")
+                                     and (t := app.screen.query_one("#cells")).row_count == 2 and t)
+            assert [str(table.get_row_at(i)[0]).split()[0] for i in range(2)] == ["demo", "demo2"]
+            title = app.screen.query_one("#pred-title")
+            for row in (1, 0):
+                table.move_cursor(row=row)
+                await wait_until(pilot, lambda: str(title.render()).startswith("predicted (concat, gmm) · ARI "
+                                                                                f"{cs.slices[row][1]:.3f}"))
     finally:
         cleanup(root)

@@ -23,6 +23,7 @@ from mihd.jsonio import read_json
 from mihd.plan import Cell
 from mihd.present import fmt_bytes, fmt_duration
 from mihd.rundir import LOG, RESULT, load_events, read_spec
+from mihd.runs.fanout import cell_dir
 from mihd.runs.fanout_status import cells_summary
 from mihd.runs.status import RunView
 from mihd.runs.usage import read_usage
@@ -326,7 +327,8 @@ class RunDetailScreen(Screen):
         for i, c in enumerate(cells):
             secs = (c.get("seconds") or {}).get("total")
             note = c.get("error") or ("random-init weights" if c.get("random_init") else "")
-            table.add_row(_cell_label(self.result.get("slice"), c),
+            label = _cell_label(self.result.get("slice"), c)
+            table.add_row(f"{c.get('slice')} {label}" if self.result.get("slices") else label,  # a study: its slice
                           "-" if c.get("ari") is None else f"{c['ari']:.3f}"
                           + (f" ± {c['ari_sd']:.3f}" if c.get("ari_sd") is not None else ""),
                           "-" if c.get("nmi") is None else f"{c['nmi']:.3f}",
@@ -340,11 +342,24 @@ class RunDetailScreen(Screen):
 
     def _show_map(self, index: int) -> None:
         cells = (self.result or {}).get("cells") or []
-        spots = (self.result or {}).get("spots") or {}
-        if not (0 <= index < len(cells)) or not spots.get("x") or not cells[index].get("labels"):
+        if (self.result or {}).get("slices") and 0 <= index < len(cells) and self.view is not None:
+            self.load_cell_map(Path(self.view.run_dir), index)  # a study: each cell's spots are its own slice's
+            return
+        self._draw_map((self.result or {}).get("spots") or {}, cells[index] if 0 <= index < len(cells) else {})
+
+    @work(thread=True, exclusive=True, group="cell-map")
+    def load_cell_map(self, run_dir: Path, index: int) -> None:
+        """A study cell's map from its own result.json (the study's holds no spots: they differ by slice)."""
+        own = read_json(cell_dir(run_dir, index) / RESULT)
+        own = own if isinstance(own, dict) else {}
+        labels = ((own.get("cells") or [{}])[0] or {}).get("labels")
+        self.app.call_from_thread(self._draw_map, own.get("spots") or {},
+                                  {**self.result["cells"][index], "labels": labels})
+
+    def _draw_map(self, spots: dict, c: dict) -> None:
+        if not spots.get("x") or not c.get("labels"):
             self.query_one("#pred-title", Label).update("no spatial map for this cell")
             return
-        c = cells[index]
         pred, true = map_colours(spots, c["labels"])
         self.query_one("#pred-map", SpatialMap).set_spots(spots["x"], spots["y"], pred, legend(spots, c["labels"]))
         self.query_one("#truth-map", SpatialMap).set_spots(spots["x"], spots["y"], true)
