@@ -19,18 +19,13 @@ WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
 CELL_WIDTH = 8
 
 
-def ari_text(ari: float, random_init: bool, digits: int = 3) -> str:
-    """`0.767`, or `0.767*` when an input had random-init weights: every score on screen carries its mark."""
-    return fmt_score(ari, random_init, digits)
-
-
 def score_text(cs: CellState) -> str:
     """The latest result: `0.767`, `0.767*` (random-init weights), `done` (no truth labels), or ''."""
     if cs.scored_by is None:
         return ""
     if cs.slices:  # all slices: the mean over the slices that have a score, and how many
         return f"{cs.ari:.2f} n{len(cs.slices)}"
-    return "done" if cs.ari is None else ari_text(cs.ari, cs.random_init)
+    return "done" if cs.ari is None else fmt_score(cs.ari, cs.random_init)
 
 
 def cell_text(cs: CellState) -> str:
@@ -41,7 +36,7 @@ def cell_text(cs: CellState) -> str:
         pct = f"{100 * (cs.progress or 0):.0f}%" + (MARK[cs.state] if cs.state != RUNNING else "")
         if cs.ari is None:
             return pct
-        return f"{pct} {ari_text(cs.ari, cs.random_init, 2)}".replace(" 0.", " .")
+        return f"{pct} {fmt_score(cs.ari, cs.random_init, 2)}".replace(" 0.", " .")
     if cs.state == DONE:
         return score or "done"
     if cs.state == QUEUED:  # a waiting run: an older score beside it read as this run's (the line says it)
@@ -71,7 +66,7 @@ def describe_cell(cs: CellState) -> str:
     if cs.reason:
         what += f": {cs.reason}"
     if cs.scored_by is not None and cs.ari is not None:
-        what += f" · last ARI {ari_text(cs.ari, cs.random_init)}"
+        what += f" · last ARI {fmt_score(cs.ari, cs.random_init)}"
     return what
 
 
@@ -85,7 +80,7 @@ def history_text(cs: CellState) -> str:
         return ""
     ticks = "▁▂▃▄▅▆▇█"
     spark = "".join(ticks[min(int(a * len(ticks)), len(ticks) - 1)] if a > 0 else ticks[0] for a in aris[-12:])
-    last = " ".join(ari_text(s.ari, s.random_init, 2) for s in cs.history[-4:])
+    last = " ".join(fmt_score(s.ari, s.random_init, 2) for s in cs.history[-4:])
     note = f" ({RANDOM_MARK} random init)" if any(s.random_init for s in cs.history) else ""
     return f"ARI over {len(aris)} runs {spark} {last}{note}"
 

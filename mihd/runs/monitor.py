@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from .gpu import Gpu
-from .usage import PAGE, TICKS, boot_time, live_processes
+from .usage import TICKS, boot_time, cpu_seconds, live_processes, rss_bytes
 
 
 CPU_CAP = 100.0 * (os.cpu_count() or 1)  # % of one core when every core of the machine is busy
@@ -55,7 +55,7 @@ class Monitor:
                 p = stack.pop()
                 stack.extend(children.get(p, ()))
                 f = stats[p]
-                cpu, key = (int(f[11]) + int(f[12])) / TICKS, (p, self._started(f))
+                cpu, key = cpu_seconds(f), (p, self._started(f))
                 prev = self._last.get(key)
                 if prev and now > prev[1]:
                     s.cpu_percent += 100.0 * max(cpu - prev[0], 0.0) / (now - prev[1])
@@ -63,7 +63,7 @@ class Monitor:
                     s.cpu_percent += 100.0 * cpu / (now - key[1])
                 self._last[key] = (cpu, now)
                 seen.add(key)
-                s.rss += int(f[21]) * PAGE
+                s.rss += rss_bytes(f)
                 s.nprocs += 1
                 s.pids.append(p)
                 if gpu_mem:

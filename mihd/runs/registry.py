@@ -141,7 +141,8 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
         secs = (cell.get("seconds") or {}).get("total")
         cell_rows.append({"run_id": row["id"], "idx": i, "signature": sig_string(sig), "sig": json.dumps(sig),
                           "label": stored_label([cell]), "ari": cell.get("ari"), "nmi": cell.get("nmi"),
-                          "random_init": int(bool(cell.get("random_init"))), "seconds": secs, "entry": json.dumps(_indexed_entry(cell, result.get("slice"), plan))})
+                          "random_init": int(bool(cell.get("random_init"))), "seconds": secs,
+                          "entry": json.dumps(_indexed_entry(cell, result.get("slice"), plan))})
     if (run_dir / FANOUT).is_file():  # a fanned-out grid: one row over its cells' own run dirs
         from .fanout_status import aggregate
 

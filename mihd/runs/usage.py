@@ -39,10 +39,18 @@ def live_processes():
             yield int(name), fields
 
 
+def cpu_seconds(fields: list[bytes]) -> float:
+    """A live_processes() entry's CPU time, its own (user + system; not its reaped children's)."""
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_bytes(fields: list[bytes]) -> int:
+    return int(fields[21]) * PAGE
+
+
 def _group_stats(pgid: int) -> dict[tuple[int, int], tuple[float, int]]:
     """{(pid, start ticks): (cpu seconds, rss bytes)} of the live processes in process group `pgid`."""
-    return {(pid, int(f[19])): ((int(f[11]) + int(f[12])) / TICKS, int(f[21]) * PAGE)
-            for pid, f in live_processes() if int(f[2]) == pgid}
+    return {(pid, int(f[19])): (cpu_seconds(f), rss_bytes(f)) for pid, f in live_processes() if int(f[2]) == pgid}
 
 
 def boot_time() -> float:

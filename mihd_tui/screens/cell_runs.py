@@ -12,9 +12,9 @@ from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from mihd.grid import CellState
-from mihd.present import fmt_duration
+from mihd.present import fmt_duration, fmt_score
 
-from ..wording import ari_text, describe_cell, history_text
+from ..wording import describe_cell, history_text
 
 
 class CellRunsDialog(ModalScreen["str | None"]):
@@ -60,7 +60,7 @@ class CellRunsDialog(ModalScreen["str | None"]):
         score = next((s for s in self.cs.history if s.run_id == run_id), None)
         parts = [run_id, v.status if v else "done"]
         if score is not None:
-            parts.append(f"ARI {ari_text(score.ari, score.random_init)}")
+            parts.append(f"ARI {fmt_score(score.ari, score.random_init)}")
         if v is not None and v.elapsed:
             parts.append(fmt_duration(v.elapsed))
         return "  ".join(parts)

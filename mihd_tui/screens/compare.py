@@ -21,10 +21,10 @@ from mihd.domain_colours import legend, map_colours
 from mihd.errors import MihdError
 from mihd.jsonio import read_json
 from mihd.plan import Cell
+from mihd.present import fmt_score
 from mihd.rundir import RESULT
 
 from ..widgets.spatial_map import SpatialMap
-from ..wording import ari_text
 
 
 class ResultsRead(Message):
@@ -47,7 +47,7 @@ def cell_title(run_id: str, result: dict, index: int) -> str:
         label = Cell.from_dict({**c, "slice": result.get("slice")}).label
     except MihdError:
         label = "?"
-    ari = "no ARI" if c.get("ari") is None else f"ARI {ari_text(c['ari'], bool(c.get('random_init')))}"
+    ari = "no ARI" if c.get("ari") is None else f"ARI {fmt_score(c['ari'], bool(c.get('random_init')))}"
     if c.get("ari_sd") is not None:
         ari += f" ± {c['ari_sd']:.3f} ({len(c.get('seeds') or [])} seeds)"
     if c.get("random_init"):

@@ -14,10 +14,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label
 
-from mihd.present import fmt_bytes, fmt_duration
+from mihd.present import fmt_bytes, fmt_duration, fmt_score
 from mihd.runs.status import RunView
 
-from ..wording import ari_text
 from .fmt import fmt_eta, short_id, text_bar
 from .keyed_table import KeyedTable
 
@@ -87,7 +86,7 @@ class RunsTable(KeyedTable):
         style = self.get_component_rich_style(f"runs--{state}", partial=True)
         status = v.status + (" !" if v.overrun and v.active else "")
         if v.status == "done" and v.ari is not None:
-            status = f"done {ari_text(v.ari, v.random_init, 2)}".replace("-0.", "-.")  # `done -.05*` fits too
+            status = f"done {fmt_score(v.ari, v.random_init, 2)}".replace("-0.", "-.")  # `done -.05*` fits too
         prog = "" if v.progress is None else f"{text_bar(v.progress, 6)} {100 * v.progress:3.0f}%"
         ident = Text(short_id(v.id), style="reverse" if v.id == self.marked else "")
         label = v.label[len(self.slice) + 1:] if self.slice and v.label.startswith(self.slice + " ") else v.label
