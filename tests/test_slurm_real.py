@@ -75,8 +75,21 @@ def demo_ws(ws, demo_h5ad):
     return ws
 
 
+def whole_node_free():
+    """Tests that fill the node first wait for it to be empty, and say what holds it when it stays full."""
+    def free():
+        out = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout  # A/I/O/T
+        return out.strip().split("/")[0] == "0"
+    try:
+        wait_for(free, timeout=60)
+    except AssertionError:
+        held = subprocess.run(["squeue", "-h", "-o", "%i %T %M %C %j"], capture_output=True, text=True).stdout
+        raise AssertionError(f"the Slurm node stays busy with jobs of no test:\n{held}") from None
+
+
 def test_demo_cell_goes_queued_running_done_with_its_ari_in_the_registry(demo_ws):
     root = demo_ws
+    whole_node_free()
     blocker = launch_fake(root, "--seconds", 300, options={"cpus": 2})  # the node's every CPU
     wait_for(lambda: view(root, blocker).status == "running", timeout=60)
     proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--time", "10m", "--expect", "2m", "--",
@@ -157,6 +170,7 @@ def test_running_job_shows_the_memory_it_measured_on_its_node(ws):
 
 
 def test_two_jobs_run_at_once(ws):
+    whole_node_free()
     ids = [launch_fake(ws, "--seconds", 6, "--ari", ari) for ari in (0.4, 0.6)]
 
     def both_running():
