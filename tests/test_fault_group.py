@@ -6,6 +6,7 @@ Real users (useradd, as root); skipped where this is not root."""
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -50,8 +51,8 @@ def lab():
         shutil.rmtree(shared.parent / f"{shared.name}-index-{user}", ignore_errors=True)
 
 
-def as_user(user: str, root: Path, *args: str) -> subprocess.CompletedProcess:
-    """`mihd ARGS` run by `user` with umask 002, as a lab member would."""
+def as_user(user: str, root: Path, *args: str, python: tuple[str, ...] = ("-m", "mihd")) -> subprocess.CompletedProcess:
+    """`mihd ARGS` (or `python PYTHON ARGS`) run by `user` with umask 002, as a lab member would."""
     entry = pwd.getpwnam(user)
 
     def become():
@@ -62,7 +63,7 @@ def as_user(user: str, root: Path, *args: str) -> subprocess.CompletedProcess:
 
     env = {**os.environ, "MIHD_ROOT": str(root), "HOME": str(root.parent),
            "MIHD_INDEX_DIR": str(root.parent.parent / f"{root.parent.name}-index-{user}")}
-    return subprocess.run([sys.executable, "-m", "mihd", *args], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, *python, *args], capture_output=True, text=True, timeout=600,
                           env=env, cwd=REPO, preexec_fn=become)
 
 
@@ -125,3 +126,24 @@ def test_two_users_share_a_workspace(lab, demo_h5ad):
     removed = as_user(bob, root, "runs", "rm", "--force", run_dir.name)
     assert removed.returncode == 0 and not run_dir.exists(), removed.stdout + removed.stderr
     assert as_user(bob, root, "cache", "rm", "--force", "demo").returncode == 0 and not meta.exists()
+
+    # killing another user's run is refused in one line and the run goes on; its owner kills it
+    launched = as_user(ann, root, python=("-c", "import sys; sys.path.insert(0, 'tests'); from runs_helpers import "
+                                                "launch_fake; print(launch_fake(sys.argv[1], '--seconds', 300))",
+                                          str(root)))
+    run_id = launched.stdout.strip()
+    assert launched.returncode == 0 and run_id, launched.stderr
+
+    def status() -> str:
+        rows = json.loads(as_user(bob, root, "runs", "ls", "--json", "--all").stdout)
+        return next(r["status"] for r in rows if r["id"] == run_id)
+
+    for _ in range(120):
+        if status() == "running":
+            break
+        time.sleep(0.5)
+    refused = as_user(bob, root, "runs", "kill", run_id, "--grace", "1s")
+    assert_one_line_error(refused, "belongs to another user")
+    assert status() == "running"
+    killed = as_user(ann, root, "runs", "kill", run_id, "--grace", "1s")
+    assert killed.returncode == 0 and "status killed" in killed.stdout, killed.stdout + killed.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -27,6 +29,9 @@ pytestmark = pytest.mark.timeout(300)
 def cell_state(app, fusion="concat", column="texture"):
     grid = app.screen_stack[1].query_one(GridTable).grid if len(app.screen_stack) > 1 else None
     return grid[(fusion, column)] if grid else None
+
+
+OOM = "killed by KILL (not by mihd: out of memory?)"
 
 
 def run_row_text(app, run_id, col):
@@ -82,6 +87,29 @@ async def test_kill_from_the_runs_table_asks_then_kills_the_tree(workspace):
             assert not app.poller.paused.is_set()
             assert run_row_text(app, run_id, "status") == "killed"
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        cleanup(workspace)
+
+
+async def test_a_run_the_oom_killer_ended_says_so_on_screen(workspace):
+    """The kernel's OOM killer sends SIGKILL to the command: the runs line and the run detail name the signal and
+    the likely cause, at 80x24, not a bare `failed`."""
+    run_id = launch_fake(workspace, "--seconds", "120")
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: app.find_view(run_id) and app.find_view(run_id).status == "running")
+            proc = json.loads((workspace / "runs" / run_id / "proc.json").read_text())
+            os.kill(proc["child_pid"], signal.SIGKILL)
+            await wait_until(pilot, lambda: app.find_view(run_id).status == "failed", timeout=30)
+            app.screen.query_one(RunsTable).focus()
+            await pilot.pause(0.3)
+            line = str(app.screen.query_one("#cell-info").render())
+            assert f"failed: {OOM}" in line, line
+            await pilot.press("enter")
+            title = await wait_until(pilot, lambda: app.screen.query("#detail-title")
+                                     and str(app.screen.query_one("#detail-title").render()))
+            assert "failed" in title and "killed by KILL" in title and "out of memory?" in title, title
     finally:
         cleanup(workspace)
 
