@@ -213,9 +213,7 @@ class MihdApp(App):
             why = "no weights and nothing cached" if skipped else "this fusion needs a vision embedding"
             self.notify(f"{what}: nothing runnable here ({why})", severity="warning")
             return
-        if skipped:
-            self.notify(f"{what}: skipping {', '.join(skipped)} (no weights here and nothing cached)", timeout=6)
-        self.push_screen(LaunchDialog(self.spec, groups, what, snap.entries, snap.history),
+        self.push_screen(LaunchDialog(self.spec, groups, what, snap.entries, snap.history, skipped),
                          lambda plans: plans and self.launch(plans, snap.entries))
 
     @work(thread=True, group="launch")

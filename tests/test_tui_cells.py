@@ -70,7 +70,9 @@ async def test_cells_without_weights_are_marked_skipped_and_never_start_under_th
         await pilot.press("a")  # the whole grid: every runnable column, `none` included, the others skipped
         dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
         assert dialog.groups == [(grid.rows, ["uni", "texture"]), (["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
-        assert any("skipping uni2, hipt, resnet50" in n.message for n in app._notifications)
+        skipped = str(dialog.query_one("#launch-skipped").render())  # in the dialog: no toast over its buttons
+        assert skipped == "skipping uni2, hipt, resnet50: no weights here and nothing cached", skipped
+        assert not any("skipping" in n.message for n in app._notifications)
 
 
 async def test_enter_on_a_running_cell_asks_before_a_second_run_and_o_offers_the_cells_runs(workspace):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import replace
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -25,6 +26,8 @@ from mihd.runs.overrun import overrun_factor, overrun_limit
 from ..widgets.typed_select import TypedSelect
 from ..wording import describe_expected
 from .modal import PausingModal
+
+CHROME_ROWS = 6  # the dialog's border (2), title and its margin (2), buttons and their margin (2)
 
 
 def parse_options(text: str) -> dict:
@@ -46,9 +49,10 @@ class DialogBody(VerticalScroll, can_focus=False):
 class LaunchDialog(PausingModal["list[RunSpec] | None"]):
     BINDINGS = [Binding("ctrl+l", "launch", "Launch", id="launch.go", priority=True)]
 
-    def __init__(self, spec: GridSpec, groups, what: str, entries: list[dict], history: dict) -> None:
+    def __init__(self, spec: GridSpec, groups, what: str, entries: list[dict], history: dict,
+                 skipped: list[str] = ()) -> None:
         super().__init__()
-        self.spec, self.groups, self.what = spec, groups, what
+        self.spec, self.groups, self.what, self.skipped = spec, groups, what, list(skipped)
         self.entries, self.history = entries, history
         self._prefill = ""
 
@@ -58,6 +62,9 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
             yield Label(f"Launch {self.what}: {n} cell{'s' * (n != 1)} in {len(self.groups)} "
                         f"run{'s' * (len(self.groups) != 1)}", classes="dialog-title")
             with DialogBody(id="launch-body"):
+                if self.skipped:  # said here, not in a toast that would cover the buttons
+                    yield Static(f"skipping {', '.join(self.skipped)}: no weights here and nothing cached",
+                                 id="launch-skipped")
                 yield Static("", id="launch-cmd")
                 with Grid(id="launch-form"):
                     yield Label("clusterer")
@@ -90,7 +97,16 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
     def on_mount(self) -> None:
         super().on_mount()
         self._update(prefill=True)
+        self._fit(self.app.size.height)
         self.query_one("#cluster").focus()  # the first field: Tab walks the form down to Launch
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.height)
+
+    def _fit(self, rows: int) -> None:
+        """Cap the body in rows: a cap in vh left blank rows under the buttons on a short terminal (Textual
+        sized the dialog from the body's whole content)."""
+        self.query_one("#launch-body").styles.max_height = max(3, rows - CHROME_ROWS)
 
     def _choice(self, wid: str) -> str:
         return str(self.query_one(f"#{wid}", Select).value)
