@@ -11,6 +11,7 @@ import sys
 import psutil
 import pytest
 
+from mihd.plan import Cell
 from mihd.runs.gpu import Gpu
 from mihd_tui.app import MihdApp
 from mihd_tui.screens.kill import KillDialog
@@ -232,6 +233,24 @@ async def test_the_runs_table_gives_a_wide_terminal_to_the_cell_labels(workspace
         await pilot.resize_terminal(80, 24)
         await wait_until(pilot, lambda: table.columns["cell"].width < wide)
         assert table.row_count == 1 and table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value == run_id
+
+
+async def test_at_80_columns_a_long_cell_label_keeps_its_fusion_and_vision(workspace):
+    """`pca+resnet50 staig_fusion gmm` was cut to `pca+resnet50 staig_fu…`: the header's gene and clusterer go
+    first, then the encoders are cut; a wide terminal shows the whole label again."""
+    cells = {launch_fake(workspace, "--seconds", 0.2, cells=(cell,)): cell for cell in (
+        Cell("demo", "pca", "resnet50", "staig_fusion", "gmm", "standard"),
+        Cell("demo", "pca", "texture", "staig_fusion", "gmm", "staig_strict"))}
+    app = app_for(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen_stack[1].query_one(RunsTable)
+        await wait_until(pilot, lambda: table.row_count == 2)
+        shown = {run_id: run_row_text(app, run_id, "cell") for run_id in cells}
+        assert sorted(shown.values()) == ["resnet50 staig_fusion", "texture/… staig_fusion"], shown
+        await pilot.resize_terminal(200, 50)
+        await wait_until(pilot, lambda: "gmm" in run_row_text(app, next(iter(cells)), "cell"))
+        shown = {run_id: run_row_text(app, run_id, "cell") for run_id in cells}
+        assert sorted(shown.values()) == ["pca+resnet50 staig_fusion gmm", "pca+texture/staig_strict staig_fusion gmm"]
 
 
 async def test_gpu_panel_says_no_gpu_when_nvml_finds_none(workspace):

@@ -99,7 +99,7 @@ class MainScreen(Screen):
             return  # made for the previous choice; the next one follows at once
         try:
             self.query_one(GridTable).show(snap.grid)
-            self.query_one(RunsTable).show(snap.views, snap.spec.slice)
+            self.query_one(RunsTable).show(snap.views, snap.spec)
             for inventory in self.query(CacheInventory):
                 inventory.show(snap.inventory, snap.computing)
             self.query_one(GpuPanel).show(snap.gpu, snap.gpu_reason)

@@ -29,3 +29,22 @@ def short_id(run_id: str) -> str:
     if len(parts) == 4:
         return f"{parts[1]}·{parts[3][:4]}"
     return run_id[-11:]
+
+
+def fit_label(label: str, width: int, gene: str | None = None, cluster: str | None = None) -> str:
+    """A cell label (`pca+resnet50 staig_fusion gmm`) made to fit `width`, the fusion kept whole: it is what tells
+    two runs of one column apart. Too long, it leaves out first the clusterer and then the gene where they are the
+    ones the header says (`resnet50 staig_fusion`), then cuts the encoders (`texture/… staig_fusion`). Labels of
+    another form are cut at the end."""
+    words = label.split(" ")
+    if len(words) == 3:
+        enc, fusion, clus = words
+        if len(label) > width and clus == cluster:
+            label, words = f"{enc} {fusion}", [enc, fusion]
+        if len(label) > width and gene and enc.startswith(gene + "+"):
+            enc = enc[len(gene) + 1:]
+            label, words = " ".join([enc, *words[1:]]), [enc, *words[1:]]
+        room = width - len(label) + len(enc) - 1  # what the encoders may keep beside an ellipsis
+        if len(label) > width and room >= 3:
+            return enc[:room] + "…" + label[len(enc):]
+    return label if len(label) <= width else label[:width - 1] + "…"

@@ -15,9 +15,10 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label
 
 from mihd.present import fmt_bytes, fmt_duration, fmt_score
+from mihd.grid import GridSpec
 from mihd.runs.status import RunView
 
-from .fmt import fmt_eta, short_id, text_bar
+from .fmt import fit_label, fmt_eta, short_id, text_bar
 from .keyed_table import KeyedTable
 
 COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 10), ("progress", "PROGRESS", 11),
@@ -79,7 +80,8 @@ class RunsTable(KeyedTable):
         self.words: list[str] = []
         self.views: list[RunView] = []
         self.marked: str | None = None  # the first run picked for side-by-side maps
-        self.slice: str | None = None   # the grid's slice: said in the header, so left out of the CELL column
+        self.said: GridSpec | None = None  # the header's slice (left out of CELL), gene and clusterer (left out
+                                           # where a label is too long)
 
     def _cells(self, v: RunView) -> tuple:
         state = "overrun" if v.overrun and v.active else v.status
@@ -89,16 +91,27 @@ class RunsTable(KeyedTable):
             status = f"done {fmt_score(v.ari, v.random_init, 2)}".replace("-0.", "-.")  # `done -.05*` fits too
         prog = "" if v.progress is None else f"{text_bar(v.progress, 6)} {100 * v.progress:3.0f}%"
         ident = Text(short_id(v.id), style="reverse" if v.id == self.marked else "")
-        label = v.label[len(self.slice) + 1:] if self.slice and v.label.startswith(self.slice + " ") else v.label
-        return (ident, label, Text(status, style=style), prog,
+        said = self.said
+        label = v.label[len(said.slice) + 1:] if said and v.label.startswith(said.slice + " ") else v.label
+        return (ident, fit_label(label, self._label_width(), said and said.gene, said and said.cluster), Text(status, style=style), prog,
                 fmt_eta(v.eta_s, v.eta_confidence) if v.active else "", fmt_duration(v.elapsed),
                 "" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%", fmt_bytes(v.rss) if v.rss else "",
                 fmt_bytes(v.gpu_mem) if v.gpu_mem else "")
 
+    def _label_width(self) -> int:
+        i = [key for key, _, _ in COLUMNS].index("cell")
+        return self._widths[i] if self._widths else COLUMNS[i][2]
+
+    def relayout(self, width: int | None = None) -> None:
+        before = self._widths
+        super().relayout(width)
+        if self._widths != before and self.views:
+            self.show(self.views)  # the labels fitted to the new CELL width
+
     # -- showing -----------------------------------------------------------------------------------------
-    def show(self, views: list[RunView], slice_id: str | None = None) -> None:
-        if slice_id != self.slice and slice_id is not None:
-            self.slice, self._shown = slice_id, {}  # every label reads anew
+    def show(self, views: list[RunView], said: GridSpec | None = None) -> None:
+        if said != self.said and said is not None:
+            self.said, self._shown = said, {}  # every label reads anew
             self.clear()
         self.views = views
         shown = [v for v in views if matches(v, self.words)] if self.words else views
