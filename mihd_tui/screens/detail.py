@@ -343,18 +343,19 @@ class RunDetailScreen(Screen):
     def _show_map(self, index: int) -> None:
         cells = (self.result or {}).get("cells") or []
         if (self.result or {}).get("slices") and 0 <= index < len(cells) and self.view is not None:
-            self.load_cell_map(Path(self.view.run_dir), index)  # a study: each cell's spots are its own slice's
+            self.load_cell_map(Path(self.view.run_dir), index, cells[index])  # a study: each cell's own slice
             return
         self._draw_map((self.result or {}).get("spots") or {}, cells[index] if 0 <= index < len(cells) else {})
 
     @work(thread=True, exclusive=True, group="cell-map")
-    def load_cell_map(self, run_dir: Path, index: int) -> None:
-        """A study cell's map from its own result.json (the study's holds no spots: they differ by slice)."""
+    def load_cell_map(self, run_dir: Path, index: int, summary: dict) -> None:
+        """A study cell's map from its own result.json (the study's holds no spots: they differ by slice);
+        `summary` is the cell's entry in the study's result, read on the UI thread."""
         own = read_json(cell_dir(run_dir, index) / RESULT)
         own = own if isinstance(own, dict) else {}
         labels = ((own.get("cells") or [{}])[0] or {}).get("labels")
         self.app.call_from_thread(self._draw_map, own.get("spots") or {},
-                                  {**self.result["cells"][index], "labels": labels})
+                                  {**summary, "labels": labels})
 
     def _draw_map(self, spots: dict, c: dict) -> None:
         if not spots.get("x") or not c.get("labels"):
