@@ -99,7 +99,7 @@ async def test_enter_on_a_running_cell_asks_before_a_second_run_and_o_offers_the
             await pilot.press("down", "enter")  # the older, finished run
             await wait_until(pilot, lambda: getattr(app.screen, "run_id", None) == FIXED_ID)
             await pilot.press("escape", "1")  # the runs tab: the status line speaks of the selected run
-            await wait_until(pilot, lambda: info(app).startswith("run "))
+            await wait_until(pilot, lambda: "· run " in info(app) and "Enter: open" in info(app))
     finally:
         cleanup(workspace)
 

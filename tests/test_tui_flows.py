@@ -106,7 +106,7 @@ async def test_a_run_the_oom_killer_ended_says_so_on_screen(workspace):
             app.screen.query_one(RunsTable).focus()
             await pilot.pause(0.3)
             line = str(app.screen.query_one("#cell-info").render())
-            assert f"failed: {OOM}" in line, line
+            assert line.startswith(f"failed: {OOM}"), line  # first: whole even at 80 columns
             await pilot.press("enter")
             title = await wait_until(pilot, lambda: app.screen.query("#detail-title")
                                      and str(app.screen.query_one("#detail-title").render()))

@@ -17,6 +17,7 @@ from mihd.grid import CLUSTERERS, Grid
 from mihd.present import fmt_duration
 
 from ..poller import Snapshot
+from ..widgets.fmt import short_id
 from ..widgets.footer import KeysFooter
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.grid_table import GridTable
@@ -186,7 +187,8 @@ class MainScreen(Screen):
         if v.active and v.progress is not None:
             what += f" {100 * v.progress:.0f}%" + (" [b $warning]past its expected time[/]" if v.overrun else "")
         when = f", {fmt_duration(v.elapsed)}" if v.elapsed else ""
-        return f"run [b]{v.id}[/] {v.label}: {what}{when}  Enter: open"
+        # how it stands first: at 80 columns a reason such as the OOM killer's must not be the part cut off
+        return f"{what}{when} · [b]{v.label}[/] · run {short_id(v.id)}  Enter: open"
 
     def on_data_table_cell_highlighted(self, event: GridTable.CellHighlighted) -> None:
         if isinstance(event.data_table, GridTable):
