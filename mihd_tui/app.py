@@ -133,6 +133,10 @@ class MihdApp(App):
             if hasattr(screen, "show_snapshot"):
                 screen.show_snapshot(snap)
 
+    def notify(self, message: str, *, markup: bool = False, **kw) -> None:
+        """Plain text unless asked: notices carry paths, labels and error texts, which are never markup."""
+        super().notify(message, markup=markup, **kw)
+
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, severity=message.severity, timeout=6 if message.severity != "error" else 10)
         if message.wake:
@@ -254,7 +258,7 @@ class MihdApp(App):
 
     def action_help_quit(self) -> None:
         """Ctrl+C (a reflex) says which key quits: `q`, the one the footer shows."""
-        self.notify("Press [b]q[/b] to quit (runs go on)", title="Do you want to quit?")
+        self.notify("Press [b]q[/b] to quit (runs go on)", title="Do you want to quit?", markup=True)
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

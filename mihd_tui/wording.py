@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.markup import escape
+
 from mihd.grid import DONE, FAILED, KILLED, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, RUNNING, \
     CORRUPT, IN_GRIDS, CellState
 from mihd.present import RANDOM_MARK, fmt_duration, fmt_score
@@ -60,11 +62,11 @@ def describe_cell(cs: CellState) -> str:
         what += " [b $warning](random-init weights)[/]" if cs.random_init else ""
         return what
     elif cs.state == NO_WEIGHTS:
-        return f"{cs.reason or 'no weights'}: nothing cached, cannot run here"
+        return f"{escape(cs.reason or 'no weights')}: nothing cached, cannot run here"
     else:
         what = DESCRIBE.get(cs.state, cs.state)
     if cs.reason:
-        what += f": {cs.reason}"
+        what += f": {escape(cs.reason)}"  # a run's own words: never markup
     if cs.scored_by is not None and cs.ari is not None:
         what += f" · last ARI {fmt_score(cs.ari, cs.random_init)}"
     return what

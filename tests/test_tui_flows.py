@@ -14,6 +14,7 @@ import pytest
 from mihd.plan import Cell
 from mihd.runs.gpu import Gpu
 from mihd_tui.app import MihdApp
+from mihd_tui.messages import Notice
 from mihd_tui.screens.kill import KillDialog
 from mihd_tui.screens.launch import LaunchDialog
 from mihd_tui.widgets.gpu_panel import GpuPanel
@@ -22,7 +23,7 @@ from mihd_tui.widgets.overrun_banner import OverrunBanner
 from mihd_tui.widgets.runs_table import RunsTable
 from mihd_tui.wording import cell_text
 from runs_helpers import launch_fake
-from tui_helpers import app_for, cleanup, fake_nvml, move_to, no_gpu, wait_until
+from tui_helpers import app_for, cleanup, fake_nvml, frozen_run, move_to, no_gpu, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -113,6 +114,44 @@ async def test_a_run_the_oom_killer_ended_says_so_on_screen(workspace):
             assert "failed" in title and "killed by KILL" in title and "out of memory?" in title, title
     finally:
         cleanup(workspace)
+
+
+async def test_a_runs_own_words_with_brackets_show_as_written(workspace):
+    """An error is the run's (or Python's) own text: `[/]` in it crashed the dashboard with a MarkupError and
+    `[slurm]` vanished as a style. It shows as written on the grid's line, the runs line and the run detail, and
+    a value typed into the launch dialog is quoted back the same way."""
+    run_dir = frozen_run(workspace)
+    said = "shape [/] and [slurm] here"
+    result = json.loads((run_dir / "result.json").read_text())
+    result.update(status="failed", error=said, cells=[])
+    (run_dir / "result.json").write_text(json.dumps(result))
+    (run_dir / "exit.json").write_text(json.dumps({"code": 1, "signal": None, "ended": 2.0, "forwarded": []}))
+    events = [json.loads(ln) for ln in (run_dir / "events.jsonl").read_text().splitlines()]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(ev) + "\n" for ev in events if ev["kind"] == "start"))
+    app = app_for(workspace)
+
+    def line() -> str:
+        return str(app.screen.query_one("#cell-info").render())
+
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_until(pilot, lambda: app.find_view(run_dir.name) is not None)
+        await move_to(pilot, "concat", "texture")
+        await wait_until(pilot, lambda: said in line())
+        app.screen.query_one(RunsTable).focus()
+        await wait_until(pilot, lambda: line().startswith(f"failed: {said}"))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.screen.query("#detail-title")
+                         and said in str(app.screen.query_one("#detail-title").render()))
+        await pilot.press("escape")
+        await move_to(pilot, "concat", "texture")
+        await pilot.press("enter")
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        dialog.query_one("#seeds").value = "[/]"
+        await pilot.press("ctrl+l")
+        await wait_until(pilot, lambda: "seeds [/]: " in str(dialog.query_one("#launch-error").render()))
+        app.post_message(Notice(f"sbatch: {said}", "error"))  # a notice quotes errors too: shown as plain text
+        await wait_until(pilot, lambda: [(n.message, n.markup) for n in app._notifications][-1:] ==
+                         [(f"sbatch: {said}", False)])
 
 
 def footer(screen) -> str:

@@ -12,6 +12,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane, Tabs
@@ -83,7 +84,7 @@ class RunDetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="detail-title")
         with Horizontal(id="detail-progress"):
-            yield Label("", id="detail-stage")
+            yield Label("", id="detail-stage", markup=False)  # the run's own words
             yield ProgressBar(total=100, show_eta=False, id="detail-bar")
             yield Label("", id="detail-eta")
         with Horizontal(id="detail-sparks"):
@@ -94,7 +95,7 @@ class RunDetailScreen(Screen):
             with TabPane("Log", id="log-tab"):
                 yield LogView(max_lines=LOG_CAP, id="log")
                 yield Input(placeholder="search the log (Enter finds, Esc closes)", id="search", compact=True)
-                yield Static("", id="log-status")
+                yield Static("", id="log-status", markup=False)  # holds the search typed
             with TabPane("Result", id="result-tab"):
                 yield RunFacts(id="run-facts")
                 yield DataTable(cursor_type="row", id="cells")
@@ -139,15 +140,16 @@ class RunDetailScreen(Screen):
         where = f"job {v.job_id}" if v.job_id else f"pid {v.pid}" if v.pid else ""
         status = v.status + (" [b $warning]past expected time[/]" if v.overrun and v.active else "")
         if v.status == "queued" and v.reason:
-            status += f" ({v.reason})"
+            status += f" ({escape(v.reason)})"
         if v.status == "orphaned":
             status = "[b $warning]orphaned[/] (supervisor gone, the command still runs; k kills it)"
         if v.error:
-            status += f" [$error]{v.error}[/]"
+            status += f" [$error]{escape(v.error)}[/]"
         if v.kill_signal:
             status += f" by {v.kill_signal}"
         self.query_one("#detail-title", Static).update(
-            f"[b]{v.label}[/]  {status}  │  {v.id}  {v.backend} {where}{' on ' + v.host if v.host else ''}")
+            f"[b]{escape(v.label)}[/]  {status}  │  {v.id}  {v.backend} {where}"
+            f"{' on ' + escape(v.host) if v.host else ''}")
         self.query_one(RunFacts).show(v)
         stage = f"{v.stage} {v.stage_done}/{v.stage_total}" if v.stage and v.stage_total else (v.stage or v.status)
         if v.n_cells > 1 and v.cell_index is not None and v.active:
@@ -321,8 +323,8 @@ class RunDetailScreen(Screen):
         table.clear()
         cells = (self.result or {}).get("cells") or []
         if not cells:
-            self.query_one("#pred-title", Label).update(
-                "no result" + (f": {self.result.get('error')}" if self.result and self.result.get("error") else ""))
+            error = (self.result or {}).get("error")
+            self.query_one("#pred-title", Label).update("no result" + (f": {escape(str(error))}" if error else ""))
             return
         for i, c in enumerate(cells):
             secs = (c.get("seconds") or {}).get("total")

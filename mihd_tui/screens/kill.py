@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.widgets import Button, Label, RadioButton, RadioSet, Static
 
 from mihd.present import fmt_duration
@@ -32,7 +33,7 @@ class KillDialog(PausingModal["str | None"]):
     def compose(self) -> ComposeResult:
         v = self.view
         with Vertical(id="dialog", classes="dialog dialog-danger"):
-            yield Label(f"Kill run {v.label}?", classes="dialog-title")
+            yield Label(f"Kill run {escape(v.label)}?", classes="dialog-title")
             yield Static(f"{identity(v)}\n{v.status}, running {fmt_duration(v.elapsed)}"
                          + (f", expected {fmt_duration(v.expected_s)}" if v.expected_s else ""))
             with RadioSet(id="signal", compact=True):

@@ -12,6 +12,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from mihd.encoders import VARIANTS
@@ -65,7 +66,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                 if self.skipped:  # said here, not in a toast that would cover the buttons
                     yield Static(f"skipping {', '.join(self.skipped)}: no weights here and nothing cached",
                                  id="launch-skipped")
-                yield Static("", id="launch-cmd")
+                yield Static("", id="launch-cmd", markup=False)  # holds what was typed
                 with Grid(id="launch-form"):
                     yield Label("clusterer")
                     yield TypedSelect([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
@@ -164,7 +165,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
             req = self._request()
         except MihdError as exc:
             error = self.query_one("#launch-error", Static)
-            error.update(f"[b $error]{exc}[/]")
+            error.update(f"[b $error]{escape(str(exc))}[/]")  # it quotes what was typed
             self.call_after_refresh(error.scroll_visible, animate=False)  # below the fold on a short terminal
             return
         self.dismiss(req)

@@ -9,6 +9,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane, Tabs
 
@@ -137,10 +138,11 @@ class MainScreen(Screen):
 
     def _header(self, snap: Snapshot | None = None) -> None:
         spec = self.app.spec
-        parts = [f"[b $warning]{self.app.setup_note}[/]"] if self.app.setup_note else []  # first: never cut
+        parts = [f"[b $warning]{escape(self.app.setup_note)}[/]"] if self.app.setup_note else []  # first: never cut
         if not self.app.writable:
             parts.append("[b $warning]read-only workspace[/]")
-        parts.append(f"[b]{spec.slice}[/] · gene [b]{spec.gene}[/] · {spec.cluster} · {spec.variant}")
+        parts.append(f"[b]{escape(spec.slice)}[/] · gene [b]{escape(spec.gene)}[/] · {spec.cluster} · "
+                     f"{spec.variant}")
         if snap is not None:
             counts = {}
             for v in snap.views:
@@ -150,7 +152,7 @@ class MainScreen(Screen):
             live = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no active runs"
             parts.append(live + (f", [b $warning]{over} overrun[/]" if over else ""))
             parts.append("GPU " + (f"{len(snap.gpu)}" if snap.gpu else "none"))
-        parts.append(str(self.app.root))  # last: on a narrow terminal the path is what gets cut, not the state
+        parts.append(escape(str(self.app.root)))  # last: on a narrow terminal the path is what gets cut, not the state
         self.query_one("#header", Static).update("  │  ".join(parts))
 
     def _cell_info(self) -> None:
@@ -173,7 +175,7 @@ class MainScreen(Screen):
         cs = table.grid[cur]
         hints = ["o: " + ("its runs" if len(cs.runs) > 1 else "open run")] if cs.runs else []
         hist = history_text(cs)
-        return f"[b]{cur[0]}[/] × [b]{cur[1]}[/]: {describe_cell(cs)}" + (f"  {hist}" if hist else "") \
+        return f"[b]{cur[0]}[/] × [b]{escape(cur[1])}[/]: {describe_cell(cs)}" + (f"  {hist}" if hist else "") \
             + ("  " + "  ".join(hints) if hints else "")
 
     def _run_info(self, run_id: str | None) -> str:
@@ -181,14 +183,14 @@ class MainScreen(Screen):
         if v is None:
             return "runs: none selected"
         what = {"orphaned": "orphaned (its supervisor is gone, the command still runs; k kills it)",
-                "corrupt": f"corrupt: {v.error}"}.get(v.status, v.status)
+                "corrupt": f"corrupt: {escape(v.error or '')}"}.get(v.status, v.status)
         if v.status in ("failed", "lost") and v.error:
-            what += f": {v.error}"
+            what += f": {escape(v.error)}"
         if v.active and v.progress is not None:
             what += f" {100 * v.progress:.0f}%" + (" [b $warning]past its expected time[/]" if v.overrun else "")
         when = f", {fmt_duration(v.elapsed)}" if v.elapsed else ""
         # how it stands first: at 80 columns a reason such as the OOM killer's must not be the part cut off
-        return f"{what}{when} · [b]{v.label}[/] · run {short_id(v.id)}  Enter: open"
+        return f"{what}{when} · [b]{escape(v.label)}[/] · run {short_id(v.id)}  Enter: open"
 
     def on_data_table_cell_highlighted(self, event: GridTable.CellHighlighted) -> None:
         if isinstance(event.data_table, GridTable):

@@ -22,7 +22,7 @@ class DeviceView(Vertical):
         self.index, self.device = device.index, device
 
     def compose(self) -> ComposeResult:
-        yield Label("", classes="gpu-name")
+        yield Label("", classes="gpu-name", markup=False)
         yield MetricSpark("util", _pct, classes="gpu-util")
         yield MetricSpark("mem ", _pct, classes="gpu-mem")
 
@@ -42,7 +42,7 @@ class DeviceView(Vertical):
 
 class GpuPanel(Vertical):
     def compose(self) -> ComposeResult:
-        yield Label("probing GPUs…", id="gpu-none")
+        yield Label("probing GPUs…", id="gpu-none", markup=False)  # NVML's words
 
     def show(self, devices: list[GpuDevice], reason: str) -> None:
         none = self.query_one("#gpu-none", Label)

@@ -3,6 +3,8 @@ above them one row per entry being computed now (a lock held by `mihd extract`, 
 
 from __future__ import annotations
 
+from textual.markup import escape
+
 from mihd.inventory import InFlight, InventoryRow
 from mihd.present import fmt_age, fmt_duration
 
@@ -76,10 +78,12 @@ class CacheInventory(KeyedTable):
             since = f", for {fmt_duration(r.for_s)}" if r.for_s is not None else ""
             state = (f"stalled: no heartbeat for {fmt_duration(r.silent_s)}" if r.stalled
                      else f"{r.done}/{r.total}" if r.fraction is not None else "computing")
-            return f"[b]{r.modality} {r.name}[/] ({r.variant}) for {r.slice}: {state} ({who}{since}){flag_note(r.flags)}"
+            return (f"[b]{r.modality} {escape(r.name)}[/] ({r.variant}) for {escape(r.slice)}: {state} "
+                    f"({escape(who)}{since}){flag_note(r.flags)}")
         if r is None:
             return ""
         flags = flag_note(r.flags)
         made = f", computed in {fmt_duration(r.compute_s)}" if r.compute_s is not None else ""
-        return (f"[b]{r.modality} {r.name}[/] ({r.variant}) for {r.slice}: {r.problem or r.shape}, {r.mb:.1f} MB"
+        return (f"[b]{r.modality} {escape(r.name)}[/] ({r.variant}) for {escape(r.slice)}: "
+                f"{escape(r.problem or r.shape)}, {r.mb:.1f} MB"
                 f"{made}, {fmt_age(r.age_s)} old{flags}")

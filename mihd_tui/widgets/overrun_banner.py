@@ -5,6 +5,7 @@ the run at each refresh and goes when the run ends."""
 
 from __future__ import annotations
 
+from textual.markup import escape
 from textual.widgets import Static
 
 from mihd.present import fmt_duration
@@ -36,7 +37,7 @@ class OverrunBanner(Static):
     def follow(self, view: RunView) -> None:
         self.run_id = view.id
         # what a narrow terminal cuts (each line ends in … there) comes last: the keys always show whole
-        self.update(f"[b $warning]! past its expected time:[/] [b]{view.label}[/]  {overrun_facts(view)}\n"
+        self.update(f"[b $warning]! past its expected time:[/] [b]{escape(view.label)}[/]  {overrun_facts(view)}\n"
                     f"{KEYS}   {identity(view)}")
         self.display = True
 
