@@ -119,7 +119,7 @@ async def test_a_run_the_oom_killer_ended_says_so_on_screen(workspace):
 async def test_a_runs_own_words_with_brackets_show_as_written(workspace):
     """An error is the run's (or Python's) own text: `[/]` in it crashed the dashboard with a MarkupError and
     `[slurm]` vanished as a style. It shows as written on the grid's line, the runs line and the run detail, and
-    a value typed into the launch dialog is quoted back the same way."""
+    a value typed into the launch dialog or a run's name is shown the same way."""
     run_dir = frozen_run(workspace)
     said = "shape [/] and [slurm] here"
     result = json.loads((run_dir / "result.json").read_text())
@@ -128,6 +128,8 @@ async def test_a_runs_own_words_with_brackets_show_as_written(workspace):
     (run_dir / "exit.json").write_text(json.dumps({"code": 1, "signal": None, "ended": 2.0, "forwarded": []}))
     events = [json.loads(ln) for ln in (run_dir / "events.jsonl").read_text().splitlines()]
     (run_dir / "events.jsonl").write_text("".join(json.dumps(ev) + "\n" for ev in events if ev["kind"] == "start"))
+    named = launch_fake(workspace, "--seconds", 0.2, name="[x] first try",  # a name is the user's words too
+                        cells=(Cell("demo", "pca", "texture", "mean", "gmm", "standard"),))
     app = app_for(workspace)
 
     def line() -> str:
@@ -137,7 +139,11 @@ async def test_a_runs_own_words_with_brackets_show_as_written(workspace):
         await wait_until(pilot, lambda: app.find_view(run_dir.name) is not None)
         await move_to(pilot, "concat", "texture")
         await wait_until(pilot, lambda: said in line())
-        app.screen.query_one(RunsTable).focus()
+        table = app.screen.query_one(RunsTable)
+        await wait_until(pilot, lambda: app.find_view(named) and  # as drawn: a DataTable reads a str as markup
+                         any("[x] first try" in table.render_line(y).text for y in range(table.size.height)))
+        table.focus()
+        table.move_cursor(row=table.get_row_index(run_dir.name))
         await wait_until(pilot, lambda: line().startswith(f"failed: {said}"))
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.screen.query("#detail-title")

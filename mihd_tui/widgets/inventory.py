@@ -23,7 +23,7 @@ def flag_words(flags) -> str:
 
 def flag_note(flags) -> str:
     """The flags spelled out in the status line, in the warning colour."""
-    return f" [b $warning]{', '.join(flags)}[/]" if flags else ""
+    return f" [b $warning]{escape(', '.join(flags))}[/]" if flags else ""
 
 
 def computing_text(f: InFlight) -> str:

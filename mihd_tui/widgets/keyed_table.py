@@ -4,7 +4,14 @@ width a wide terminal leaves over; the table is rebuilt only when that width cha
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import DataTable
+
+
+def plain(cells: tuple) -> tuple:
+    """Cells as shown: DataTable reads a str as Rich markup, and a run name, cache name or problem may hold
+    brackets (`[b]`, `[/]`) that would restyle it or raise."""
+    return tuple(Text(c, end="") if isinstance(c, str) else c for c in cells)
 
 
 class KeyedTable(DataTable):
@@ -55,6 +62,7 @@ class KeyedTable(DataTable):
 
     def sync(self, rows: list[tuple[str, tuple]]) -> list[str]:
         """Show `rows` as (row key, cells); returns the keys of rows added by this call."""
+        rows = [(key, plain(cells)) for key, cells in rows]
         keys = {key for key, _ in rows}
         for key in [k for k in self._shown if k not in keys]:
             self.remove_row(key)

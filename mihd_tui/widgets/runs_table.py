@@ -19,7 +19,7 @@ from mihd.grid import GridSpec
 from mihd.runs.status import RunView
 
 from .fmt import fit_label, fmt_eta, short_id, text_bar
-from .keyed_table import KeyedTable
+from .keyed_table import KeyedTable, plain
 
 COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 10), ("progress", "PROGRESS", 11),
            ("eta", "ETA", 6), ("elapsed", "ELAPSED", 9), ("cpu", "CPU", 5), ("rss", "RSS", 5), ("gpu", "GPU", 5))
@@ -115,7 +115,7 @@ class RunsTable(KeyedTable):
             self.clear()
         self.views = views
         shown = [v for v in views if matches(v, self.words)] if self.words else views
-        rows = [(v.id, self._cells(v)) for v in ordered(shown, self.sort_column, self.sort_reverse)]
+        rows = [(v.id, plain(self._cells(v))) for v in ordered(shown, self.sort_column, self.sort_reverse)]
         keys = [k for k, _ in rows]
         new = [k for k in keys if k not in self._shown]
         kept = set(keys)
