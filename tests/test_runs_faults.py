@@ -56,7 +56,7 @@ def marked(marker: str) -> set[int]:
 
 # -- the supervisor killed -------------------------------------------------------------------------
 def test_supervisor_killed_the_status_follows_the_command_to_done_also_after_a_rebuild(tmp_path):
-    run_id = launch_fake(tmp_path, "--seconds", 4, "--ari", 0.37)
+    run_id = launch_fake(tmp_path, "--seconds", 8, "--ari", 0.37)  # long enough to be seen orphaned on a busy machine
     run_dir = tmp_path / "runs" / run_id
     ident = ident_of(run_dir)
     os.kill(ident["pid"], signal.SIGKILL)  # the OOM killer, say: the command goes on computing
