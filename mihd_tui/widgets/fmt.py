@@ -39,12 +39,13 @@ def fit_label(label: str, width: int, gene: str | None = None, cluster: str | No
     words = label.split(" ")
     if len(words) == 3:
         enc, fusion, clus = words
-        if len(label) > width and clus == cluster:
-            label, words = f"{enc} {fusion}", [enc, fusion]
-        if len(label) > width and gene and enc.startswith(gene + "+"):
+        rest = f" {fusion} {clus}"
+        if len(enc + rest) > width and clus == cluster:
+            rest = f" {fusion}"
+        if len(enc + rest) > width and gene and enc.startswith(gene + "+"):
             enc = enc[len(gene) + 1:]
-            label, words = " ".join([enc, *words[1:]]), [enc, *words[1:]]
-        room = width - len(label) + len(enc) - 1  # what the encoders may keep beside an ellipsis
-        if len(label) > width and room >= 3:
-            return enc[:room] + "…" + label[len(enc):]
+        room = width - len(rest) - 1  # what the encoders may keep beside an ellipsis
+        if len(enc + rest) > width and room >= 3:
+            return enc[:room] + "…" + rest
+        label = enc + rest
     return label if len(label) <= width else label[:width - 1] + "…"
