@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 
 from ..present import RANDOM_MARK, fmt_score
+from ..safe_text import safe_text
 from .common import one_line as _text  # a name or file's content on one line (a newline in --name escaped)
 
 RANDOM_NOTE = f"{RANDOM_MARK} made with random-init weights: a smoke test, not a result"
@@ -193,21 +194,44 @@ def _logs(args) -> int:
         from ..errors import MihdError
 
         raise MihdError(f"run {args.id!r}: no such cell (ID/N names cell N of a fanned-out grid)")
-    offset = 0
+    tty = sys.stdout.isatty()
+    offset, rest = 0, b""
     while True:
-        try:
-            with open(run_dir / LOG, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-        except FileNotFoundError:
-            data = b""
-        if data:
-            sys.stdout.write(data.decode(errors="replace"))
+        before = offset
+        offset, rest = _print_log(run_dir / LOG, offset, rest, tty)
+        if not args.follow or ((run_dir / EXIT).exists() and offset == before):
+            if rest:
+                sys.stdout.write(safe_text(rest.decode(errors="replace"), colour=True))
             sys.stdout.flush()
-            offset += len(data)
-        if not args.follow or ((run_dir / EXIT).exists() and not data):
             return 0
         time.sleep(0.3)
+
+
+LOG_CHUNK = 1 << 16  # bytes read at a time: a 200 MB run.log is never held whole
+
+
+def _print_log(path, offset: int, rest: bytes, tty: bool) -> tuple[int, bytes]:
+    """Print run.log past `offset`, a chunk at a time: to a terminal whole lines through safe_text (a run's
+    output never drives it; colours kept), elsewhere (a pipe, a file) the bytes as written. Returns the new
+    offset and the end of a line not finished yet (printed once it ends, or once it passes a chunk)."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return offset, rest
+    with fh:
+        fh.seek(offset)
+        while chunk := fh.read(LOG_CHUNK):
+            offset += len(chunk)
+            if not tty:
+                sys.stdout.flush()
+                sys.stdout.buffer.write(chunk)
+                continue
+            rest += chunk
+            cut = rest.rfind(b"\n") + 1 or (len(rest) if len(rest) > LOG_CHUNK else 0)
+            sys.stdout.write(safe_text(rest[:cut].decode(errors="replace"), colour=True))
+            rest = rest[cut:]
+    sys.stdout.flush()
+    return offset, rest
 
 
 def _kill(args) -> int:
