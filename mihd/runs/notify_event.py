@@ -1,0 +1,69 @@
+"""The event a hook is given: its fields, completed from the run dir, and its one-line summary.
+
+Whoever decides an event (a supervisor, a watcher, the watch loop) knows little beyond its name and the
+run's state; the rest (label, expected and elapsed time, why it failed) is read from the run dir here, in
+the notifier process, so the deciders stay light. Every field is plain data: a label or an error reaches
+a hook only as a JSON value or an environment variable, never through a shell.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from ..jsonio import read_json
+from ..present import fmt_duration
+from ..rundir import EXIT, PROC, RESULT, read_spec
+
+EVENTS = ("late", "overrun", "failed", "done")  # what a hook's "on" may name; `done` fires only where listed
+TEST = "test"                                   # `mihd notify test`: every hook, no claim
+FIELDS = ("event", "run_id", "label", "state", "reason", "elapsed_s", "expected_s", "projected_s", "host")
+
+
+def complete(run_dir: Path, event: dict) -> dict:
+    """`event` with every FIELDS key and "run_dir", the missing ones read from the run dir's files."""
+    run_dir = Path(run_dir)
+    spec = read_spec(run_dir) or {}
+    plan = spec.get("plan")
+    proc, ended = read_json(run_dir / PROC) or {}, read_json(run_dir / EXIT) or {}
+    started = proc.get("started") if isinstance(proc, dict) else None
+    end = ended.get("ended") if isinstance(ended, dict) else None
+    found = {
+        "run_id": spec.get("id") or run_dir.name,
+        "label": plan.label if plan is not None else run_dir.name,
+        "expected_s": spec.get("expect"),
+        "elapsed_s": round((end or time.time()) - started, 1) if isinstance(started, (int, float)) else None,
+        "reason": _reason(run_dir, ended) if event.get("event") == "failed" else None,
+        "host": socket.gethostname(),
+        "state": event.get("event"),
+        "projected_s": None,
+    }
+    filled = {k: event[k] if event.get(k) is not None else found.get(k) for k in FIELDS}
+    return {**event, **filled, "run_dir": str(run_dir)}
+
+
+def _reason(run_dir: Path, ended: dict) -> str | None:
+    """Why a run failed in its own words: the result's error, exit.json's, else how its command ended."""
+    result = read_json(run_dir / RESULT)
+    if isinstance(result, dict) and isinstance(result.get("error"), str):
+        return result["error"]
+    if not isinstance(ended, dict) or not ended:
+        return None
+    if isinstance(ended.get("error"), str):
+        return ended["error"]
+    if ended.get("signal"):
+        return f"ended by signal {ended['signal']}"
+    return f"exit code {ended.get('code')}"
+
+
+def summary(event: dict) -> str:
+    """One line: `run 'demo pca concat gmm' failed: out of memory (after 4m02s)`."""
+    what = {"late": "will overrun", "overrun": "overran", "failed": "failed", "done": "done",
+            TEST: "test notification"}.get(event.get("event"), str(event.get("event")))
+    line = f"run {event.get('label') or event.get('run_id')!r} {what}"
+    if event.get("reason"):
+        line += f": {event['reason']}"
+    if isinstance(event.get("elapsed_s"), (int, float)):
+        line += f" (after {fmt_duration(event['elapsed_s'])})"
+    return line
