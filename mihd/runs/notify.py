@@ -28,10 +28,11 @@ from ..rundir import EventLog
 from .identity import MARKER_VAR
 from .notify_command import run_command
 from .notify_config import Hook, hooks_for
-from .notify_event import EVENTS, complete
+from .notify_event import EVENTS, complete, end_event
 from .notify_smtp import send_mail
 
 CLAIM = ".notify-{}"
+SETTLE_S = 45.0  # how long a supervisor waits for its notifier before it exits
 _pending: list[subprocess.Popen] = []
 
 
@@ -87,6 +88,13 @@ def settle(timeout: float) -> None:
             proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             return
+
+
+def notify_end(run_dir: Path, ended: dict) -> None:
+    """A supervisor's last word (exit.json written): fire `done`/`failed` and let the hooks finish before it
+    exits, since a Slurm job's processes end with it."""
+    deliver(run_dir, end_event(run_dir, ended))
+    settle(SETTLE_S)
 
 
 def run_hook(hook: Hook, event: dict) -> tuple[bool, str]:

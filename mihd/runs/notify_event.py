@@ -67,3 +67,13 @@ def summary(event: dict) -> str:
     if isinstance(event.get("elapsed_s"), (int, float)):
         line += f" (after {fmt_duration(event['elapsed_s'])})"
     return line
+
+
+def end_event(run_dir: Path, ended: dict) -> dict:
+    """The event of a run's end as its supervisor saw it (exit.json's `ended`): `done` for exit 0 with a
+    result that did not fail, else `failed` (state `killed` when a signal ended it)."""
+    result = read_json(Path(run_dir) / RESULT)
+    failed = isinstance(result, dict) and result.get("status") == "failed"
+    if ended.get("code") == 0 and not failed:
+        return {"event": "done", "state": "done"}
+    return {"event": "failed", "state": "killed" if ended.get("signal") or ended.get("forwarded") else "failed"}
