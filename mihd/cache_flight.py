@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cache_files import SEP, CacheKey, read_file, touch
+from .env_values import LOCK_TIMEOUT_ENV, seconds
 from .errors import MihdError
 from .jsonio import write_atomic
 from .runs.identity import alive, boot_id, elsewhere, proc_create_time
@@ -31,7 +32,7 @@ from .workspace import is_writable
 
 LOCKS = "locks"  # under the embeddings folder: one single-flight lock file per key being computed
 PROGRESS_EVERY = 2.0  # seconds between progress writes into a held lock
-LOCK_TIMEOUT = float(os.environ.get("MIHD_CACHE_LOCK_TIMEOUT", 120))  # heartbeat silence that frees a lock
+LOCK_TIMEOUT = seconds(LOCK_TIMEOUT_ENV, 120.0)  # heartbeat silence that frees a lock
 DAMAGED_GRACE = 5.0  # seconds a lock may read without an owner (it is written right after its create)
 _OWNER_TYPES = {"host": str, "pid": int, "token": str}
 

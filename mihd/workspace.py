@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+import unicodedata
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "cache"
 
 
 def resolve_root(root: str | os.PathLike | None = None, create: bool = True) -> Path:
-    """`--root`, else `MIHD_ROOT`, else the checkout's `cache/` folder."""
+    """`--root`, else `MIHD_ROOT`, else the checkout's `cache/` folder. An empty one (an unset shell variable) is
+    refused, never read as "not given": the researcher's work would land in the checkout."""
+    for what, given in (("--root", root), ("MIHD_ROOT", os.environ.get("MIHD_ROOT"))):
+        if given is not None and not str(given).strip():
+            raise MihdError(f"{what} {str(given)!r}: empty (an unset variable?); give the workspace folder")
+        if given is not None:
+            break
     chosen = root or os.environ.get("MIHD_ROOT") or DEFAULT_ROOT
     try:
         path = Path(chosen).expanduser().resolve()
@@ -157,10 +164,27 @@ def read_cache_from(root: Path) -> tuple[list[Path], list[str]]:
     return folders, problems
 
 
+KEY_NAMES = {"backspace", "delete", "down", "end", "enter", "escape", "home", "insert", "left", "pagedown", "pageup",
+             "return", "right", "space", "tab", "up", *(f"f{n}" for n in range(1, 25))}  # Textual's named keys
+MODIFIERS = {"ctrl", "shift", "alt", "meta", "super", "hyper"}
+
+
+def _key_name(key: str) -> bool:
+    """`q`, `ctrl+k`, `f5`, `question_mark` (a character's Unicode name, as Textual reads it); not `notakey!!`."""
+    *mods, name = key.split("+") if len(key) > 1 else [key]
+    if not name or not set(mods) <= MODIFIERS:
+        return False
+    if len(name) == 1 or name in KEY_NAMES:
+        return name.isprintable()
+    try:
+        return unicodedata.lookup(name.replace("_", " ").upper()).isprintable()
+    except KeyError:
+        return False
+
+
 def _is_key(text: Any) -> bool:
-    """A Textual key list such as `q`, `K`, `ctrl+k` or `f5,k`: names without blanks, comma separated."""
-    return isinstance(text, str) and all(k.strip() and k.strip().isprintable() and " " not in k.strip()
-                                         for k in text.split(","))
+    """A Textual key list such as `q`, `K`, `ctrl+k` or `f5,k`: key names, comma separated."""
+    return isinstance(text, str) and all(_key_name(k.strip()) for k in text.split(","))
 
 
 def read_keymap(root: Path) -> tuple[dict[str, str], list[str]]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 
 from ..compute import quiet_waiting
+from ..env_values import check as check_environment
 from ..errors import MihdError
 from . import cache_cmd, doctor_cmd, export_cmd, extract_cmd, launch_cmd, results_cmd, run_cmd, runs_cmd, slices_cmd
 from .common import one_line
@@ -43,10 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_environment()
         return int(args.handler(args) or 0)
     except MihdError as exc:
         print(f"mihd: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (`mihd runs ls | head`): stop quietly, as a Unix tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush finds no pipe to break
+        return 0
     except OSError as exc:
         if exc.errno not in DISK_REFUSALS:
             raise
@@ -55,5 +61,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mihd: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0

@@ -94,6 +94,9 @@ def _slice_ref(text: str, root: Path) -> tuple[str, dict]:
     return slice_id, {} if entry is not None or path is None else {"source": str(path)}
 
 
+SLICES_FILE_MAX = 1 << 20  # a list of slices, one a line, is far smaller
+
+
 def _slice_texts(args) -> list[str]:
     """The SLICE argument of `run`, or a grid's slices: `A,B,C` or the lines of --slices FILE (not both)."""
     from ..data.sources import resolved
@@ -110,9 +113,14 @@ def _slice_texts(args) -> list[str]:
     else:
         path = resolved(listed, "--slices")
         try:
-            lines = path.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MihdError(f"--slices {path}: not a readable text file ({exc.__class__.__name__})") from None
+            with open(path, "rb") as f:
+                head = f.read(SLICES_FILE_MAX + 1)  # never all of /dev/zero
+            if len(head) > SLICES_FILE_MAX or b"\0" in head:
+                raise ValueError(f"over {SLICES_FILE_MAX // 1024} KiB" if len(head) > SLICES_FILE_MAX else "binary")
+            lines = head.decode().splitlines()
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            why = str(exc) if type(exc) is ValueError else exc.__class__.__name__
+            raise MihdError(f"--slices {path}: not a readable text file ({why})") from None
         texts = [ln.split("#", 1)[0].strip() for ln in lines]
         texts = [t for t in texts if t]
         what = f"--slices {path}"

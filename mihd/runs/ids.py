@@ -2,7 +2,8 @@
 
 A reference is never a pattern nor a path: an empty one (an unset shell variable), blanks, `.`/`..` or a
 slash outside the `GRID/N` form is refused in one line before anything is looked up, and a prefix names a run
-only when it is at least MIN_PREFIX characters long and matches that run alone. So `mihd runs rm "$UNSET"`
+only when it is at least MIN_PREFIX characters long and matches that run alone. What the dashboard shows of an
+id names it too: its short form `175956·cb04` (short_id) or the start of its random tail (`cb041b`). So `mihd runs rm "$UNSET"`
 removes nothing and `runs logs GRID/../../OTHER` reads no other run's files.
 """
 
@@ -14,6 +15,23 @@ from ..errors import MihdError
 
 MIN_PREFIX = 4  # `2026` is a prefix; `2` or `` is not
 MAX_CELL_DIGITS = 6
+
+
+def short_id(run_id: str) -> str:
+    """`093012·a1b2` from `20250101-093012-345-a1b2c3`: the time and the start of the random tail."""
+    parts = run_id.split("-")
+    if len(parts) == 4:
+        return f"{parts[1]}·{parts[3][:4]}"
+    return run_id[-11:]
+
+
+def _shown(ref: str, ids: list[str]) -> list[str]:
+    """The ids `ref` names in a form the dashboard shows: a short id, or a tail prefix of MIN_PREFIX+ characters."""
+    if "·" in ref:
+        return [i for i in ids if short_id(i) == ref]
+    if len(ref) < MIN_PREFIX:
+        return []
+    return [i for i in ids if i.count("-") == 3 and i.rsplit("-", 1)[1].startswith(ref)]
 
 
 def check_ref(ref, what: str = "run") -> str:
@@ -39,14 +57,14 @@ def split_cell(ref, what: str = "run") -> tuple[str, int | None]:
 
 
 def match(ref: str, ids: Iterable[str], named: Callable[[str], list[str]], what: str = "run") -> str:
-    """The one run id `ref` names among `ids`: itself, else a unique prefix of MIN_PREFIX+ characters, else the
-    run(s) `named(ref)` returns (by name). Raises a one-line MihdError when none or several match."""
+    """The one run id `ref` names among `ids`: itself, else a unique prefix of MIN_PREFIX+ characters, else its
+    short form or tail as the dashboard shows them, else the run(s) `named(ref)` returns (by name). Raises a one-line MihdError when none or several match."""
     ref = check_ref(ref, what)
     ids = list(ids)
     if ref in ids:
         return ref
     prefixed = [i for i in ids if i.startswith(ref)] if len(ref) >= MIN_PREFIX else []
-    matches = prefixed or named(ref)
+    matches = prefixed or _shown(ref, ids) or named(ref)
     if len(matches) == 1:
         return matches[0]
     if not matches:

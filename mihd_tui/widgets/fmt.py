@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mihd.present import fmt_duration
+from mihd.runs.ids import short_id  # noqa: F401  (the widgets show ids as the CLI takes them)
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
@@ -21,14 +22,6 @@ def fmt_eta(seconds: float | None, confidence: str) -> str:
     if seconds is None:
         return "?"
     return fmt_duration(seconds) + ("?" if confidence in ("unknown", "low") else "")
-
-
-def short_id(run_id: str) -> str:
-    """`093012·a1b2` from `20250101-093012-345-a1b2c3`: the time and the start of the random tail."""
-    parts = run_id.split("-")
-    if len(parts) == 4:
-        return f"{parts[1]}·{parts[3][:4]}"
-    return run_id[-11:]
 
 
 def fit_label(label: str, width: int, gene: str | None = None, cluster: str | None = None) -> str:
