@@ -21,6 +21,7 @@ from ..rundir import EXIT, EventLog
 from . import fanout_status
 from .fanout import is_fanned
 from .ids import split_cell
+from .notify import suppress
 from .status import RunWatcher
 
 SIGNALS = ("TERM", "INT", "KILL")
@@ -43,6 +44,8 @@ def kill_run(root, run_id: str, signal: str = "TERM", grace: float = 10.0,
     try:
         grid_id, cell = split_cell(run_id)  # GRID/3: cell 3 of a fanned-out grid
         view = watcher.view(grid_id)
+        if cell is None and view.active:  # the researcher's own kill is no news to them: no `failed` sent
+            suppress(Path(view.run_dir), "failed", "mihd runs kill")
         if cell is not None or is_fanned(view.run_dir):
             if cell is not None and not is_fanned(view.run_dir):
                 raise MihdError(f"run {run_id!r}: ID/N names cell N of a grid launched with --parallel or on Slurm")

@@ -31,9 +31,10 @@ from .fanout_status import CellView, grid_progress, refresh_grid
 from .gpu import Gpu, default_gpu
 from .ids import check_ref, match
 from .monitor import Monitor, TreeSample
+from .notify import deliver
 from .overrun import is_overrun, overrun_factor, record_overrun
 from .reasons import failure_reason
-from .registry import ACTIVE, Registry, row_handle
+from .registry import ACTIVE, TERMINAL, Registry, row_handle
 from .stages import ShareBook
 from .usage import fresh, read_usage
 
@@ -97,6 +98,15 @@ class RunView:
         """Its fields as JSON-ready values (its own lists and dicts are shared, not copied: 10,000 views list
         in a blink, where a deep copy took seconds)."""
         return {**self.__dict__, "cells": [c.to_dict() for c in self.cells]}
+
+
+def _announce_ends(rows) -> None:
+    """Fire the end of each run this refresh saw end (notify.py): the supervisor fired it already, unless it
+    never got to (SIGKILLed, a Slurm job killed at its limit, a lost run); the claim keeps it to once."""
+    for row in rows:
+        event = "done" if row["status"] == "done" else "failed"
+        reason = None if event == "done" else failure_reason(row) or row.get("note")
+        deliver(Path(row["run_dir"]), {"event": event, "state": row["status"], "reason": reason})
 
 
 def _backend_name(name: str) -> str:
@@ -212,7 +222,9 @@ class RunWatcher:
 
     def _refreshed(self, rows: list[dict]) -> list[RunView]:
         now = time.time()
-        self._refresh_active([r for r in rows if r["status"] in ACTIVE])
+        active = [r for r in rows if r["status"] in ACTIVE]
+        self._refresh_active(active)
+        _announce_ends(r for r in active if r["status"] in TERMINAL + ("lost",))
         return self._views(rows, now)
 
     def view(self, run_id: str) -> RunView:

@@ -34,6 +34,7 @@ from ..jsonio import write_json_atomic
 from ..rundir import EXIT, LOG, PROC, RESERVE, RESULT
 from .gpu import Gpu
 from .identity import MARKER_VAR, boot_id, proc_create_time, run_members
+from .notify import notify_end
 from .usage import EVERY, GroupUsage
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -84,6 +85,7 @@ def _end(run_dir: Path, reserve: Path | None, rc: int, forwarded: list[str]) -> 
         write_json_atomic(run_dir / EXIT, ended)
     except OSError as exc:
         _say(f"cannot write {EXIT}: {exc.strerror or exc}")
+    notify_end(run_dir, ended)  # after exit.json: the hooks read a settled run dir
 
 
 def _stop_leftovers(marker: str, grace: float = 5.0) -> int:
