@@ -1,4 +1,4 @@
-"""`mihd runs ls|show|logs|kill|rm|reindex`: run control from the shell.
+"""`mihd runs ls|show|logs|kill|rm|reindex|wait`: run control from the shell.
 
 Run-control modules are imported inside the handlers, so building the parser costs nothing. What the
 registry healed or rebuilt is said on stderr, one line each; a run dir with a bad file is one `corrupt`
@@ -21,6 +21,7 @@ RANDOM_NOTE = f"{RANDOM_MARK} made with random-init weights: a smoke test, not a
 
 def register(sub) -> None:
     from .common import add_root
+    from .runs_wait import add_wait
 
     runs = sub.add_parser("runs", help="list, inspect, follow and stop runs")
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
@@ -42,6 +43,7 @@ def register(sub) -> None:
     rm.add_argument("ids", nargs="+", metavar="ID")
     rm.add_argument("--force", action="store_true", help="also remove runs another user made")
     rsub.add_parser("reindex", help="rebuild this host's registry index from the run dirs")
+    add_wait(rsub)
     for q in (ls, show, logs, kill, rm):
         add_root(q)
     add_root(rsub.choices["reindex"])
@@ -49,8 +51,10 @@ def register(sub) -> None:
 
 
 def cmd_runs(args) -> int:
+    from .runs_wait import cmd_wait
+
     return {"ls": _ls, "show": _show, "logs": _logs, "kill": _kill, "rm": _rm,
-            "reindex": _reindex}[args.runs_command](args)
+            "reindex": _reindex, "wait": cmd_wait}[args.runs_command](args)
 
 
 @contextmanager
