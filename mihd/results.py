@@ -33,7 +33,7 @@ FORMATS = ("table", "csv", "markdown", "json")
 FUSED_DIR = "fused"
 RESULTS_DIR = "results"  # under the workspace root: tables the dashboard writes (`e` on the grid)
 CELL_FIELDS = ("slice", "gene", "vision", "variant", "fusion", "cluster")
-COLUMNS = ("slice", "gene", "vision", "variant", "fusion", "cluster", "k", "refine", "random_init",
+COLUMNS = ("slice", "gene", "vision", "variant", "fusion", "cluster", "k", "refine", "random_init", "labelled_only",
            "ari_mean", "ari_sd", "nmi_mean", "nmi_sd", "n", "seconds", "cache", "run_ids")
 
 
@@ -53,10 +53,11 @@ class Score:
     seconds: float | None
     cache: tuple         # ((modality, status), ...)
     k_auto: bool = False  # k was the slice's number of truth domains, not asked (--n-clusters)
+    labelled_only: bool = False  # scored with --drop-unlabelled: on fewer spots, so never pooled with the others
 
     @property
     def key(self) -> tuple:
-        return (*self.cell.key, self.k, self.refine, self.random_init)
+        return (*self.cell.key, self.k, self.refine, self.random_init, self.labelled_only)
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,13 @@ class Row:
     cache: str           # e.g. "gene hit, vision hit/miss"
     run_ids: tuple       # oldest first
     k_auto: bool = False  # k taken from the slice's truth (see Score)
+    labelled_only: bool = False  # see Score
 
     def to_dict(self) -> dict:
         c = self.cell
         return {"slice": c.slice, "gene": c.gene, "vision": c.vision, "variant": c.variant, "fusion": c.fusion,
                 "cluster": c.cluster, "k": self.k, "refine": self.refine, "random_init": self.random_init,
-                "ari_mean": self.ari.mean, "ari_sd": self.ari.sd, "nmi_mean": self.nmi.mean, "nmi_sd": self.nmi.sd,
+                "labelled_only": self.labelled_only, "ari_mean": self.ari.mean, "ari_sd": self.ari.sd, "nmi_mean": self.nmi.mean, "nmi_sd": self.nmi.sd,
                 "n": self.n, "seconds": self.seconds, "cache": self.cache, "run_ids": list(self.run_ids)}
 
 
@@ -137,7 +139,7 @@ def entry_scores(run_id: str, when: float, entry: dict, cells: dict) -> list[Sco
     default_seed = entry.get("plan_seed")
     return [Score(cell, k, bool(entry.get("refine")), bool(entry.get("random_init")), run_id, when,
                   s["seed"] if s["seed"] is not None else default_seed, s["ari"], s["nmi"], secs, cache,
-                  bool(entry.get("k_auto")))
+                  bool(entry.get("k_auto")), bool(entry.get("drop_unlabelled")))
             for s in seed_scores(entry)]
 
 
@@ -186,7 +188,8 @@ def aggregate(scores: list[Score], source: str = "latest") -> list[Row]:
         secs = [s.seconds for s in group if s.seconds is not None]
         rows.append(Row(first.cell, first.k, first.refine, first.random_init, Stat.of(s.ari for s in group),
                         Stat.of(s.nmi for s in group), len(group), sum(secs) / len(secs) if secs else None,
-                        _cache_text(group), tuple(dict.fromkeys(s.run_id for s in group)), first.k_auto))
+                        _cache_text(group), tuple(dict.fromkeys(s.run_id for s in group)), first.k_auto,
+                        first.labelled_only))
     rows.sort(key=lambda r: (r.cell.slice, r.ari.mean is None, -(r.ari.mean or 0.0), r.cell.label))
     return rows
 
@@ -215,11 +218,11 @@ def render(rows: list[Row], fmt: str = "table") -> str:
             writer.writerow(["" if d[c] is None else ";".join(d[c]) if c == "run_ids" else d[c] for c in COLUMNS])
         return buf.getvalue()
     header = ["SLICE", "GENE", "VISION", "VARIANT", "FUSION", "CLUSTER", "K", "REFINE", "ARI", "NMI", "N",
-              "SECONDS", "CACHE", "RANDOM INIT", "RUN"]
+              "SECONDS", "CACHE", "RANDOM INIT", "SPOTS", "RUN"]
     body = [[r.cell.slice, r.cell.gene, r.cell.vision or "-", r.cell.variant or "-", r.cell.fusion, r.cell.cluster,
              "-" if r.k is None else str(r.k), "yes" if r.refine else "no", stat_text(r.ari), stat_text(r.nmi), str(r.n),
              "-" if r.seconds is None else f"{r.seconds:.1f}", r.cache or "-", "yes" if r.random_init else "no",
-             r.run_ids[-1] + (f" +{len(r.run_ids) - 1}" if len(r.run_ids) > 1 else "")] for r in rows]
+             "labelled" if r.labelled_only else "all", r.run_ids[-1] + (f" +{len(r.run_ids) - 1}" if len(r.run_ids) > 1 else "")] for r in rows]
     return text_table(fmt, header, body, {"K", "ARI", "NMI", "N", "SECONDS"},
                       "no scored cells yet (run some: mihd run / mihd grid / mihd launch)")
 

@@ -95,6 +95,7 @@ def test_killing_one_cell_then_the_grid_leaves_nothing_running(demo_root):
     v = view(root, grid_id)
     assert v.status == "killed" and all(c.status in ("killed", "done") for c in v.cells), v.cells
     assert v.cells[1].status == "killed"  # staig_fusion kmeans was still training
+    assert v.progress < 1.0  # its killed cells are work undone, not `killed ██████ 100%`
     assert processes_of(Path(v.run_dir)) == []
     assert_one_line_error(run_mihd("runs", "kill", f"{grid_id}/9", root=root), "no such cell")
 

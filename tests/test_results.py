@@ -152,3 +152,14 @@ def test_write_tables_puts_markdown_and_csv_in_the_workspace_and_never_overwrite
     again = write_tables(ws, "demo")
     assert again[0] != md and md.is_file() and sorted(p.name for p in (ws / "results").iterdir()) == \
         sorted(p.name for p in (md, table, *again))
+
+
+def test_runs_scored_on_labelled_spots_only_are_never_pooled_with_the_others(tmp_path, demo_h5ad):
+    """3,639 spots scored beside 3,611 (`--drop-unlabelled`) are two measures, not one mean."""
+    root = with_demo(tmp_path / "ws", demo_h5ad)
+    every = _run(root, "run", "demo", *ONLY, "--fusion", "gene_only")
+    labelled = _run(root, "run", "demo", *ONLY, "--fusion", "gene_only", "--drop-unlabelled")
+    rows = _csv(root, "--all")
+    assert sorted((r["labelled_only"], r["run_ids"], r["n"]) for r in rows) == [("False", every, "1"),
+                                                                               ("True", labelled, "1")]
+    assert {"all", "labelled"} <= set(run_mihd("results", "--all", root=root).stdout.split())

@@ -1,7 +1,7 @@
 """A run's resource use measured from inside it, kept in the run dir as `usage.json`.
 
-The supervisor samples its command's process group from /proc every few seconds and rewrites the file
-(atomically): CPU % (of one core), RSS and process count now, GPU memory where NVML answers, and the
+The supervisor samples its command's process group and every descendant (a grid's workers) from /proc every
+few seconds and rewrites the file (atomically): CPU % (of one core), memory (PSS, else RSS) and process count now, GPU memory where NVML answers, and the
 peaks so far. Why a file: the watcher of a Slurm run sits on the login node and cannot see processes
 on the compute node, but it can read the run dir; and a finished run keeps its peaks, which tell a
 researcher how much memory to ask Slurm for next time. Standard library only (the supervisor stays
@@ -48,9 +48,34 @@ def rss_bytes(fields: list[bytes]) -> int:
     return int(fields[21]) * PAGE
 
 
+def pss_bytes(pid: int) -> int | None:
+    """The process's proportional set size (a page shared by n processes counts 1/n to each), or None where
+    /proc/PID/smaps_rollup cannot be read (an older kernel, another user's process)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(b"Pss:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
 def _group_stats(pgid: int) -> dict[tuple[int, int], tuple[float, int]]:
-    """{(pid, start ticks): (cpu seconds, rss bytes)} of the live processes in process group `pgid`."""
-    return {(pid, int(f[19])): (cpu_seconds(f), rss_bytes(f)) for pid, f in live_processes() if int(f[2]) == pgid}
+    """{(pid, start ticks): (cpu seconds, memory bytes)} of the live processes in process group `pgid` and every
+    descendant of them, in whatever group or session (a grid's workers each run in a session of their own). Memory
+    is PSS where it can be read, so forked workers sharing their parent's pages count them once (what a Slurm
+    `--mem` limit counts), else RSS."""
+    procs = dict(live_processes())
+    children: dict[int, list[int]] = {}
+    for pid, f in procs.items():
+        children.setdefault(int(f[1]), []).append(pid)
+    tree = [pid for pid, f in procs.items() if int(f[2]) == pgid]
+    for pid in tree:  # grows as it goes: children, then theirs
+        tree.extend(c for c in children.get(pid, ()) if int(procs[c][2]) != pgid)
+    stats = {}
+    for pid in tree:
+        f = procs[pid]
+        pss = pss_bytes(pid)
+        stats[(pid, int(f[19]))] = (cpu_seconds(f), rss_bytes(f) if pss is None else pss)
+    return stats
 
 
 def boot_time() -> float:
