@@ -159,10 +159,25 @@ def _check_scgpt() -> Check:
     return Check("  scgpt", "warn", f"no checkpoint in {folder or '$MIHD_WEIGHTS/scgpt (MIHD_WEIGHTS not set)'}")
 
 
+def check_notify(root: Path) -> Check:
+    """The notify hooks of both notify.json files: each usable, each mail server taking mail now (a warning
+    only: runs go on without notifications)."""
+    from .runs.notify_config import read_hooks
+    from .runs.notify_smtp import probe
+
+    hooks, problems = read_hooks(root)
+    problems += [f"{h.source}: {h.name}: {said}" for h in hooks if h.smtp and (said := probe(h.smtp))]
+    if problems:
+        return Check("notify", "warn", "; ".join(problems))
+    if not hooks:
+        return Check("notify", "ok", "no hooks: no one is told when a run is late, fails or ends (notify.json)")
+    return Check("notify", "ok", "; ".join(f"{h.name} on {', '.join(h.on)}" for h in hooks))
+
+
 def run_checks(root: Path, gpu=None) -> list[Check]:
     """Every check, in the order shown; `gpu`: a `mihd.runs.gpu.Gpu` (its NVML seam), else the real one."""
     checks = [check_filesystem(root), check_space(root), check_writable(root), check_cache(root), check_slurm(),
-              check_gpus(gpu), check_torch()]
+              check_gpus(gpu), check_torch(), check_notify(root)]
     return checks + check_encoders()
 
 

@@ -70,6 +70,7 @@ def cmd_launch(args) -> int:
     from ..runs.launch import launch
     from ..workspace import resolve_root
     from .run_cmd import plan_from_args
+    from .notify_cmd import warn_config
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -78,6 +79,7 @@ def cmd_launch(args) -> int:
     expect = parse_duration(args.expect) if args.expect is not None else None
     run_args = _run_args(command)
     root = resolve_root(args.root)
+    warn_config(root, probe=True)  # a hook that cannot work is said now, not found out when the run fails
     plan = plan_from_args(run_args, root, backend=args.backend, backend_options=options, expect=expect,
                           name=args.name)
     print(launch(root, plan))
