@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .cache import (GENE_VARIANT, LOCK_TIMEOUT, LOCKS, cache_from_config, entry_flags, lock_key, lock_owner,
                     read_entries)
+from .cache_flight import holder_gone
 from .plan import Cell
 from .rundir import RunFileError, load_events
 from .workspace import embeddings_dir, run_path
@@ -51,6 +52,7 @@ class InFlight:
     done: int | None = None    # how far it got: the holder's last progress in its lock (else its run's events)
     total: int | None = None
     flags: tuple[str, ...] = ()  # "random init", "bf16": as the entry will be listed
+    dead: bool = False         # its holder was a process of this host that is gone: no heartbeat to wait for
 
     @property
     def fraction(self) -> float | None:
@@ -58,7 +60,7 @@ class InFlight:
 
     @property
     def stalled(self) -> bool:
-        return self.silent_s >= LOCK_TIMEOUT
+        return self.dead or self.silent_s >= LOCK_TIMEOUT
 
 
 def inventory(entries: list[dict], now: float | None = None) -> list[InventoryRow]:
@@ -101,7 +103,8 @@ def cells_cached(root: Path, cells) -> tuple[bool, ...]:
 def in_flight(root: Path, now: float | None = None) -> list[InFlight]:
     """Every cache entry being computed now (by `mihd extract`, a run, another host), from the lock files
     the computing process holds: its flags and progress as the holder wrote them there (an older holder
-    wrote no progress: its run's last `extract_<modality>` stage event, when it has a run)."""
+    wrote no progress: its run's last `extract_<modality>` stage event, when it has a run). A holder that was a
+    process of this host and is gone (killed `mihd extract`) is `dead` at once, not live until its heartbeat ages."""
     now = time.time() if now is None else now
     folder = embeddings_dir(Path(root)) / LOCKS
     try:
@@ -132,7 +135,8 @@ def in_flight(root: Path, now: float | None = None) -> list[InFlight]:
             host=owner.get("host"), pid=owner.get("pid"), run=owner.get("run"),
             for_s=(now - started) if isinstance(started, (int, float)) else None, silent_s=max(now - mtime, 0.0),
             done=done, total=total,
-            flags=tuple(f for f in flags if isinstance(f, str)) if isinstance(flags, list) else ()))
+            flags=tuple(f for f in flags if isinstance(f, str)) if isinstance(flags, list) else (),
+            dead=holder_gone(owner)))
     return out
 
 

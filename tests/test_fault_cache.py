@@ -155,10 +155,14 @@ def test_a_lock_whose_holder_died_on_this_host_is_taken_over_at_once(demo_root):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(demo_root)], stdout=subprocess.PIPE, text=True,
                               cwd=REPO)
     assert holder.stdout.readline().strip() == "computing"
+    [live] = in_flight(demo_root)
+    assert not live.dead and not live.stalled
     holder.send_signal(signal.SIGTERM)
     holder.wait()
     lock = EmbeddingCache(demo_root).lock_path(CacheKey("demo", "gene", "pca", "-"))
     assert lock.exists()
+    [dead] = in_flight(demo_root)  # the cache tab says so now, not `2 %` live and `stalled` minutes later
+    assert dead.dead and dead.stalled
     # a lock timeout of an hour: only taking over at once lets this finish
     proc = run_mihd("extract", "demo", "--gene", "pca", root=demo_root, env={"MIHD_CACHE_LOCK_TIMEOUT": "3600"},
                     timeout=300)

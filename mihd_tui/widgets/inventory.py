@@ -27,7 +27,10 @@ def flag_note(flags) -> str:
 
 
 def computing_text(f: InFlight) -> str:
-    """`45% ████░░` with its progress, else `computing`; `stalled` once its heartbeat stopped."""
+    """`45% ████░░` with its progress, else `computing`; `died` once its process is gone, `stalled` once its
+    heartbeat stopped."""
+    if f.dead:
+        return "died"
     if f.stalled:
         return "stalled"
     if f.fraction is not None:
@@ -76,7 +79,8 @@ class CacheInventory(KeyedTable):
         if isinstance(r, InFlight):
             who = f"pid {r.pid} on {r.host}" + (f", run {r.run}" if r.run else "")
             since = f", for {fmt_duration(r.for_s)}" if r.for_s is not None else ""
-            state = (f"stalled: no heartbeat for {fmt_duration(r.silent_s)}" if r.stalled
+            state = ("died: its process is gone (the next run that needs it computes it)" if r.dead
+                     else f"stalled: no heartbeat for {fmt_duration(r.silent_s)}" if r.stalled
                      else f"{r.done}/{r.total}" if r.fraction is not None else "computing")
             return (f"[b]{r.modality} {escape(r.name)}[/] ({r.variant}) for {escape(r.slice)}: {state} "
                     f"({escape(who)}{since}){flag_note(r.flags)}")
