@@ -110,6 +110,7 @@ class CellState:
     history: tuple = ()             # Scored of every score of the cell, oldest first
     runs: tuple = ()                # ids of the runs that computed the cell, newest first
     slices: tuple = ()              # ALL_SLICES: (slice, ARI) of each slice that has a score; ari/ari_sd over them
+    cohort: int = 0                 # ALL_SLICES: the slices of the cohort (a running cell reads `1/2` scored)
 
     @property
     def band(self) -> int | None:

@@ -4,7 +4,7 @@ have a score for it, for the dashboard's study view.
 Per slice a cell's score is its latest run's (a run of several seeds scores their mean), so the grid's
 number is the mean over slices of per-slice means, as `mihd results --across-slices` computes it (mihd.study);
 `slices` keeps each slice's score for the line under the grid. A combination that a run still computes on
-some slice shows `running`, its progress the share of the slices scored; one no slice has a score for is
+some slice shows `running` with how many of the cohort's slices are scored (`1/2`, never a %); one no slice has a score for is
 `ready` when every slice has its inputs cached, `no weights` when a slice lacks one that cannot be computed
 here, else `never`. Pure logic over the registry's scores, unit-tested without a terminal. No heavy imports.
 """
@@ -71,8 +71,7 @@ def study_grid(state, spec: GridSpec, views: list, scores: dict[str, dict], entr
             else:
                 why = next(filter(None, (missing_weights(c, cached, state.weights) for c in cells)), None)
                 what = NO_WEIGHTS if why else NEVER
-            share = len(scored) / len(spec.slices) if what == RUNNING and spec.slices else None  # slices scored
             grid.cells[where] = CellState(
-                fusion, column, what, ari=stat.mean, ari_sd=stat.sd, runs=runs, slices=scored, progress=share,
+                fusion, column, what, ari=stat.mean, ari_sd=stat.sd, runs=runs, slices=scored, cohort=len(spec.slices),
                 reason=why, scored_by=max((r for r, _ in per_slice.values()), default=None) if scored else None)
     return grid

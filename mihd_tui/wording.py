@@ -35,7 +35,8 @@ def cell_text(cs: CellState) -> str:
     state when they differ (`42% .77` running, `0.767 ✗` killed or failed since), else one of them."""
     score = score_text(cs)
     if cs.state in (RUNNING, OVERRUN, ORPHANED):
-        pct = f"{100 * (cs.progress or 0):.0f}%" + (MARK[cs.state] if cs.state != RUNNING else "")
+        done = f"{len(cs.slices)}/{cs.cohort}" if cs.cohort else f"{100 * (cs.progress or 0):.0f}%"  # all slices: scored
+        pct = done + (MARK[cs.state] if cs.state != RUNNING else "")
         if cs.ari is None:
             return pct
         return f"{pct} {fmt_score(cs.ari, cs.random_init, 2)}".replace(" 0.", " .")
@@ -51,7 +52,8 @@ def cell_text(cs: CellState) -> str:
 def describe_cell(cs: CellState) -> str:
     """The status line's words for a cell: the attempt (with its % or reason), then the latest result."""
     if cs.state in (RUNNING, OVERRUN, ORPHANED):
-        what = f"{DESCRIBE[cs.state]}, {100 * (cs.progress or 0):.0f}%"
+        what = f"{DESCRIBE[cs.state]}, " + (f"{len(cs.slices)} of {cs.cohort} slices scored" if cs.cohort
+                                             else f"{100 * (cs.progress or 0):.0f}%")
     elif cs.state == DONE and cs.slices:
         sd = f" ± {cs.ari_sd:.3f}" if cs.ari_sd is not None else ""
         n = len(cs.slices)

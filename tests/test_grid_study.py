@@ -12,6 +12,8 @@ from mihd.grid import ALL_SLICES, GridSpec, GridState
 from mihd.jsonio import write_json_atomic
 from mihd.plan import Cell, RunSpec, plan_argv
 from mihd.rundir import write_spec
+from mihd.runs.cells import headline
+from mihd_tui.wording import cell_text, describe_cell
 
 COHORT = GridSpec("demo", "pca").with_slice(ALL_SLICES, ["demo", "s2", "s3", ALL_SLICES])
 
@@ -55,7 +57,8 @@ def test_all_slices_says_running_and_ready_over_the_cohort(tmp_path):
     entries = [entry(s, m, n) for s in ("demo", "s2", "s3") for m, n in (("gene", "pca"), ("vision", "texture"))]
     grid = GridState().compute(COHORT, [view], scores, entries[:-1])
     running = grid[("mean", "texture")]
-    assert running.state == gs.RUNNING and running.progress == pytest.approx(1 / 3)  # 1 of 3 slices scored
+    assert running.state == gs.RUNNING and (len(running.slices), running.cohort) == (1, 3)  # 1 of 3 slices scored
+    assert cell_text(running) == "1/3 .50" and "1 of 3 slices scored" in describe_cell(running)  # not `33%`
     assert running.runs[0] == view.id
     assert grid[("gene_only", "none")].state == gs.READY  # pca is cached on every slice
     assert grid[("concat", "texture")].state == gs.NEVER  # s3 lacks its texture embedding
@@ -93,3 +96,16 @@ def test_all_slices_marks_a_combination_no_slice_can_compute_here(tmp_path, monk
     cs = GridState().compute(COHORT, [], {}, entries)[("concat", "uni2")]
     assert (cs.state, cs.reason) == (gs.NO_WEIGHTS, "no weights for uni2")
     assert gs.plan_launches(COHORT, GridState().compute(COHORT, [], {}, entries), ["concat"], ["uni2"]) == []
+
+
+def test_a_studys_headline_is_its_best_combinations_mean_not_its_best_single_cell():
+    def cell(slice_id, fusion, ari):
+        return {"signature": f"{slice_id}|pca|texture|standard|{fusion}|gmm|true|local", "ari": ari, "nmi": ari and ari / 2,
+                "random_init": False}
+
+    study = [cell("151673", "concat", 0.82), cell("151674", "concat", 0.40),
+             cell("151673", "mean", 0.70), cell("151674", "mean", 0.68), cell("151673", "attention", None)]
+    assert headline(study)["ari"] == pytest.approx(0.69) and headline(study)["nmi"] == pytest.approx(0.345)
+    partial = study + [cell("151673", "staig_fusion", 0.95)]  # scored on one slice only: not the same measure
+    assert headline(partial)["ari"] == pytest.approx(0.69)
+    assert headline(study[:1] + study[2:3])["ari"] == pytest.approx(0.82)  # one slice: its best cell

@@ -79,3 +79,22 @@ def stored_label(cells: list[dict], name: str | None = None) -> str:
     except MihdError:
         return name or "-"
     return plan.label
+
+
+def headline(scores: list[dict]) -> dict:
+    """A run's one score ({ari, nmi, random_init}, None without any): its best cell's, or for a study (cells on
+    several slices) its best combination's mean over its slices (the study's answer, not one slice's luck);
+    combinations scored on more slices rank first (a mean over fewer is not the same measure).
+    `scores`: per cell {signature (sig_string), ari, nmi, random_init}."""
+    scored = [s for s in scores if s["ari"] is not None]
+    fields = [s["signature"].split("|") for s in scored]
+    study = len({f[0] for f in fields}) > 1
+    combos: dict = {}
+    for s, f in zip(scored, fields):
+        combos.setdefault(tuple(f[1:6]) if study else len(combos), []).append(s)  # one cell alone, else its slices
+    if not combos:
+        return {"ari": None, "nmi": None, "random_init": False}
+    group = max(combos.values(), key=lambda g: (len(g), sum(s["ari"] for s in g) / len(g)))
+    nmis = [s["nmi"] for s in group if s["nmi"] is not None]
+    return {"ari": sum(s["ari"] for s in group) / len(group), "nmi": sum(nmis) / len(nmis) if nmis else None,
+            "random_init": any(s["random_init"] for s in group)}

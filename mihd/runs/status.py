@@ -24,7 +24,7 @@ from ..errors import MihdError
 from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, read_events
 from ..workspace import resolve_root
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
-from .cells import sig_string, signature
+from .cells import headline, sig_string, signature
 from .eta import Expected, ProgressTracker, cell_plans, expected_duration, queued_eta
 from .fanout import is_fanned
 from .fanout_status import CellView, grid_progress, refresh_grid
@@ -74,7 +74,7 @@ class RunView:
     rss: int | None = None
     gpu_mem: int | None = None
     nprocs: int | None = None
-    ari: float | None = None     # best over the run's cells
+    ari: float | None = None     # best over the run's cells (a study: its best combination's mean, cells.headline)
     nmi: float | None = None
     random_init: bool = False    # that best score was made with random-init weights
     scores: list[dict] = field(default_factory=list)  # per cell: SCORE_KEYS
@@ -315,9 +315,7 @@ class RunWatcher:
                 overrun = True
             scores = [{**{k: c[k] for k in SCORE_KEYS}, "random_init": bool(c["random_init"])}
                       for c in cells.get(r["id"], [])]
-            aris = [s["ari"] for s in scores if s["ari"] is not None]
-            best = max(range(len(scores)), key=lambda i: scores[i]["ari"] if scores[i]["ari"] is not None
-                       else float("-inf")) if aris else None
+            top = headline(scores)
             smp = samples.get(r["id"])
             views.append(RunView(
                 id=r["id"], name=r["name"], label=r["label"], status=status, backend=r["backend"],
@@ -330,9 +328,7 @@ class RunWatcher:
                 cell_results=dict(prog.cells) if prog else {}, cell_progress=prog.cell_fraction if prog else None,
                 cpu_percent=smp.cpu_percent if smp else None, rss=smp.rss if smp else None,
                 gpu_mem=smp.gpu_mem if smp else None, nprocs=smp.nprocs if smp else None,
-                ari=scores[best]["ari"] if best is not None else None,
-                nmi=scores[best]["nmi"] if best is not None else None, scores=scores,
-                random_init=best is not None and scores[best]["random_init"],
+                ari=top["ari"], nmi=top["nmi"], scores=scores, random_init=top["random_init"],
                 exit_code=r["exit_code"], exit_signal=r["exit_signal"], error=failure_reason(r),
                 reason=r.get("reason") or r.get("note"), pid=r["pid"], job_id=r["job_id"], host=r["host"],
                 kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"],
