@@ -76,7 +76,7 @@ def _row(v) -> list[str]:
     prog = "-" if v.progress is None else f"{100 * v.progress:.0f}%"
     eta = "-" if v.eta_s is None else f"{fmt_duration(v.eta_s)}~{v.eta_confidence}"
     score = fmt_score(v.ari, v.random_init)
-    status = v.status + ("!" if v.overrun and v.active else "")
+    status = v.status + ("!" if v.overrun and v.active else " late" if v.late and v.active else "")
     elapsed = fmt_duration(v.elapsed) if v.status != "queued" else f"q {fmt_duration(v.queued_s)}"
     cpu = "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%"
     return [v.id, _text(v.label)[:34], status, elapsed, eta, prog, cpu, fmt_bytes(v.rss), fmt_bytes(v.gpu_mem), score]
@@ -96,6 +96,9 @@ def _ls(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     if any(v.overrun and v.active for v in views):
         print("! overrunning: past its expected time (mihd runs kill ID to stop it)")
+    for v in views:
+        if v.late and v.active and not v.overrun:
+            print(f"late {v.id}: {v.late} (mihd runs kill {v.id} to stop it)")
     if any(v.random_init for v in views):
         print(RANDOM_NOTE)
     for v in views:
@@ -140,6 +143,7 @@ def _show(args) -> int:
              ("overrun", "yes" if v.overrun else "no"),
              ("cpu / rss / gpu", _fmt_usage(v.cpu_percent, v.rss, v.gpu_mem)),
              ("peak", _fmt_usage(peak.get("cpu_percent"), peak.get("rss"), peak.get("gpu_mem"))
+             *([("late", v.late)] if v.late else []),
               + ("" if peak else " (no usage.json)")),
              ("pid / job", f"{v.pid or '-'} / {v.job_id or '-'}"),
              ("exit", f"code {v.exit_code}" if v.exit_code is not None else (f"signal {v.exit_signal}"

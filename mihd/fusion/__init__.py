@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..embedding import Embedding
 
 Progress = Callable[..., None]  # (stage, done, total, **fields such as loss=)
+EARLY_STEPS = 10  # a training loop reports each of its first steps: its rate is measured within seconds
 
 
 def _no_progress(stage: str, done: int, total: int, **fields) -> None:

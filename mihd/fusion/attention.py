@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import EARLY_STEPS
+
 WIDTH = 32
 EPOCHS = 300
 LR = 1e-2
@@ -59,7 +61,7 @@ def _train(gene, vision, ctx, dev) -> np.ndarray:
         loss = model.loss(g, v)
         loss.backward()
         opt.step()
-        if (epoch + 1) % 50 == 0:
+        if epoch < EARLY_STEPS or (epoch + 1) % 50 == 0:
             ctx.progress("train", epoch + 1, EPOCHS, loss=float(loss.detach()))
     with torch.no_grad():
         z, _ = model(g, v)

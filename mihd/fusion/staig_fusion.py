@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import EARLY_STEPS
+
 STAIG_SEED = 39788
 HIDDEN = 64
 NEIGHBOURS = 5
@@ -199,18 +201,36 @@ def train(gene_x: np.ndarray, coords: np.ndarray, image_emb: np.ndarray | None, 
         return _train(gene_x, coords, image_emb, seed, settings, progress, dev)
 
 
+def _stepper(progress, stage: str, total: int):
+    """A callable that reports the next of `total` steps of `stage` (the first, 0 done, at once)."""
+    done = [0]
+    if progress:
+        progress(stage, 0, total)
+
+    def step():
+        done[0] += 1
+        if progress:
+            progress(stage, done[0], total)
+    return step
+
+
 def _train(gene_x, coords, image_emb, seed, settings, progress, dev) -> np.ndarray:
     import torch
 
     cfg = settings or (WITH_IMAGE if image_emb is not None else GENE_ONLY)
     n = len(gene_x)
+    prepared = _stepper(progress, "prepare", 3)  # graph, edge drop probabilities, pseudo-labels: seconds each
     edges = spatial_edges(np.asarray(coords, dtype=np.float64))
+    prepared()
     if image_emb is not None:
         p_drop = drop_probabilities(edges, np.asarray(image_emb, dtype=np.float64), n, image=True)
+        prepared()
         labels = pseudo_labels(image_emb, cfg.pseudo_k) if cfg.pseudo_k else None
     else:
         p_drop = drop_probabilities(edges, gene_edge_features(np.asarray(gene_x, dtype=np.float64)), n, image=False)
+        prepared()
         labels = None
+    prepared()
 
     gen = torch.Generator().manual_seed(STAIG_SEED + seed)
     torch.manual_seed(STAIG_SEED + seed)
@@ -235,7 +255,7 @@ def _train(gene_x, coords, image_emb, seed, settings, progress, dev) -> np.ndarr
         loss = _loss(z1, z2, pos_src, pos_dst, n_pos, groups, cfg.tau)
         loss.backward()
         opt.step()
-        if progress and ((epoch + 1) % 10 == 0 or epoch + 1 == cfg.epochs):
+        if progress and (epoch < EARLY_STEPS or (epoch + 1) % 10 == 0 or epoch + 1 == cfg.epochs):
             progress("train", epoch + 1, cfg.epochs, loss=float(loss.detach()))
     model.eval()
     with torch.no_grad():

@@ -302,7 +302,9 @@ class ProgressTracker:
             done, total = clock.latest[stage]
             steps = len(pts) - 1
             if steps >= 1 and done < total:
-                window = pts[-(RATE_WINDOW + 1):]
+                # from its first report on once there are enough: the wait before it held set-up (imports, a
+                # graph), not the stage's steps
+                window = (pts[1:] if steps >= MEASURED_AFTER else pts)[-(RATE_WINDOW + 1):]
                 rate = (window[-1][0] - window[0][0]) / max(window[-1][1] - window[0][1], 1e-9)
                 stage_end = pts[-1][0] + rate * (total - done)
                 measured = stage_end - now
@@ -328,7 +330,7 @@ class ProgressTracker:
             if left < 0:
                 parts.append((OVERDUE * (now - clock.points[stage][0][0]), "overdue"))
             else:
-                parts.append((left, "measured" if w >= 0.5 and basis != "default" else basis))
+                parts.append((left, "measured" if w >= 1.0 and basis != "default" else basis))
         rest = [s for s in shares if s != stage and clock.fraction(s) < 1]
         if rest:
             if expected is None:

@@ -19,11 +19,14 @@ from pathlib import Path
 from ..errors import MihdError
 from ..jsonio import write_json_atomic
 from ..plan import RunSpec, device_users
-from ..rundir import EXIT, HANDLE, PROC, write_spec
+from ..jsonio import read_json
+from ..rundir import EXIT, HANDLE, PROC, SPEC, read_spec, write_spec
 from ..workspace import resolve_root, runs_dir, write_error
 from . import fanout
 from .backends import get_backend, resolve_options
+from .forecast import KEY, forecast
 from .registry import Registry
+from .stages import ShareBook
 from .supervise import RESERVE_BYTES, boot_id, proc_create_time
 
 
@@ -113,6 +116,20 @@ def _check_device(spec: RunSpec, backend, options: dict, flags) -> None:
                         "(use --device cpu or auto)")
 
 
+def _record_forecast(root: Path, run_dir: Path) -> None:
+    """Add to spec.json what the run is expected to take, from this host's history (forecast.py), so its own
+    supervisor can judge it late or overrunning without an index."""
+    view = read_spec(run_dir) or {}
+    reg = Registry(root)
+    try:
+        shares = ShareBook(reg)
+        told = forecast(view.get("cells") or [], view.get("backend") or "local", view.get("expect"),
+                        reg.durations(), shares.get)
+    finally:
+        reg.close()
+    write_json_atomic(run_dir / SPEC, {**read_json(run_dir / SPEC), KEY: told})
+
+
 def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=None) -> str:
     """Start `spec` as a detached run on its backend; return the run id.
 
@@ -139,6 +156,7 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
         command = [sys.executable, "-m", "mihd", "exec-plan", "--run-dir", str(run_dir), "--root", str(root)]
     with _until_started(root, run_dir):
         write_spec(run_dir, spec, run_id=run_id, argv=command, cached=flags)
+        _record_forecast(root, run_dir)
         handle = fanout.submit(root, run_dir, spec, options, flags) if fan else be.submit(run_dir, command, options)
     try:
         write_json_atomic(run_dir / HANDLE, handle)

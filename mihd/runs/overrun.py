@@ -5,8 +5,8 @@ yardstick only when at least MIN_HISTORY runs stand behind it: then elapsed > fa
 unless set by argument or MIHD_OVERRUN_FACTOR) overruns. Fewer runs (one noisy first run says little)
 flag only past TENTATIVE_FACTOR x expected, and the `overrun` event says so. Either way a run gets
 MIN_SLACK_S beyond its expected time, so a seconds-long run is not flagged for a slow process start.
-The run itself never writes this event: the registry's atomic claim makes exactly one watcher append
-it, however many are polling.
+The run's own supervisor decides it too (self_watch.py): whoever sees it first appends the one `overrun`
+event (alerts.py's claim in the run dir); a watcher also flags it in its host's registry.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from ..errors import MihdError
-from ..rundir import EventLog
+from .alerts import announce, notice
 from .eta import MIN_HISTORY, Expected
 
 DEFAULT_FACTOR = 1.5
@@ -56,16 +56,19 @@ def is_overrun(elapsed: float | None, expected: Expected, factor: float = DEFAUL
     return elapsed is not None and limit is not None and elapsed > limit
 
 
+def overrun_fields(elapsed: float, expected: Expected, factor: float) -> dict:
+    """The `overrun` event's fields."""
+    _, factor, why = overrun_limit(expected, factor)
+    return {"elapsed": round(elapsed, 1), "expected": round(expected.seconds, 1), "source": expected.source,
+            "factor": factor, "basis": why}
+
+
 def record_overrun(registry, run_id: str, run_dir: Path, elapsed: float, expected: Expected,
-                   factor: float, now: float) -> bool:
-    """Flag the run in the registry and append one `overrun` event; False if someone already did."""
+                   factor: float, now: float, label: str | None = None) -> bool:
+    """Flag the run in the registry and append one `overrun` event (unless its supervisor or another
+    watcher did); False if this host had flagged it already."""
     if not registry.claim_overrun(run_id, now):
         return False
-    _, factor, why = overrun_limit(expected, factor)
-    log = EventLog(run_dir)
-    try:
-        log.emit("overrun", elapsed=round(elapsed, 1), expected=round(expected.seconds, 1),
-                 source=expected.source, factor=factor, basis=why)
-    finally:
-        log.close()
+    announce(run_dir, "overrun", overrun_fields(elapsed, expected, factor),
+             notice(run_id, label, "overrun", "past its expected time", elapsed, expected.seconds, None))
     return True

@@ -25,11 +25,14 @@ from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, r
 from ..workspace import resolve_root
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import headline, sig_string, signature
-from .eta import Expected, ProgressTracker, cell_plans, expected_duration, queued_eta
+from .alerts import announce, notice
+from .eta import Expected, ProgressTracker, cell_plans, queued_eta
 from .fanout import is_fanned
 from .fanout_status import CellView, grid_progress, refresh_grid
+from .forecast import expectations
 from .gpu import Gpu, default_gpu
 from .ids import check_ref, match
+from .late import late_reason
 from .monitor import Monitor, TreeSample
 from .notify import deliver
 from .overrun import is_overrun, overrun_factor, record_overrun
@@ -89,6 +92,7 @@ class RunView:
     killed_at: float | None = None
     killed_by: str | None = None
     cells: list[CellView] = field(default_factory=list)  # a fanned-out grid's cells (fanout_status.CellView)
+    late: str | None = None      # while running: why its trustworthy projection ends late (late.py), else None
 
     @property
     def active(self) -> bool:
@@ -127,6 +131,7 @@ class RunWatcher:
         self._trackers: dict[str, tuple[ProgressTracker, int]] = {}
         self._shares = ShareBook(self.registry)
         self._fan_states: dict[str, dict] = {}  # fanned-out grid id -> its parts' backend states
+        self._late: dict[str, str | None] = {}     # run id -> its late flag at the last refresh
 
     @property
     def notes(self) -> list[str]:
@@ -291,12 +296,9 @@ class RunWatcher:
             key = (r["signature"], r["expect"])
             if key not in expected_by:
                 cell_sigs = [sig_string(signature(c, r["backend"])) for c in json.loads(r["cells"] or "[]")]
-                timed = expected_duration(r["signature"], history, None, cell_sigs)
                 # the expected time given at launch judges overrun; the ETA paces by the history when there is one
-                expected_by[key] = (expected_duration(r["signature"], history, r["expect"], cell_sigs),
-                                    timed if timed.seconds is not None else None)
+                expected_by[key] = expectations(r["signature"], cell_sigs, history, r["expect"])
             expected, paced = expected_by[key]
-            paced = paced or expected
             fan = grid_progress(r, self._fan_states.get(r["id"], {}), history, self.factor, now) \
                 if status != "corrupt" and is_fanned(r["run_dir"]) else None
             prog = self._progress(r, paced, history, now) if status in COMPUTING and not fan else None
@@ -311,8 +313,10 @@ class RunWatcher:
             overrun = bool(r["overrun"])
             if status in COMPUTING and not overrun and (fan.overrun if fan and not given else
                                                         is_overrun(elapsed, expected, self.factor)):
-                record_overrun(self.registry, r["id"], Path(r["run_dir"]), elapsed, expected, self.factor, now)
+                record_overrun(self.registry, r["id"], Path(r["run_dir"]), elapsed, expected, self.factor, now,
+                               r["label"])
                 overrun = True
+            late = self._judge_late(r, elapsed, eta_s, conf, fraction, expected) if status in COMPUTING else None
             scores = [{**{k: c[k] for k in SCORE_KEYS}, "random_init": bool(c["random_init"])}
                       for c in cells.get(r["id"], [])]
             top = headline(scores)
@@ -332,8 +336,22 @@ class RunWatcher:
                 exit_code=r["exit_code"], exit_signal=r["exit_signal"], error=failure_reason(r),
                 reason=r.get("reason") or r.get("note"), pid=r["pid"], job_id=r["job_id"], host=r["host"],
                 kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"],
-                cells=fan.cells if fan else []))
+                cells=fan.cells if fan else [], late=late))
         return views
+
+    def _judge_late(self, row: dict, elapsed, eta_s, conf: str, fraction, expected: Expected) -> str | None:
+        """The run's late flag (late.py) as of now; the first watcher or supervisor to see it appends the
+        `late` event and tells the hooks (alerts.py)."""
+        was = self._late.get(row["id"])
+        late = late_reason(elapsed, eta_s, conf, fraction, expected, self.factor, was, row.get("time_limit"))
+        self._late[row["id"]] = late
+        if late and not was:
+            projected = elapsed + eta_s if elapsed is not None and eta_s is not None else None
+            announce(Path(row["run_dir"]), "late",
+                     {"reason": late, "elapsed": round(elapsed, 1), "projected": round(projected or 0, 1),
+                      "expected": expected.seconds, "source": expected.source, "at": fraction},
+                     notice(row["id"], row["label"], "late", late, elapsed, expected.seconds, projected))
+        return late
 
 
 def list_runs(root=None, all: bool = False, factor: float | None = None, gpu: Gpu | None = None) -> list[RunView]:

@@ -35,6 +35,7 @@ from ..rundir import EXIT, LOG, PROC, RESERVE, RESULT
 from .gpu import Gpu
 from .identity import MARKER_VAR, boot_id, proc_create_time, run_members
 from .notify import notify_end
+from .self_watch import SelfWatch
 from .usage import EVERY, GroupUsage
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -126,8 +127,9 @@ def _open_log(run_dir: Path) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
 
 
-def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path) -> int:
-    """Wait for the command, writing its process group's usage.json every EVERY seconds and at the end."""
+def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path, watch: SelfWatch | None = None) -> int:
+    """Wait for the command, writing its process group's usage.json every EVERY seconds and at the end, and
+    judging the run late or overrunning (`watch`, self_watch.py) as it goes."""
     usage, rc, failed = None, None, False
     while True:
         try:
@@ -137,12 +139,25 @@ def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path) -> int:
             if not failed:
                 _say(f"cannot measure usage: {type(exc).__name__}: {exc}")
             failed = True
+        if watch is not None and rc is None:
+            watch = _judged(watch)
         if rc is not None:
             return rc
         try:
             rc = child.wait(timeout=EVERY)
         except subprocess.TimeoutExpired:
             continue
+
+
+def _judged(watch: SelfWatch) -> SelfWatch | None:
+    """One judgement of the run; a judgement that fails (a damaged spec.json) is said once and not tried
+    again: it must never end the run it judges."""
+    try:
+        watch.check(time.time())
+        return watch
+    except Exception as exc:
+        _say(f"cannot judge the run late or overrunning: {type(exc).__name__}: {exc}")
+        return None
 
 
 class Forked:
@@ -255,7 +270,7 @@ def supervise(run_dir: Path, argv: list[str], entry: Callable[[], int] | None = 
         _say(f"cannot record the command in {PROC}: {exc.strerror or exc}")
     if forwarded:  # a signal arrived before the child existed
         os.killpg(child.pid, signal.Signals[forwarded[-1]])
-    rc = _wait_measuring(child, run_dir)
+    rc = _wait_measuring(child, run_dir, SelfWatch(run_dir, ident["started"]))
     left = _stop_leftovers(ident["marker"])
     if left:
         _say(f"stopped {left} leftover processes of the run")

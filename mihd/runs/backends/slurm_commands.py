@@ -185,3 +185,19 @@ class SlurmCommands:
             argv.append("--batch")
         rc, _, err = self.runner([*argv, str(job_id)])
         return _first_error(err) if rc != 0 or err.strip() else None
+
+
+def parse_limit(text: str | None) -> float | None:
+    """Seconds of a time limit as squeue's %l or scontrol's TimeLimit write it (`1:00`, `2:00:00`,
+    `1-12:00:00`); None for UNLIMITED, NOT_SET, INVALID or anything else."""
+    m = _LIMIT.match((text or "").strip())
+    if not m:
+        return None
+    days, parts = int(m.group(1) or 0), [int(p) for p in m.group(2).split(":")]
+    while len(parts) < 3:  # MM:SS, or bare minutes
+        parts = [0, *parts] if len(parts) == 2 else [0, parts[0], 0]
+    h, mi, s = parts
+    return float(days * 86400 + h * 3600 + mi * 60 + s)
+
+
+_LIMIT = re.compile(r"^(?:(\d+)-)?(\d+(?::\d{1,2}){0,2})$")

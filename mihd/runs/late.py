@@ -1,0 +1,68 @@
+"""Late: a run whose trustworthy projected end passes its expected time, or its Slurm time limit.
+
+An overrun (overrun.py) is a run already past its limit; `late` says so before, from the run's own
+measured rate, so a researcher can stop a run that cannot finish in time instead of waiting for it.
+
+The confidence rule: a projection (elapsed + ETA) is judged only when its ETA is `medium` or `high`
+(eta.py: at least 3/4 of what is left is measured by this run's own rate, or timed by a history of
+MIN_HISTORY+ runs, and no stage is past its expected end). An ETA made of hints (`low`: an `--expect`
+standing in for a measurement, one earlier run, default stage costs) or nothing measured (`unknown`)
+never flags a run, and never clears a flag either. A trustworthy projection flags the run `late` when
+it passes the overrun limit by LATE_MARGIN (and LATE_SLACK_S), so the usual wobble of a measured rate
+on a shared machine does not flag a run that ends in time; the flag goes when a trustworthy projection
+comes back under the limit itself. A job's time limit needs no margin: Slurm ends the job there.
+"""
+
+from __future__ import annotations
+
+from ..present import fmt_duration
+from .eta import Expected
+from .overrun import overrun_limit
+
+TRUSTED = ("medium", "high")  # ETA confidences a projection is judged on
+LATE_MARGIN = 1.25            # a projection this far past the limit flags a run (wobble on a shared machine)
+LATE_SLACK_S = 10.0           # and at least this many seconds past it
+OVERRUN_WORDS = "will overrun"
+LIMIT_WORDS = "will hit its time limit"
+
+
+def projection(elapsed: float | None, eta_s: float | None, confidence: str) -> float | None:
+    """The run's projected running time in total, or None when its ETA is not trustworthy."""
+    if elapsed is None or eta_s is None or confidence not in TRUSTED:
+        return None
+    return elapsed + eta_s
+
+
+def short_duration(seconds: float) -> str:
+    """`30m`, `2h05m`, `4m10s`, `20s`: fmt_duration without a trailing `00s`."""
+    text = fmt_duration(seconds)
+    return text[:-3] if text.endswith("m00s") else text
+
+
+def slurm_clock(seconds: float) -> str:
+    """A duration as Slurm writes a time limit: `2:00:00`, `1-02:00:00`."""
+    s = int(round(max(seconds, 0)))
+    days, s = divmod(s, 86400)
+    clock = f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{days}-{clock:0>8}" if days else clock
+
+
+def late_reason(elapsed: float | None, eta_s: float | None, confidence: str, fraction: float | None,
+                expected: Expected, factor: float, was: str | None = None,
+                time_limit_s: float | None = None) -> str | None:
+    """The `late` flag's text (None: not late) as of now; `was`: the flag's text at the last judgement (it
+    stays while the projection is not trustworthy, and until a trustworthy one comes back under)."""
+    projected = projection(elapsed, eta_s, confidence)
+    if projected is None:
+        return was
+    if time_limit_s and projected > time_limit_s:
+        return f"{LIMIT_WORDS} {slurm_clock(time_limit_s)} (projected {slurm_clock(projected)})"
+    limit = overrun_limit(expected, factor)[0]
+    if limit is None:
+        return None
+    still = was is not None and was.startswith(OVERRUN_WORDS) and projected > limit
+    if still or projected > max(limit * LATE_MARGIN, limit + LATE_SLACK_S):
+        at = f" (at {fraction * 100:.0f} %)" if fraction is not None else ""
+        return f"{OVERRUN_WORDS}: projected {short_duration(projected)}, expected " \
+               f"{short_duration(expected.seconds)}{at}"
+    return None

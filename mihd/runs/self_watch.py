@@ -1,0 +1,77 @@
+"""The supervisor's own watch: a run decides `late` and `overrun` while it waits, with nobody looking.
+
+Each time the supervisor wakes (every few seconds, for usage.json) it feeds the new lines of events.jsonl
+to the ETA tracker that spec.json's forecast describes (forecast.py), and judges: late (late.py: a
+trustworthy projection past the expected time, or past the Slurm job's time limit) and overrun
+(overrun.py). Each is appended to events.jsonl and handed to the notifier once per run (alerts.py),
+whoever sees it first: this supervisor or a watcher on any host. Standard library only, no SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ..jsonio import read_json
+from ..rundir import SPEC, event_problem, read_events
+from .alerts import announce, claimed, notice
+from .forecast import tracker_of
+from .late import late_reason
+from .overrun import is_overrun, overrun_factor, overrun_fields
+
+SLURM_ASK_S = 10.0  # how long the job's own time limit may take to read from Slurm
+
+
+def slurm_time_limit(job_id: str | None = None) -> float | None:
+    """The time limit of this Slurm job (its own or the partition's default) in seconds; None outside a job,
+    for an unlimited one, or when Slurm does not say."""
+    from .backends.slurm_commands import clean_env, parse_limit
+
+    job_id = job_id or os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%l"], capture_output=True, text=True,
+                             timeout=SLURM_ASK_S, env=clean_env()).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_limit(out.strip().splitlines()[0] if out.strip() else None)
+
+
+class SelfWatch:
+    """One run's judgement as its supervisor waits; `check(now)` never raises past its caller's guard."""
+
+    def __init__(self, run_dir: Path, started: float, time_limit_s: float | None = None):
+        self.run_dir, self.started, self.time_limit_s = Path(run_dir), started, time_limit_s
+        self.tracker, self.expected, self.offset = None, None, 0
+        self.late: str | None = None
+        self.factor = overrun_factor()
+
+    def check(self, now: float) -> str | None:
+        """Judge the run as of `now`; returns the late flag's text (None: not late)."""
+        if self.tracker is None:
+            got = tracker_of(read_json(self.run_dir / SPEC) or {}, self.started)
+            if got is None:
+                return None  # not launched with a forecast (a fanned-out part, an older launcher)
+            self.tracker, self.expected = got
+            self.time_limit_s = self.time_limit_s or slurm_time_limit()
+        events, self.offset = read_events(self.run_dir, self.offset)
+        self.tracker.feed([e for e in events if not event_problem(e)])
+        p = self.tracker.estimate(now)
+        if p.ended:
+            return None
+        elapsed, exp = now - self.started, self.expected
+        projected = elapsed + p.eta_s if p.eta_s is not None else None
+        was, self.late = self.late, late_reason(elapsed, p.eta_s, p.confidence, p.fraction, exp, self.factor,
+                                                self.late, self.time_limit_s)
+        if self.late and not was:
+            announce(self.run_dir, "late",
+                     {"reason": self.late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
+                      "expected": exp.seconds, "source": exp.source, "at": p.fraction},
+                     notice(self.run_dir.name, None, "late", self.late, elapsed, exp.seconds, projected))
+        if is_overrun(elapsed, exp, self.factor) and not claimed(self.run_dir, "overrun"):
+            announce(self.run_dir, "overrun", overrun_fields(elapsed, exp, self.factor),
+                     notice(self.run_dir.name, None, "overrun", "past its expected time", elapsed, exp.seconds,
+                            projected))
+        return self.late
