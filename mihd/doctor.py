@@ -162,11 +162,9 @@ def _check_scgpt() -> Check:
 def check_notify(root: Path) -> Check:
     """The notify hooks of both notify.json files: each usable, each mail server taking mail now (a warning
     only: runs go on without notifications)."""
-    from .runs.notify_config import read_hooks
-    from .runs.notify_smtp import probe
+    from .runs.notify import check
 
-    hooks, problems = read_hooks(root)
-    problems += [f"{h.source}: {h.name}: {said}" for h in hooks if h.smtp and (said := probe(h.smtp))]
+    hooks, problems = check(root)
     if problems:
         return Check("notify", "warn", "; ".join(problems))
     if not hooks:

@@ -27,6 +27,7 @@ from mihd.inventory import cached_inputs, inputs_cached
 from mihd.runs.gpu import Gpu
 from mihd.workspace import config_problems, is_writable, read_keymap, resolve_root
 
+from .alerts import Alerts, config_notices
 from .messages import Notice, SnapshotReady
 from .poller import Poller, Snapshot
 
@@ -54,6 +55,7 @@ class MihdApp(App):
         self.run_history: dict[str, deque] = {}
         self._overrun_seen: set[str] = set()
         self._overrun_queue: list[str] = []
+        self.alerts = Alerts()
         self.writable = is_writable(self.root)
         self._setup_steps = steps_left(self.root) if setup_demo and self.writable else []
         self._setup_demo = bool(self._setup_steps)
@@ -68,6 +70,7 @@ class MihdApp(App):
         self.set_keymap(keymap)
         for line in config_problems(self.root):  # a wrong tui_keys.json, cache_from.json or slices.json entry
             self.notify(line, severity="warning", timeout=12)
+        self.check_notify()
         from .screens.main import MainScreen
 
         self.push_screen(MainScreen())
@@ -129,6 +132,7 @@ class MihdApp(App):
         for rid in [r for r in self.run_history if r not in known]:
             del self.run_history[rid]
         self._check_overruns(snap, first)
+        self._alert(snap)
         for screen in self.screen_stack:
             if hasattr(screen, "show_snapshot"):
                 screen.show_snapshot(snap)
@@ -153,6 +157,21 @@ class MihdApp(App):
             for v in new:
                 self.notify(f"run {v.id}: {v.label} is past its expected time", severity="warning", timeout=8)
                 self._overrun_queue.append(v.id)
+
+    def _alert(self, snap: Snapshot) -> None:
+        """A run that turned late, overran or failed: a notice (an overrun has its own above) and the terminal's
+        desktop notification, so a dashboard in a background (tmux) window is noticed too."""
+        for event, text, raw in self.alerts.new(snap.views):
+            if event != "overrun":
+                self.notify(text, severity="error" if event == "failed" else "warning", timeout=12)
+            if raw and not self.is_headless and self._driver is not None:
+                self._driver.write(raw)  # as Textual's own bell and clipboard do
+
+    @work(thread=True, group="notify-check")
+    def check_notify(self) -> None:
+        """notify.json's problems (a mail server down or refusing included: asked here, off the UI thread)."""
+        for line in config_notices(self.root):
+            self.post_message(Notice(line, "warning", wake=False))
 
     def next_overrun(self):
         """The next run to offer in the overrun banner (oldest flag first), or None; runs that ended meanwhile

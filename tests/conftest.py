@@ -30,6 +30,20 @@ def host_index(tmp_path_factory) -> Path:
         os.environ["MIHD_INDEX_DIR"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_user_config(tmp_path_factory) -> Path:
+    """The user's config folder (~/.config/mihd: notify.json) is the session's own, for this process and every
+    subprocess, so the runs of the tests never reach the notification hooks of whoever runs them."""
+    folder = tmp_path_factory.mktemp("user-config")
+    previous = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = previous
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """An empty workspace root, also set as MIHD_ROOT for subprocesses."""

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def own_user_config(tmp_path, monkeypatch):
+def user_notify_file(tmp_path, monkeypatch):
     """The user's ~/.config/mihd/notify.json is this test's own (empty) one."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))
     return tmp_path / "user-config" / "mihd" / "notify.json"
@@ -37,15 +37,15 @@ def notify_events(run_dir: Path) -> list[dict]:
     return [e for e in map(json.loads, lines) if e["kind"] == "notify"]
 
 
-def test_both_config_files_apply_and_each_problem_is_one_line(tmp_path, own_user_config):
+def test_both_config_files_apply_and_each_problem_is_one_line(tmp_path, user_notify_file):
     root = tmp_path / "ws"
     write_hooks(root, [{"on": ["failed"], "command": ["true"]},
                        {"on": ["failed"], "pager": {}},
                        {"on": ["lat"], "command": ["true"]},
                        {"on": ["done"], "command": ["no-such-notifier-xyz"]},
                        {"on": ["late"], "smtp": {"host": "localhost", "to": "a@b"}}])
-    own_user_config.parent.mkdir(parents=True)
-    own_user_config.write_text('[{"on": ["overrun"], "command": ["true"]}]')
+    user_notify_file.parent.mkdir(parents=True)
+    user_notify_file.write_text('[{"on": ["overrun"], "command": ["true"]}]')
     hooks, problems = read_hooks(root)
     assert [(h.on, h.name) for h in hooks] == [(("failed",), "command true"), (("done",), "command no-such-notifier-xyz"),
                                                (("overrun",), "command true")]
@@ -53,8 +53,8 @@ def test_both_config_files_apply_and_each_problem_is_one_line(tmp_path, own_user
     assert "hook 2: unknown hook kind pager" in problems[0] and "hook 3: \"on\"" in problems[1]
     assert "'no-such-notifier-xyz' not found" in problems[2] and "'from' missing" in problems[3]
     assert [h.name for h in hooks_for(root, "done")] == ["command no-such-notifier-xyz"]  # done: only where listed
-    own_user_config.write_text("[{oops")
-    assert any(p.startswith(f"{own_user_config}: not valid JSON") for p in read_hooks(root)[1])
+    user_notify_file.write_text("[{oops")
+    assert any(p.startswith(f"{user_notify_file}: not valid JSON") for p in read_hooks(root)[1])
 
 
 def test_a_command_hook_gets_the_event_as_data_never_through_a_shell(tmp_path):

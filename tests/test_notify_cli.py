@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def env(tmp_path):
     import os
 
-    return {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "user-config")}
+    return {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "user-config")}  # nothing there: the workspace's alone
 
 
 def mihd(env, *args):

@@ -14,11 +14,6 @@ from notify_helpers import recorded, recorder, write_hooks
 from runs_helpers import alive, launch_fake, view, wait_for
 
 
-@pytest.fixture(autouse=True)
-def own_user_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))
-
-
 def supervisor_gone(run_dir: Path) -> bool:
     proc = json.loads((run_dir / "proc.json").read_text())
     return (run_dir / "exit.json").exists() and not alive([proc["pid"]])

@@ -22,17 +22,12 @@ def register(sub) -> None:
 def warn_config(root, probe: bool = False) -> list:
     """Say each problem of the notify config once (`mihd: warning:`); `probe` also asks each mail server
     whether it would take mail now (a few seconds at most). Returns the usable hooks."""
-    from ..runs.notify_config import read_hooks
-    from ..runs.notify_smtp import probe as smtp_probe
+    from ..runs.notify import check
     from ..workspace import warn_once
 
-    hooks, problems = read_hooks(root)
+    hooks, problems = check(root, ask_servers=probe)
     for line in problems:
         warn_once(line)
-    for hook in hooks if probe else []:
-        said = hook.smtp and smtp_probe(hook.smtp, timeout=3.0)
-        if said:
-            warn_once(f"{hook.source}: {hook.name}: {said}")
     return hooks
 
 

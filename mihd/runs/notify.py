@@ -27,9 +27,9 @@ from pathlib import Path
 from ..rundir import EventLog
 from .identity import MARKER_VAR
 from .notify_command import run_command
-from .notify_config import Hook, hooks_for
+from .notify_config import Hook, hooks_for, read_hooks
 from .notify_event import EVENTS, complete, end_event
-from .notify_smtp import send_mail
+from .notify_smtp import probe, send_mail
 
 CLAIM = ".notify-{}"
 SETTLE_S = 45.0  # how long a supervisor waits for its notifier before it exits
@@ -95,6 +95,17 @@ def notify_end(run_dir: Path, ended: dict) -> None:
     exits, since a Slurm job's processes end with it."""
     deliver(run_dir, end_event(run_dir, ended))
     settle(SETTLE_S)
+
+
+def check(root: Path, ask_servers: bool = True) -> tuple[list[Hook], list[str]]:
+    """(the usable hooks, one line per problem): the config's, and with `ask_servers` each mail server that
+    would not take mail now (down, refusing, TLS or login failing; a few seconds at most each)."""
+    hooks, problems = read_hooks(root)
+    for hook in hooks if ask_servers else []:
+        said = hook.smtp and probe(hook.smtp, timeout=3.0)
+        if said:
+            problems.append(f"{hook.source}: {hook.name}: {said}")
+    return hooks, problems
 
 
 def run_hook(hook: Hook, event: dict) -> tuple[bool, str]:
