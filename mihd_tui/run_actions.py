@@ -13,6 +13,7 @@ from mihd.errors import MihdError
 from mihd.grid import ALL_SLICES
 
 from .messages import Notice
+from .widgets.fmt import short_id
 
 
 def confirm_remove(app, run_id: str | None) -> None:
@@ -43,7 +44,8 @@ def _remove(app, run_id: str) -> None:
 
 
 def rerun(app, run_id: str | None) -> None:
-    """Launch the run's RunSpec (spec.json) again as a new run."""
+    """Launch the run's RunSpec (spec.json) again as a new run; of a run still active, only once asked (as Enter on
+    a running grid cell asks), never a second copy at a stray key."""
     from mihd.rundir import read_plan
 
     view = app.find_view(run_id)
@@ -55,7 +57,18 @@ def rerun(app, run_id: str | None) -> None:
         app.notify(f"run {view.id}: its spec.json holds no plan to run again", severity="error")
         return
     snap = app.snapshot
-    app.launch([plan], snap.entries if snap is not None else [])
+
+    def start(yes: bool = True) -> None:
+        if yes:
+            app.launch([plan], snap.entries if snap is not None else [])
+
+    if not view.active:
+        return start()
+    from .screens.modal import ConfirmDialog
+
+    pct = f" ({100 * view.progress:.0f}%)" if view.progress is not None else ""
+    app.push_screen(ConfirmDialog(f"run {short_id(view.id)} is {view.status}{pct}",  # a second copy of it
+                                  "It computes this spec now. Start another run of it?", "Start another"), start)
 
 
 def compare(app, table) -> None:

@@ -1,5 +1,5 @@
 """The footer with the app's own keys (`q` Quit, `?` Help) first, then the overrun banner's while it shows,
-then the screen's. It holds only the keys that fit whole in the terminal's width (a narrow one drops the last
+then `k` Kill, then the screen's. It holds only the keys that fit whole in the terminal's width (a narrow one drops the last
 keys, never cuts a label); ctrl+p and the rest are in help (`?`)."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from textual.widgets import Footer
 
 FIRST = ("quit", "help")  # actions of the app's bindings
 URGENT = "overrun"        # the overrun banner's actions: next, while it asks
+STOP = "kill"             # the key that stops a run: kept before the focused table's own keys, however narrow
 
 
 def _rank(widget) -> int:
     action = getattr(widget, "action", "") or ""
-    return 0 if action in FIRST else 1 if action.startswith(URGENT) else 2
+    return 0 if action in FIRST else 1 if action.startswith(URGENT) else 2 if action == STOP else 3
 
 
 def _width(widget) -> int:

@@ -1,0 +1,37 @@
+"""The dashboard's small lies, driven by a Pilot against real runs: `R` on a running run asks first, `k Kill`
+stays in an 80-column footer, the kill dialog's signal and the grid's cursor read without colour."""
+
+from __future__ import annotations
+
+import pytest
+
+from mihd_tui.screens.modal import ConfirmDialog
+from mihd_tui.widgets.runs_table import RunsTable
+from runs_helpers import launch_fake
+from tui_helpers import app_for, cleanup, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def footer(screen) -> list[str]:
+    return [w.description for w in screen.query("FooterKey")]
+
+
+async def test_rerun_of_a_running_run_asks_first_and_kill_stays_in_a_narrow_footer(workspace):
+    run_id = launch_fake(workspace, "--seconds", "120")
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: app.find_view(run_id) and app.find_view(run_id).status == "running")
+            app.screen.query_one(RunsTable).focus()
+            await pilot.pause(0.5)
+            keys = footer(app.screen)
+            assert "Kill" in keys and keys[:2] == ["Quit", "Help"], keys
+            await pilot.press("R")
+            dialog = await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog) and app.screen)
+            assert "running" in dialog.title_text and "another" in dialog.text
+            await pilot.press("escape")
+            await pilot.pause(1.5)  # several refreshes: no second copy was started
+            assert [v.id for v in app.snapshot.views] == [run_id]
+    finally:
+        cleanup(workspace)
