@@ -14,6 +14,7 @@ def test_osc9_by_default_osc777_for_foot_and_a_bell_always():
     assert notification("mihd", "body; more", {"TERM": "foot"}) == f"{ESC}]777;notify;mihd;body; more{BEL}{BEL}"
     both = notification("a;b", "c", {"MIHD_TERMINAL_NOTIFY": "both"})
     assert both == f"{ESC}]9;a,b: c{BEL}{ESC}]777;notify;a,b;c{BEL}{BEL}"  # a title's `;` cannot add a field
+    assert notification("t", "b", {"VTE_VERSION": "7600", "TERM": "xterm-256color"}).startswith(f"{ESC}]777;")
     assert notification("t", "b", {"MIHD_TERMINAL_NOTIFY": "bell"}) == BEL
     assert notification("t", "b", {"MIHD_TERMINAL_NOTIFY": "off"}) == ""
     assert notification("4", "2", {}) == f"{ESC}]9; 4: 2{BEL}{BEL}"  # OSC 9;4 would set a progress bar instead

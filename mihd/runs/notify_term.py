@@ -1,10 +1,11 @@
 """The bytes that make a terminal raise its own desktop notification, for a dashboard nobody is looking at.
 
-OSC 9 (iTerm2, WezTerm, Ghostty, kitty, ConEmu/Windows terminals) or OSC 777 `notify` (foot, urxvt, and
-also WezTerm and Ghostty), then a bell, which any terminal (and tmux, for a window in the background) turns
-into a mark or a sound. Terminals that know both OSCs would show two notices, so one is chosen:
-`MIHD_TERMINAL_NOTIFY` = osc9 | osc777 | both | bell | off, else OSC 777 for foot/rxvt, else OSC 9. Inside
-tmux each OSC is wrapped for passthrough (which tmux forwards only with `set -g allow-passthrough on`).
+OSC 9 (iTerm2, WezTerm, Ghostty) or OSC 777 `notify` (urxvt, foot, VTE terminals such as Fedora's GNOME
+Terminal; WezTerm and Ghostty too), then a bell, which any terminal (and tmux, for a window in the
+background) turns into a mark or a sound. A terminal that knows both OSCs would show two notices, so one is
+chosen: `MIHD_TERMINAL_NOTIFY` = osc9 | osc777 | both | bell | off, else OSC 777 where TERM is foot/rxvt or
+VTE_VERSION is set, else OSC 9. Inside tmux each OSC is wrapped for passthrough (which tmux forwards only
+with `set -g allow-passthrough on`).
 Run-derived text is stripped of every control character first, so a run's label can neither end the
 sequence early nor start one of its own.
 """
@@ -30,8 +31,8 @@ def choose(env: Mapping[str, str]) -> str:
     asked = env.get("MIHD_TERMINAL_NOTIFY", "").strip().lower()
     if asked in KINDS:
         return asked
-    term = env.get("TERM", "")
-    return "osc777" if term.startswith(("foot", "rxvt")) and not env.get("TMUX") else "osc9"
+    rxvt_like = env.get("TERM", "").startswith(("foot", "rxvt")) or env.get("VTE_VERSION")
+    return "osc777" if rxvt_like and not env.get("TMUX") else "osc9"  # in tmux, TERM is tmux's own
 
 
 def _tmux(sequence: str) -> str:
