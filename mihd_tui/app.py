@@ -22,16 +22,22 @@ from textual.worker import get_current_worker
 
 from mihd.errors import MihdError
 from mihd.first_start import steps_left
-from mihd.grid import GridSpec, plan_launches, skipped_columns
+from mihd.grid import plan_launches, skipped_columns
 from mihd.inventory import cached_inputs, inputs_cached
 from mihd.runs.gpu import Gpu
 from mihd.workspace import config_problems, is_writable, read_keymap, resolve_root
 
 from .alerts import Alerts, config_notices
 from .messages import Notice, SnapshotReady
+from . import view_state
 from .poller import Poller, Snapshot
 
 HISTORY = 120  # samples of CPU/RSS/GPU kept per run for the sparklines
+
+
+def _flag(view) -> tuple[str, str]:
+    """What the overrun banner offers a run for, once each: (id, "overrun") or (id, "late")."""
+    return view.id, "overrun" if view.overrun else "late"
 
 
 class MihdApp(App):
@@ -50,10 +56,10 @@ class MihdApp(App):
         self.interval = interval
         self.kill_grace = kill_grace
         self.poller = Poller(self.root, factor=factor, gpu=gpu)
-        self.spec = GridSpec("demo")
+        self.spec = view_state.restored(self.root)  # the slice shown last time: a reattach comes back to it
         self.snapshot: Snapshot | None = None
         self.run_history: dict[str, deque] = {}
-        self._overrun_seen: set[str] = set()
+        self._overrun_seen: set[tuple[str, str]] = set()
         self._overrun_queue: list[str] = []
         self.alerts = Alerts()
         self.writable = is_writable(self.root)
@@ -125,6 +131,9 @@ class MihdApp(App):
         snap = message.snapshot
         first = self.snapshot is None
         self.snapshot = snap
+        if first and view_state.fitted(self.spec, snap.slices) != self.spec:
+            self.spec = view_state.fitted(self.spec, snap.slices)
+            self.refresh_now()
         for v in snap.views:
             if v.active:
                 self.run_history.setdefault(v.id, deque(maxlen=HISTORY)).append((v.cpu_percent, v.rss, v.gpu_mem))
@@ -148,8 +157,11 @@ class MihdApp(App):
 
     # -- overrun ----------------------------------------------------------------------------------
     def _check_overruns(self, snap: Snapshot, first: bool) -> None:
-        new = [v for v in snap.views if v.active and v.overrun and v.id not in self._overrun_seen]
-        self._overrun_seen.update(v.id for v in new)
+        new = [v for v in snap.views if v.active and (v.overrun or v.late) and _flag(v) not in self._overrun_seen]
+        self._overrun_seen.update(_flag(v) for v in new)
+        late = [v for v in new if not v.overrun]  # told by the alerts; offered in the banner all the same
+        self._overrun_queue += [v.id for v in late if not first]
+        new = [v for v in new if v.overrun]
         if new and first:
             self.notify(f"{len(new)} run{'s are' if len(new) > 1 else ' is'} past the expected time "
                         "(marked !); k kills the selected run", severity="warning", timeout=8)
@@ -257,12 +269,14 @@ class MihdApp(App):
 
     def set_spec(self, **changes) -> None:
         self.spec = replace(self.spec, **changes)
+        view_state.save(self.root, self.spec)
         self.refresh_now()
 
     def set_slice(self, name: str) -> None:
         """Show slice `name` (or `all slices`: every slice of the switcher) in the grid."""
         snap = self.snapshot
         self.spec = self.spec.with_slice(name, snap.slices if snap else [name])
+        view_state.save(self.root, self.spec)
         self.refresh_now()
 
     def open_run(self, run_id: str | None, cell: int = 0) -> None:

@@ -1,11 +1,15 @@
 """The dashboard's small lies, driven by a Pilot against real runs: `R` on a running run asks first, `k Kill`
-stays in an 80-column footer, the kill dialog's signal and the grid's cursor read without colour."""
+stays in an 80-column footer, a restarted dashboard comes back to its slice, the kill dialog's signal and the
+grid's cursor read without colour."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from mihd_tui.screens.modal import ConfirmDialog
+from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.runs_table import RunsTable
 from runs_helpers import launch_fake
 from tui_helpers import app_for, cleanup, wait_until
@@ -35,3 +39,22 @@ async def test_rerun_of_a_running_run_asks_first_and_kill_stays_in_a_narrow_foot
             assert [v.id for v in app.snapshot.views] == [run_id]
     finally:
         cleanup(workspace)
+
+
+async def test_a_dashboard_started_again_comes_back_to_the_slice_it_showed(workspace, tmp_path):
+    (tmp_path / "s2.h5ad").write_bytes(b"")
+    (workspace / "slices.json").write_text(json.dumps({"s2": {"path": str(tmp_path / "s2.h5ad")}}))
+    app = app_for(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.snapshot and "s2" in app.snapshot.slices)
+        app.screen.query_one(GridTable).focus()
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.snapshot.spec.slice == "s2")
+        await pilot.press("q")
+    again = app_for(workspace)  # the SSH link dropped; a new dashboard reattaches
+    async with again.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: again.snapshot and again.snapshot.spec.slice == "s2")
+    (workspace / "slices.json").write_text("{}")  # the slice is gone: back to the first choice, not an empty grid
+    gone = app_for(workspace)
+    async with gone.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: gone.snapshot and gone.snapshot.spec.slice == "demo")
