@@ -179,3 +179,43 @@ def test_no_hook_no_claim_and_parts_of_a_grid_fire_nothing(tmp_path):
     deliver(run_dir, {"event": "bogus"})
     assert not list(part.iterdir()) and not (run_dir / ".notify-bogus").exists()
     deliver(tmp_path / "no" / "runs" / "gone", {"event": "failed"})  # never raises
+
+
+def test_mail_through_starttls_and_login_as_an_institutions_relay_wants(tmp_path, monkeypatch):
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this server's certificate, as a site CA
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, session.ssl is not None))
+        return AuthResult(success=auth_data.password == b"s3cret")
+
+    box = Mailbox()
+    server = smtp_server(box, tls_context=tls, require_starttls=True, authenticator=authenticator)
+    try:
+        secret = tmp_path / "pw"
+        secret.write_text("s3cret\n")
+        secret.chmod(0o600)
+        relay = {"host": "localhost", "port": server.port, "from": "me@lab.org", "to": "me@lab.org", "user": "me",
+                 "password_file": str(secret)}
+        hooks, problems = read_hooks(_root_with(tmp_path / "ws", [{"on": ["failed"], "smtp": {**relay, "starttls": True}},
+                                                                  {"on": ["failed"], "smtp": relay}]))
+        assert problems == []
+        tls_on, plain = send(hooks, {"event": "failed", "label": "uni2 grid", "run_id": "x", "reason": "OOM"})
+        assert tls_on["ok"] and logins == [(b"me", True)] and "uni2 grid" in box.messages[0]["Subject"]
+        assert not plain["ok"] and len(box.messages) == 1  # the relay wants STARTTLS first: refused, said why
+        assert plain["said"] == "refused: SMTP AUTH extension not supported by server."  # TLS first, then AUTH
+        monkeypatch.delenv("SSL_CERT_FILE")  # a certificate nobody vouches for: no password goes out
+        (untrusted,) = send(hooks[:1], {"event": "failed", "label": "x", "run_id": "x"})
+        assert untrusted["said"].startswith("TLS failed: CERTIFICATE_VERIFY_FAILED") and len(logins) == 1
+    finally:
+        server.stop()

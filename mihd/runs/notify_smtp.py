@@ -43,13 +43,18 @@ def _session(smtp: dict, timeout: float) -> smtplib.SMTP:
 
 
 def _failure(exc: Exception) -> str:
+    """The server's refusal, a TLS failure or an unreachable server, in a few words (SMTPException and
+    SSLError are OSErrors too: asked first)."""
     if isinstance(exc, smtplib.SMTPResponseException):
-        return f"refused: {exc.smtp_code} {exc.smtp_error.decode(errors='replace') if isinstance(exc.smtp_error, bytes) else exc.smtp_error}"
+        said = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        return f"refused: {exc.smtp_code} {said}"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return f"recipients refused: {', '.join(exc.recipients)}"
-    if isinstance(exc, OSError):
-        return f"cannot reach the server: {exc.strerror or exc}"
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, smtplib.SMTPException):
+        return f"refused: {exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    return f"cannot reach the server: {exc.strerror or exc}"
 
 
 def send_mail(smtp: dict, event: dict, timeout: float) -> tuple[bool, str]:
