@@ -18,6 +18,7 @@ DESCRIBE = {"never": "never run (computes its inputs first)", "ready": "inputs c
 # the latest attempt beside a result (one glyph), and alone (a word)
 MARK = {OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
 WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
+QUEUED_MARK = "⧗"  # beside the last score while a new run of the cell waits to start
 CELL_WIDTH = 8
 
 
@@ -42,8 +43,8 @@ def cell_text(cs: CellState) -> str:
         return f"{pct} {fmt_score(cs.ari, cs.random_init, 2)}".replace(" 0.", " .")
     if cs.state == DONE:
         return score or "done"
-    if cs.state == QUEUED:  # a waiting run: an older score beside it read as this run's (the line says it)
-        return "queued"
+    if cs.state == QUEUED:  # the last score stays in sight, marked as waiting; the line under the grid says whose
+        return f"{score} {QUEUED_MARK}" if score else "queued"
     if score:
         return f"{score} {MARK.get(cs.state, '')}".strip()
     return WORD.get(cs.state, cs.state)

@@ -286,7 +286,9 @@ def test_slice_choices_put_demo_first(tmp_path):
     assert gs.slice_choices(tmp_path, [entry("texture", slice_id="s9")]) == ["demo", "151673", "s9", gs.ALL_SLICES]
 
 
-def test_a_queued_cell_reads_queued_not_an_older_score():
-    """The score of an earlier run beside `…` read as this waiting run's; the line under the grid keeps it."""
+def test_a_queued_cell_keeps_its_last_score_in_sight_marked_as_waiting():
+    """Its last ARI stays (hidden, a researcher could not compare before the new run ends), marked as a failed
+    run's is (`0.500 ✗`): the mark says the latest attempt, the line under the grid whose score it is."""
     cs = gs.CellState("concat", "texture", gs.QUEUED, ari=0.5, nmi=0.5, scored_by="20250101-000000-000-aaaaaa")
-    assert cell_text(cs) == "queued" and "last ARI 0.500" in describe_cell(cs)
+    assert cell_text(cs) == "0.500 ⧗" and "queued" in describe_cell(cs) and "last ARI 0.500" in describe_cell(cs)
+    assert cell_text(gs.CellState("concat", "texture", gs.QUEUED)) == "queued"

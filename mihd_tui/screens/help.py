@@ -17,6 +17,7 @@ LEGEND = """\
   [b]·[/]         never run (computes its inputs)
   [b]⊘[/]         no weights here and nothing cached
   [b]queued[/]    its run waits to start
+  [b]0.612 ⧗[/]   last ARI, a new run of it waits to start
   [b]45%[/]       running (this cell's part)
   [b]45%![/]      running past its expected time
   [b]45% .61[/]   running, last ARI beside it
