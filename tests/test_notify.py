@@ -2,7 +2,6 @@
 localhost, the once-per-run claim across processes, a hook's timeout, and the run left alone."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +46,8 @@ def test_both_config_files_apply_and_each_problem_is_one_line(tmp_path, user_not
     user_notify_file.parent.mkdir(parents=True)
     user_notify_file.write_text('[{"on": ["overrun"], "command": ["true"]}]')
     hooks, problems = read_hooks(root)
-    assert [(h.on, h.name) for h in hooks] == [(("failed",), "command true"), (("done",), "command no-such-notifier-xyz"),
+    assert [(h.on, h.name) for h in hooks] == [(("failed",), "command true"),
+                                               (("done",), "command no-such-notifier-xyz"),
                                                (("overrun",), "command true")]
     assert len(problems) == 4 and all("\n" not in p and "notify.json hook" in p for p in problems)
     assert "hook 2: unknown hook kind pager" in problems[0] and "hook 3: \"on\"" in problems[1]
@@ -207,8 +207,8 @@ def test_mail_through_starttls_and_login_as_an_institutions_relay_wants(tmp_path
         secret.chmod(0o600)
         relay = {"host": "localhost", "port": server.port, "from": "me@lab.org", "to": "me@lab.org", "user": "me",
                  "password_file": str(secret)}
-        hooks, problems = read_hooks(_root_with(tmp_path / "ws", [{"on": ["failed"], "smtp": {**relay, "starttls": True}},
-                                                                  {"on": ["failed"], "smtp": relay}]))
+        both = [{"on": ["failed"], "smtp": {**relay, "starttls": True}}, {"on": ["failed"], "smtp": relay}]
+        hooks, problems = read_hooks(_root_with(tmp_path / "ws", both))
         assert problems == []
         tls_on, plain = send(hooks, {"event": "failed", "label": "uni2 grid", "run_id": "x", "reason": "OOM"})
         assert tls_on["ok"] and logins == [(b"me", True)] and "uni2 grid" in box.messages[0]["Subject"]

@@ -32,7 +32,8 @@ def test_the_supervisor_tells_failed_and_done_to_the_hooks_that_ask(tmp_path):
     claim = json.loads((run_dir / ".notify-failed").read_text())
     assert claim["pid"] == json.loads((run_dir / "proc.json").read_text())["pid"]  # the supervisor fired it
     ok = launch_fake(tmp_path, "--seconds", 0.2)
-    assert wait_for(lambda: len(recorded(with_done)) == 2 and recorded(with_done), timeout=60)[1]["stdin"]["event"] == "done"
+    told = wait_for(lambda: len(recorded(with_done)) == 2 and recorded(with_done), timeout=60)
+    assert told[1]["stdin"]["event"] == "done"
     wait_for(lambda: supervisor_gone(tmp_path / "runs" / ok), timeout=60)
     assert len(recorded(failed_only)) == 1 and not list(tmp_path.rglob("pwned")) and not Path("pwned").exists()
     v = view(tmp_path, ok)  # the hanging hook was killed and logged; the run is as it was

@@ -46,6 +46,7 @@ def test_wait_times_out_with_124_and_refuses_a_bad_reference(tmp_path):
     out = wait_cmd(tmp_path, live, "--timeout", "1s")
     assert out.returncode == 124 and out.stdout == "" and f"still active: {live}" in out.stderr
     bad = wait_cmd(tmp_path, live, "no-such-run")
-    assert bad.returncode == 2 and bad.stderr.strip() == "mihd: error: run 'no-such-run': no such run (see `mihd runs ls --all`)"
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "mihd: error: run 'no-such-run': no such run (see `mihd runs ls --all`)"
     assert wait_cmd(tmp_path, "x/../y").returncode == 2
     kill_run(tmp_path, live, grace=1)
