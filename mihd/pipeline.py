@@ -90,6 +90,27 @@ def default_n_clusters(adata, n_clusters: int | None) -> int:
     raise MihdError("--n-clusters: required, since the slice has no truth labels to take the number from")
 
 
+def check_slice_for(adata, spec: RunSpec) -> None:
+    """What the plan needs of this loaded slice, said before a run dir or an embedding is made from it: spot
+    coordinates (every cell's fusion and clustering takes them) and a k its spots can hold, naming where k came
+    from (the truth's domains when --n-clusters was not given)."""
+    from .metrics import labelled_mask
+
+    where = f"{adata.uns['mihd']['source']} (slice {adata.uns['mihd']['slice_id']})"
+    if "spatial" not in adata.obsm:
+        raise MihdError(f"{where}: no spot coordinates (obsm['spatial']), which --fusion {spec.cells[0].fusion} needs")
+    k = default_n_clusters(adata, spec.n_clusters)
+    n = adata.n_obs
+    if spec.drop_unlabelled and "truth" in adata.obs:
+        n = int(labelled_mask(adata.obs["truth"].astype(object)).sum())
+    spots = f"{n} {'labelled ' if spec.drop_unlabelled else ''}spots"
+    if spec.n_clusters is not None and k > n:
+        raise MihdError(f"--n-clusters {k}: more than the {spots} of {where}")
+    if spec.n_clusters is None and not 2 <= k <= n:
+        raise MihdError(f"{where}: its truth labels hold {k} domain{'s' * (k != 1)} for {spots}, so k cannot be "
+                        f"taken from them; give --n-clusters (from 2 to {n})")
+
+
 def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
               argv: list[str] | None = None) -> dict:
     """Run the plan's cells on the loaded slice; returns the result.json content (also written when run_dir is set).
@@ -100,6 +121,7 @@ def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,
     from .metrics import labelled_mask
 
     check_plan(spec)
+    check_slice_for(adata, spec)
     cells, keep_going = spec.cells, spec.kind == "grid"
     events = EventLog(run_dir)
     events.emit("start", argv=argv or [], cells=len(cells), slice=adata.uns["mihd"]["slice_id"])

@@ -240,7 +240,7 @@ def run_plan(plan, root: Path, run_dir: Path | None = None, *, as_json: bool = F
     """Run `plan` in `run_dir`; a run dir without a launcher's spec.json (a direct run, in a new run dir
     when none is given) is supervised by this process and indexed at its end."""
     from ..execute import check_fresh, load_plan_slice
-    from ..pipeline import run_cells
+    from ..pipeline import check_slice_for, run_cells
 
     started = time.time()
     if run_dir is not None:
@@ -248,6 +248,7 @@ def run_plan(plan, root: Path, run_dir: Path | None = None, *, as_json: bool = F
     if plan.is_study:
         return _run_study(plan, root, run_dir, started, as_json)
     adata = load_plan_slice(plan, root)  # an unreadable slice is refused before a direct run dir is made
+    check_slice_for(adata, plan)  # and one the plan cannot use (no coordinates, a k its spots cannot hold)
     run_dir, direct = _run_dir(root, run_dir, plan)
     code = 1
     try:

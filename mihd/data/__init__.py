@@ -50,13 +50,22 @@ def load_slice(source: str | Path, root: str | Path | None = None, truth_col: st
     if entry:
         truth_col = truth_col or entry.get("truth_col")
         fullres = fullres or entry.get("fullres")
+    return read_slice(path, slice_id, truth_col, fullres)
+
+
+def read_slice(path: Path, slice_id: str, truth_col: str | None = None, fullres: str | Path | None = None):
+    """The slice at `path` (a checked Space Ranger folder or .h5ad), checked inside (data.shape: one line naming
+    the file at fault) before anything is made from it."""
+    from .shape import check_slice
 
     if path.is_dir():
         from .spaceranger import load_spaceranger
 
-        adata, library_id = load_spaceranger(path, Path(fullres) if fullres else None)
+        adata, library_id, files = load_spaceranger(path, Path(fullres) if fullres else None)
     else:
         adata, library_id = _load_h5ad(path)
+        files = {"slice": path}
+    check_slice(adata, library_id, files)
 
     from .fingerprint import gene_fingerprint, vision_fingerprint
 
@@ -73,8 +82,11 @@ def load_slice(source: str | Path, root: str | Path | None = None, truth_col: st
 def _load_h5ad(path: Path):
     import anndata
 
+    from .shape import barcodes_checked_later
+
     try:
-        adata = anndata.read_h5ad(path)
+        with barcodes_checked_later():
+            adata = anndata.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many types for unreadable files
         raise MihdError(f"{path}: cannot read the .h5ad ({type(exc).__name__}: {exc})") from None
     spatial = adata.uns.get("spatial") or {}

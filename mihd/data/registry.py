@@ -30,11 +30,17 @@ def _stored(root: Path) -> dict:
     return data
 
 
-def register(root: Path, name: str, path: str | Path, truth_col: str | None = None, fullres: str | None = None) -> dict:
-    """Register `path` (checked to be a Space Ranger folder or an .h5ad, by its files) under `name`."""
+def register(root: Path, name: str, path: str | Path, truth_col: str | None = None, fullres: str | None = None,
+             *, read: bool = True) -> dict:
+    """Register `path` (checked to be a Space Ranger folder or an .h5ad, by its files) under `name`; `read`: load
+    it once first, so a slice wrong inside (data.shape) or a --truth-col it lacks is refused now, not at a run."""
     validate_name(name, "NAME")
     path = check_source(path, "PATH")
     entry = {"path": str(path), "truth_col": truth_col, "fullres": str(check_image(fullres)) if fullres else None}
+    if read:
+        from . import read_slice
+
+        read_slice(path, name, truth_col, entry["fullres"])
     slices = _stored(root)
     slices[name] = entry
     try:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MihdError
+from .shape import barcodes_checked_later, check_barcodes
 from .sources import open_image
 
 POSITION_COLUMNS = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
@@ -16,16 +17,19 @@ IMAGE_FILES = {"hires": "tissue_hires_image.png", "lowres": "tissue_lowres_image
 
 
 def read_counts(folder: Path):
+    """(AnnData of the counts, the file or folder they were read from)."""
     import scanpy as sc
 
     h5 = folder / "filtered_feature_bc_matrix.h5"
     mtx = folder / "filtered_feature_bc_matrix"
     try:
         if h5.is_file():
-            adata = sc.read_10x_h5(h5, gex_only=True)
+            with barcodes_checked_later():
+                adata = sc.read_10x_h5(h5, gex_only=True)
             source = h5
         elif mtx.is_dir():
-            adata = sc.read_10x_mtx(mtx, var_names="gene_ids", make_unique=True)
+            with barcodes_checked_later():
+                adata = sc.read_10x_mtx(mtx, var_names="gene_ids", make_unique=True)
             source = mtx
         else:
             raise MihdError(
@@ -40,7 +44,8 @@ def read_counts(folder: Path):
     adata.var_names_make_unique()
     if adata.n_obs == 0:
         raise MihdError(f"{source}: the counts hold no spots")
-    return adata
+    check_barcodes(adata.obs_names, source)
+    return adata, source
 
 
 def read_positions(spatial: Path) -> pd.DataFrame:
@@ -60,6 +65,9 @@ def read_positions(spatial: Path) -> pd.DataFrame:
         frame[POSITION_COLUMNS[1:]] = frame[POSITION_COLUMNS[1:]].astype(float)
     except ValueError:
         raise MihdError(f"{path}: coordinate columns are not numeric") from None
+    counts = frame["barcode"].value_counts()
+    if counts.iloc[0] > 1:
+        raise MihdError(f"{path}: barcode {counts.index[0]!r} is listed {counts.iloc[0]} times; each spot has one position")
     frame.attrs["path"] = str(path)
     return frame.set_index("barcode")
 
@@ -103,7 +111,9 @@ def read_metadata(folder: Path) -> pd.DataFrame | None:
 
 
 def load_spaceranger(folder: Path, fullres: Path | None = None):
-    adata = read_counts(folder)
+    """(AnnData, library id, the file each part was read from: what shape.check_slice names)."""
+    adata, counts = read_counts(folder)
+    files = {"counts": counts}
     spatial = folder / "spatial"
     if not spatial.is_dir():
         raise MihdError(f"{folder}: no spatial/ folder (spot positions, scalefactors, images)")
@@ -119,8 +129,11 @@ def load_spaceranger(folder: Path, fullres: Path | None = None):
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(dtype=np.float64)
 
     images = {name: read_image(spatial / fname) for name, fname in IMAGE_FILES.items() if (spatial / fname).is_file()}
+    files.update({name: spatial / fname for name, fname in IMAGE_FILES.items()})
     if fullres is not None:
         images["fullres"] = read_image(Path(fullres))
+        files["fullres"] = Path(fullres)
+    files.update(positions=Path(positions.attrs["path"]), scalefactors=spatial / "scalefactors_json.json")
     library_id = folder.name
     adata.uns["spatial"] = {library_id: {"images": images, "scalefactors": read_scalefactors(spatial)}}
 
@@ -130,7 +143,7 @@ def load_spaceranger(folder: Path, fullres: Path | None = None):
         if len(shared) == adata.n_obs:
             extra = metadata.loc[adata.obs_names, [c for c in metadata.columns if c not in adata.obs]]
             adata.obs = pd.concat([adata.obs, extra], axis=1)
-    return adata, library_id
+    return adata, library_id, files
 
 
 def read_truth_file(path: Path, obs_names: pd.Index) -> pd.Series:
