@@ -52,7 +52,8 @@ WEIGHTS_TTL = 30.0  # seconds a weights look-up is believed (files dropped in la
 NEVER, READY, NO_WEIGHTS, QUEUED, RUNNING, OVERRUN, ORPHANED, DONE, FAILED, KILLED, LOST, CORRUPT, NA = (
     "never", "ready", "no weights", "queued", "running", "overrun", "orphaned", "done", "failed", "killed",
     "lost", "corrupt", "n/a")
-ACTIVE_STATES = (QUEUED, RUNNING, OVERRUN, ORPHANED)
+LATE = "late"  # running, but its trustworthy projection ends past its expected time (mihd.runs.late)
+ACTIVE_STATES = (QUEUED, RUNNING, LATE, OVERRUN, ORPHANED)
 IN_GRIDS = "in grids"  # Expected.source of a lone cell with no whole-run history, scored inside grids
 RECORD = ("ari", "nmi", "random_init", "ari_sd", "error")  # what the grid keeps of a run's cell
 ENDED = ("done", FAILED, KILLED, LOST, CORRUPT)  # run statuses after which the run dir no longer changes
@@ -411,8 +412,9 @@ class GridState:
                 if index > current:
                     return _Outcome(view.id, QUEUED)
                 frac = 1.0 if index < current else min(max(view.cell_progress or 0.0, 0.0), 1.0)
-                state = ORPHANED if view.status == ORPHANED else OVERRUN if view.overrun else RUNNING
-                return _Outcome(view.id, state, progress=frac)
+                state = ORPHANED if view.status == ORPHANED else OVERRUN if view.overrun else \
+                    LATE if view.late else RUNNING
+                return _Outcome(view.id, state, progress=frac, reason=view.late if state == LATE else None)
         else:
             rec = self.cell_records(view.id, view.run_dir).get(key)
             if rec is None:

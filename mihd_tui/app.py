@@ -35,6 +35,11 @@ from .poller import Poller, Snapshot
 HISTORY = 120  # samples of CPU/RSS/GPU kept per run for the sparklines
 
 
+def _flag(view) -> tuple[str, str]:
+    """What the overrun banner offers a run for, once each: (id, "overrun") or (id, "late")."""
+    return view.id, "overrun" if view.overrun else "late"
+
+
 class MihdApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "mihd-tui"
@@ -54,7 +59,7 @@ class MihdApp(App):
         self.spec = view_state.restored(self.root)  # the slice shown last time: a reattach comes back to it
         self.snapshot: Snapshot | None = None
         self.run_history: dict[str, deque] = {}
-        self._overrun_seen: set[str] = set()
+        self._overrun_seen: set[tuple[str, str]] = set()
         self._overrun_queue: list[str] = []
         self.alerts = Alerts()
         self.writable = is_writable(self.root)
@@ -152,8 +157,11 @@ class MihdApp(App):
 
     # -- overrun ----------------------------------------------------------------------------------
     def _check_overruns(self, snap: Snapshot, first: bool) -> None:
-        new = [v for v in snap.views if v.active and v.overrun and v.id not in self._overrun_seen]
-        self._overrun_seen.update(v.id for v in new)
+        new = [v for v in snap.views if v.active and (v.overrun or v.late) and _flag(v) not in self._overrun_seen]
+        self._overrun_seen.update(_flag(v) for v in new)
+        late = [v for v in new if not v.overrun]  # told by the alerts; offered in the banner all the same
+        self._overrun_queue += [v.id for v in late if not first]
+        new = [v for v in new if v.overrun]
         if new and first:
             self.notify(f"{len(new)} run{'s are' if len(new) > 1 else ' is'} past the expected time "
                         "(marked !); k kills the selected run", severity="warning", timeout=8)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from textual.markup import escape
 
-from mihd.grid import DONE, FAILED, KILLED, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, RUNNING, \
+from mihd.grid import DONE, FAILED, KILLED, LATE, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, \
+    RUNNING, \
     CORRUPT, IN_GRIDS, CellState
 from mihd.present import RANDOM_MARK, fmt_duration, fmt_score
 from mihd.runs.eta import Expected
@@ -12,11 +13,11 @@ from mihd.runs.eta import Expected
 # what each state means, for the status line under the grid
 DESCRIBE = {"never": "never run (computes its inputs first)", "ready": "inputs cached, can run now",
             "no weights": "cannot run here", "queued": "queued", "running": "running",
-            "overrun": "running past its expected time", "orphaned": "orphaned: supervisor gone, still running",
+            "overrun": "running past its expected time", "late": "late", "orphaned": "orphaned: supervisor gone, still running",
             "done": "done", "failed": "failed", "killed": "killed", "lost": "lost (process gone without an exit)",
             "corrupt": "corrupt run dir", "n/a": "needs a vision embedding"}
 # the latest attempt beside a result (one glyph), and alone (a word)
-MARK = {OVERRUN: "!", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
+MARK = {OVERRUN: "!", LATE: "»", ORPHANED: "◌", FAILED: "✗", KILLED: "✗", LOST: "?", CORRUPT: "✗"}
 WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
 QUEUED_MARK = "⧗"  # beside the last score while a new run of the cell waits to start
 CELL_WIDTH = 8
@@ -35,7 +36,7 @@ def cell_text(cs: CellState) -> str:
     """Short (<= CELL_WIDTH columns) text for a grid cell: the latest result beside the latest attempt's
     state when they differ (`42% .77` running, `0.767 ✗` killed or failed since), else one of them."""
     score = score_text(cs)
-    if cs.state in (RUNNING, OVERRUN, ORPHANED):
+    if cs.state in (RUNNING, LATE, OVERRUN, ORPHANED):
         done = f"{len(cs.slices)}/{cs.cohort}" if cs.cohort else f"{100 * (cs.progress or 0):.0f}%"  # all slices: scored
         pct = done + (MARK[cs.state] if cs.state != RUNNING else "")
         if cs.ari is None:
@@ -52,7 +53,7 @@ def cell_text(cs: CellState) -> str:
 
 def describe_cell(cs: CellState) -> str:
     """The status line's words for a cell: the attempt (with its % or reason), then the latest result."""
-    if cs.state in (RUNNING, OVERRUN, ORPHANED):
+    if cs.state in (RUNNING, LATE, OVERRUN, ORPHANED):
         what = f"{DESCRIBE[cs.state]}, " + (f"{len(cs.slices)} of {cs.cohort} slices scored" if cs.cohort
                                              else f"{100 * (cs.progress or 0):.0f}%")
     elif cs.state == DONE and cs.slices:

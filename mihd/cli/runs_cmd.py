@@ -141,9 +141,9 @@ def _show(args) -> int:
              ("progress", "-" if v.progress is None else f"{100 * v.progress:.0f}%"
               + (f" {v.stage} {v.stage_done}/{v.stage_total}" if v.stage else "")),
              ("overrun", "yes" if v.overrun else "no"),
+             *([("late", v.late)] if v.late else []),
              ("cpu / rss / gpu", _fmt_usage(v.cpu_percent, v.rss, v.gpu_mem)),
              ("peak", _fmt_usage(peak.get("cpu_percent"), peak.get("rss"), peak.get("gpu_mem"))
-             *([("late", v.late)] if v.late else []),
               + ("" if peak else " (no usage.json)")),
              ("pid / job", f"{v.pid or '-'} / {v.job_id or '-'}"),
              ("exit", f"code {v.exit_code}" if v.exit_code is not None else (f"signal {v.exit_signal}"

@@ -20,6 +20,7 @@ LEGEND = """\
   [b]0.612 ⧗[/]   last ARI, a new run of it waits to start
   [b]45%[/]       running (this cell's part)
   [b]45%![/]      running past its expected time
+  [b]45%»[/]      late: will overrun its expected time (projected from its own rate)
   [b]45% .61[/]   running, last ARI beside it
   [b]0.612 ✗[/]   last ARI, its latest run failed or was killed
   [b]failed[/]    how its latest run ended (also killed, lost)

@@ -115,7 +115,7 @@ class MainScreen(Screen):
         """The banner follows its run; when the run has ended the next overrunning one (if any) takes it."""
         banner = self.query_one(OverrunBanner)
         view = self.app.find_view(banner.run_id)
-        if view is not None and view.active:
+        if view is not None and view.active and (view.overrun or view.late):  # a late flag may go again
             return banner.follow(view)
         before, nxt = banner.run_id, self.app.next_overrun()
         banner.follow(nxt) if nxt is not None else banner.clear()
@@ -149,8 +149,10 @@ class MainScreen(Screen):
                 if v.active:
                     counts[v.status] = counts.get(v.status, 0) + 1
             over = sum(1 for v in snap.views if v.active and v.overrun)
+            late = sum(1 for v in snap.views if v.active and v.late and not v.overrun)
             live = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no active runs"
-            parts.append(live + (f", [b $warning]{over} overrun[/]" if over else ""))
+            parts.append(live + (f", [b $warning]{over} overrun[/]" if over else "")
+                         + (f", [b $warning]{late} late[/]" if late else ""))
             parts.append("GPU " + (f"{len(snap.gpu)}" if snap.gpu else "none"))
         parts.append(escape(str(self.app.root)))  # last: on a narrow terminal the path is what gets cut, not the state
         self.query_one("#header", Static).update("  │  ".join(parts))
@@ -187,7 +189,8 @@ class MainScreen(Screen):
         if v.status in ("failed", "lost") and v.error:
             what += f": {escape(v.error)}"
         if v.active and v.progress is not None:
-            what += f" {100 * v.progress:.0f}%" + (" [b $warning]past its expected time[/]" if v.overrun else "")
+            what += f" {100 * v.progress:.0f}%" + (" [b $warning]past its expected time[/]" if v.overrun else
+                                                   f" [b $warning]{escape(v.late)}[/]" if v.late else "")
         when = f", {fmt_duration(v.elapsed)}" if v.elapsed else ""
         # how it stands first: at 80 columns a reason such as the OOM killer's must not be the part cut off
         return f"{what}{when} · [b]{escape(v.label)}[/] · run {short_id(v.id)}  Enter: open"

@@ -20,7 +20,7 @@ class GridTable(DataTable):
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
         *(f"grid--ari-{i}" for i in range(5)),
-        "grid--never", "grid--ready", "grid--queued", "grid--running", "grid--overrun", "grid--orphaned",
+        "grid--never", "grid--ready", "grid--queued", "grid--running", "grid--late", "grid--overrun", "grid--orphaned",
         "grid--failed", "grid--killed", "grid--lost", "grid--corrupt", "grid--na", "grid--done", "grid--no-weights",
     }
 

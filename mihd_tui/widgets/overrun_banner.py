@@ -1,7 +1,8 @@
 """The overrun offer: a banner under the header, not a dialog, so the grid (with its `!`), the tabs and every
 key of the main screen stay in reach while a run past its expected time waits for an answer: `t` TERM,
-`K` KILL, `w` keep watching (the run stays flagged `!` in its row, its cell and the header). It follows
-the run at each refresh and goes when the run ends."""
+`K` KILL, `w` keep watching (the run stays flagged `!` in its row, its cell and the header). A run that is
+late (its projection ends past its expected time, `»`) gets the same offer before it overruns. It follows
+the run at each refresh and goes when the run ends or its late flag goes."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class OverrunBanner(Static):
     def follow(self, view: RunView) -> None:
         self.run_id = view.id
         # what a narrow terminal cuts (each line ends in … there) comes last: the keys always show whole
-        self.update(f"[b $warning]! past its expected time:[/] [b]{escape(view.label)}[/]  {overrun_facts(view)}\n"
-                    f"{KEYS}   {identity(view)}")
+        head = "! past its expected time:" if view.overrun else "» late:"
+        facts = overrun_facts(view) if view.overrun else escape(view.late or "")
+        self.update(f"[b $warning]{head}[/] [b]{escape(view.label)}[/]  {facts}\n{KEYS}   {identity(view)}")
         self.display = True
 
     def clear(self) -> None:

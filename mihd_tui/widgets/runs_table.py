@@ -53,7 +53,7 @@ def ordered(views: list[RunView], column: str, reverse: bool) -> list[RunView]:
 
 class RunsTable(KeyedTable):
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
-        "runs--queued", "runs--running", "runs--overrun", "runs--done", "runs--failed", "runs--killed", "runs--lost",
+        "runs--queued", "runs--running", "runs--overrun", "runs--late", "runs--done", "runs--failed", "runs--killed", "runs--lost",
         "runs--orphaned", "runs--corrupt"}
 
     BINDINGS = [
@@ -84,9 +84,9 @@ class RunsTable(KeyedTable):
                                            # where a label is too long)
 
     def _cells(self, v: RunView) -> tuple:
-        state = "overrun" if v.overrun and v.active else v.status
+        state = "overrun" if v.overrun and v.active else "late" if v.late and v.active else v.status
         style = self.get_component_rich_style(f"runs--{state}", partial=True)
-        status = v.status + (" !" if v.overrun and v.active else "")
+        status = v.status + (" !" if v.overrun and v.active else " »" if v.late and v.active else "")
         if v.status == "done" and v.ari is not None:
             status = f"done {fmt_score(v.ari, v.random_init, 2)}".replace("-0.", "-.")  # `done -.05*` fits too
         prog = "" if v.progress is None else f"{text_bar(v.progress, 6)} {100 * v.progress:3.0f}%"
