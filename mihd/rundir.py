@@ -9,6 +9,7 @@ LINE_INTERVAL_S (with the training loss when given), each cell's score as it is 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .jsonio import read_json, write_json_atomic
+from .owners import owner_name
 
 SPEC = "spec.json"
 PROC = "proc.json"      # the supervisor's identity (pid, create time, session, host), written once it runs
@@ -228,6 +230,20 @@ class RunFileError(MihdError):
     """A run dir file that is there but unusable; str() is the one line `<file>: <why>`."""
 
 
+class RunFileUnreadable(RunFileError):
+    """A run dir file (or the run dir) this user may not read: another lab member's, `unreadable (owner X)`."""
+
+
+def _read_error(run_dir: Path, name: str, exc: OSError) -> RunFileError:
+    """The RunFileError an OSError reading `name` is: permissions (naming the owner of the file, else of the run
+    dir when that cannot even be entered), or damage."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        path = Path(run_dir) / name
+        owner = owner_name(path if os.access(run_dir, os.X_OK) else Path(run_dir))
+        return RunFileUnreadable(f"unreadable (owner {owner}): {name}")
+    return RunFileError(f"{name}: unreadable ({exc.strerror or exc})")
+
+
 _NUM = (int, float)
 _OPT_NUM, _OPT_INT, _OPT_STR = (int, float, type(None)), (int, type(None)), (str, type(None))
 _FIELDS = {  # per file: field -> the types its value may have (a field may be missing; others are ignored)
@@ -292,8 +308,10 @@ def load_file(run_dir: Path, name: str) -> dict | None:
         text = (Path(run_dir) / name).read_text()
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{name}: unreadable ({getattr(exc, 'strerror', None) or exc})") from None
+    except OSError as exc:
+        raise _read_error(run_dir, name, exc) from None
+    except UnicodeDecodeError as exc:
+        raise RunFileError(f"{name}: unreadable ({exc})") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -340,7 +358,7 @@ def load_events(run_dir: Path) -> list[dict]:
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise RunFileError(f"{EVENTS}: unreadable ({exc.strerror})") from None
+        raise _read_error(run_dir, EVENTS, exc) from None
     events = []
     for n, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), 1):
         if not line.strip():

@@ -51,15 +51,16 @@ def lab():
         shutil.rmtree(shared.parent / f"{shared.name}-index-{user}", ignore_errors=True)
 
 
-def as_user(user: str, root: Path, *args: str, python: tuple[str, ...] = ("-m", "mihd")) -> subprocess.CompletedProcess:
-    """`mihd ARGS` (or `python PYTHON ARGS`) run by `user` with umask 002, as a lab member would."""
+def as_user(user: str, root: Path, *args: str, python: tuple[str, ...] = ("-m", "mihd"),
+            umask: int = 0o002) -> subprocess.CompletedProcess:
+    """`mihd ARGS` (or `python PYTHON ARGS`) run by `user` with umask 002 (or `umask`), as a lab member would."""
     entry = pwd.getpwnam(user)
 
     def become():
         os.setgroups([entry.pw_gid])
         os.setgid(entry.pw_gid)
         os.setuid(entry.pw_uid)
-        os.umask(0o002)
+        os.umask(umask)
 
     env = {**os.environ, "MIHD_ROOT": str(root), "HOME": str(root.parent),
            "MIHD_INDEX_DIR": str(root.parent.parent / f"{root.parent.name}-index-{user}")}

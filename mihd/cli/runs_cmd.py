@@ -104,6 +104,8 @@ def _ls(args) -> int:
     for v in views:
         if v.status == "corrupt":
             print(f"{v.id}: corrupt: {_text(v.error)}")
+        elif v.status == "unreadable":  # another member's files: `unreadable (owner X): <file>`
+            print(f"{v.id}: {_text(v.error)}")
     return 0
 
 
@@ -189,18 +191,20 @@ def _cell_line(c) -> str:
 def _logs(args) -> int:
     from pathlib import Path
 
+    from ..errors import MihdError
     from ..rundir import EXIT, LOG
     from ..runs.fanout import cell_dir
     from ..runs.ids import split_cell
 
     run_id, cell = split_cell(args.id)  # GRID/3: cell 3 of a fanned-out grid
     with _watcher(args.root) as w:
-        run_dir = Path(w.view(run_id).run_dir)
+        v = w.view(run_id)
+    if v.status == "unreadable":  # another member's run: `unreadable (owner X)`, not a traceback
+        raise MihdError(f"run {v.id}: {v.error}")
+    run_dir = Path(v.run_dir)
     if cell is not None:
         run_dir = cell_dir(run_dir, cell)
     if cell is not None and not run_dir.is_dir():
-        from ..errors import MihdError
-
         raise MihdError(f"run {args.id!r}: no such cell (ID/N names cell N of a fanned-out grid)")
     tty = sys.stdout.isatty()
     offset, rest = 0, b""

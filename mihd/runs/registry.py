@@ -26,13 +26,13 @@ from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import read_json
-from ..rundir import (EVENTS, EXIT, HANDLE, PROC, RESULT, SPEC, USAGE, RunFileError, iter_run_dirs, load_events,
-                      load_file, read_spec)
+from ..rundir import EVENTS, EXIT, HANDLE, PROC, RESULT, SPEC, USAGE, RunFileUnreadable, iter_run_dirs, read_spec
 from ..workspace import host_index_dir, resolve_root, runs_dir
 from .backends import outcome as backend_outcome
 from .cells import run_signature, sig_string, signature, stored_label
 from .eta import CELL_KEY
 from .fanout import FANOUT
+from .run_files import UNSETTLED, has_files, read_run
 
 SCHEMA_VERSION = 4          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
@@ -71,18 +71,20 @@ _UPSERT = (
 )
 
 
-def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
+def describe(run_dir: Path, gone: bool = False, part: bool = False) -> tuple[dict, list[dict]]:
     """The registry row and cell rows that the files of one run dir say. `gone`: its backend found none of
     its processes, so without exit.json the run ended on its own: done/failed by its result, else lost.
-    A file of the wrong shape makes a `corrupt` row whose error names it; never an exception."""
+    A file of the wrong shape makes a `corrupt` row whose error names it, one this user may not read an
+    `unreadable` row naming its owner (run_files.read_run; `part`: a grid's cell); never an exception."""
     run_dir = Path(run_dir)
     stamp = files_stamp(run_dir)  # taken first: a file changed while it is read differs next time
-    try:
-        spec_raw, handle, ident, result, exit_ = (load_file(run_dir, f) for f in (SPEC, HANDLE, PROC, RESULT, EXIT))
-        load_file(run_dir, USAGE)  # only shown, but a bad one is said like any other
-        events = load_events(run_dir)
-    except RunFileError as exc:
-        return {**_corrupt_row(run_dir, str(exc)), "stamp": stamp}, []
+    got = read_run(run_dir, part)
+    if got.problem is not None:
+        unreadable = isinstance(got.problem, RunFileUnreadable)
+        return {**_corrupt_row(run_dir, str(got.problem), "unreadable" if unreadable else "corrupt"),
+                "stamp": UNSETTLED if unreadable else stamp}, []
+    spec_raw, handle, ident, result, exit_ = (got.files[f] for f in (SPEC, HANDLE, PROC, RESULT, EXIT))
+    events = got.events
     spec = (read_spec(run_dir) or {}) if spec_raw else {}
     handle, ident, result = handle or {}, ident or {}, result or {}
     first, last = {}, {}
@@ -113,11 +115,12 @@ def describe(run_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
         status = finished or "running"
     else:
         status = "running" if ident else "queued"
+    status = "done" if got.note and status in ACTIVE else status  # a cell's sound result outlives other damage
     started = ident.get("started") or (start_ev or {}).get("t")
     ended = (exit_ or {}).get("ended") or (end_ev or {}).get("t") if status in TERMINAL else None
     created = spec.get("created") or started or _mtime(run_dir)
     error = result.get("error") or (end_ev or {}).get("error") or (exit_ or {}).get("error")
-    note = said.get("note") or ((lost_ev or {}).get("reason") if status == "lost" else None)
+    note = said.get("note") or ((lost_ev or {}).get("reason") if status == "lost" else None) or got.note
     if said.get("status") == "failed":
         error = f"{said.get('note')}: {error}" if error else said.get("note")
     row = {
@@ -178,9 +181,9 @@ def row_handle(row: dict) -> dict:
     return {**(json.loads(row["handle"]) if row.get("handle") else {}), "run_dir": str(row["run_dir"])}
 
 
-def _corrupt_row(run_dir: Path, why: str) -> dict:
-    """The row of a run dir with a bad file: status `corrupt`, error `<file>: <why>`; what can still be read
-    leniently (its name, cells, backend handle) is kept so it can be found, and killed if it runs."""
+def _corrupt_row(run_dir: Path, why: str, status: str = "corrupt") -> dict:
+    """The row of a run dir with a bad file (`corrupt`, error `<file>: <why>`) or one this user may not read
+    (`unreadable`); what can still be read leniently (its name, cells, handle) is kept to find and kill it."""
     handle = read_json(run_dir / HANDLE)
     handle = handle if isinstance(handle, dict) else {}
     try:
@@ -193,7 +196,7 @@ def _corrupt_row(run_dir: Path, why: str) -> dict:
             "signature": "", "cells": "[]", "n_cells": 0, "backend": backend if isinstance(backend, str) else "local",
             "handle": json.dumps(handle) if handle else None, "run_dir": str(run_dir.resolve()),
             "created": spec.get("created") if isinstance(spec.get("created"), (int, float)) else _mtime(run_dir),
-            "status": "corrupt", "error": why, "overrun": 0, "updated": time.time()}
+            "status": status, "error": why, "overrun": 0, "updated": time.time()}
 
 
 def _mtime(path: Path) -> float | None:
@@ -211,10 +214,6 @@ def _listing_stamp(folder: Path) -> tuple | None:
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns) if time.time() - st.st_mtime > 1.0 else None
-
-
-def _has_files(run_dir: Path) -> bool:
-    return any((run_dir / f).exists() for f in (SPEC, EVENTS, RESULT))
 
 
 def _healing(method):
@@ -335,7 +334,7 @@ class Registry:
             except OSError:
                 names = set()
             known = self.ids()
-            new = [d for d in (base / n for n in sorted(names - known)) if _has_files(d)]
+            new = [d for d in (base / n for n in sorted(names - known)) if has_files(d)]
             gone = known - names
             self._listed = listed
         active = ", ".join(f"'{s}'" for s in ACTIVE)
@@ -348,7 +347,7 @@ class Registry:
         else:
             stamps = []
         changed = [base / i for i, stamp in stamps if i not in gone and files_stamp(base / i) != stamp
-                   and _has_files(base / i)]  # one removed since the folder was listed goes at the next listing
+                   and has_files(base / i)]  # one removed since the folder was listed goes at the next listing
         described = [describe(d) for d in new + changed]
         if described or gone:
             with _write(self.conn):
@@ -377,7 +376,7 @@ class Registry:
     def reindex(self) -> int:
         """Rebuild the whole index from the run dirs (in one transaction); returns how many run dirs."""
         dirs = list(iter_run_dirs(runs_dir(self.root)))
-        described = [describe(d) for d in dirs if _has_files(d)]
+        described = [describe(d) for d in dirs if has_files(d)]
         with _write(self._connection(sync=False)):
             self.conn.execute("DELETE FROM runs")
             self.conn.execute("DELETE FROM cells")

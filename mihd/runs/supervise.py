@@ -19,6 +19,7 @@ This module stays light: standard library only, no psutil, no SQLite (NVML only 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import secrets
 import shutil
@@ -68,13 +69,17 @@ def _say(text: str) -> None:
 def _end(run_dir: Path, reserve: Path | None, rc: int, forwarded: list[str]) -> None:
     """Release the reserve, then write exit.json and say how the command ended. A command that failed
     without a result while the disk was full gets that said in exit.json's error (its own words may not
-    have reached run.log)."""
+    have reached run.log). A run dir that cannot take exit.json (made read-only meanwhile) gets the end
+    said in run.log, whole, instead: never a traceback."""
     try:
         free = shutil.disk_usage(run_dir).free
     except OSError:
         free = RESERVE_BYTES
     if reserve is not None:
-        reserve.unlink(missing_ok=True)
+        try:
+            reserve.unlink(missing_ok=True)
+        except OSError:  # its folder is read-only: the reserve is left, the end is said below
+            pass
     sig_name = signal.Signals(-rc).name.removeprefix("SIG") if rc < 0 else None
     ended = {"code": rc if rc >= 0 else None, "signal": sig_name, "ended": round(time.time(), 3),
              "forwarded": forwarded}
@@ -85,7 +90,7 @@ def _end(run_dir: Path, reserve: Path | None, rc: int, forwarded: list[str]) -> 
     try:
         write_json_atomic(run_dir / EXIT, ended)
     except OSError as exc:
-        _say(f"cannot write {EXIT}: {exc.strerror or exc}")
+        _say(f"cannot write {EXIT} ({exc.strerror or exc}); it would say {json.dumps(ended)}")
     notify_end(run_dir, ended)  # after exit.json: the hooks read a settled run dir
 
 

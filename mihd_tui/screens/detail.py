@@ -21,6 +21,7 @@ from textual.worker import get_current_worker
 from mihd.domain_colours import legend, map_colours
 from mihd.errors import MihdError
 from mihd.jsonio import read_json
+from mihd.owners import owner_name
 from mihd.plan import Cell
 from mihd.present import fmt_bytes, fmt_duration
 from mihd.rundir import LOG, RESULT, load_events, read_spec
@@ -199,9 +200,14 @@ class RunDetailScreen(Screen):
                 skipped += size - MAX_BATCH - offset
                 offset, rest = size - MAX_BATCH, b""
             if size > offset:
-                with open(path, "rb") as fh:
-                    fh.seek(offset)
-                    data = fh.read(size - offset)
+                try:
+                    with open(path, "rb") as fh:
+                        fh.seek(offset)
+                        data = fh.read(size - offset)
+                except OSError as exc:  # another member's run.log (a umask 077): said, never a crash
+                    why = f"owner {owner_name(path)}" if isinstance(exc, PermissionError) else exc.strerror or exc
+                    self.post_message(LogLines(self.run_id, [f"run.log: unreadable ({why})"]))
+                    return
                 offset += len(data)
                 parts = (rest + data).split(b"\n")
                 rest = parts.pop()

@@ -84,7 +84,8 @@ class RunsTable(KeyedTable):
                                            # where a label is too long)
 
     def _cells(self, v: RunView) -> tuple:
-        state = "overrun" if v.overrun and v.active else "late" if v.late and v.active else v.status
+        state = "overrun" if v.overrun and v.active else "late" if v.late and v.active else \
+            "corrupt" if v.status == "unreadable" else v.status
         style = self.get_component_rich_style(f"runs--{state}", partial=True)
         status = v.status + (" !" if v.overrun and v.active else " »" if v.late and v.active else "")
         if v.status == "done" and v.ari is not None:
