@@ -265,7 +265,9 @@ def mark_never_started(run_dir: Path, sig: str, by: str) -> bool:
     return True
 
 
-def main(args: list[str]) -> int:
+def main(args: list[str], fan: dict | None = None) -> int:
+    """`local GRID_DIR --root R` or `cell CELL_DIR --root R`; `fan`: the grid's layout when the runner forked
+    this cell (else read from fanout.json)."""
     if len(args) != 4 or args[0] not in ("local", "cell") or args[2] != "--root":
         print("usage: python -m mihd.runs.fanout local GRID_DIR --root ROOT | cell CELL_DIR --root ROOT",
               file=sys.stderr)
@@ -274,7 +276,7 @@ def main(args: list[str]) -> int:
         if args[0] == "cell":
             from .fanout_cell import run_cell
 
-            return run_cell(Path(args[1]), args[3])
+            return run_cell(Path(args[1]), args[3], fan)
         from .fanout_runner import LocalRunner
 
         return LocalRunner(Path(args[1]), Path(args[3])).run()

@@ -50,16 +50,17 @@ def _fail(cell_run_dir: Path, problem: str) -> int:
     return 1
 
 
-def run_cell(cell_run_dir: Path, root: str) -> int:
-    """Check the cell's extractions, then run its plan in this process: 0 when it scored, 1 when it failed,
-    2 (with `mihd: error: ...` in its run.log) when it could not run."""
+def run_cell(cell_run_dir: Path, root: str, fan: dict | None = None) -> int:
+    """Check the cell's extractions (in `fan`, the grid's layout as its runner holds it, else fanout.json), then
+    run its plan in this process: 0 when it scored, 1 when it failed, 2 (with `mihd: error: ...` in its
+    run.log) when it could not run."""
     from ..execute import exec_plan
     from ..workspace import resolve_root
 
     cell_run_dir = Path(cell_run_dir).resolve()
     grid_dir = cell_run_dir.parent.parent
     try:
-        problem = extraction_problem(grid_dir, read_fanout(grid_dir), int(cell_run_dir.name))
+        problem = extraction_problem(grid_dir, fan or read_fanout(grid_dir), int(cell_run_dir.name))
         if problem:
             return _fail(cell_run_dir, problem)
         return 0 if exec_plan(cell_run_dir, resolve_root(root))["status"] == "ok" else 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
-from ..rundir import EXIT, HANDLE, PROC, RESULT, SPEC, EventLog, RunFileError, load_file
+from ..rundir import EXIT, HANDLE, PROC, RESULT, SPEC, EventLog, RunFileError, load_file, read_plan
 from .fanout import (CELLS, EXTRACT, EXTRACT_SPEC, POLL_S, mark_never_started, parts, read_fanout, start_order,
                      visible_gpus)
 
@@ -43,9 +43,10 @@ def warm_up() -> None:
             pass
 
 
-def part_entry(argv: list[str]):
+def part_entry(argv: list[str], fan: dict | None = None):
     """The in-process equivalent of a part's command `python -m MODULE ARGS...` (mihd or mihd.runs.fanout),
-    run with its share of threads (MIHD_THREADS of its environment)."""
+    run with its share of threads (MIHD_THREADS of its environment); a cell gets the runner's `fan` (what
+    fanout.json said at the start), so a fanout.json damaged meanwhile costs it nothing."""
     module, args = argv[2], argv[3:]
 
     def entry() -> int:
@@ -64,7 +65,7 @@ def part_entry(argv: list[str]):
             return mihd_main(args)
         from .fanout import main
 
-        return main(args)
+        return main(args, fan)
 
     return entry
 
@@ -128,7 +129,10 @@ class LocalRunner:
         from .identity import MARKER_VAR
 
         self.grid_dir, self.root = Path(grid_dir), Path(root)
-        self.fan = read_fanout(self.grid_dir)
+        self.fan = read_fanout(self.grid_dir)  # held from the start, as the plan: a file damaged later costs nothing
+        self.plan = read_plan(self.grid_dir)
+        if self.plan is None:
+            raise MihdError(f"{self.grid_dir / SPEC}: missing or damaged; the grid cannot run")
         self.lanes = max(1, int(self.fan.get("lanes") or 1))
         self.threads = max(1, allowed_cores()[0] // self.lanes)
         gpus = visible_gpus()
@@ -176,7 +180,7 @@ class LocalRunner:
             return subprocess.Popen([sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--", *argv],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, close_fds=True, env=env)
-        return fork_calling(lambda: supervise(run_dir, argv, part_entry(argv)), env, process_group=False)
+        return fork_calling(lambda: supervise(run_dir, argv, part_entry(argv, self.fan)), env, process_group=False)
 
     def _ended(self, slot: int, name: str, run_dir: Path, proc) -> None:
         """Part `name`'s process in `slot` ended: free the slot, unless its supervisor died while its command
@@ -252,7 +256,7 @@ class LocalRunner:
                         self.running[slot] = (*ready, proc)
             time.sleep(POLL_S)
         try:
-            result = write_grid_result(self.grid_dir)
+            result = write_grid_result(self.grid_dir, self.plan)
             status, error = result["status"], result["error"]
         except (MihdError, OSError) as exc:
             status, error = "failed", f"the grid's result.json cannot be written: {exc}"

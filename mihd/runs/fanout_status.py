@@ -71,7 +71,7 @@ def describe_part(part_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]
     fails alone, saying so, rather than reading as running forever."""
     from .registry import describe
 
-    row, cells = describe(part_dir, gone=gone)
+    row, cells = describe(part_dir, gone=gone, part=True)
     if not Path(part_dir).is_dir():
         return {**row, "status": "failed", "error": f"{part_dir.parent.name}/{part_dir.name}: its run dir is gone",
                 "started": None, "ended": None}, []
@@ -109,14 +109,17 @@ def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
     return out, cell_rows
 
 
-def write_grid_result(grid_dir: Path) -> dict:
+def write_grid_result(grid_dir: Path, spec=None) -> dict:
     """The grid's result.json, merged from its cells' (a cell that did not finish is listed with its error),
     and each cell's fused embedding linked as the grid's fused/<index>.npy; returns it. A study's cells
-    carry their "slice" (the top-level one is its first) and its spots are left to each cell's own result."""
+    carry their "slice" (the top-level one is its first) and its spots are left to each cell's own result.
+    `spec`: the grid's RunSpec as its runner holds it (else read from spec.json; a MihdError if damaged)."""
     from .reasons import failure_reason
 
     grid_dir = Path(grid_dir)
-    spec = read_plan(grid_dir)
+    spec = spec or read_plan(grid_dir)
+    if spec is None:
+        raise MihdError(f"{grid_dir / 'spec.json'}: missing or damaged; no plan to merge the cells' results by")
     cells, failed, spots = [], 0, None
     for i, cell in enumerate(spec.cells):
         res = read_json(cell_dir(grid_dir, i) / RESULT)
@@ -164,7 +167,11 @@ def refresh_grid(registry, row: dict) -> dict:
     from .status import RunWatcher
 
     grid_dir = Path(row["run_dir"])
-    fan = read_fanout(grid_dir)
+    try:
+        fan = read_fanout(grid_dir)
+    except MihdError:  # damaged: one corrupt row (describe says why); its runner goes on with its own copy
+        row.update(registry.ingest(grid_dir))
+        return {}
     handle = row_handle(row)
     runner_gone = False
     if handle.get("backend") == "local" and not (grid_dir / EXIT).exists():
