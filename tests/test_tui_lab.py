@@ -1,5 +1,5 @@
 """The dashboard's small lies, driven by a Pilot against real runs: `R` on a running run asks first, `k Kill`
-stays in an 80-column footer, a restarted dashboard comes back to its slice, the kill dialog's signal and the
+stays in an 80-column footer, a restarted dashboard comes back to its slice, a grid cell's own log opens, the kill dialog's signal and the
 grid's cursor read without colour."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from conftest import run_mihd
 from mihd_tui.screens.modal import ConfirmDialog
 from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.runs_table import RunsTable
@@ -58,3 +59,25 @@ async def test_a_dashboard_started_again_comes_back_to_the_slice_it_showed(works
     gone = app_for(workspace)
     async with gone.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: gone.snapshot and gone.snapshot.spec.slice == "demo")
+
+
+async def test_a_fanned_out_grid_cells_own_log_opens_from_its_detail(cached_root):
+    launched = run_mihd("launch", "--parallel", "2", "--", "grid", "demo", "--gene", "pca", "--fusion",
+                        "gene_only,gene_smooth", "--cluster", "kmeans", root=cached_root)
+    grid_id = launched.stdout.strip()
+    assert launched.returncode == 0 and grid_id, launched.stderr
+    own = lambda i: (cached_root / "runs" / grid_id / "cells" / str(i) / "run.log").read_text()  # noqa: E731
+    app = app_for(cached_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.find_view(grid_id) and app.find_view(grid_id).status == "done", 240)
+        app.open_run(grid_id)
+        cells = await wait_until(pilot, lambda: getattr(app.screen, "run_id", None) == grid_id and next(
+            (t for t in app.screen.query("#cells") if t.row_count == 2), None))
+        cells.focus()
+        cells.move_cursor(row=1)
+        await pilot.press("enter")
+        log = app.screen.query_one("#log")
+        last = own(1).strip().splitlines()[-1]
+        await wait_until(pilot, lambda: log.lines and log.lines[-1] == last)
+        assert "[mihd grid]" not in "\n".join(log.lines)  # the cell's, not the grid runner's
+        assert "cell 1's own run.log" in str(app.screen.query_one("#log-status").render())

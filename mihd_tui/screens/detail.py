@@ -81,6 +81,7 @@ class RunDetailScreen(Screen):
         self._match: int | None = None
         self._result_asked = False
         self._tailing = False
+        self.log_cell: int | None = None  # a fanned-out grid's cell whose own run.log the Log tab shows
 
     def compose(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="detail-title")
@@ -261,7 +262,7 @@ class RunDetailScreen(Screen):
             follow = "paused: scrolled up (End follows)"
         else:
             follow = "following the end of run.log"
-        parts = [follow]
+        parts = [follow] if self.log_cell is None else [f"cell {self.log_cell}'s own run.log (m, Enter: the grid's)", follow]
         if self._term:
             found = log.matches(self._term)
             parts.append(f"'{self._term}': " + (f"match {found.index(self._match) + 1} of {len(found)}, log line "
@@ -343,6 +344,19 @@ class RunDetailScreen(Screen):
                           fmt_duration(secs), note, key=str(i))
         table.move_cursor(row=min(self.cell, len(cells) - 1), animate=False)
         self._show_map(min(self.cell, len(cells) - 1))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a fanned-out grid's cell: the cell's own run.log in the Log tab; Enter on it again: the grid's."""
+        if event.data_table.id != "cells" or self.view is None or not self.view.cells:
+            return
+        index = int(event.row_key.value)
+        self.log_cell = None if self.log_cell == index else index
+        self.query_one(Log).clear()
+        self._pending.clear()
+        self._pending_n = self._skipped = 0
+        grid = Path(self.view.run_dir)
+        self.tail(grid if self.log_cell is None else cell_dir(grid, index))
+        self.action_tab("log-tab")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "cells" and self.result:
