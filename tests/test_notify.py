@@ -2,6 +2,7 @@
 localhost, the once-per-run claim across processes, a hook's timeout, and the run left alone."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,12 @@ def test_no_hook_no_claim_and_parts_of_a_grid_fire_nothing(tmp_path):
     deliver(run_dir, {"event": "bogus"})
     assert not list(part.iterdir()) and not (run_dir / ".notify-bogus").exists()
     deliver(tmp_path / "no" / "runs" / "gone", {"event": "failed"})  # never raises
+    os.chown(run_dir, os.getuid() + 1, -1)  # another lab member's run: their hooks, not this user's
+    deliver(run_dir, {"event": "failed"})
+    assert not (run_dir / ".notify-failed").exists()
+    os.chown(run_dir, os.getuid(), -1)
+    deliver(run_dir, {"event": "failed"})
+    assert (run_dir / ".notify-failed").exists() and wait_for(lambda: recorded(out))
 
 
 def test_mail_through_starttls_and_login_as_an_institutions_relay_wants(tmp_path, monkeypatch):
