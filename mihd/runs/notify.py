@@ -72,6 +72,8 @@ def _claim(run_dir: Path, event: str, by: str) -> bool:
 
 def _spawn(run_dir: Path, event: dict) -> None:
     env = {k: v for k, v in os.environ.items() if k != MARKER_VAR}  # not one of the run's processes
+    pkg_parent = str(Path(__file__).resolve().parents[2])  # importable from "/" too, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen([sys.executable, "-m", __name__, str(run_dir)], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", env=env,
                             start_new_session=True, close_fds=True)
