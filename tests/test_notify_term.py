@@ -42,10 +42,11 @@ def view(rid, status="running", overrun=False, late=None, error=None):
 def test_alerts_tell_each_run_once_and_not_what_was_so_at_start():
     alerts = Alerts(env={})
     assert alerts.new([view("old", status="failed", error="boom"), view("r1")]) == []  # the first snapshot
-    got = alerts.new([view("old", status="failed", error="boom"), view("r1", late="projected 2h05m, expected 30m"),
+    got = alerts.new([view("old", status="failed", error="boom"),
+                      view("r1", late="will hit its time limit 2:00:00 (projected 2:40:00)"),
                       view("r2", status="failed", error="CUDA out of memory")])
     assert [(e, t) for e, t, _ in got] == [
-        ("late", "run 'demo r1' will overrun: projected 2h05m, expected 30m (after 1m15s)"),
+        ("late", "run 'demo r1' will hit its time limit 2:00:00 (projected 2:40:00) (running for 1m15s)"),
         ("failed", "run 'demo r2' failed: CUDA out of memory (after 1m15s)")]
     assert got[1][2] == f"{ESC}]9;mihd: run 'demo r2' failed: CUDA out of memory (after 1m15s){BEL}{BEL}"
     assert alerts.new([view("r1", late="x"), view("r2", status="failed", error="CUDA out of memory")]) == []

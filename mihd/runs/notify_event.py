@@ -58,14 +58,18 @@ def _reason(run_dir: Path, ended: dict) -> str | None:
 
 
 def summary(event: dict) -> str:
-    """One line: `run 'demo pca concat gmm' failed: out of memory (after 4m02s)`."""
+    """One line: `run 'demo pca concat gmm' failed: out of memory (after 4m02s)`; a late run's reason says
+    what it will do (`run 'x' will hit its time limit 2:00:00 (projected 2:40:00)`)."""
     what = {"late": "will overrun", "overrun": "overran", "failed": "failed", "done": "done",
             TEST: "test notification"}.get(event.get("event"), str(event.get("event")))
-    line = f"run {event.get('label') or event.get('run_id')!r} {what}"
-    if event.get("reason"):
-        line += f": {event['reason']}"
+    line = f"run {event.get('label') or event.get('run_id')!r} "
+    if event.get("event") == "late" and event.get("reason"):
+        line += event["reason"]
+    else:
+        line += what + (f": {event['reason']}" if event.get("reason") else "")
     if isinstance(event.get("elapsed_s"), (int, float)):
-        line += f" (after {fmt_duration(event['elapsed_s'])})"
+        still = event.get("event") in ("late", "overrun")
+        line += f" ({'running for' if still else 'after'} {fmt_duration(event['elapsed_s'])})"
     return line
 
 
