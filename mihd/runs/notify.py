@@ -134,10 +134,11 @@ def send(hooks: list[Hook], event: dict) -> list[dict]:
                        "seconds": round(time.monotonic() - start, 2)}
 
     threads = [threading.Thread(target=one, args=(i, h), daemon=True) for i, h in enumerate(hooks)]
+    start = time.monotonic()
     for t in threads:
         t.start()
-    for t, hook in zip(threads, hooks):
-        t.join(hook.timeout + 10)
+    for t, hook in zip(threads, hooks):  # they run side by side: each waited for until its own deadline
+        t.join(max(0.0, start + hook.timeout + 10 - time.monotonic()))
     return [o or {"hook": h.name, "source": h.source, "ok": False, "said": f"no answer after {h.timeout:g} s",
                   "seconds": None} for o, h in zip(outcomes, hooks)]
 
