@@ -10,7 +10,7 @@ import pytest
 from mihd.runs.kill import kill_run
 from mihd.runs.status import RunWatcher
 
-from notify_helpers import recorded, recorder, write_hooks
+from notify_helpers import Mailbox, recorded, recorder, smtp_server, write_hooks
 from runs_helpers import alive, launch_fake, view, wait_for
 
 
@@ -26,7 +26,7 @@ def test_the_supervisor_tells_failed_and_done_to_the_hooks_that_ask(tmp_path):
                            {"on": ["failed", "done"], "command": ["sleep", "600"], "timeout": 1}])
     bad = launch_fake(tmp_path, "--seconds", 0.2, "--exit", 3, name="$(touch pwned)")
     got = wait_for(lambda: recorded(failed_only), timeout=60)[0]["stdin"]  # nobody watches: no view() here
-    assert got["event"] == "failed" and got["label"] == "$(touch pwned)" and got["reason"] == "exit code 3"
+    assert got["event"] == "failed" and got["label"] == "$(touch pwned) (demo pca+texture concat gmm)" and got["reason"] == "exit code 3"
     assert got["run_id"] == bad and got["elapsed_s"] >= 0.2
     run_dir = tmp_path / "runs" / bad
     claim = json.loads((run_dir / ".notify-failed").read_text())
@@ -77,3 +77,23 @@ def test_a_run_killed_by_its_researcher_tells_no_one(tmp_path):
     wait_for(lambda: supervisor_gone(run_dir), timeout=60)
     assert view(tmp_path, run_id).status == "killed" and recorded(out) == []
     assert json.loads((run_dir / ".notify-failed").read_text())["by"] == "mihd runs kill"
+
+
+def test_a_failed_run_mails_its_label_event_and_reason_to_a_real_smtp_server(tmp_path):
+    box = Mailbox()
+    server = smtp_server(box)
+    try:
+        write_hooks(tmp_path, [{"on": ["failed"], "smtp": {"host": "127.0.0.1", "port": server.port,
+                                                           "from": "mihd@node01", "to": "me@lab.org"}}])
+        run_id = launch_fake(tmp_path, "--seconds", 0.2, "--exit", 3, name="uni2 grid on 151673")
+        msg = wait_for(lambda: box.messages, timeout=60)[0]
+        subject = msg["Subject"].replace("\r", "").replace("\n", "")  # a long header comes folded
+        assert subject.startswith("[mihd] run 'uni2 grid on 151673") and "' failed: exit code 3 (after " in subject
+        body = msg.get_payload(decode=True).decode()
+        assert f"run_id: {run_id}" in body and "event: failed" in body and "reason: exit code 3" in body
+        run_dir = tmp_path / "runs" / run_id
+        told = wait_for(lambda: [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()
+                                 if '"notify"' in x])
+        assert told[0]["hook"] == "mail to me@lab.org via 127.0.0.1:%d" % server.port and told[0]["said"] == "sent"
+    finally:
+        server.stop()
