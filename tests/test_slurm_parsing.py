@@ -184,7 +184,8 @@ def test_ended_without_exit_json_is_gone_with_slurms_word_kept_in_the_run_dir(tm
     word = state.split()[0]
     assert st.state == GONE and word in st.reason and "slurm-43.out" in st.reason
     stored = json.loads((d / "handle.json").read_text())
-    assert word in stored["outcome"]["note"] and "run_dir" not in stored  # neutral words, no path
+    said = {"TIMEOUT": "killed by Slurm: time limit reached", "CANCELLED": "cancelled outside mihd (scancel)"}
+    assert said.get(word, word) in stored["outcome"]["note"] and "run_dir" not in stored  # neutral words, no path
     assert stored["outcome"]["status"] == (None if word == "CANCELLED" else "failed") and st.handle == stored
 
 
@@ -206,15 +207,44 @@ def test_job_ended_by_its_time_limit_is_a_failed_run_that_says_timeout(tmp_path)
 
     d = run_dir(tmp_path, started=1.0, exit_={"code": None, "signal": "TERM", "ended": 2.0, "forwarded": ["TERM"]})
     (d / "handle.json").write_text(json.dumps(handle(d, "44")))
-    st = backend(Cluster("", {"44": show("44", "TIMEOUT", "TimeLimit")})).poll({"r1": handle(d, "44")})["r1"]
-    assert st.state == GONE and "TIMEOUT" in st.reason
+    timed_out = show("44", "TIMEOUT", "TimeLimit").replace("TimeLimit=UNLIMITED", "TimeLimit=02:00:00")
+    st = backend(Cluster("", {"44": timed_out})).poll({"r1": handle(d, "44")})["r1"]
+    assert st.state == GONE and st.reason == "killed by Slurm: time limit 2:00:00 reached"
     row, _ = describe(d)
-    assert row["status"] == "failed" and row["error"].startswith("Slurm TIMEOUT (TimeLimit)")
+    assert row["status"] == "failed" and row["error"].startswith("killed by Slurm: time limit 2:00:00 reached")
     # a handle.json of an earlier release kept Slurm's word as slurm_state: still read
     (d / "handle.json").write_text(json.dumps({"backend": "slurm", "job_id": "44", "slurm_state": "TIMEOUT",
                                                "slurm_reason": "TimeLimit"}))
     row, _ = describe(d)
     assert row["status"] == "failed" and row["error"].startswith("Slurm TIMEOUT (TimeLimit)")
+
+
+@pytest.mark.parametrize("by_mihd", [False, True])
+def test_a_scancel_from_outside_says_so_and_a_kill_from_mihd_does_not(tmp_path, by_mihd):
+    """Both end as TERM forwarded and Slurm's CANCELLED; only mihd's own kill leaves a kill event."""
+    from mihd.runs.registry import describe
+
+    d = run_dir(tmp_path, started=1.0, exit_={"code": None, "signal": "TERM", "ended": 2.0, "forwarded": ["TERM"]})
+    (d / "handle.json").write_text(json.dumps(handle(d, "45")))
+    if by_mihd:
+        (d / "events.jsonl").write_text(json.dumps({"t": 2.0, "kind": "kill", "signal": "TERM", "by": "me"}) + "\n")
+    st = backend(Cluster("", {"45": show("45", "CANCELLED by 0")})).poll({"r1": handle(d, "45")})["r1"]
+    row, _ = describe(d)
+    assert row["status"] == "killed"
+    if by_mihd:
+        assert "outside" not in st.reason and "outside" not in (row["note"] or "")
+    else:
+        assert st.reason == row["note"] == "cancelled outside mihd (scancel)"
+
+
+def test_the_time_limit_of_a_running_job_is_read_once_a_minute(tmp_path):
+    running = show("46", "RUNNING").replace("TimeLimit=UNLIMITED", "TimeLimit=1-02:00:00")
+    cluster = Cluster("46|RUNNING|2025-03-01T10:00:00|node07|None\n", {"46": running})
+    be = backend(cluster)
+    d = run_dir(tmp_path, started=1.0)
+    for _ in range(3):
+        assert be.poll({"r1": handle(d, "46")})["r1"].time_limit == 93600
+    assert sum(c[:2] == ["scontrol", "show"] for c in cluster.calls) == 1
 
 
 def test_forgotten_job_and_never_submitted_run_are_gone(tmp_path):
@@ -225,7 +255,7 @@ def test_forgotten_job_and_never_submitted_run_are_gone(tmp_path):
     assert st["b"].state == GONE and "never submitted" in st["b"].reason
 
 
-def test_squeue_failure_keeps_runs_as_they_were_and_says_why(tmp_path, monkeypatch):
+def test_squeue_failure_reads_unknown_not_its_last_state(tmp_path, monkeypatch):
     from mihd.runs.backends import get_backend
     from mihd.runs.status import RunWatcher
 
@@ -243,7 +273,7 @@ def test_squeue_failure_keeps_runs_as_they_were_and_says_why(tmp_path, monkeypat
         v = w.refresh()[0]
     finally:
         w.close()
-    assert v.status == "running" and "Unable to contact slurm controller" in v.reason
+    assert v.status == "unknown" and v.reason == "Slurm not answering" and v.active  # not its last state
 
 
 # -- submit ----------------------------------------------------------------------------------------

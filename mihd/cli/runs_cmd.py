@@ -77,6 +77,7 @@ def _row(v) -> list[str]:
     eta = "-" if v.eta_s is None else f"{fmt_duration(v.eta_s)}~{v.eta_confidence}"
     score = fmt_score(v.ari, v.random_init)
     status = v.status + ("!" if v.overrun and v.active else " late" if v.late and v.active else "")
+    status = f"unknown ({v.reason})" if v.status == "unknown" else status
     elapsed = fmt_duration(v.elapsed) if v.status != "queued" else f"q {fmt_duration(v.queued_s)}"
     cpu = "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%"
     return [v.id, _text(v.label)[:34], status, elapsed, eta, prog, cpu, fmt_bytes(v.rss), fmt_bytes(v.gpu_mem), score]

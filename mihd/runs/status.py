@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MihdError
+from ..jsonio import read_json
 from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, read_events
 from ..workspace import resolve_root
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
@@ -42,6 +43,7 @@ from .stages import ShareBook
 from .usage import fresh, read_usage
 
 RECENT = 20  # finished runs shown by `ls` without --all
+UNANSWERED = "unknown"  # an active run's status while its backend does not answer (slurmctld down)
 COMPUTING = ("running", "orphaned")  # its command runs (with or without its supervisor)
 SCORE_KEYS = ("label", "signature", "ari", "nmi", "random_init", "seconds")  # what a view keeps of each cell
 
@@ -96,7 +98,7 @@ class RunView:
 
     @property
     def active(self) -> bool:
-        return self.status in ACTIVE
+        return self.status in ACTIVE or self.status == UNANSWERED
 
     def to_dict(self) -> dict:
         """Its fields as JSON-ready values (its own lists and dicts are shared, not copied: 10,000 views list
@@ -111,6 +113,19 @@ def _announce_ends(rows) -> None:
         event = "done" if row["status"] == "done" else "failed"
         reason = None if event == "done" else failure_reason(row) or row.get("note")
         deliver(Path(row["run_dir"]), {"event": event, "state": row["status"], "reason": reason})
+
+
+def not_answering(backend: str) -> str:
+    return f"{'Slurm' if backend == 'slurm' else backend} not answering"
+
+
+def _signalled_job(row: dict) -> bool:
+    """An exit.json that says only TERM, of a backend whose last word says who sent it (Slurm at the time
+    limit, a `scancel` from outside): that word is asked for before the run is read as ended."""
+    if not getattr(get_backend(_backend_name(row["backend"])), "says_who_ended", False):
+        return False
+    ended = read_json(Path(row["run_dir"]) / EXIT)
+    return isinstance(ended, dict) and bool(ended.get("signal"))
 
 
 def _backend_name(name: str) -> str:
@@ -150,7 +165,7 @@ class RunWatcher:
             if is_fanned(row["run_dir"]):  # its cells are asked, not the grid
                 self._fan_states[row["id"]] = refresh_grid(self.registry, row)
                 continue
-            if (Path(row["run_dir"]) / EXIT).exists():
+            if (Path(row["run_dir"]) / EXIT).exists() and not _signalled_job(row):
                 row.update(self.registry.ingest(Path(row["run_dir"])))
                 continue
             by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = row_handle(row)
@@ -158,9 +173,9 @@ class RunWatcher:
         for name, handles in by_backend.items():
             try:
                 states = get_backend(name).poll(handles)
-            except MihdError as exc:
+            except MihdError as exc:  # a queued job may run by now: its state is unknown, not its last one
                 for rid in handles:
-                    index[rid]["reason"] = str(exc)
+                    index[rid]["reason"], index[rid]["unanswered"] = str(exc), name
                 continue
             for rid, st in states.items():
                 self._follow(index[rid], st)
@@ -176,7 +191,7 @@ class RunWatcher:
             return
         if st.handle is not None or st.state == UNKNOWN or (st.state == RUNNING and row["status"] == "queued"):
             row.update(self.registry.ingest(run_dir))  # proc.json, a result, another host's events
-        row["reason"] = st.reason
+        row["reason"], row["time_limit"] = st.reason, st.time_limit  # the limit: what late judges by too
         if row["status"] not in ACTIVE:
             return
         if st.state == RUNNING and row["status"] != "running" or st.state == ORPHANED and row["status"] != "orphaned":
@@ -322,7 +337,8 @@ class RunWatcher:
             top = headline(scores)
             smp = samples.get(r["id"])
             views.append(RunView(
-                id=r["id"], name=r["name"], label=r["label"], status=status, backend=r["backend"],
+                id=r["id"], name=r["name"], label=r["label"], backend=r["backend"],
+                status=UNANSWERED if r.get("unanswered") else status,
                 run_dir=r["run_dir"], signature=r["signature"], n_cells=r["n_cells"] or 0,
                 created=r["created"], started=started, ended=ended, queued_s=queued_s, elapsed=elapsed,
                 expected_s=expected.seconds, expected_source=expected.source, eta_s=eta_s,
@@ -334,7 +350,8 @@ class RunWatcher:
                 gpu_mem=smp.gpu_mem if smp else None, nprocs=smp.nprocs if smp else None,
                 ari=top["ari"], nmi=top["nmi"], scores=scores, random_init=top["random_init"],
                 exit_code=r["exit_code"], exit_signal=r["exit_signal"], error=failure_reason(r),
-                reason=r.get("reason") or r.get("note"), pid=r["pid"], job_id=r["job_id"], host=r["host"],
+                reason=not_answering(r["unanswered"]) if r.get("unanswered") else r.get("reason") or r.get("note"),
+                pid=r["pid"], job_id=r["job_id"], host=r["host"],
                 kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"],
                 cells=fan.cells if fan else [], late=late))
         return views

@@ -185,7 +185,7 @@ class MainScreen(Screen):
         if v is None:
             return "runs: none selected"
         what = {"orphaned": "orphaned (its supervisor is gone, the command still runs; k kills it)",
-                "corrupt": f"corrupt: {escape(v.error or '')}", "unreadable": escape(v.error or "unreadable")}.get(
+                "corrupt": f"corrupt: {escape(v.error or '')}", "unknown": f"unknown ({escape(v.reason or '')})", "unreadable": escape(v.error or "unreadable")}.get(
                     v.status, v.status)
         if v.status in ("failed", "lost") and v.error:
             what += f": {escape(v.error)}"

@@ -53,7 +53,7 @@ def ordered(views: list[RunView], column: str, reverse: bool) -> list[RunView]:
 
 class RunsTable(KeyedTable):
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
-        "runs--queued", "runs--running", "runs--overrun", "runs--late", "runs--done", "runs--failed", "runs--killed", "runs--lost",
+        "runs--queued", "runs--running", "runs--overrun", "runs--late", "runs--unknown", "runs--done", "runs--failed", "runs--killed", "runs--lost",
         "runs--orphaned", "runs--corrupt"}
 
     BINDINGS = [

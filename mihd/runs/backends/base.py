@@ -43,6 +43,7 @@ class RunState:
     reason: str | None = None    # the backend's own words: a Slurm pending reason, why it is unknown
     started: float | None = None  # when it began running, if the backend knows
     handle: dict | None = None   # an updated handle (e.g. the backend's final word), else None
+    time_limit: float | None = None  # seconds the backend gives the run before it ends it (a Slurm job's --time)
 
 
 class Backend(Protocol):

@@ -27,6 +27,7 @@ from ...rundir import BATCH_OUTPUT, BATCH_SCRIPT, EXIT, HANDLE, PROC
 from ..durations import MAX_DURATION, parse_duration
 from .base import GONE, QUEUED, RUNNING, UNKNOWN, Option, RunState
 from .slurm_commands import JobInfo, SlurmCommands
+from .slurm_words import ended_note
 
 QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
                  "SPECIAL_EXIT"}
@@ -36,6 +37,7 @@ ENDED_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT
 FAILURES = {"TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}  # Slurm ended it: failed
 SIGNALS_FORWARDED = ("TERM", "INT", "HUP", "USR1", "USR2")
 KILL_WAIT = 30.0  # after KILL, how long to wait for Slurm to report the job gone
+LIMIT_TTL = 60.0  # a running job's time limit is asked again after this long (`scontrol update` may move it)
 
 _OWN = ("--output", "--error", "--chdir", "--parsable", "--wrap", "--array", "--test-only", "--job-name")
 _OWN_SHORT = ("-o", "-e", "-D", "-a", "-J")
@@ -176,6 +178,7 @@ class Backend:
     options = OPTIONS
     cache_s = 3.0      # at most one squeue per this many seconds, however often poll is called
     exit_grace = 30.0  # a job ended this recently may still have its exit.json on the way (network fs)
+    says_who_ended = True  # its final state tells a time limit or an outside scancel from a kill by mihd
 
     def __init__(self, commands: SlurmCommands | None = None):
         self.commands = commands or SlurmCommands()
@@ -184,6 +187,7 @@ class Backend:
         self._live_at = 0.0
         self._shown: dict[str, tuple[float, JobInfo | None]] = {}
         self._ended_seen: dict[str, float] = {}
+        self._limits: dict[str, tuple[float, float | None]] = {}  # job -> (asked at, its time limit in s)
 
     # -- submit -----------------------------------------------------------------------------------
     def submit(self, run_dir: Path, argv: list[str], options: dict) -> dict:
@@ -277,14 +281,14 @@ class Backend:
             return RunState(QUEUED, reason=f"{word}: {why}" if why else word)
         if info is not None and info.state in RUNNING_STATES:
             note = None if info.state == "RUNNING" else info.state.lower()
-            return RunState(RUNNING, reason=note, started=info.start)
+            return RunState(RUNNING, reason=note, started=info.start, time_limit=self._limit(job))
         if info is not None and not _ended(info):
             return RunState(UNKNOWN, reason=f"Slurm: job {job} in state {info.state}")
         if (run_dir / EXIT).exists():  # the watcher reads exit.json: done, failed or killed
             if info is None or info.state == "COMPLETED":
                 return RunState(GONE)
             final = self._remember(handle, info)  # e.g. TIMEOUT: the registry says so instead of "killed"
-            return RunState(GONE, reason=f"Slurm: job {job} {info.state}", handle=final)
+            return RunState(GONE, reason=(final or handle).get("outcome", {}).get("note"), handle=final)
         if info is None:
             what = f"Slurm: job {job} no longer known"
         else:
@@ -302,7 +306,7 @@ class Backend:
         {"status": "failed" when Slurm ended the job (time limit, memory, node), else None, "note": its words}.
         The new handle, or None if unchanged."""
         stored = {k: v for k, v in handle.items() if k != "run_dir"}
-        note = f"Slurm {info.state}" + (f" ({info.reason})" if info.reason else "") if info else "Slurm: job forgotten"
+        note = ended_note(info, Path(handle["run_dir"])) if info else "Slurm: job forgotten"
         final = {**stored, "outcome": {"status": "failed" if info and info.state in FAILURES else None, "note": note}}
         if final == stored:
             return None
@@ -318,6 +322,19 @@ class Backend:
         reason = handle.get("slurm_reason")
         return {"status": "failed" if state in FAILURES else None,
                 "note": f"Slurm {state}" + (f" ({reason})" if reason else "")}
+
+    def _limit(self, job: str) -> float | None:
+        """The running job's time limit (its own --time, else its partition's default), asked at most every
+        LIMIT_TTL s; None when unlimited or Slurm does not say."""
+        at, limit = self._limits.get(job, (0.0, None))
+        if time.time() - at > LIMIT_TTL:
+            try:
+                info = self.commands.show_job(job)
+            except MihdError:
+                return limit
+            at, limit = time.time(), info.time_limit if info else None
+            self._limits[job] = (at, limit)
+        return limit
 
     def process_root(self, handle: dict) -> tuple[int, float] | None:
         return None  # the job's processes live on a compute node

@@ -49,6 +49,7 @@ class JobInfo:
     end: float | None = None
     nodes: str | None = None
     exit_code: str | None = None  # scontrol's "code:signal"
+    time_limit: float | None = None  # seconds (scontrol's TimeLimit: the job's own, else its partition's default)
 
 
 def normalise_state(text: str) -> str:
@@ -111,7 +112,7 @@ def parse_show_job(text: str) -> JobInfo | None:
     return JobInfo(f["JobId"], state, _reason(f.get("Reason")),
                    start=None if state == "PENDING" else parse_time(f.get("StartTime")),
                    end=parse_time(f.get("EndTime")), nodes=_reason(f.get("NodeList")),
-                   exit_code=f.get("ExitCode"))
+                   exit_code=f.get("ExitCode"), time_limit=parse_limit(f.get("TimeLimit")))
 
 
 def parse_sbatch(text: str) -> str:

@@ -1,0 +1,75 @@
+"""Slurm time limits against the real single-node Slurm: a job whose projection passes its 1-minute limit is
+flagged before Slurm ends it (by the job's own supervisor and by a watcher), the end reads `killed by Slurm:
+time limit 0:01:00 reached`, an outside `scancel` reads `cancelled outside mihd (scancel)`, and a running
+job reads `unknown (Slurm not answering)` while slurmctld is down."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mihd.plan import Cell
+from mihd.runs.launch import launch
+from mihd.runs.status import RunWatcher
+from runs_helpers import FAKE, fake_plan, view, wait_for
+from test_slurm_real import START, slurm, ws  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(400)]
+STAIG = Cell("demo", "pca", "texture", "staig_fusion", "gmm", "standard")
+
+
+def launch_training(root, seconds: int, time_limit: str | None = None) -> str:
+    """A training cell of 2 steps a second for `seconds` s, as a Slurm job."""
+    options = {"time": time_limit} if time_limit else {}
+    return launch(root, fake_plan((STAIG,), backend="slurm", backend_options=options),
+                  raw_argv=[sys.executable, FAKE, "{run_dir}", "--seconds", str(seconds), "--stage", "train",
+                            "--steps", str(2 * seconds)], cached=[True])
+
+
+def events(root: Path, run_id: str, kind: str) -> list[dict]:
+    path = root / "runs" / run_id / "events.jsonl"
+    return [e for e in map(json.loads, path.read_text().splitlines()) if e["kind"] == kind] if path.exists() else []
+
+
+def test_a_job_that_will_hit_its_time_limit_is_flagged_then_said_killed_by_slurm(ws):
+    run_id = launch_training(ws, 200, "1")
+    late = wait_for(lambda: events(ws, run_id, "late"), timeout=55)[0]  # its own supervisor, in the job
+    assert late["reason"].startswith("will hit its time limit 0:01:00 (projected 0:03:"), late
+    watcher = RunWatcher(ws)
+    try:
+        seen = wait_for(lambda: watcher.view(run_id).late, timeout=20, every=1.0)
+        assert seen.startswith("will hit its time limit 0:01:00 (projected 0:03:")
+    finally:
+        watcher.close()
+    ended = wait_for(lambda: view(ws, run_id).status in ("failed", "killed") and view(ws, run_id), timeout=120, every=1)
+    assert ended.status == "failed" and ended.error.startswith("killed by Slurm: time limit 0:01:00 reached"), ended
+    assert len(events(ws, run_id, "late")) == 1
+
+
+def test_an_outside_scancel_says_so(ws):
+    run_id = launch_training(ws, 200)
+    job = json.loads((ws / "runs" / run_id / "handle.json").read_text())["job_id"]
+    wait_for(lambda: events(ws, run_id, "stage"), timeout=60)  # its command runs under its supervisor
+    subprocess.run(["scancel", str(job)], check=True)
+    ended = wait_for(lambda: view(ws, run_id).status not in ("running", "queued") and view(ws, run_id), timeout=60)
+    assert ended.status == "killed" and ended.reason == "cancelled outside mihd (scancel)", ended
+
+
+def test_a_running_job_reads_unknown_while_slurmctld_is_down(ws):
+    run_id = launch_training(ws, 120)
+    wait_for(lambda: view(ws, run_id).status == "running", timeout=60)
+    pid = int(Path("/run/mihd-slurm/slurmctld.pid").read_text())
+    subprocess.run(["kill", str(pid)], check=True)
+    try:
+        wait_for(lambda: subprocess.run(["squeue", "-h"], capture_output=True).returncode != 0, timeout=30)
+        down = view(ws, run_id)
+        assert down.status == "unknown" and down.reason == "Slurm not answering", down
+        ls = subprocess.run([sys.executable, "-m", "mihd", "runs", "ls", "--root", str(ws)], capture_output=True, text=True)
+        assert "unknown (Slurm not answering)" in ls.stdout, ls.stdout + ls.stderr
+    finally:
+        subprocess.run(["bash", str(START)], capture_output=True, timeout=300)
+        subprocess.run(["scancel", json.loads((ws / "runs" / run_id / "handle.json").read_text())["job_id"]])
