@@ -97,3 +97,13 @@ def test_a_failed_run_mails_its_label_event_and_reason_to_a_real_smtp_server(tmp
         assert told[0]["hook"] == "mail to me@lab.org via 127.0.0.1:%d" % server.port and told[0]["said"] == "sent"
     finally:
         server.stop()
+
+
+def test_a_notify_config_that_cannot_be_read_leaves_runs_as_they_are(tmp_path):
+    (tmp_path / "notify.json").write_text('[{"on": ["failed"], "command": ')
+    run_id = launch_fake(tmp_path, "--seconds", 0.2, "--exit", 3)
+    run_dir = tmp_path / "runs" / run_id
+    wait_for(lambda: supervisor_gone(run_dir), timeout=60)
+    v = view(tmp_path, run_id)
+    assert v.status == "failed" and v.exit_code == 3 and not list(run_dir.glob(".notify-*"))
+    assert '"notify"' not in (run_dir / "events.jsonl").read_text()
