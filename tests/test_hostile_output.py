@@ -16,6 +16,7 @@ import pytest
 
 from mihd.safe_text import safe_text
 from mihd_tui.widgets.log_view import LogView
+from mihd_tui.widgets.runs_table import RunsTable
 from tui_helpers import app_for, frozen_run, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,8 +122,38 @@ async def test_the_log_view_shows_a_hostile_log_as_text_and_the_screen_stays_who
         await pilot.press("l")
         await pilot.pause(0.3)
         assert list(log.raw)[:2] == ["step 1 ^[[2J^[[H", "title ^[]0;pwned^G"]
-        rows = ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
+        rows = screen_rows(app)
         assert not [r for r in rows if CONTROL.search(r)]
         assert "concat" in rows[0] or "run" in rows[0]  # the header and tabs are where they were
         assert any("Log" in r and "Result" in r for r in rows[:8])
         assert any("^[[2J^[[H" in r for r in rows)
+
+
+@pytest.mark.timeout(120)
+async def test_a_hostile_error_in_the_run_detail_title_shows_as_text(workspace):
+    """A failed part's error is its log's last line: `ESC[2J` in it blanked the detail's header and tabs."""
+    run_dir = hostile_run(workspace)
+    result = json.loads((run_dir / "result.json").read_text())
+    result.update(status="failed", error=f"boom {CLEAR}{HOME}{TITLE} end", cells=[])
+    (run_dir / "result.json").write_text(json.dumps(result))
+    (run_dir / "exit.json").write_text(json.dumps({"code": 1, "signal": None, "ended": 2.0, "forwarded": []}))
+    app = app_for(workspace)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await wait_until(pilot, lambda: app.find_view(run_dir.name) is not None)
+        app.open_run(run_dir.name)
+        await wait_until(pilot, lambda: app.screen.query("#detail-title")
+                         and "boom" in str(app.screen.query_one("#detail-title").render()))
+        await pilot.pause(0.3)
+        assert not [r for r in screen_rows(app) if CONTROL.search(r)]
+        assert "boom ^[[2J^[[H^[]0;pwned^G end" in screen_rows(app)[0]
+        await pilot.press("escape")
+        table = await wait_until(pilot, lambda: not app.screen.query(LogView) and app.screen.query_one(RunsTable))
+        table.focus()
+        table.move_cursor(row=table.get_row_index(run_dir.name))
+        await wait_until(pilot, lambda: "boom" in str(app.screen.query_one("#cell-info").render()))
+        assert not [r for r in screen_rows(app) if CONTROL.search(r)]  # the status line quotes the error too
+
+
+def screen_rows(app) -> list[str]:
+    """The text of every screen line as the terminal would get it."""
+    return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]

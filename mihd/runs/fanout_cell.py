@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import MihdError
 from ..jsonio import read_json
 from ..rundir import EXIT, LOG, EventLog, read_spec, write_result
+from ..safe_text import safe_text
 from .fanout import EXTRACT, extract_dir, read_fanout
 
 
@@ -19,7 +20,7 @@ def last_words(run_dir: Path) -> str | None:
     except OSError:
         return None
     said = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("[mihd supervise]")]
-    return said[-1].removeprefix("mihd: error: ")[:300] if said else None
+    return safe_text(said[-1].removeprefix("mihd: error: ")[:300]) if said else None  # shown where run text is
 
 
 def extraction_problem(grid_dir: Path, fan: dict, index: int) -> str | None:

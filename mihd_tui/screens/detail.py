@@ -29,11 +29,13 @@ from mihd.runs.fanout import cell_dir
 from mihd.runs.fanout_status import cells_summary
 from mihd.runs.status import RunView
 from mihd.runs.usage import read_usage
+from mihd.safe_text import safe_text
 
 from ..messages import LogLines
 from ..poller import Snapshot
 from ..widgets.fmt import fmt_eta
 from ..widgets.footer import KeysFooter
+from ..widgets.keyed_table import plain
 from ..widgets.log_view import LogView
 from ..widgets.run_facts import RunFacts
 from ..widgets.spatial_map import SpatialMap
@@ -49,6 +51,11 @@ class ResultLoaded(Message):
     def __init__(self, result: dict | None, peak: dict) -> None:
         super().__init__()
         self.result, self.peak = result, peak
+
+
+def _shown(text) -> str:
+    """A run's own words inside our markup: never markup, never a control sequence (`ESC[2J` blanked the screen)."""
+    return escape(safe_text(str(text)))
 
 
 def _pct(v):
@@ -142,16 +149,16 @@ class RunDetailScreen(Screen):
         where = f"job {v.job_id}" if v.job_id else f"pid {v.pid}" if v.pid else ""
         status = v.status + (" [b $warning]past expected time[/]" if v.overrun and v.active else "")
         if v.status == "queued" and v.reason:
-            status += f" ({escape(v.reason)})"
+            status += f" ({_shown(v.reason)})"
         if v.status == "orphaned":
             status = "[b $warning]orphaned[/] (supervisor gone, the command still runs; k kills it)"
         if v.error:
-            status += f" [$error]{escape(v.error)}[/]"
+            status += f" [$error]{_shown(v.error)}[/]"
         if v.kill_signal:
             status += f" by {v.kill_signal}"
         self.query_one("#detail-title", Static).update(
-            f"[b]{escape(v.label)}[/]  {status}  │  {v.id}  {v.backend} {where}"
-            f"{' on ' + escape(v.host) if v.host else ''}")
+            f"[b]{_shown(v.label)}[/]  {status}  │  {v.id}  {v.backend} {where}"
+            f"{' on ' + _shown(v.host) if v.host else ''}")
         self.query_one(RunFacts).show(v)
         stage = f"{v.stage} {v.stage_done}/{v.stage_total}" if v.stage and v.stage_total else (v.stage or v.status)
         if v.n_cells > 1 and v.cell_index is not None and v.active:
@@ -159,7 +166,7 @@ class RunDetailScreen(Screen):
         if v.cells and v.active:  # a fanned-out grid: its cells side by side, each in its own state
             stage = cells_summary(v.cells)
             self._show_cells(v.cells)
-        self.query_one("#detail-stage", Label).update(stage)
+        self.query_one("#detail-stage", Label).update(safe_text(stage))
         self.query_one("#detail-bar", ProgressBar).update(progress=100 * (v.progress or 0))
         exp = f"expected {fmt_duration(v.expected_s)} ({v.expected_source})" if v.expected_s else "no expected time"
         eta = f" · ETA {fmt_eta(v.eta_s, v.eta_confidence)} ({v.eta_confidence})" if v.active else ""
@@ -177,8 +184,9 @@ class RunDetailScreen(Screen):
         table.clear()
         for c in cells:
             note = c.status + (f": {c.reason or c.error}" if c.reason or c.error else "")
-            table.add_row(c.label, "-" if c.ari is None else f"{c.ari:.3f}", "-" if c.nmi is None else f"{c.nmi:.3f}",
-                          fmt_duration(c.elapsed), note, key=str(c.index))
+            table.add_row(*plain((c.label, "-" if c.ari is None else f"{c.ari:.3f}",  # a part's own words
+                                  "-" if c.nmi is None else f"{c.nmi:.3f}", fmt_duration(c.elapsed), safe_text(note))),
+                          key=str(c.index))
 
     # -- the log ----------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="tail")
@@ -331,7 +339,7 @@ class RunDetailScreen(Screen):
         cells = (self.result or {}).get("cells") or []
         if not cells:
             error = (self.result or {}).get("error")
-            self.query_one("#pred-title", Label).update("no result" + (f": {escape(str(error))}" if error else ""))
+            self.query_one("#pred-title", Label).update("no result" + (f": {_shown(error)}" if error else ""))
             return
         for i, c in enumerate(cells):
             secs = (c.get("seconds") or {}).get("total")

@@ -16,6 +16,7 @@ from textual.widgets import Static, TabbedContent, TabPane, Tabs
 from mihd.encoders import VARIANTS
 from mihd.grid import CLUSTERERS, Grid
 from mihd.present import fmt_duration
+from mihd.safe_text import safe_text
 
 from ..poller import Snapshot
 from ..widgets.fmt import short_id
@@ -166,8 +167,8 @@ class MainScreen(Screen):
             text = focused.describe_current()
         else:
             text = self._grid_cell_info()
-        if text is not None:
-            self.query_one("#cell-info", Static).update(text)
+        if text is not None:  # it quotes a run's own words (an error, a label): shown, never obeyed
+            self.query_one("#cell-info", Static).update(safe_text(text))
 
     def _grid_cell_info(self) -> str | None:
         table = self.query_one(GridTable)
