@@ -230,10 +230,10 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        """The name if given, the cell's label for one cell, `demo grid 12 cells` for several, `study 2 slices,
-        14 cells` for a grid over several slices."""
+        """The cell's label for one cell, `demo grid 12 cells` for several, `study 2 slices, 14 cells` for a grid over
+        several slices; a name given goes first, never instead (`sweep 1 (demo pca+texture concat gmm)`)."""
         if self.name:
-            return self.name
+            return f"{self.name} ({replace(self, name=None).label})"
         if len(self.cells) == 1:
             return self.cells[0].label
         if self.is_study:

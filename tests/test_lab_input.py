@@ -69,3 +69,13 @@ def test_a_key_map_value_that_is_no_key_keeps_the_default_key(tmp_path):
     keymap, problems = read_keymap(tmp_path)
     assert keymap == {"main.open_run": "ctrl+o", "main.filter_runs": "question_mark,f5"}
     assert len(problems) == 1 and "main.kill" in problems[0] and "default key is kept" in problems[0]
+
+
+def test_a_named_run_still_says_its_slice_and_cell(tmp_path):
+    root = tmp_path / "ws"
+    run_id = launch_fake(root, "--seconds", 0.1, name="sweep 1")
+    wait_for(lambda: view(root, run_id).status == "done", timeout=60)
+    assert view(root, run_id).label == "sweep 1 (demo pca+texture concat gmm)"
+    listed = run_mihd("runs", "ls", "--all", root=root).stdout
+    assert "sweep 1 (demo pca+texture concat gmm)" in listed
+    assert run_mihd("runs", "show", "sweep 1", root=root).returncode == 0  # the name still names it

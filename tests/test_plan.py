@@ -95,7 +95,7 @@ def test_mihd_launch_runs_the_plan_to_the_end(demo_root):
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.strip()
     v = wait_for(lambda: (v := view(demo_root, run_id)).status in ("done", "failed", "killed") and v, timeout=300)
-    assert v.status == "done" and v.label == "baselines", (v.status, v.error)
+    assert v.status == "done" and v.label == "baselines (demo grid 2 cells)", (v.status, v.error)
     assert [s["label"] for s in v.scores] == ["demo pca gene_only kmeans", "demo pca gene_smooth kmeans"]
     assert all(0 < s["ari"] <= 1 for s in v.scores)
     assert read_plan(demo_root / "runs" / run_id).device == "cpu"

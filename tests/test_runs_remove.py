@@ -26,7 +26,7 @@ def test_rm_removes_finished_runs_and_refuses_a_running_one(tmp_path):
 
     proc = run_mihd("runs", "rm", "quick", failed, live, root=tmp_path)  # a name, an id, a running one
     assert proc.returncode == 2, proc
-    assert proc.stdout.splitlines() == [f"removed {done}  quick  (done)", f"removed {failed}  {CELL.label}  (failed)"]
+    assert proc.stdout.splitlines() == [f"removed {done}  quick ({CELL.label})  (done)", f"removed {failed}  {CELL.label}  (failed)"]
     assert proc.stderr.strip() == f"mihd: error: run {live}: running; stop it first (mihd runs kill {live})"
     assert not (tmp_path / "runs" / done).exists() and not (tmp_path / "runs" / failed).exists()
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [live]  # nothing hidden left behind either

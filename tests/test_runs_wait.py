@@ -26,7 +26,7 @@ def test_wait_prints_each_run_as_it_ends_and_exits_0_when_all_are_done(tmp_path)
     lines = out.stdout.splitlines()
     assert len(lines) == 2 and time.monotonic() - began >= 3.5  # it waited for the slow one
     assert lines[0].startswith(f"{quick}  done  ") and lines[0].endswith("ARI 0.610")
-    assert lines[1].startswith(f"{slow}  done  slow one  ") and lines[1].endswith("ARI 0.700")
+    assert lines[1].startswith(f"{slow}  done  slow one (demo pca+texture concat gmm)  ") and lines[1].endswith("ARI 0.700")
 
 
 def test_wait_exits_1_when_one_failed_or_was_killed(tmp_path):

@@ -21,7 +21,7 @@ async def test_a_run_failing_while_the_dashboard_is_open_is_told_once(workspace)
             await wait_until(pilot, lambda: any("no-such-notifier-xyz" in n.message for n in app._notifications))
             await wait_until(pilot, lambda: app.find_view(old))
             new = launch_fake(workspace, "--seconds", 2, "--exit", 3, name="fails while watched")
-            told = "run 'fails while watched' failed: exit code 3"
+            told = "run 'fails while watched (demo pca+texture concat gmm)' failed: exit code 3"
             await wait_until(pilot, lambda: any(told in n.message for n in app._notifications), timeout=60)
             await pilot.pause(1.0)
             messages = [n.message for n in app._notifications]

@@ -80,7 +80,7 @@ def _row(v) -> list[str]:
     status = f"unknown ({v.reason})" if v.status == "unknown" else status
     elapsed = fmt_duration(v.elapsed) if v.status != "queued" else f"q {fmt_duration(v.queued_s)}"
     cpu = "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%"
-    return [v.id, _text(v.label)[:34], status, elapsed, eta, prog, cpu, fmt_bytes(v.rss), fmt_bytes(v.gpu_mem), score]
+    return [v.id, _text(v.label)[:60], status, elapsed, eta, prog, cpu, fmt_bytes(v.rss), fmt_bytes(v.gpu_mem), score]
 
 
 def _ls(args) -> int:
