@@ -35,6 +35,11 @@ def lab():
     for user in USERS:
         if subprocess.run(["id", user], capture_output=True).returncode != 0:
             subprocess.run(["useradd", "-M", "-g", GROUP, user], check=True)
+    for user in USERS:  # the interpreter and the checkout must be reachable by both users
+        try:
+            as_user(user, Path("/nonexistent/ws"), "--help")
+        except PermissionError:
+            pytest.skip(f"{user} may not run {sys.executable} here (a folder on its path is private)")
     shared = Path(tempfile.mkdtemp(prefix="mihd-lab-", dir="/tmp"))
     os.chown(shared, 0, grp.getgrnam(GROUP).gr_gid)
     os.chmod(shared, 0o2775)
@@ -71,11 +76,6 @@ def as_user(user: str, root: Path, *args: str, python: tuple[str, ...] = ("-m", 
 def test_two_users_share_a_workspace(lab, demo_h5ad):
     ann, bob = USERS
     root = lab
-    for user in USERS:  # the interpreter and the checkout must be reachable by both users
-        try:
-            as_user(user, root, "--help")
-        except PermissionError:
-            pytest.skip(f"{user} may not run {sys.executable} here (a folder on its path is private)")
     assert as_user(ann, root, "extract", "demo", "--gene", "pca").returncode == 0
     made = [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
     assert made, "nothing was made"
