@@ -9,11 +9,12 @@ import json
 import pytest
 
 from conftest import run_mihd
+from mihd_tui.screens.kill import KillDialog, SignalButton
 from mihd_tui.screens.modal import ConfirmDialog
 from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.runs_table import RunsTable
 from runs_helpers import launch_fake
-from tui_helpers import app_for, cleanup, wait_until
+from tui_helpers import app_for, cleanup, move_to, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -81,3 +82,29 @@ async def test_a_fanned_out_grid_cells_own_log_opens_from_its_detail(cached_root
         await wait_until(pilot, lambda: log.lines and log.lines[-1] == last)
         assert "[mihd grid]" not in "\n".join(log.lines)  # the cell's, not the grid runner's
         assert "cell 1's own run.log" in str(app.screen.query_one("#log-status").render())
+
+
+def drawn(widget) -> str:
+    return "\n".join(widget.render_line(y).text for y in range(widget.size.height))
+
+
+async def test_the_grid_cursor_and_the_chosen_signal_read_without_colour(workspace):
+    run_id = launch_fake(workspace, "--seconds", "120")
+    app = app_for(workspace)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: app.find_view(run_id) and app.find_view(run_id).status == "running")
+            grid = app.screen.query_one(GridTable)
+            await move_to(pilot, "concat", "texture")
+            lines = drawn(grid).splitlines()
+            assert any("▾texture" in line for line in lines) and sum("▾" in line for line in lines) == 1
+            assert [line.split()[1] for line in lines if "▸" in line] == ["concat"]
+            await pilot.press("k")
+            dialog = await wait_until(pilot, lambda: isinstance(app.screen, KillDialog) and app.screen)
+            chosen = lambda: [b.render().plain[1] for b in dialog.query(SignalButton)]  # noqa: E731
+            assert chosen() == ["●", "○", "○"]  # TERM, INT, KILL
+            await pilot.press("down", "enter")
+            assert chosen() == ["○", "●", "○"]
+            await pilot.press("escape")
+    finally:
+        cleanup(workspace)

@@ -18,6 +18,15 @@ HELP = {"TERM": "TERM: ask it to stop (KILL after the grace period)", "INT": "IN
         "KILL": "KILL: stop at once"}
 
 
+class SignalButton(RadioButton):
+    """A signal's radio button whose choice shows in its glyph (`●` chosen, `○` not), not only in its colour:
+    a plain capture or a colour-blind researcher can tell which signal `y` sends."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # noqa: N802  (Textual's name for it)
+        return "●" if self.value else "○"
+
+
 def identity(v: RunView) -> str:
     where = f"job {v.job_id}" if v.job_id else f"pid {v.pid}" if v.pid else "no process yet"
     return f"{v.id}  ({v.backend}, {where}{' on ' + v.host if v.host else ''})"
@@ -38,7 +47,7 @@ class KillDialog(PausingModal["str | None"]):
                          + (f", expected {fmt_duration(v.expected_s)}" if v.expected_s else ""))
             with RadioSet(id="signal", compact=True):
                 for i, sig in enumerate(SIGNALS):
-                    yield RadioButton(HELP[sig], value=i == 0, name=sig)
+                    yield SignalButton(HELP[sig], value=i == 0, name=sig)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Kill (y)", variant="error", id="kill", compact=True)
                 yield Button("Cancel (Esc)", id="cancel", compact=True)

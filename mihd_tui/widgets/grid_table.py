@@ -10,6 +10,8 @@ from mihd.grid import DONE, CellState, Grid
 
 from ..wording import CELL_WIDTH, cell_text
 
+ROW_MARK, COLUMN_MARK = "▸ ", "▾"
+
 
 class GridTable(DataTable):
     """Rows are fusion methods (keyed by name), columns vision encoders / cache names (keyed by name).
@@ -54,12 +56,28 @@ class GridTable(DataTable):
         where = self.current if self.columns else grid.first_runnable()  # first show: a cell that can run
         self.clear(columns=True)
         for col in grid.columns:
-            self.add_column(col, key=col, width=max(len(col), CELL_WIDTH))
+            self.add_column(f" {col}", key=col, width=max(len(col) + 1, CELL_WIDTH))
         for row in grid.rows:
-            self.add_row(*[self._cell_text(grid[(row, c)]) for c in grid.columns], key=row, label=row)
+            self.add_row(*[self._cell_text(grid[(row, c)]) for c in grid.columns], key=row, label=f"  {row}")
         self._shown = dict(grid.cells)
         if where and where[0] in grid.rows and where[1] in grid.columns:
             self.move_cursor(row=grid.rows.index(where[0]), column=grid.columns.index(where[1]), animate=False)
+        self._mark_cursor()
+
+    def watch_cursor_coordinate(self, old, new) -> None:
+        super().watch_cursor_coordinate(old, new)
+        self._mark_cursor()
+
+    def _mark_cursor(self) -> None:
+        """`▸` before the cursor's row and `▾` before its column: the cursor is more than a colour (a plain
+        capture, a colour-blind researcher). Labels keep their width: the marks take a blank's place."""
+        where = self.current or ("", "")
+        for key, row in self.rows.items():
+            row.label = Text(f"{ROW_MARK if key.value == where[0] else '  '}{key.value}")
+        for key, col in self.columns.items():
+            col.label = Text(f"{COLUMN_MARK if key.value == where[1] else ' '}{key.value}")
+        self._update_count += 1  # the table's render caches are keyed by it
+        self.refresh()
 
     def restyle(self) -> None:
         """Redraw every cell (after a theme change)."""
