@@ -256,13 +256,13 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
     from .eta import MIN_HISTORY, Expected, ProgressTracker, cell_plans
     from .overrun import is_overrun
     from .reasons import failure_reason
-    from .stages import default_cost
+    from .stages import default_cost, task_startup
 
     grid_dir = Path(row["run_dir"])
     fan = read_fanout(grid_dir)
     n = len(fan["cells"])
     lanes = int(fan.get("lanes") or n)
-    views, known, costs = [], [], []
+    views, known, costs, own = [], [], [], []
     for i in range(n):
         d = cell_dir(grid_dir, i)
         r, crows = describe_part(d)
@@ -291,6 +291,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
         over = status in ("running", "orphaned") and exp is not None and \
             is_overrun(elapsed, Expected(exp, "history", n_hist), factor)
         costs.append(default_cost(stored[0].get("fusion") if stored else None))
+        own.append(crows[0]["seconds"] if crows and status == "done" else None)
         views.append(CellView(
             index=i, label=stored_label(stored), status=status,
             reason=(st.reason if st is not None else None) if status in ACTIVE else None,
@@ -307,7 +308,8 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
     fraction = sum(w * (v.progress or 0.0) for w, v in counted) / total if total else None
     active = [(v, g) for v, g in zip(views, guess) if v.status in ACTIVE]
     running = [v.eta_s if v.eta_s is not None else g for v, g in active if v.status != "queued"]
-    waiting = [v.expected_s or g for v, g in active if v.status == "queued"]
+    startup = task_startup([(v.elapsed, s) for v, s in zip(views, own)])  # a history leaves it out
+    waiting = [v.expected_s + startup if v.expected_s else g for v, g in active if v.status == "queued"]
     if any(x is None for x in running + waiting):
         eta, confidence = None, "unknown"
     else:

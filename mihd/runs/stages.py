@@ -121,3 +121,11 @@ class ShareBook:
         shares = learned_shares(timings)
         self._known[signature] = (ids, shares)
         return shares
+
+
+def task_startup(finished: list[tuple[float | None, float | None]]) -> float:
+    """The start-up of a fanned-out task (interpreter, imports, slice load), which its cell's history (the
+    cell's own seconds) leaves out: the median wall time less own seconds over the finished tasks given as
+    (wall, own), 0 when none says. A 168-cell study on Slurm ended 35-64 % past its ETA without it."""
+    extra = [max(wall - own, 0.0) for wall, own in finished if wall is not None and own is not None]
+    return statistics.median(extra) if extra else 0.0
