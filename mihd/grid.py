@@ -390,9 +390,9 @@ class GridState:
             last = outcomes[-1]
             return CellState(fusion, column, last.state, run_id=last.run_id, progress=last.progress,
                              reason=last.reason, history=history, runs=runs, **result)
-        if inputs_cached(cell, cached):
+        if inputs_cached(cell, cached) and not FUSIONS[fusion].missing:
             return CellState(fusion, column, READY, history=history)
-        why = missing_weights(cell, cached, self.weights)
+        why = FUSIONS[fusion].missing or missing_weights(cell, cached, self.weights)
         return CellState(fusion, column, NO_WEIGHTS if why else NEVER, reason=why, history=history)
 
     def _outcome(self, view, index: int, key: tuple) -> _Outcome:

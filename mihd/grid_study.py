@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .grid import (DONE, FUSION_NEEDS_VISION, NA, NEVER, NO_WEIGHTS, NONE, READY, RUNNING, CellState, Grid, GridSpec,
                    is_valid, missing_weights, stored_key, vision_columns)
+from .fusion import FUSIONS
 from .inventory import cached_inputs, inputs_cached
 from .results import Stat
 
@@ -66,10 +67,11 @@ def study_grid(state, spec: GridSpec, views: list, scores: dict[str, dict], entr
                 what = RUNNING
             elif per_slice:
                 what = DONE
-            elif all(inputs_cached(c, cached) for c in cells):
+            elif all(inputs_cached(c, cached) for c in cells) and not FUSIONS[fusion].missing:
                 what = READY
             else:
-                why = next(filter(None, (missing_weights(c, cached, state.weights) for c in cells)), None)
+                why = FUSIONS[fusion].missing or next(
+                    filter(None, (missing_weights(c, cached, state.weights) for c in cells)), None)
                 what = NO_WEIGHTS if why else NEVER
             grid.cells[where] = CellState(
                 fusion, column, what, ari=stat.mean, ari_sd=stat.sd, runs=runs, slices=scored, cohort=len(spec.slices),

@@ -211,7 +211,7 @@ def _run_one(index: int, cell: Cell, embeddings: _Embeddings, adata, keep, k, sp
     for i, seed in enumerate(spec.seeds):
         labels, fused, timings = run_cell_arrays(
             g, v, adata.obsm["spatial"][keep], fusion=cell.fusion, cluster=cell.cluster, n_clusters=k,
-            refine=spec.refine, seed=seed, device=spec.device,
+            refine=spec.refine, seed=seed, device=spec.device, adata=adata if keep.all() else adata[keep],
             progress=lambda stage, done, total, i=i, **f: events.stage(stage, i * total + done, n * total, **f))
         full = np.full(adata.n_obs, -1, dtype=np.int64)
         full[keep] = labels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.markup import escape
 
+from mihd.fusion.baselines import INSTALL
 from mihd.grid import DONE, FAILED, KILLED, LATE, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, \
     RUNNING, \
     CORRUPT, IN_GRIDS, CellState
@@ -66,7 +67,7 @@ def describe_cell(cs: CellState) -> str:
         what += " [b $warning](random-init weights)[/]" if cs.random_init else ""
         return what
     elif cs.state == NO_WEIGHTS:
-        return f"{escape(cs.reason or 'no weights')}: nothing cached, cannot run here"
+        return escape(cannot_run(cs.reason))
     else:
         what = DESCRIBE.get(cs.state, cs.state)
     if cs.reason:
@@ -98,3 +99,9 @@ def describe_expected(exp: Expected) -> str:
             return f"scored {exp.n}x inside grids, never alone: no time for a run of it alone yet"
         return "no history yet"
     return f"~{fmt_duration(exp.seconds)} ({exp.source}" + (f", {exp.n} run{'s' * (exp.n != 1)})" if exp.n else ")")
+
+
+def cannot_run(reason: str | None) -> str:
+    """Why a `⊘` cell cannot run: a baseline's missing package with its install line, else missing weights."""
+    why = reason or "no weights"
+    return why if INSTALL in why else f"{why}: nothing cached, cannot run here"

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+.venv/bin/python -m pip install -q -e '.[baselines]'  # GraphST, STAGATE, SpaGCN: their tests need the packages
 started_slurm=0
 if [ -x scripts/slurm/start.sh ] && [ "$(id -u)" = 0 ]; then
   bash scripts/slurm/start.sh >/dev/null && started_slurm=1

@@ -32,7 +32,8 @@ FAST = dataclasses.replace(staig.GENE_ONLY, epochs=15)
 
 
 def test_registry_names_and_unknown_fusion_lists_them():
-    assert set(FUSIONS) == {"gene_only", "gene_smooth", "vision_only", "concat", "mean", "attention", "staig_fusion"}
+    assert set(FUSIONS) == {"gene_only", "gene_smooth", "vision_only", "concat", "mean", "attention", "staig_fusion",
+                            "graphst", "stagate", "spagcn"}
     g, v, coords, _ = _slice()
     with pytest.raises(MihdError, match="known: gene_only, gene_smooth, vision_only, concat"):
         run_cell_arrays(g, v, coords, fusion="sum", cluster="gmm", n_clusters=3)

@@ -40,6 +40,7 @@ class FusionContext:
     n_clusters: int = 7
     device: str = "auto"
     progress: Progress = field(default=_no_progress)
+    adata: object = None  # the scored spots' AnnData (raw counts, image): what the published baselines read
 
 
 @dataclass(frozen=True)
@@ -51,21 +52,39 @@ class FusionMethod:
     module: str
     description: str
     trains: bool = False  # trains a torch model on --device (the others never touch a device)
+    clusters: bool = False  # assigns the domains itself: fuse returns (array, labels), the clusterer is not used
 
-    def fuse(self, gene: Embedding, vision: Embedding | None, ctx: FusionContext) -> np.ndarray:
+    @property
+    def missing(self) -> str | None:
+        """Why the method cannot run here (a baseline whose package is not installed, with the install line)."""
+        from .baselines import missing
+
+        return missing(self.name)
+
+    def fuse(self, gene: Embedding, vision: Embedding | None, ctx: FusionContext):
         import numpy as np
 
         fn = getattr(importlib.import_module(self.module, __name__), "fuse")
-        out = np.asarray(fn(gene, vision if self.uses_vision else None, ctx), dtype=np.float32)
+        out = fn(gene, vision if self.uses_vision else None, ctx)
+        labels = None
+        if self.clusters:
+            out, labels = out
+        out = np.asarray(out, dtype=np.float32)
         if out.ndim != 2 or out.shape[0] != len(gene.obs_names):
             raise MihdError(f"--fusion {self.name}: produced shape {out.shape} for {len(gene.obs_names)} spots")
-        return out
+        return (out, labels) if self.clusters else out
 
 
 GENE_PCS = ("pca(30)",)                 # gene embeddings keep their variance: PCs are ordered by it
 VISION_PCS = ("standardize", "pca(30)")  # vision features come in arbitrary units: standardise first
 EQUAL_WIDTH = ("standardize", "pca(32)")
 STAIG_VISION = ("standardize", "pca(16)")  # STAIG's alignment: StandardScaler -> PCA(16), random_state 42
+# the field's baselines, each by its own package (mihd.fusion.baselines): they read the slice, not the embeddings
+BASELINES = (
+    FusionMethod("graphst", Profile(), False, False, ".graphst", "GraphST by graphst-modern (expression + spatial graph)", trains=True),
+    FusionMethod("stagate", Profile(), False, False, ".stagate", "STAGATE by stagate-modern (expression + spatial graph)", trains=True),
+    FusionMethod("spagcn", Profile(), False, False, ".spagcn", "SpaGCN by spagcn-modern (expression + spatial graph + histology colour; its own clustering)", clusters=True),
+)
 
 FUSIONS = {
     m.name: m
@@ -77,6 +96,7 @@ FUSIONS = {
         FusionMethod("mean", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".mean", "standardise + PCA(32) per modality, averaged"),
         FusionMethod("attention", Profile(EQUAL_WIDTH, EQUAL_WIDTH), True, True, ".attention", "learned per-spot modality weights (seeded torch)", trains=True),
         FusionMethod("staig_fusion", Profile(vision=STAIG_VISION), False, True, ".staig_fusion", "STAIG image-aided graph contrastive learning (gene-only form without vision)", trains=True),
+        *BASELINES,
     )
 }
 
@@ -114,6 +134,7 @@ def run_cell_arrays(
     seed: int = 0,
     progress: Progress | None = None,
     device: str = "auto",
+    adata=None,
 ):
     """Raw embeddings -> (labels, fused array, timings {"fuse", "cluster"} in seconds).
 
@@ -140,13 +161,15 @@ def run_cell_arrays(
     progress("fuse", 0, 1)
     g = apply_profile(gene, method.profile.gene)
     v = apply_profile(vision, method.profile.vision) if (vision is not None and method.uses_vision) else None
-    ctx = FusionContext(coords=coords, seed=seed, n_clusters=n_clusters, device=device, progress=progress)
+    ctx = FusionContext(coords=coords, seed=seed, n_clusters=n_clusters, device=device, progress=progress, adata=adata)
     fused = method.fuse(g, v, ctx)
+    fused, own = fused if method.clusters else (fused, None)
     progress("fuse", 1, 1)
     t1 = time.perf_counter()
 
     progress("cluster", 0, 1)
-    labels = clustering.cluster(fused, cluster, n_clusters, seed=seed, refine=refine, coords=coords)
+    labels = own if own is not None else clustering.cluster(fused, cluster, n_clusters, seed=seed, refine=refine,
+                                                            coords=coords)
     progress("cluster", 1, 1)
     t2 = time.perf_counter()
     return labels, fused, {"fuse": t1 - t0, "cluster": t2 - t1}

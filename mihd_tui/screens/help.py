@@ -15,7 +15,7 @@ LEGEND = """\
   [b]0.612*[/]    made with random-init weights
   [b]ready[/]     inputs cached, can run now
   [b]·[/]         never run (computes its inputs)
-  [b]⊘[/]         no weights here and nothing cached
+  [b]⊘[/]         no weights here and nothing cached (a baseline: its package missing)
   [b]queued[/]    its run waits to start
   [b]0.612 ⧗[/]   last ARI, a new run of it waits to start
   [b]45%[/]       running (this cell's part)

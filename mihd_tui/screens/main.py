@@ -26,7 +26,7 @@ from ..widgets.grid_table import GridTable
 from ..widgets.inventory import CacheInventory
 from ..widgets.overrun_banner import OverrunBanner
 from ..widgets.runs_table import RunsTable
-from ..wording import describe_cell, history_text
+from ..wording import cannot_run, describe_cell, history_text
 
 WIDE = 150  # columns from which the cache inventory also shows beside the grid
 
@@ -228,7 +228,7 @@ class MainScreen(Screen):
         cs = grid[(fusion, column)]
         what = f"cell {fusion} × {column}"
         if cs.state == "no weights":
-            self.app.notify(f"{what}: {cs.reason}; nothing cached, so it cannot run here", severity="warning")
+            self.app.notify(f"{what}: {cannot_run(cs.reason)}", severity="warning")
         elif cs.active:
             from .modal import ConfirmDialog
 
