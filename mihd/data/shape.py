@@ -63,7 +63,8 @@ def _check_counts(x, shape: tuple[int, int], path: Path) -> None:
     if bad.any():
         raise MihdError(f"{path}: {int(bad.sum())} counts are negative or not a number; counts are whole numbers >= 0")
     if not np.any(values):
-        raise MihdError(f"{path}: every count is zero ({shape[0]} spots x {shape[1]} genes): nothing to find domains in")
+        raise MihdError(f"{path}: every count is zero ({shape[0]} spots x {shape[1]} genes): "
+                        "nothing to find domains in")
 
 
 def _coords(adata, path: Path) -> np.ndarray:

@@ -67,7 +67,8 @@ def read_positions(spatial: Path) -> pd.DataFrame:
         raise MihdError(f"{path}: coordinate columns are not numeric") from None
     counts = frame["barcode"].value_counts()
     if counts.iloc[0] > 1:
-        raise MihdError(f"{path}: barcode {counts.index[0]!r} is listed {counts.iloc[0]} times; each spot has one position")
+        raise MihdError(f"{path}: barcode {counts.index[0]!r} is listed {counts.iloc[0]} times; "
+                        "each spot has one position")
     frame.attrs["path"] = str(path)
     return frame.set_index("barcode")
 
