@@ -1,6 +1,7 @@
-"""Dashboard figures: time to first frame (goal <= 1.0 s), idle CPU over 60 s with 20 live runs (goal <= 2 %
-of one core), RSS (goal <= 120 MB), q to exit (goal <= 1.0 s), and a run writing 10,000 log lines a second for 30 s with its log view
-open (the app keeps answering keys; memory stays bounded).
+"""Dashboard figures: time to first frame (goal <= 1.0 s), idle CPU over 60 s with 20 live runs (goal <= 1 %
+of one core), RSS (goal <= 120 MB), q to exit (goal <= 1.0 s), keys answered beside 4 busy processes (a tab switch,
+opening a run, its Log/Result tabs, back: goal <= 1 s at worst), and a run writing 10,000 log lines a second for
+30 s with its log view open (the app keeps answering keys; memory stays bounded).
 
 The first three run the real `mihd-tui` in a pseudo-terminal (120x40) and measure its process with psutil;
 the log flood drives the app headless (App.run_test) in this process, pressing a key every 0.5 s.
@@ -58,7 +59,7 @@ class PtyApp:
         self.proc = subprocess.Popen([*TUI, "--root", str(root), *every], stdin=slave, stdout=slave,
                                      stderr=slave, env=env, cwd=REPO, start_new_session=True)
         os.close(slave)
-        self.master, self.buf, self.last_output = master, b"", 0.0
+        self.master, self.buf, self.last_output, self.received = master, b"", 0.0, 0
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self):
@@ -70,6 +71,7 @@ class PtyApp:
             if not data:
                 return
             self.buf, self.last_output = (self.buf + data)[-200_000:], time.perf_counter()
+            self.received += len(data)
 
     def answer(self, key: bytes, timeout: float = 5.0) -> float:
         """Seconds from writing `key` to the terminal until the dashboard's next output (its redrawn frame)."""
@@ -80,6 +82,16 @@ class PtyApp:
                 raise TimeoutError(key)
             time.sleep(0.0005)
         return self.last_output - t
+
+    def shows(self, key: bytes, text: bytes, timeout: float = 30.0) -> float:
+        """Seconds from writing `key` until `text` is in what the dashboard wrote since (the new screen drawn)."""
+        t, before = time.perf_counter(), self.received
+        os.write(self.master, key)
+        while text not in self.buf[-max(self.received - before, 1):]:
+            if time.perf_counter() - t > timeout:
+                raise TimeoutError(key)
+            time.sleep(0.001)
+        return time.perf_counter() - t
 
     def wait_for(self, text: bytes, timeout: float = 30.0) -> float:
         while time.perf_counter() - self.t0 < timeout:
@@ -147,6 +159,34 @@ def key_answers(root: Path, seconds: float) -> list[float]:
         app.quit()
 
 
+BUSY = "while True: pass"
+
+
+def keys_under_load(root: Path, rounds: int = 8, busy: int = 4) -> dict[str, list[float]]:
+    """Seconds until the dashboard answers, with `busy` processes spinning beside it (started here, for this
+    measurement only): a tab switch (Runs <-> Cache), opening a run from the runs table (Enter, until its detail
+    shows), a switch between its Log and Result tabs, and back (Esc, until the runs table shows)."""
+    app = PtyApp(root)
+    spinners: list[subprocess.Popen] = []
+    out: dict[str, list[float]] = {"tab": [], "open": [], "detail tab": [], "back": []}
+    try:
+        app.wait_for(b"staig_fusion")
+        spinners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
+        time.sleep(2.0)
+        for _ in range(rounds):
+            for what, key, text in (("tab", b"2", None), ("tab", b"1", None),  # the runs tab, its table focused
+                                    ("open", b"\r", b"Result"), ("detail tab", b"m", None), ("detail tab", b"l", None),
+                                    ("back", b"\x1b", b"ELAPSED")):
+                out[what].append(app.shows(key, text) if text else app.answer(key))
+                time.sleep(0.5)  # the screen settles: each key is timed alone
+        return out
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+        app.quit()
+
+
 async def flood(root: Path, seconds: float, script: str = FLOOD, fusion: str = "concat") -> dict:
     from mihd_tui.app import MihdApp
 
@@ -183,11 +223,20 @@ async def flood(root: Path, seconds: float, script: str = FLOOD, fusion: str = "
             "run_log_mb": round(written / 1e6, 1)}
 
 
+def show_keys_under_load(root: Path, busy: int = 4) -> None:
+    """keys_under_load's figures, the worst of each beside the goal (1 s at worst)."""
+    got = keys_under_load(root, busy=busy)
+    for what, secs in got.items():
+        print(f"{what} beside {busy} busy processes on {os.cpu_count()} cores: worst {1000 * max(secs):.0f} ms, median "
+              f"{1000 * sorted(secs)[len(secs) // 2]:.0f} ms over {len(secs)} keys  [goal <= 1000 ms at worst]", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--idle", type=float, default=60)
     ap.add_argument("--live", type=int, default=20)
     ap.add_argument("--flood", type=float, default=30)
+    ap.add_argument("--busy", type=int, default=4, help="busy processes beside the dashboard for the key figures")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ws"
@@ -199,9 +248,10 @@ def main() -> None:
         try:
             out = idle(root, args.idle)
             print(f"idle CPU with {args.live} live runs over {args.idle:.0f} s: {out['cpu_percent']:.2f} % of one core"
-                  f"  [goal <= 2 %]", flush=True)
+                  f"  [goal <= 1 %]", flush=True)
             print(f"RSS: {out['rss_mb']} MB (max {out['rss_max_mb']} MB)  [goal <= 120 MB]", flush=True)
             print(f"q to exit with {args.live} live runs: {out['quit_s']:.2f} s  [goal <= 1.0 s]", flush=True)
+            show_keys_under_load(root, args.busy)
         finally:
             for rid in ids:
                 try:

@@ -31,15 +31,17 @@ from ..workspace import host_index_dir, resolve_root, runs_dir
 from .backends import outcome as backend_outcome
 from .cells import run_signature, sig_string, signature, stored_label
 from .eta import CELL_KEY
-from .fanout import FANOUT
+from .fanout import CELLS, EXTRACT, FANOUT
+from .grid_index import SCHEMA as GRID_SCHEMA
+from .grid_index import PartSweep, put as put_parts, reusing
 from .run_files import UNSETTLED, has_files, read_run
+from .sqlite_io import BUSY_TIMEOUT_S, inode as _inode, set_wal as _set_wal, write as _write
 
-SCHEMA_VERSION = 4          # PRAGMA user_version; older indexes are rebuilt from the run dirs
+SCHEMA_VERSION = 5          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
 LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspace root: never opened
 TERMINAL = ("done", "failed", "killed")
 ACTIVE = ("queued", "running", "orphaned")
-BUSY_TIMEOUT_S = 30.0
 MAX_IN = 500  # ids asked with IN (...); more are filtered here (SQLite caps a statement's variables)
 _UNREADABLE = ("file is not a database", "malformed", "no such table", "no such column")  # heal by rebuilding
 
@@ -62,7 +64,7 @@ CREATE TABLE cells (
   run_id TEXT NOT NULL, idx INTEGER NOT NULL, signature TEXT, sig TEXT, label TEXT,
   ari REAL, nmi REAL, random_init INTEGER NOT NULL DEFAULT 0, seconds REAL, entry TEXT,
   PRIMARY KEY (run_id, idx));
-"""
+""" + GRID_SCHEMA
 _UPSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
     "ON CONFLICT(id) DO UPDATE SET "
@@ -164,16 +166,21 @@ def _indexed_entry(cell: dict, slice_id, plan) -> dict:
 
 def files_stamp(run_dir: Path) -> str:
     """Inode, size and mtime of each file a row is described from: a row whose stamp differs from its run dir's
-    is out of date (a file written, replaced, damaged or removed since), found with stats, not reads."""
-    parts, base = [], os.fspath(run_dir)
-    for name in STAMPED:
-        try:
-            st = os.stat(f"{base}/{name}")
-        except OSError:
-            parts.append("-")
-        else:
-            parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    is out of date (a file written, replaced, damaged or removed since), found with stats, not reads. A grid's
+    (fanout.json, last) adds its parts' folders: a part added or removed (grid_index says how parts are stamped)."""
+    base = os.fspath(run_dir)
+    parts = [_stat(f"{base}/{name}") for name in STAMPED]
+    if parts[-1] != "-":
+        parts += [_stat(f"{base}/{name}") for name in (CELLS, EXTRACT)]
     return " ".join(parts)
+
+
+def _stat(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def row_handle(row: dict) -> dict:
@@ -244,6 +251,7 @@ class Registry:
         self._sweep = ""            # the run id after which sync(check=N) takes up its stat sweep
         self._listed: tuple | None = None  # the runs folder's listing stamp when sync last listed it
         self._durations: tuple[tuple, dict] = ((), {})  # (the index's version then, durations())
+        self._parts = PartSweep()   # sync(check=N)'s sweep over ended grids' parts
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -289,7 +297,7 @@ class Registry:
             old = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
             for table in old:
                 conn.execute(f'DROP TABLE "{table}"')
-            for stmt in SCHEMA.split(";"):
+            for stmt in SCHEMA.split(";\n"):  # a trigger holds "; " inside
                 if stmt.strip():
                     conn.execute(stmt)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -346,9 +354,12 @@ class Registry:
             self._sweep = stamps[-1][0] if len(stamps) == check else ""
         else:
             stamps = []
-        changed = [base / i for i, stamp in stamps if i not in gone and files_stamp(base / i) != stamp
-                   and has_files(base / i)]  # one removed since the folder was listed goes at the next listing
-        described = [describe(d) for d in new + changed]
+        changed = [i for i, stamp in stamps if i not in gone and files_stamp(base / i) != stamp]
+        if check:  # and ended grids whose parts' files changed (grid_index: a bounded number of parts per call)
+            changed += [i for i in self._parts.changed(self.conn, base, check) if i not in gone and i not in changed]
+        changed = [base / i for i in changed if has_files(base / i)]  # one removed since the listing goes at the next
+        with reusing(self.conn):
+            described = [describe(d) for d in new + changed]
         if described or gone:
             with _write(self.conn):
                 for run_id in gone:
@@ -360,13 +371,15 @@ class Registry:
 
     @_healing
     def ingest(self, run_dir: Path, gone: bool = False) -> dict:
-        row, cell_rows = describe(run_dir, gone)
+        with reusing(self.conn):
+            row, cell_rows = describe(run_dir, gone)
         with _write(self.conn):
             self._put(row, cell_rows)
         return row
 
     def _put(self, row: dict, cell_rows: list[dict]) -> None:
         self.conn.execute(_UPSERT, [row.get(c) for c in RUN_COLUMNS])
+        put_parts(self.conn, row)
         self.conn.execute("DELETE FROM cells WHERE run_id=?", (row["id"],))
         self.conn.executemany(
             "INSERT INTO cells (run_id, idx, signature, sig, label, ari, nmi, random_init, seconds, entry) "
@@ -414,8 +427,8 @@ class Registry:
 
     @_healing
     def cells(self, run_ids: list[str] | None = None) -> dict[str, list[dict]]:
-        """The cell rows of these runs (of every run when None), by run id in order."""
-        sql = "SELECT * FROM cells"
+        """The cell rows of these runs (of every run when None), by run id in order; without `entry` (entries())."""
+        sql = "SELECT run_id, idx, signature, sig, label, ari, nmi, random_init, seconds FROM cells"
         params: tuple = ()
         if run_ids is not None and len(run_ids) <= MAX_IN:
             if not run_ids:
@@ -457,40 +470,6 @@ class Registry:
             out.setdefault(CELL_KEY + sig, []).append(secs)
         self._durations = (version, out)
         return out
-
-
-class _write:
-    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front (waiting up to the busy timeout)."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, *_):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def _set_wal(conn: sqlite3.Connection) -> None:
-    """Switch to WAL. SQLite answers "database is locked" at once, without the busy timeout, while another
-    process is creating the same file (two launchers on a fresh workspace): retry until the timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
 
 
 def ingest(root: Path | str | None, run_dir: Path | str) -> dict:

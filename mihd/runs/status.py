@@ -30,6 +30,7 @@ from .alerts import announce, notice
 from .eta import Expected, ProgressTracker, cell_plans, queued_eta
 from .fanout import is_fanned
 from .fanout_status import CellView, grid_progress, refresh_grid
+from .grid_index import Rollups, fanned, parts_changed, reusing
 from .forecast import expectations
 from .gpu import Gpu, default_gpu
 from .ids import check_ref, match
@@ -248,8 +249,13 @@ class RunWatcher:
         return self._views(rows, now)
 
     def view(self, run_id: str) -> RunView:
-        """One run by id or unique id prefix (or name), refreshed."""
-        return self._refreshed([self.registry.row(self.resolve(run_id))])[0]
+        """One run by id or unique id prefix (or name), refreshed; an ended grid's parts checked for changed files."""
+        row = self.registry.row(self.resolve(run_id))
+        if row["status"] not in ACTIVE and fanned(row) and parts_changed(self.registry.conn, row["id"],
+                                                                          Path(row["run_dir"])):
+            self.registry.ingest(Path(row["run_dir"]))
+            row = self.registry.row(row["id"])
+        return self._refreshed([row])[0]
 
     def backend_of(self, view: RunView) -> tuple[object, dict]:
         """The run's backend and its handle (with the run dir), as kill and poll take them."""
@@ -302,6 +308,7 @@ class RunWatcher:
                     samples[r["id"]] = TreeSample(cpu_percent=usage["cpu_percent"] or 0.0, rss=usage["rss"],
                                                   nprocs=usage["nprocs"], gpu_mem=usage["gpu_mem"])
         views, expected_by = [], {}
+        rollups = Rollups(self.registry.conn, [r for r in rows if r["status"] not in ACTIVE and fanned(r)])
         for r in rows:
             status = r["status"]
             started, ended = r["started"], r["ended"]
@@ -314,8 +321,7 @@ class RunWatcher:
                 # the expected time given at launch judges overrun; the ETA paces by the history when there is one
                 expected_by[key] = expectations(r["signature"], cell_sigs, history, r["expect"])
             expected, paced = expected_by[key]
-            fan = grid_progress(r, self._fan_states.get(r["id"], {}), history, self.factor, now) \
-                if status != "corrupt" and is_fanned(r["run_dir"]) else None
+            fan = self._grid(r, rollups, history, now) if status != "corrupt" and fanned(r) else None
             prog = self._progress(r, paced, history, now) if status in COMPUTING and not fan else None
             fraction = prog.fraction if prog else (1.0 if status == "done" else None)
             eta_s, conf = (prog.eta_s, prog.confidence) if prog else (None, "unknown")
@@ -354,6 +360,7 @@ class RunWatcher:
                 pid=r["pid"], job_id=r["job_id"], host=r["host"],
                 kill_signal=r["kill_signal"], killed_at=r["killed_at"], killed_by=r["killed_by"],
                 cells=fan.cells if fan else [], late=late))
+        rollups.save()
         return views
 
     def _judge_late(self, row: dict, elapsed, eta_s, conf: str, fraction, expected: Expected) -> str | None:
@@ -369,6 +376,17 @@ class RunWatcher:
                       "expected": expected.seconds, "source": expected.source, "at": fraction},
                      notice(row["id"], row["label"], "late", late, elapsed, expected.seconds, projected))
         return late
+
+    def _grid(self, row: dict, rollups: Rollups, history: dict, now: float):
+        """A fanned-out grid's cells and progress: an ended grid's from the index (made once after it changed),
+        an active one's from its parts, those whose files did not change answered from the index."""
+        def progress():
+            return grid_progress(row, self._fan_states.get(row["id"], {}), history, self.factor, now)
+
+        if row["status"] not in ACTIVE:
+            return rollups.get(row, progress)
+        with reusing(self.registry.conn):
+            return progress()
 
 
 def list_runs(root=None, all: bool = False, factor: float | None = None, gpu: Gpu | None = None) -> list[RunView]:

@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 from mihd.grid import DONE, CellState, Grid
 
 from ..wording import CELL_WIDTH, cell_text
+from .keyed_table import update_rows
 
 ROW_MARK, COLUMN_MARK = "▸ ", "▾"
 
@@ -46,10 +47,12 @@ class GridTable(DataTable):
         if [c.value for c in self.columns] != grid.columns or [r.value for r in self.rows] != grid.rows:
             self._layout(grid)
             return
+        updates: dict[str, list] = {}
         for key, cs in grid.cells.items():
             if self._shown.get(key) != cs:
-                self.update_cell(key[0], key[1], self._cell_text(cs))
+                updates.setdefault(key[0], []).append((key[1], self._cell_text(cs)))
                 self._shown[key] = cs
+        update_rows(self, updates)  # only the changed rows are drawn again
 
     def _layout(self, grid: Grid) -> None:
         """Lay the table out for a new shape (first show, a new cache name, another slice); keeps the cursor."""

@@ -1,11 +1,13 @@
 """A DataTable kept in step with a list of keyed rows: rows are added, removed, or updated cell by cell
-(never cleared and refilled), so a refresh redraws only what changed. One column (`STRETCH`) takes the
-width a wide terminal leaves over; the table is rebuilt only when that width changes (on resize)."""
+(never cleared and refilled), and an updated row is redrawn alone (`update_rows`), so a refresh redraws only
+what changed. One column (`STRETCH`) takes the width a wide terminal leaves over; the table is rebuilt only
+when that width changes (on resize)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
 
 
 def plain(cells: tuple) -> tuple:
@@ -13,6 +15,49 @@ def plain(cells: tuple) -> tuple:
     brackets (`[b]`, `[/]`) that would restyle it or raise."""
     return tuple(Text(c, end="") if isinstance(c, str) else c for c in cells)
 
+
+def same(a, b) -> bool:
+    """Whether two cells show alike: a Text's own style counts too (Text's == compares only words and spans)."""
+    if isinstance(a, Text) and isinstance(b, Text):
+        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+    return a == b
+
+
+def update_rows(table: DataTable, updates: dict[str, list[tuple[str, object]]]) -> None:
+    """Set rows' changed cells ({row key: [(column key, value)]}) and redraw those rows only.
+    DataTable.update_cell counts any change as a change of the whole table (its render caches share one
+    update count), so one live run's ELAPSED redrew every row each refresh; here only the changed rows'
+    cached renders are dropped. Where the DataTable keeps its rows otherwise (another Textual), update_cell."""
+    caches = [getattr(table, n, None) for n in ("_row_render_cache", "_cell_render_cache", "_line_cache")]
+    if not updates:
+        return
+    if not all(hasattr(c, "keys") and hasattr(c, "discard") for c in caches):
+        for key, changed in updates.items():
+            for col, value in changed:
+                table.update_cell(key, col, value)
+        return
+    rows, cells, strips = caches
+    keys, spots = set(), set()
+    for key, changed in updates.items():
+        keys.add(RowKey(key))
+        for col, value in changed:
+            table._data[RowKey(key)][ColumnKey(col)] = value
+            spots.add((RowKey(key), ColumnKey(col)))
+    for k in [k for k in rows.keys() if k[0] in keys]:
+        rows.discard(k)
+    for k in [k for k in cells.keys() if k[:2] in spots]:
+        cells.discard(k)
+    for k in [k for k in strips.keys() if _row_at(table, k[0]) in keys]:
+        strips.discard(k)
+    indices = [table.get_row_index(key) for key in keys]
+    table._refresh_region(table._get_row_region(min(indices)).union(table._get_row_region(max(indices))))
+
+
+def _row_at(table: DataTable, y: int):
+    try:
+        return table._get_offsets(y)[0]
+    except LookupError:
+        return None
 
 class KeyedTable(DataTable):
     COLUMNS: tuple[tuple[str, str, int], ...] = ()  # (column key, title, least width)
@@ -67,15 +112,16 @@ class KeyedTable(DataTable):
         for key in [k for k in self._shown if k not in keys]:
             self.remove_row(key)
             del self._shown[key]
-        added = []
+        added, updates = [], {}
         for key, cells in rows:
             old = self._shown.get(key)
             if old is None:
                 self.add_row(*cells, key=key)
                 added.append(key)
             else:
-                for (col, _, _), new, prev in zip(self.COLUMNS, cells, old):
-                    if new != prev:
-                        self.update_cell(key, col, new)
+                changed = [(col, new) for (col, _, _), new, prev in zip(self.COLUMNS, cells, old) if not same(new, prev)]
+                if changed:
+                    updates[key] = changed
             self._shown[key] = cells
+        update_rows(self, updates)
         return added

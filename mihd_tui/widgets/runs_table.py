@@ -80,6 +80,7 @@ class RunsTable(KeyedTable):
         self.words: list[str] = []
         self.views: list[RunView] = []
         self.marked: str | None = None  # the first run picked for side-by-side maps
+        self._made: dict[str, tuple] = {}  # run id -> (what its row was made from, its cells)
         self.said: GridSpec | None = None  # the header's slice (left out of CELL), gene and clusterer (left out
                                            # where a label is too long)
 
@@ -115,8 +116,9 @@ class RunsTable(KeyedTable):
             self.said, self._shown = said, {}  # every label reads anew
             self.clear()
         self.views = views
+        self._made = {v.id: self._made[v.id] for v in views if v.id in self._made}  # forget runs gone
         shown = [v for v in views if matches(v, self.words)] if self.words else views
-        rows = [(v.id, plain(self._cells(v))) for v in ordered(shown, self.sort_column, self.sort_reverse)]
+        rows = [(v.id, self._row(v)) for v in ordered(shown, self.sort_column, self.sort_reverse)]
         keys = [k for k, _ in rows]
         new = [k for k in keys if k not in self._shown]
         kept = set(keys)
@@ -129,6 +131,15 @@ class RunsTable(KeyedTable):
         if self.parent is not None:
             for bar in self.parent.query(RunsFilter):
                 bar.count(len(keys), len(views))
+
+    def _row(self, v: RunView) -> tuple:
+        """The run's cells, made again only when the run (or what its row depends on here) changed: most runs of
+        a refresh are finished and unchanged."""
+        key = (v, self.said, self.marked == v.id, self._label_width(), getattr(self.app, "theme", None))
+        made = self._made.get(v.id)
+        if made is None or made[0] != key:
+            made = self._made[v.id] = (key, plain(self._cells(v)))
+        return made[1]
 
     def _lay_out(self, rows: list[tuple[str, tuple]], new: list[str]) -> list[str]:
         """All rows again in the new order, the cursor staying on its run."""
