@@ -1,6 +1,6 @@
 """The supervisor's own watch: a run decides `late` and `overrun` while it waits, with nobody looking.
 
-Each time the supervisor wakes (every few seconds, for usage.json) it feeds the new lines of events.jsonl
+Every JUDGE_EVERY seconds the supervisor feeds the new lines of events.jsonl
 to the ETA tracker that spec.json's forecast describes (forecast.py), and judges: late (late.py: a
 trustworthy projection past the expected time, or past the Slurm job's time limit) and overrun
 (overrun.py). Each is appended to events.jsonl and handed to the notifier once per run (alerts.py),
@@ -21,6 +21,7 @@ from .late import late_reason
 from .overrun import is_overrun, overrun_factor, overrun_fields
 
 SLURM_ASK_S = 10.0  # how long the job's own time limit may take to read from Slurm
+JUDGE_EVERY = 1.0  # seconds between judgements: reading the new lines of events.jsonl costs next to nothing
 
 
 def slurm_time_limit(job_id: str | None = None) -> float | None:

@@ -36,7 +36,7 @@ from ..rundir import EXIT, LOG, PROC, RESERVE, RESULT
 from .gpu import Gpu
 from .identity import MARKER_VAR, boot_id, proc_create_time, run_members
 from .notify import notify_end
-from .self_watch import SelfWatch
+from .self_watch import JUDGE_EVERY, SelfWatch
 from .usage import EVERY, GroupUsage
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -134,7 +134,7 @@ def _open_log(run_dir: Path) -> None:
 
 def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path, watch: SelfWatch | None = None) -> int:
     """Wait for the command, writing its process group's usage.json every EVERY seconds and at the end, and
-    judging the run late or overrunning (`watch`, self_watch.py) as it goes."""
+    judging the run late or overrunning (`watch`, self_watch.py) every JUDGE_EVERY seconds meanwhile."""
     usage, rc, failed = None, None, False
     while True:
         try:
@@ -144,14 +144,14 @@ def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path, watch: Self
             if not failed:
                 _say(f"cannot measure usage: {type(exc).__name__}: {exc}")
             failed = True
-        if watch is not None and rc is None:
-            watch = _judged(watch)
         if rc is not None:
             return rc
-        try:
-            rc = child.wait(timeout=EVERY)
-        except subprocess.TimeoutExpired:
-            continue
+        until = time.monotonic() + EVERY
+        while rc is None and time.monotonic() < until:
+            try:
+                rc = child.wait(timeout=max(min(JUDGE_EVERY, until - time.monotonic()), 0.01))
+            except subprocess.TimeoutExpired:
+                watch = _judged(watch) if watch is not None else None
 
 
 def _judged(watch: SelfWatch) -> SelfWatch | None:
