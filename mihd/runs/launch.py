@@ -116,15 +116,16 @@ def _check_device(spec: RunSpec, backend, options: dict, flags) -> None:
                         "(use --device cpu or auto)")
 
 
-def _record_forecast(root: Path, run_dir: Path) -> None:
+def _record_forecast(root: Path, run_dir: Path, fan: bool) -> None:
     """Add to spec.json what the run is expected to take, from this host's history (forecast.py), so its own
-    supervisor can judge it late or overrunning without an index."""
+    supervisor can judge it late or overrunning without an index. A fanned-out grid's cells run in parts of
+    their own: their stage shares (read from earlier runs' events) are not looked up for it."""
     view = read_spec(run_dir) or {}
     reg = Registry(root)
     try:
-        shares = ShareBook(reg)
+        shares = (lambda sig: None) if fan else ShareBook(reg).get
         told = forecast(view.get("cells") or [], view.get("backend") or "local", view.get("expect"),
-                        reg.durations(), shares.get)
+                        reg.durations(), shares)
     finally:
         reg.close()
     write_json_atomic(run_dir / SPEC, {**read_json(run_dir / SPEC), KEY: told})
@@ -156,7 +157,7 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
         command = [sys.executable, "-m", "mihd", "exec-plan", "--run-dir", str(run_dir), "--root", str(root)]
     with _until_started(root, run_dir):
         write_spec(run_dir, spec, run_id=run_id, argv=command, cached=flags)
-        _record_forecast(root, run_dir)
+        _record_forecast(root, run_dir, fan)
         handle = fanout.submit(root, run_dir, spec, options, flags) if fan else be.submit(run_dir, command, options)
     try:
         write_json_atomic(run_dir / HANDLE, handle)
