@@ -46,13 +46,14 @@ class Combination:
     k: int | str         # the asked k, or TRUTH_K: each slice's number of truth domains
     refine: bool
     random_init: bool
+    labelled_only: bool = False  # scored with --drop-unlabelled: another measure, never pooled with the rest
 
     @property
     def label(self) -> str:
         encoders = self.gene + (f"+{self.vision}" + (f"/{self.variant}" if self.variant != "standard" else "")
                                 if self.vision else "")
         extra = ("" if self.k == TRUTH_K else f" k={self.k}") + (" refine" if self.refine else "") + \
-            (" (random init)" if self.random_init else "")
+            (" (random init)" if self.random_init else "") + (" (labelled spots)" if self.labelled_only else "")
         return f"{encoders} {self.fusion} {self.cluster}{extra}"
 
 
@@ -89,7 +90,7 @@ def combine(scores: list[Score], source: str = "latest") -> list[StudyRow]:
     for row in aggregate(scores, source):
         c = row.cell
         combo = Combination(c.gene, c.vision, c.variant, c.fusion, c.cluster, TRUTH_K if row.k_auto else row.k,
-                            row.refine, row.random_init)
+                            row.refine, row.random_init, row.labelled_only)
         per_slice[combo].append(SliceScore(c.slice, row.ari.mean, row.nmi.mean, row.n))
     rows = [StudyRow(combo, None, Stat.of(s.ari for s in slices), Stat.of(s.nmi for s in slices),
                      tuple(sorted(slices, key=lambda s: s.slice)))

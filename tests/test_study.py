@@ -4,6 +4,7 @@ across slices (`mihd results --across-slices`) against numbers worked out by han
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,15 @@ def test_across_slices_averages_seeds_within_a_slice_then_the_slices():
     assert pooled.ari.mean == pytest.approx(0.577778, abs=1e-6) and pooled.ari.sd == pytest.approx(0.170239, abs=1e-6)
     one = rows[0]
     assert one.n_slices == 1 and one.ari.mean == pytest.approx(0.8) and one.ari.sd is None
+
+
+def test_across_slices_keeps_runs_scored_on_labelled_spots_only_apart():
+    cell = Cell("s1", "pca", "texture", "concat")
+    every = _scores(cell, [0.5], run="r1")
+    labelled = [replace(s, run_id="r2", when=3.0, ari=0.9, labelled_only=True) for s in _scores(cell, [0.9])]
+    rows = combine(every + labelled, "all")
+    assert sorted((r.combo.labelled_only, r.ari.mean, r.slices[0].n) for r in rows) == [(False, 0.5, 1), (True, 0.9, 1)]
+    assert [r.combo.label for r in rows][0].endswith("(labelled spots)")
 
 
 def test_across_slices_renders_for_a_paper_and_for_a_program():
