@@ -19,6 +19,8 @@ from mihd.rundir import write_spec
 from mihd_tui.wording import cell_text, describe_cell, describe_expected, history_text
 
 SPEC = GridSpec("demo", "pca")
+# the rows that run without a vision embedding
+NO_VISION = ["gene_only", "gene_smooth", "staig_fusion", "graphst", "stagate", "spagcn"]
 
 
 def entry(name, modality="vision", variant="standard", slice_id="demo", **kw):
@@ -178,7 +180,7 @@ def test_cells_without_weights_or_cache_cannot_run_and_launches_skip_them(tmp_pa
     assert gs.skipped_columns(grid, grid.rows, grid.columns) == ["uni2"]
     whole = gs.plan_launches(SPEC, grid, grid.rows, grid.columns)
     assert whole == [(grid.rows, ["uni", "hipt", "resnet50", "texture"]),
-                     (["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
+                     (NO_VISION, ["none"])]
     assert gs.plan_launches(SPEC, grid, ["concat"], ["uni2"]) == []
     cached = GridState().compute(SPEC, [], {}, entries + [entry("uni2")])  # cached: runs without weights
     assert cached[("concat", "uni2")].state == gs.READY
@@ -246,9 +248,9 @@ def test_plan_launches_splits_none_from_vision_columns():
     row = gs.plan_launches(SPEC, grid, ["staig_fusion"], grid.columns)
     assert row == [(["staig_fusion"], grid.columns[:-1]), (["staig_fusion"], ["none"])]
     assert gs.plan_launches(SPEC, grid, ["concat"], ["none"]) == []
-    assert gs.plan_launches(SPEC, grid, grid.rows, ["none"]) == [(["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
+    assert gs.plan_launches(SPEC, grid, grid.rows, ["none"]) == [(NO_VISION, ["none"])]
     whole = gs.plan_launches(SPEC, grid, grid.rows, grid.columns)
-    assert whole == [(grid.rows, grid.columns[:-1]), (["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
+    assert whole == [(grid.rows, grid.columns[:-1]), (NO_VISION, ["none"])]
 
 
 def test_expected_from_history_of_the_same_cached_signature():

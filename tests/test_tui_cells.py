@@ -69,7 +69,8 @@ async def test_cells_without_weights_are_marked_skipped_and_never_start_under_th
         await move_to(pilot, "concat", "texture")
         await pilot.press("a")  # the whole grid: every runnable column, `none` included, the others skipped
         dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
-        assert dialog.groups == [(grid.rows, ["uni", "texture"]), (["gene_only", "gene_smooth", "staig_fusion"], ["none"])]
+        assert dialog.groups == [(grid.rows, ["uni", "texture"]),
+                                 (["gene_only", "gene_smooth", "staig_fusion", "graphst", "stagate", "spagcn"], ["none"])]
         skipped = str(dialog.query_one("#launch-skipped").render())  # in the dialog: no toast over its buttons
         assert skipped == "skipping uni2, hipt, resnet50: no weights here and nothing cached", skipped
         assert not any("skipping" in n.message for n in app._notifications)

@@ -19,10 +19,12 @@ from ..rundir import read_events
 # (measured on the demo slice and on DLPFC 151673 with cached embeddings)
 TRAINING_SHARES = {"load": 0.01, "train": 0.94, "fuse": 0.01, "cluster": 0.04}
 PLAIN_SHARES = {"load": 0.05, "fuse": 0.25, "cluster": 0.70}
-DEFAULT_SHARES = {"staig_fusion": TRAINING_SHARES, "attention": TRAINING_SHARES}
+SPAGCN_SHARES = {"load": 0.03, "fuse": 0.12, "graph": 0.06, "search": 0.5, "train": 0.28, "cluster": 0.01}
+DEFAULT_SHARES = {"staig_fusion": TRAINING_SHARES, "attention": TRAINING_SHARES, "graphst": TRAINING_SHARES,
+                  "stagate": TRAINING_SHARES, "spagcn": SPAGCN_SHARES}
 
 # a cell's cost relative to a cell without training, for weighing cells no history times
-DEFAULT_COST = {"staig_fusion": 40.0, "attention": 4.0}
+DEFAULT_COST = {"staig_fusion": 40.0, "attention": 4.0, "graphst": 60.0, "stagate": 300.0, "spagcn": 20.0}
 
 
 def default_shares(fusion: str | None) -> dict[str, float]:
