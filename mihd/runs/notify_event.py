@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..jsonio import read_json
 from ..present import fmt_duration
-from ..rundir import EXIT, PROC, RESULT, read_spec
+from ..rundir import EXIT, HANDLE, PROC, RESULT, read_spec
 
 EVENTS = ("late", "overrun", "failed", "done")  # what a hook's "on" may name; `done` fires only where listed
 TEST = "test"                                   # `mihd notify test`: every hook, no claim
@@ -53,8 +54,29 @@ def _reason(run_dir: Path, ended: dict) -> str | None:
     if isinstance(ended.get("error"), str):
         return ended["error"]
     if ended.get("signal"):
-        return f"ended by signal {ended['signal']}"
+        return _slurm_words(run_dir, ended) or f"ended by signal {ended['signal']}"
     return f"exit code {ended.get('code')}"
+
+
+def _slurm_words(run_dir: Path, ended: dict) -> str | None:
+    """For a Slurm job a signal ended, Slurm's own account, asked from the job as it ends: `killed by Slurm:
+    time limit 2:00:00 reached`, `cancelled outside mihd (scancel)`; else None. Slurm's state is not final
+    while the job's processes (this one too) still run: COMPLETING with reason TimeLimit is a time limit, and
+    with no reason, for a TERM Slurm forwarded to the supervisor, a cancel."""
+    handle = read_json(run_dir / HANDLE)
+    if not isinstance(handle, dict) or handle.get("backend") != "slurm" or not handle.get("job_id"):
+        return None
+    from .backends.slurm_commands import SlurmCommands
+    from .backends.slurm_words import ended_note
+
+    try:
+        info = SlurmCommands().show_job(str(handle["job_id"]))
+    except Exception:  # slurmctld not answering: the signal says what is known
+        return None
+    if info is not None and info.state == "COMPLETING" and ended.get("forwarded"):
+        state = {"TimeLimit": "TIMEOUT", None: "CANCELLED"}.get(info.reason, info.state)
+        info = replace(info, state=state)
+    return ended_note(info, run_dir) if info is not None and info.state in ("TIMEOUT", "CANCELLED") else None
 
 
 def summary(event: dict) -> str:
