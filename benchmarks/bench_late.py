@@ -88,17 +88,17 @@ def founding_trials(root: Path, n: int, give_up: float) -> list[tuple]:
 
 def in_time(root: Path, batches: list[tuple[float, tuple[str, ...]]], parallel: int) -> list[tuple]:
     rows, pending = [], list(batches)
-    live: list[tuple[Path, float]] = []
+    live: list[tuple[Path, float, tuple[str, ...]]] = []
     while pending or live:
         while pending and len(live) < parallel:
             expect, args = pending.pop(0)
-            live.append((launch(root, f"{expect:.0f}s", *args), expect))
+            live.append((launch(root, f"{expect:.0f}s", *args), expect, args))
         time.sleep(1.0)
-        for run_dir, expect in list(live):
+        for run_dir, expect, args in list(live):
             end = ended(run_dir)
             if end is None:
                 continue
-            live.remove((run_dir, expect))
+            live.remove((run_dir, expect, args))
             took = end["ended"] - (started(run_dir) or end["ended"])
             ev = late_event(run_dir)
             rows.append((run_dir.name, " ".join(a for a in args if not a.startswith("--")), took, expect, ev))

@@ -73,3 +73,22 @@ def test_a_running_job_reads_unknown_while_slurmctld_is_down(ws):
     finally:
         subprocess.run(["bash", str(START)], capture_output=True, timeout=300)
         subprocess.run(["scancel", json.loads((ws / "runs" / run_id / "handle.json").read_text())["job_id"]])
+
+
+def test_a_cell_of_a_job_array_cancelled_from_outside_says_so(ws, demo_h5ad):
+    from conftest import run_mihd, with_demo
+
+    root = with_demo(ws, demo_h5ad)
+    proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--max-parallel", "1", "--", "grid", "demo",
+                    "--gene", "pca", "--vision", "texture", "--fusion", "staig_fusion,concat", "--cluster", "gmm",
+                    root=root)
+    assert proc.returncode == 0, proc.stderr
+    grid_id = proc.stdout.strip()
+    grid = root / "runs" / grid_id
+    cell0 = grid / "cells" / "0" / "events.jsonl"
+    wait_for(lambda: cell0.exists() and '"stage"' in cell0.read_text(), timeout=400)  # cell 0 runs its command
+    job = json.loads((grid / "cells" / "0" / "handle.json").read_text())["job_id"]
+    subprocess.run(["scancel", str(job)], check=True)
+    cell = wait_for(lambda: (c := view(root, grid_id).cells[0]).status == "killed" and c.reason and c, timeout=90)
+    assert cell.reason == "cancelled outside mihd (scancel)", cell  # once Slurm has said CANCELLED
+    subprocess.run(["scancel", json.loads((grid / "handle.json").read_text())["job_id"]])

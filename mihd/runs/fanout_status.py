@@ -172,7 +172,7 @@ def refresh_grid(registry, row: dict) -> dict:
     parts' backend states by part name ("cells/3"), for the cells' reasons."""
     from .backends import GONE, QUEUED, RunState, get_backend
     from .registry import row_handle
-    from .status import RunWatcher
+    from .status import RunWatcher, signalled_job
 
     grid_dir = Path(row["run_dir"])
     try:
@@ -190,7 +190,7 @@ def refresh_grid(registry, row: dict) -> dict:
     by_backend: dict[str, dict[str, dict]] = {}
     states = {}
     for name, d in parts(grid_dir, fan):
-        if (d / EXIT).exists() or not d.is_dir():  # ended, or deleted (describe_part says so)
+        if (d / EXIT).exists() and not signalled_job({**handle, "run_dir": d}) or not d.is_dir():  # ended, or gone
             continue
         part_handle = read_json(d / HANDLE)
         if isinstance(part_handle, dict):
@@ -302,7 +302,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
         own.append(crows[0]["seconds"] if crows and status == "done" else None)
         views.append(CellView(
             index=i, label=stored_label(stored), status=status,
-            reason=(st.reason if st is not None else None) if status in ACTIVE else None,
+            reason=(st.reason if st else None) if status in ACTIVE else r["note"] if status == "killed" else None,
             job_id=r["job_id"], run_dir=str(d), started=started, ended=r["ended"], elapsed=elapsed,
             expected_s=exp, eta_s=eta, progress=progress, overrun=bool(over),
             ari=crows[0]["ari"] if crows else None, nmi=crows[0]["nmi"] if crows else None,

@@ -120,10 +120,10 @@ def not_answering(backend: str) -> str:
     return f"{'Slurm' if backend == 'slurm' else backend} not answering"
 
 
-def _signalled_job(row: dict) -> bool:
+def signalled_job(row: dict) -> bool:
     """An exit.json that says only TERM, of a backend whose last word says who sent it (Slurm at the time
     limit, a `scancel` from outside): that word is asked for before the run is read as ended."""
-    if not getattr(get_backend(_backend_name(row["backend"])), "says_who_ended", False):
+    if not getattr(get_backend(_backend_name(row.get("backend") or "local")), "says_who_ended", False):
         return False
     ended = read_json(Path(row["run_dir"]) / EXIT)
     return isinstance(ended, dict) and bool(ended.get("signal"))
@@ -166,7 +166,7 @@ class RunWatcher:
             if is_fanned(row["run_dir"]):  # its cells are asked, not the grid
                 self._fan_states[row["id"]] = refresh_grid(self.registry, row)
                 continue
-            if (Path(row["run_dir"]) / EXIT).exists() and not _signalled_job(row):
+            if (Path(row["run_dir"]) / EXIT).exists() and not signalled_job(row):
                 row.update(self.registry.ingest(Path(row["run_dir"])))
                 continue
             by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = row_handle(row)
