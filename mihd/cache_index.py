@@ -38,25 +38,8 @@ class Listing:
         index = self._open_index()
         rows = []
         for s in slices:
-            rows += [self._readable(meta) for meta in self._slice_entries(s, index)]
+            rows += self._slice_entries(s, index)
         return rows
-
-    def _readable(self, meta: dict) -> dict:
-        """`meta`, flagged `unreadable (owner X)` when its blob or spot list is a file this user may not read
-        (another member's umask), as `verify` finds it: an access() per file, no data read, never kept in the
-        index (a chmod moves no mtime)."""
-        if _is_problem(meta):
-            return meta
-        for path in (self.slice_dir(meta["slice"]) / meta["blob"], self.dir / "spots" / f"{meta['spots_hash']}.json"):
-            if os.access(path, os.R_OK):
-                continue
-            try:
-                open(path, "rb").close()
-            except PermissionError as exc:
-                return {**meta, "unreadable": str(unreadable(path, exc))}
-            except OSError:  # gone: verify finds it corrupt, the listing leaves that to it
-                continue
-        return meta
 
     def _slice_entries(self, slice_id: str, index) -> list[dict]:
         """One slice folder's entries. The index keeps each .json's metadata under its (mtime, size, inode),
@@ -133,6 +116,22 @@ def _read_row(slice_id: str, path: Path) -> dict | None:
         return _problem_row(slice_id, stem, CacheCorrupt("unreadable metadata"))
     if not meta_matches(meta, key):
         return _problem_row(slice_id, stem, CacheCorrupt("its metadata names another entry"))
+    return _readable(meta, path.parent / meta["blob"], path.parents[2] / "spots" / f"{meta['spots_hash']}.json")
+
+
+def _readable(meta: dict, *paths: Path) -> dict:
+    """`meta`, flagged `unreadable (owner X)` when its blob or spot list is a file this user may not read
+    (another member's chmod), as `verify` finds it: an access() per file when the metadata is read, none in a
+    settled listing; a flagged row is a problem row, read again at each listing until it is readable."""
+    for path in paths:
+        if os.access(path, os.R_OK):
+            continue
+        try:
+            open(path, "rb").close()
+        except PermissionError as exc:
+            return {**meta, "unreadable": str(unreadable(path, exc))}
+        except OSError:  # gone: verify finds it corrupt, the listing leaves that to it
+            continue
     return meta
 
 
