@@ -127,9 +127,9 @@ FUSIONS = ("gene_only", "gene_smooth", "vision_only", "concat", "mean", "attenti
 
 
 def study_cell(cells: list[dict], i: int) -> dict:
-    """Cell i of a copied study: on the slice of the template's cell i mod its size, with its own encoders,
-    fusion and clusterer (a plan lists each cell once; 189 of them per slice)."""
-    combo = i // len(cells)
+    """Cell i of a copied study: on the slice of the template's cell i mod its size, with encoders, fusion and
+    clusterer of its own (a plan lists each cell once; up to 189 cells)."""
+    combo = i
     return {**cells[i % len(cells)], "fusion": FUSIONS[combo % 7], "cluster": CLUSTERS[combo // 7 % 3],
             "variant": VARIANTS[combo // 21 % 3], "gene": GENES[combo // 63 % 3]}
 
