@@ -153,3 +153,22 @@ def test_the_dashboard_imports_no_baseline_package():
             "print([m for m in ('GraphST', 'STAGATE_pyG', 'SpaGCN', 'torch_geometric', 'numba', 'ot') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_a_baseline_in_training_shows_its_progress_and_is_killed_like_any_run(strip, workspace):
+    from mihd.data.registry import register
+    from mihd.runs.launch import launch
+    from mihd.workspace import run_path
+    from runs_helpers import alive, session_pids, view, wait_for
+
+    register(workspace, "strip", strip)
+    run_id = launch(workspace, RunSpec((Cell("strip", "pca", None, "stagate"),)))  # 1,000 epochs: minutes here
+    run_dir = run_path(workspace, run_id)
+    running = wait_for(lambda: (v := view(workspace, run_id)).status == "running" and (v.cell_progress or 0) > 0.05
+                       and v, timeout=600, every=1.0)  # its own epochs move the cell's progress
+    assert running.eta_s is None or running.eta_s > 0
+    pids = session_pids(run_dir)
+    kill = run_mihd("runs", "kill", run_id, "--grace", "2s", root=workspace)
+    assert kill.returncode == 0 and "status killed" in kill.stdout, kill.stdout + kill.stderr
+    assert wait_for(lambda: not alive(pids), timeout=30)
+    assert view(workspace, run_id).status == "killed"
