@@ -324,6 +324,9 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
         eta = critical_path(running, waiting, lanes)
         confidence = "high" if min(known) >= MIN_HISTORY else "medium" if min(known) > 0 else "low"
     expected = critical_path([], [w for w, _ in counted], lanes) if all(guess) else None
+    if not active and row["status"] != "done":  # killed or lost: its cells that never finished are work undone
+        undone = [(w, v) for w, v in zip(weight, views) if v.status != "failed"]
+        fraction = sum(w for w, v in undone if v.status == "done") / sum(w for w, _ in undone) if undone else None
     return GridProgress(fraction if active else (1.0 if row["status"] == "done" else fraction), eta if active else None,
                         confidence if active else "unknown", expected, any(v.overrun for v in views), views)
 
@@ -332,9 +335,6 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
 def kill(watcher, view, signal: str, grace: float, index: int | None = None) -> dict:
     """Kill the whole grid (its runner first, so it starts nothing more, then every part still active, then
     Slurm's array and extraction jobs as wholes), or only cell `index`; each part's kill is recorded in its
-    if not active and row["status"] != "done":  # killed or lost: its cells that never finished are work undone
-        undone = [(w, v) for w, v in zip(weight, views) if v.status != "failed"]
-        fraction = sum(w for w, v in undone if v.status == "done") / sum(w for w, _ in undone) if undone else None
     own dir, the grid's in the grid's."""
     from .backends import get_backend
     from .identity import alive

@@ -24,9 +24,9 @@ from ..errors import MihdError
 from ..jsonio import read_json
 from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, read_events
 from ..workspace import resolve_root
+from .alerts import announce, notice
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import headline, sig_string, signature
-from .alerts import announce, notice
 from .eta import Expected, ProgressTracker, cell_plans, queued_eta
 from .fanout import is_fanned
 from .fanout_status import CellView, grid_progress, refresh_grid
