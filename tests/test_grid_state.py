@@ -34,7 +34,8 @@ def view(tmp_path, run_id, plan_cells, status="running", **kw):
     plan = RunSpec(tuple(Cell.from_dict(c) for c in plan_cells), kind="grid" if len(plan_cells) > 1 else "run")
     write_spec(d, plan, run_id=run_id, argv=["mihd"], cached=[True] * len(plan_cells))
     base = dict(id=run_id, run_dir=str(d), status=status, active=status in ("queued", "running", "orphaned"),
-                progress=None, cell_index=None, overrun=False, cell_results={}, cell_progress=None, error=None)
+                progress=None, cell_index=None, overrun=False, late=None, cell_results={}, cell_progress=None,
+                error=None)
     return SimpleNamespace(**{**base, **kw})
 
 
