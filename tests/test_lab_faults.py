@@ -66,7 +66,8 @@ async def main():
         await pilot.press("enter")
         await pilot.pause(2.0)
         log = [str(line) for line in app.screen.query_one(Log).lines] if app.screen.query(Log) else []
-        print(json.dumps({"views": views, "notices": seen, "log": log}))
+        title = str(app.screen.query_one("#detail-title").render()) if app.screen.query("#detail-title") else ""
+        print(json.dumps({"views": views, "notices": seen, "log": log, "title": title}))
 
 asyncio.run(main())
 """
@@ -107,6 +108,7 @@ def test_a_private_run_never_blinds_the_other_members(lab):
         assert board["views"][run_dir.name][0] == "unreadable" and owner in board["views"][run_dir.name][1], board
     assert len(board["notices"]) == len(set(board["notices"])), board["notices"]
     assert board["log"] == [owner.replace("unreadable", "run.log: unreadable")], board  # its detail opens, saying so
+    assert owner in board["title"] and "unreadable unreadable" not in board["title"], board["title"]
 
     # ann makes it readable again: the next listing reads it as done
     os.chmod(private, 0o2775)

@@ -152,8 +152,9 @@ class RunDetailScreen(Screen):
             status += f" ({_shown(v.reason)})"
         if v.status == "orphaned":
             status = "[b $warning]orphaned[/] (supervisor gone, the command still runs; k kills it)"
-        if v.error:
-            status += f" [$error]{_shown(v.error)}[/]"
+        if v.error:  # an error that starts with the state's own word ("unreadable (owner X)") replaces it
+            said = f"[$error]{_shown(v.error)}[/]"
+            status = said if v.error.startswith(v.status) else f"{status} {said}"
         if v.kill_signal:
             status += f" by {v.kill_signal}"
         self.query_one("#detail-title", Static).update(
