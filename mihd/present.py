@@ -44,3 +44,11 @@ def fmt_bytes(n: int | float | None) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}" if unit == "G" else f"{n / size:.0f}{unit}"
     return f"{n:.0f}B"
+
+
+def slurm_clock(seconds: float) -> str:
+    """A duration as Slurm writes a time limit: `2:00:00`, `1-02:00:00`."""
+    s = int(round(max(seconds, 0)))
+    days, s = divmod(s, 86400)
+    clock = f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{days}-{clock:0>8}" if days else clock

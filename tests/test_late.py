@@ -9,7 +9,8 @@ from pathlib import Path
 
 from mihd.runs.eta import CellPlan, Expected, ProgressTracker
 from mihd.runs.forecast import forecast, tracker_of
-from mihd.runs.late import late_reason, short_duration, slurm_clock
+from mihd.present import slurm_clock
+from mihd.runs.late import late_reason, short_duration
 from mihd.runs.stages import default_shares
 
 GIVEN_30M = Expected(1800.0, "given", 0, "medium")

@@ -20,14 +20,15 @@ def register(sub) -> None:
 
 
 def cmd_add(args) -> int:
-    from ..data import DEMO
+    from ..data import DEMO, read_slice
     from ..data.registry import register as register_slice
     from ..errors import MihdError
     from ..workspace import resolve_root
 
     if args.name == DEMO:
         raise MihdError(f"NAME {DEMO}: the built-in demo slice's name; register {args.path} under another name")
-    entry = register_slice(resolve_root(args.root), args.name, args.path, args.truth_col, args.fullres)
+    entry = register_slice(resolve_root(args.root), args.name, args.path, args.truth_col, args.fullres,
+                           read=read_slice)
     print(f"registered {args.name} -> {entry['path']}")
     return 0
 

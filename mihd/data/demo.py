@@ -128,7 +128,7 @@ def ensure_demo(root: Path) -> Path:
     if not path.is_file():
         _write_demo(Path(root), path)
     if "demo" not in known:
-        register(root, "demo", path, read=False)  # made here, as check_slice wants it
+        register(root, "demo", path)  # made here, as check_slice wants it: not read back
     return path
 
 

@@ -31,16 +31,15 @@ def _stored(root: Path) -> dict:
 
 
 def register(root: Path, name: str, path: str | Path, truth_col: str | None = None, fullres: str | None = None,
-             *, read: bool = True) -> dict:
-    """Register `path` (checked to be a Space Ranger folder or an .h5ad, by its files) under `name`; `read`: load
-    it once first, so a slice wrong inside (data.shape) or a --truth-col it lacks is refused now, not at a run."""
+             *, read=None) -> dict:
+    """Register `path` (checked to be a Space Ranger folder or an .h5ad, by its files) under `name`; `read`: the
+    loader (`mihd slices add` passes data.read_slice) that loads it once first, so a slice wrong inside
+    (data.shape) or a --truth-col it lacks is refused now, not at a run."""
     validate_name(name, "NAME")
     path = check_source(path, "PATH")
     entry = {"path": str(path), "truth_col": truth_col, "fullres": str(check_image(fullres)) if fullres else None}
-    if read:
-        from . import read_slice
-
-        read_slice(path, name, truth_col, entry["fullres"])
+    if read is not None:
+        read(path, name, truth_col, entry["fullres"])
     slices = _stored(root)
     slices[name] = entry
     try:

@@ -15,7 +15,7 @@ comes back under the limit itself. A job's time limit needs no margin: Slurm end
 
 from __future__ import annotations
 
-from ..present import fmt_duration
+from ..present import fmt_duration, slurm_clock
 from .eta import Expected
 from .overrun import overrun_limit
 
@@ -38,14 +38,6 @@ def short_duration(seconds: float) -> str:
     """`30m`, `2h05m`, `4m10s`, `20s`: fmt_duration without a trailing `00s`."""
     text = fmt_duration(seconds)
     return text[:-3] if text.endswith("m00s") else text
-
-
-def slurm_clock(seconds: float) -> str:
-    """A duration as Slurm writes a time limit: `2:00:00`, `1-02:00:00`."""
-    s = int(round(max(seconds, 0)))
-    days, s = divmod(s, 86400)
-    clock = f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-    return f"{days}-{clock:0>8}" if days else clock
 
 
 def late_reason(elapsed: float | None, eta_s: float | None, confidence: str, fraction: float | None,

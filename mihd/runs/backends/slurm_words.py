@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...rundir import EVENTS
-from ..late import slurm_clock
+from ...present import slurm_clock
 from .slurm_commands import JobInfo
 
 
