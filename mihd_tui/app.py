@@ -25,6 +25,7 @@ from mihd.first_start import steps_left
 from mihd.grid import plan_launches, skipped_columns
 from mihd.inventory import cached_inputs, inputs_cached
 from mihd.runs.gpu import Gpu
+from mihd.safe_text import safe_text
 from mihd.workspace import config_problems, is_writable, read_keymap, resolve_root
 
 from .alerts import Alerts, config_notices
@@ -147,8 +148,9 @@ class MihdApp(App):
                 screen.show_snapshot(snap)
 
     def notify(self, message: str, *, markup: bool = False, **kw) -> None:
-        """Plain text unless asked: notices carry paths, labels and error texts, which are never markup."""
-        super().notify(message, markup=markup, **kw)
+        """Plain text unless asked: notices carry paths, labels and error texts, which are never markup, and
+        never a control sequence either (safe_text: `ESC[2J` reads `^[[2J`)."""
+        super().notify(message if markup else safe_text(str(message)), markup=markup, **kw)
 
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, severity=message.severity, timeout=6 if message.severity != "error" else 10)

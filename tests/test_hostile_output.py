@@ -157,3 +157,14 @@ async def test_a_hostile_error_in_the_run_detail_title_shows_as_text(workspace):
 def screen_rows(app) -> list[str]:
     """The text of every screen line as the terminal would get it."""
     return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
+
+
+@pytest.mark.timeout(120)
+async def test_a_notice_quoting_a_run_shows_its_controls_as_text(workspace):
+    """A notice carries a run's label or error (a failure, a late run): `ESC]0;…` in it set the window title."""
+    app = app_for(workspace)
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.notify(f"run failed: boom {CLEAR}{TITLE} end")
+        toasts = await wait_until(pilot, lambda: [str(n.message) for n in app._notifications])  # what its toast shows
+        assert not [t for t in toasts if CONTROL.search(t)], toasts
+        assert any("boom ^[[2J^[]0;pwned^G end" in t for t in toasts), toasts

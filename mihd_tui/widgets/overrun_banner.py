@@ -10,6 +10,7 @@ from textual.markup import escape
 from textual.widgets import Static
 
 from mihd.present import fmt_duration
+from mihd.safe_text import safe_text
 from mihd.runs.status import RunView
 
 from ..screens.kill import identity
@@ -39,8 +40,8 @@ class OverrunBanner(Static):
         self.run_id = view.id
         # what a narrow terminal cuts (each line ends in … there) comes last: the keys always show whole
         head = "! past its expected time:" if view.overrun else "» late:"
-        facts = overrun_facts(view) if view.overrun else escape(view.late or "")
-        self.update(f"[b $warning]{head}[/] [b]{escape(view.label)}[/]  {facts}\n{KEYS}   {identity(view)}")
+        facts = overrun_facts(view) if view.overrun else escape(safe_text(view.late or ""))
+        self.update(f"[b $warning]{head}[/] [b]{escape(safe_text(view.label))}[/]  {facts}\n{KEYS}   {identity(view)}")
         self.display = True
 
     def clear(self) -> None:
