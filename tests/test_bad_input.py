@@ -153,6 +153,9 @@ EMPTY_WORKSPACE_CASES = [
     # runs
     case("runs-show-unknown", "nosuch", "runs", "show", "nosuch"),
     case("runs-show-empty-id", "run ''", "runs", "show", ""),
+    case("runs-wait-unknown", "nosuch", "runs", "wait", "nosuch"),
+    case("runs-wait-timeout-text", "--timeout", "runs", "wait", "x", "--timeout", "abc"),
+    case("notify-test-root-is-file", "--root", "notify", "test", "--root", "{files}/text.txt"),
     case("runs-logs-unknown", "nosuch", "runs", "logs", "nosuch"),
     case("runs-kill-unknown", "nosuch", "runs", "kill", "nosuch"),
     case("runs-kill-bad-grace", "--grace", "runs", "kill", "nosuch", "--grace", "abc"),
