@@ -63,10 +63,12 @@ def test_graphst_and_stagate_train_by_their_packages_heard_epoch_by_epoch_once_p
     for index, cell in enumerate(result["cells"]):
         scores = [s["ari"] for s in cell["seeds"]]
         assert None not in scores and scores[0] != scores[1], (cell["fusion"], scores)  # two seeds, two trainings
-        # the package's own loop is heard every 10 epochs, for each seed in turn (2 x 30 epochs)
+        # the package's own loop is heard in steps of 10 epochs, for each seed in turn (2 x 30 epochs); how many of
+        # them reach events.jsonl depends on the machine's speed (a stage event is written at most every 0.5 s)
         trains = [s for s in stages(tmp_path / "run", index) if s[0] == "train"]
         assert trains[0] == ("train", 0, 2 * EPOCHS) and trains[-1] == ("train", 2 * EPOCHS, 2 * EPOCHS), trains
-        assert len(trains) >= 2 * EPOCHS // 10
+        done = [d for _, d, _ in trains]
+        assert done == sorted(done) and all(d % 10 == 0 for d in done), trains
     # the packages' prints and tqdm bars stay out of run.log's events: only our stage lines
     log = (tmp_path / "run" / "events.jsonl").read_text()
     assert "Begin to train" not in log and "it/s" not in log

@@ -89,6 +89,8 @@ def test_a_cell_of_a_job_array_cancelled_from_outside_says_so(ws, demo_h5ad):
     wait_for(lambda: cell0.exists() and '"stage"' in cell0.read_text(), timeout=400)  # cell 0 runs its command
     job = json.loads((grid / "cells" / "0" / "handle.json").read_text())["job_id"]
     subprocess.run(["scancel", str(job)], check=True)
-    cell = wait_for(lambda: (c := view(root, grid_id).cells[0]).status == "killed" and c.reason and c, timeout=90)
+    # asked once a second, as a watcher does (the cell reads a bare `killed` until Slurm has said CANCELLED)
+    cell = wait_for(lambda: (c := view(root, grid_id).cells[0]).status == "killed" and c.reason and c, timeout=90,
+                    every=1.0)
     assert cell.reason == "cancelled outside mihd (scancel)", cell  # once Slurm has said CANCELLED
     subprocess.run(["scancel", json.loads((grid / "handle.json").read_text())["job_id"]])
