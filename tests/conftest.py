@@ -16,32 +16,31 @@ DLPFC = Path(os.environ.get("MIHD_DLPFC", REPO.parent / "shared" / "data" / "dlp
 needs_dlpfc = pytest.mark.skipif(not DLPFC.is_dir(), reason="../shared/data/dlpfc_151673 is not present")
 
 
+def _session_folder(tmp_path_factory, name: str, variable: str):
+    """A fresh folder in the session's temp folder, named in `variable` for this process and every subprocess
+    until the session ends (then the variable is as it was)."""
+    folder = tmp_path_factory.mktemp(name)
+    previous = os.environ.get(variable)
+    os.environ[variable] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = previous
+
+
 @pytest.fixture(scope="session", autouse=True)
 def host_index(tmp_path_factory) -> Path:
     """Host-local indexes (registry, cache index) of the test session's workspaces live in its temp folder,
     for this process and every `mihd` subprocess, so tests leave nothing behind outside it."""
-    folder = tmp_path_factory.mktemp("host-index")
-    previous = os.environ.get("MIHD_INDEX_DIR")
-    os.environ["MIHD_INDEX_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("MIHD_INDEX_DIR", None)
-    else:
-        os.environ["MIHD_INDEX_DIR"] = previous
+    yield from _session_folder(tmp_path_factory, "host-index", "MIHD_INDEX_DIR")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def own_user_config(tmp_path_factory) -> Path:
     """The user's config folder (~/.config/mihd: notify.json) is the session's own, for this process and every
     subprocess, so the runs of the tests never reach the notification hooks of whoever runs them."""
-    folder = tmp_path_factory.mktemp("user-config")
-    previous = os.environ.get("XDG_CONFIG_HOME")
-    os.environ["XDG_CONFIG_HOME"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("XDG_CONFIG_HOME", None)
-    else:
-        os.environ["XDG_CONFIG_HOME"] = previous
+    yield from _session_folder(tmp_path_factory, "user-config", "XDG_CONFIG_HOME")
 
 
 @pytest.fixture
