@@ -360,7 +360,7 @@ class RunDetailScreen(Screen):
             return
         index = int(event.row_key.value)
         self.log_cell = None if self.log_cell == index else index
-        self.query_one(Log).clear()
+        self.query_one(LogView).start_over()
         self._pending.clear()
         self._pending_n = self._skipped = 0
         grid = Path(self.view.run_dir)

@@ -44,6 +44,12 @@ class LogView(Log):
         self.current: int | None = None  # index in `raw` of the current match
         self._current_rows = range(0)    # the screen lines it takes
 
+    def start_over(self) -> None:
+        """Empty the view for another run.log: also the kept lines a re-wrap would write back."""
+        self.raw.clear()
+        self.current, self._current_rows = None, range(0)
+        self.clear()
+
     def add_lines(self, lines: list[str]) -> None:
         lines = [part for line in lines for part in safe_text(line).split("\n")]
         self.raw.extend(lines)
