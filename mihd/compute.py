@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import MihdError
-from .plan import DEVICES
 
+DEVICES = ("auto", "cpu", "cuda")  # where training (staig_fusion, attention, SCAN) runs; auto = CUDA when torch sees one
 THREADS_ENV = "MIHD_THREADS"
 # read by the OpenMP and OpenBLAS runtimes when they load: sleep at barriers instead of spinning
 QUIET_WAITING = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}

@@ -16,12 +16,12 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .compute import DEVICES
 from .errors import MihdError
 
 DEFAULT_CLUSTER = "gmm"
 DEFAULT_VARIANT = "standard"
 KINDS = ("run", "grid")
-DEVICES = ("auto", "cpu", "cuda")  # where training (staig_fusion, attention, SCAN) runs; auto = CUDA when torch sees one
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..plan import DEVICES
+from ..compute import DEVICES
 from .common import add_encoder_options, add_root, add_slice_options, encoder_config
 
 
