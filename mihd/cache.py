@@ -79,10 +79,8 @@ class EmbeddingCache(Listing, SingleFlight, Upkeep):
         self._spots: dict[str, list[str]] = {}
         self.sources = [] if as_source else [
             EmbeddingCache(s, as_source=True) for s in [*(sources or []), *cache_from_config(self.root)]]
-        if not as_source and (self.dir / "cache.db").exists():
-            from .cache_legacy import migrate
-
-            migrate(self)
+        if not as_source:
+            self.convert_old_layout()
 
     def close(self) -> None:
         if self._index is not None:

@@ -12,35 +12,30 @@ import os
 import re
 import sys
 import zlib
-from typing import TYPE_CHECKING
 
+from .cache_files import CacheKey
+from .cache_flight import LOCKS
 from .errors import MihdError
 from .workspace import is_writable
-
-if TYPE_CHECKING:
-    from .cache import EmbeddingCache
 
 _STORE_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
 _BLOB_DIR = re.compile(r"^[0-9a-f]{2}$")
 _LAYOUT_FIELDS = ("slice", "modality", "name", "variant", "shape", "dtype", "nbytes", "crc32", "data_key", "spots_hash")
 
 
-def migrate(cache: "EmbeddingCache") -> None:
-    """Rewrite each old entry in the file layout (an entry already there is newer and kept), delete it
-    from the old store, and remove the store when it is empty. One process at a time (a lock file); on a
-    read-only workspace nothing moves and the old entries stay where they are until a writer opens it."""
+def migrate(cache) -> None:
+    """Rewrite each old entry of `cache` (an EmbeddingCache being opened) in the file layout (an entry already
+    there is newer and kept), delete it from the old store, and remove the store when it is empty. One process
+    at a time (a lock file); on a read-only workspace nothing moves and the old entries stay where they are
+    until a writer opens it."""
     if not is_writable(cache.root):
         print(f"mihd: {cache.dir}: holds the old cache layout, which a read-only workspace cannot convert; "
               "its entries show once someone with write access runs any `mihd cache` command", file=sys.stderr)
         return
-    from .cache import LOCKS
-
     claim = cache.claim_path(cache.dir / LOCKS / "legacy-migration.lock", "the old cache layout")
     if claim is None:
         return  # another process is converting it; its entries appear as they move
     import diskcache
-
-    from .cache import CacheKey
 
     moved, dropped = 0, []
     try:

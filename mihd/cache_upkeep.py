@@ -1,6 +1,7 @@
 """Keeping the cache sound: `verify` reads every entry in full, `gc` finds and removes what no entry refers
 to (blobs of killed, racing or replaced writes, partial temporary files, unused spot lists, dead locks) and
-the half-written temporaries a killed write left in the workspace (the demo slice, slices.json).
+the half-written temporaries a killed write left in the workspace (the demo slice, slices.json). Opening a
+workspace of the old single-store layout converts it first (cache_legacy), so no other cache code knows that layout.
 
 In a lab's shared workspace the files belong to several users: `gc` removes only this user's unless told
 `force`, and says whose it left.
@@ -35,7 +36,14 @@ class Collected(NamedTuple):
 
 
 class Upkeep:
-    """EmbeddingCache's verify and gc (its `dir`, `root`, `entries`, `_lookup_own` come from EmbeddingCache)."""
+    """EmbeddingCache's conversion, verify and gc (its `dir`, `root`, `entries`, `_lookup_own` come from EmbeddingCache)."""
+
+    def convert_old_layout(self) -> None:
+        """Move the entries of an old single-store layout into the file layout, once (see cache_legacy)."""
+        if (self.dir / "cache.db").exists():
+            from .cache_legacy import migrate
+
+            migrate(self)
 
     def orphans(self, grace: float = ORPHAN_GRACE) -> list[tuple[str, int]]:
         """(path under embeddings/, bytes) of every file no entry refers to, older than `grace` seconds.
