@@ -11,11 +11,11 @@ only writers of the embeddings the grid lacks: every cell starts after the extra
 (Slurm: an array with `--dependency=afterany:` on them; local: the runner's order), and a cell whose
 extraction failed fails at once saying why, while the others go on.
 
-This module lays a grid out and submits it. `python -m mihd.runs.fanout local GRID_DIR --root R` is the local
-runner (fanout_runner.py: the grid's supervised command, each part a fork of it under its own supervisor);
-`python -m mihd.runs.fanout cell CELL_DIR --root R` is what each cell runs (fanout_cell.py: the check of its
-extractions, then its one-cell plan, as `mihd exec-plan` runs one). Standard library only at import: the
-dashboard reads this.
+This module lays a grid out and submits it. Its processes start at their entry in the CLI layer (ENTRY):
+`python -m mihd.cli.fanout_entry local GRID_DIR --root R` is the local runner (fanout_runner.py: the grid's
+supervised command, each part a fork of it under its own supervisor); `... cell CELL_DIR --root R` is what each
+cell runs (fanout_cell.py: the check of its extractions, then its one-cell plan, as `mihd exec-plan` runs one).
+Standard library only at import: the dashboard reads this.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ CELLS = "cells"
 EXTRACT = "extract"
 EXTRACT_SPEC = "extract.json"
 POLL_S = 0.2
+ENTRY = "mihd.cli.fanout_entry"  # the module the runner and each cell start at (`python -m ENTRY local|cell ...`)
 
 
 def is_fanned(run_dir) -> bool:
@@ -197,11 +198,11 @@ def extract_argv(root: Path, spec: RunSpec, ex: Extraction) -> list[str]:
 
 
 def cell_argv(root: Path, cell_run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "mihd.runs.fanout", "cell", str(cell_run_dir), "--root", str(root)]
+    return [sys.executable, "-m", ENTRY, "cell", str(cell_run_dir), "--root", str(root)]
 
 
 def runner_argv(root: Path, grid_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "mihd.runs.fanout", "local", str(grid_dir), "--root", str(root)]
+    return [sys.executable, "-m", ENTRY, "local", str(grid_dir), "--root", str(root)]
 
 
 def prepare(root: Path, grid_dir: Path, spec: RunSpec, cached, lanes: int | None) -> list[Extraction]:
@@ -265,25 +266,7 @@ def mark_never_started(run_dir: Path, sig: str, by: str) -> bool:
     return True
 
 
-def main(args: list[str], fan: dict | None = None) -> int:
-    """`local GRID_DIR --root R` or `cell CELL_DIR --root R`; `fan`: the grid's layout when the runner forked
-    this cell (else read from fanout.json)."""
-    if len(args) != 4 or args[0] not in ("local", "cell") or args[2] != "--root":
-        print("usage: python -m mihd.runs.fanout local GRID_DIR --root ROOT | cell CELL_DIR --root ROOT",
-              file=sys.stderr)
-        return 2
-    try:
-        if args[0] == "cell":
-            from .fanout_cell import run_cell
+if __name__ == "__main__":  # a part laid out before its entry moved to the CLI layer (a Slurm task still queued)
+    import runpy
 
-            return run_cell(Path(args[1]), args[3], fan)
-        from .fanout_runner import LocalRunner
-
-        return LocalRunner(Path(args[1]), Path(args[3])).run()
-    except MihdError as exc:
-        print(f"mihd: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    runpy.run_module(ENTRY, run_name="__main__", alter_sys=True)

@@ -1,10 +1,11 @@
-"""One cell of a fanned-out grid (`python -m mihd.runs.fanout cell CELL_DIR --root R`): the check of the
-extractions it needs, then its one-cell plan run in its own run dir (mihd.execute), without the CLI."""
+"""One cell of a fanned-out grid (`python -m mihd.cli.fanout_entry cell CELL_DIR --root R`): the check of the
+extractions it needs, then its one-cell plan run in its own run dir by the `execute` its entry hands over."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 from ..errors import MihdError
 from ..jsonio import read_json
@@ -51,11 +52,10 @@ def _fail(cell_run_dir: Path, problem: str) -> int:
     return 1
 
 
-def run_cell(cell_run_dir: Path, root: str, fan: dict | None = None) -> int:
+def run_cell(cell_run_dir: Path, root: str, execute: Callable[[Path, Path], dict], fan: dict | None = None) -> int:
     """Check the cell's extractions (in `fan`, the grid's layout as its runner holds it, else fanout.json), then
-    run its plan in this process: 0 when it scored, 1 when it failed, 2 (with `mihd: error: ...` in its
-    run.log) when it could not run."""
-    from ..execute import exec_plan
+    run its plan in this process (`execute(run_dir, root)` -> its result): 0 when it scored, 1 when it failed,
+    2 (with `mihd: error: ...` in its run.log) when it could not run."""
     from ..workspace import resolve_root
 
     cell_run_dir = Path(cell_run_dir).resolve()
@@ -64,7 +64,7 @@ def run_cell(cell_run_dir: Path, root: str, fan: dict | None = None) -> int:
         problem = extraction_problem(grid_dir, fan or read_fanout(grid_dir), int(cell_run_dir.name))
         if problem:
             return _fail(cell_run_dir, problem)
-        return 0 if exec_plan(cell_run_dir, resolve_root(root))["status"] == "ok" else 1
+        return 0 if execute(cell_run_dir, resolve_root(root))["status"] == "ok" else 1
     except MihdError as exc:
         print(f"mihd: error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""The local runner of a fanned-out grid (`python -m mihd.runs.fanout local GRID_DIR --root R`, the grid's
+"""The local runner of a fanned-out grid (`python -m mihd.cli.fanout_entry local GRID_DIR --root R`, the grid's
 supervised command): N worker slots, each running one part at a time under its own supervisor, with
 MIHD_THREADS = allowed cores // N and, when several GPUs are visible, one GPU per slot.
 
@@ -16,12 +16,13 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
 from ..rundir import EXIT, HANDLE, PROC, RESULT, SPEC, EventLog, RunFileError, load_file, read_plan
-from .fanout import (CELLS, EXTRACT, EXTRACT_SPEC, POLL_S, mark_never_started, parts, read_fanout, start_order,
-                     visible_gpus)
+from .fanout import (CELLS, ENTRY, EXTRACT, EXTRACT_SPEC, POLL_S, mark_never_started, parts, read_fanout,
+                     start_order, visible_gpus)
 
 PRELOAD = ("numpy", "scipy.sparse", "sklearn.mixture", "sklearn.cluster", "sklearn.metrics", "anndata", "scanpy",
            "torch", "mihd.pipeline", "mihd.extract")
@@ -43,15 +44,17 @@ def warm_up() -> None:
             pass
 
 
-def part_entry(argv: list[str], fan: dict | None = None):
-    """The in-process equivalent of a part's command `python -m MODULE ARGS...` (mihd or mihd.runs.fanout),
-    run with its share of threads (MIHD_THREADS of its environment); a cell gets the runner's `fan` (what
-    fanout.json said at the start), so a fanout.json damaged meanwhile costs it nothing."""
+def part_entry(argv: list[str], cell_main: Callable[[list[str], dict | None], int], fan: dict | None = None):
+    """The in-process equivalent of a part's command `python -m MODULE ARGS...`, run with its share of threads
+    (MIHD_THREADS of its environment): `mihd ...` run as the interpreter would run it, a cell's command
+    (fanout.ENTRY) as `cell_main(ARGS, fan)`, its entry's main handed the runner's layout (what fanout.json said
+    at the start), so a fanout.json damaged meanwhile costs it nothing."""
     module, args = argv[2], argv[3:]
 
     def entry() -> int:
-        from ..compute import configure_torch
+        from ..compute import configure_torch, quiet_waiting
 
+        quiet_waiting()  # this part's thread counts in its environment, as its own interpreter would set them
         try:
             configure_torch()  # the pools were sized for the runner; this part's share is MIHD_THREADS
         except ImportError:
@@ -59,13 +62,13 @@ def part_entry(argv: list[str], fan: dict | None = None):
         except MihdError as exc:
             print(f"mihd: error: {exc}", file=sys.stderr)
             return 2
-        if module == "mihd":
-            from ..cli import main as mihd_main
+        if module == ENTRY:
+            return cell_main(args, fan)
+        import runpy
 
-            return mihd_main(args)
-        from .fanout import main
-
-        return main(args, fan)
+        sys.argv = [sys.argv[0], *args]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)  # `python -m mihd` ends in sys.exit
+        return 0
 
     return entry
 
@@ -122,13 +125,14 @@ class LocalRunner:
     """Runs a fanned-out grid's parts in `lanes` worker slots, extractions first, each cell once the
     extractions it needs are over. The runner is warm (warm_up): each part is a fork of it, under a
     supervisor of its own as any run. TERM/INT/HUP: start nothing more, pass the signal to the running
-    parts (their supervisors, or an orphan's process group), mark the parts never started as killed."""
+    parts (their supervisors, or an orphan's process group), mark the parts never started as killed.
+    `cell_main(args, fan)`: what a cell's command (`python -m fanout.ENTRY cell ...`) runs, handed by that entry."""
 
-    def __init__(self, grid_dir: Path, root: Path):
+    def __init__(self, grid_dir: Path, root: Path, cell_main: Callable[[list[str], dict | None], int]):
         from ..compute import allowed_cores
         from .identity import MARKER_VAR
 
-        self.grid_dir, self.root = Path(grid_dir), Path(root)
+        self.grid_dir, self.root, self.cell_main = Path(grid_dir), Path(root), cell_main
         self.fan = read_fanout(self.grid_dir)  # held from the start, as the plan: a file damaged later costs nothing
         self.plan = read_plan(self.grid_dir)
         if self.plan is None:
@@ -176,11 +180,12 @@ class LocalRunner:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         gpu = f", GPU {env['CUDA_VISIBLE_DEVICES']}" if self.gpus else ""
         self.say(f"{name} on worker {slot} ({self.threads} thread{'s' if self.threads != 1 else ''}{gpu})")
-        if argv[1:3] not in (["-m", "mihd"], ["-m", "mihd.runs.fanout"]):  # not ours to run in process
+        if argv[1:3] not in (["-m", "mihd"], ["-m", ENTRY]):  # not ours to run in process
             return subprocess.Popen([sys.executable, "-m", "mihd.runs.supervise", str(run_dir), "--", *argv],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, close_fds=True, env=env)
-        return fork_calling(lambda: supervise(run_dir, argv, part_entry(argv, self.fan)), env, process_group=False)
+        entry = part_entry(argv, self.cell_main, self.fan)
+        return fork_calling(lambda: supervise(run_dir, argv, entry), env, process_group=False)
 
     def _ended(self, slot: int, name: str, run_dir: Path, proc) -> None:
         """Part `name`'s process in `slot` ended: free the slot, unless its supervisor died while its command
