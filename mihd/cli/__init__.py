@@ -20,19 +20,13 @@ from ..errors import MihdError
 from . import (cache_cmd, doctor_cmd, export_cmd, extract_cmd, launch_cmd, notify_cmd, results_cmd, run_cmd, runs_cmd,
                slices_cmd)
 from .common import one_line
+from .parser import Parser
 
 quiet_waiting()  # before any handler loads numpy or torch: their worker threads sleep when idle, sized to our cores
 
 DISK_REFUSALS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the disk's answer, not a bug: one line, no traceback
 GROUPS = (slices_cmd, extract_cmd, cache_cmd, run_cmd, launch_cmd, runs_cmd, results_cmd, export_cmd, doctor_cmd,
           notify_cmd)
-
-
-class Parser(argparse.ArgumentParser):
-    """An argparse parser whose complaint is one line naming the command and the argument (`-h` shows usage)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: {one_line(message.removeprefix('argument '))}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,25 +38,28 @@ def register(sub) -> None:
 
 
 def _run_args(command: list[str]) -> argparse.Namespace:
-    """`run ...`/`grid ...` read by the `mihd` parser itself; its complaint becomes one MihdError line."""
+    """`run ...`/`grid ...` read by the parser `mihd run`/`mihd grid` declare (run_cmd.register); its complaint
+    becomes one MihdError line."""
     import contextlib
     import io
 
     from ..errors import MihdError
-    from . import build_parser
-    from .run_cmd import cmd_run
+    from .parser import Parser
+    from .run_cmd import register
 
+    if command[0] not in ("run", "grid"):
+        raise MihdError("mihd launch: expected `run ...` or `grid ...` after the launch options, "
+                        "e.g. mihd launch --expect 5m -- run demo --gene pca --fusion concat")
+    parser = Parser(prog="mihd")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            args = build_parser().parse_args(command)
+            args = parser.parse_args(command)
     except SystemExit:
         reason = (stderr.getvalue().strip().splitlines() or ["invalid arguments"])[-1]
         where = "mihd launch -- " + reason[5:] if reason.startswith("mihd ") else f"mihd launch: {reason}"
         raise MihdError(where) from None  # `mihd launch -- run: --n-clusters: invalid int value: 'abc'`
-    if getattr(args, "handler", None) is not cmd_run:
-        raise MihdError("mihd launch: expected `run ...` or `grid ...` after the launch options, "
-                        "e.g. mihd launch --expect 5m -- run demo --gene pca --fusion concat")
     for flag in ("run_dir", "root"):
         if getattr(args, flag):
             raise MihdError(f"mihd launch: --{flag.replace('_', '-')} is set by launch; give --root before the command")

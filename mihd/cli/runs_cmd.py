@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import contextmanager
 
 from ..present import RANDOM_MARK, fmt_score
 from ..safe_text import safe_text
 from .common import one_line as _text  # a name or file's content on one line (a newline in --name escaped)
+from .watching import watching
 
 RANDOM_NOTE = f"{RANDOM_MARK} made with random-init weights: a smoke test, not a result"
 
@@ -57,19 +57,6 @@ def cmd_runs(args) -> int:
             "reindex": _reindex, "wait": cmd_wait}[args.runs_command](args)
 
 
-@contextmanager
-def _watcher(root, factor: float | None = None):
-    from ..runs.status import RunWatcher
-
-    w = RunWatcher(root, factor=factor)
-    try:
-        yield w
-    finally:
-        for note in w.notes:
-            print(f"mihd: {note}", file=sys.stderr)
-        w.close()
-
-
 def _row(v) -> list[str]:
     from ..present import fmt_bytes, fmt_duration
 
@@ -84,7 +71,7 @@ def _row(v) -> list[str]:
 
 
 def _ls(args) -> int:
-    with _watcher(args.root, factor=args.overrun_factor) as w:
+    with watching(args.root, factor=args.overrun_factor) as w:
         views = w.refresh(all=args.all)
     if args.json:
         rows = [json.dumps(v.to_dict(), default=str) for v in views]  # one run a line: grep-able, quick to write
@@ -124,7 +111,7 @@ def _show(args) -> int:
     from ..runs.fanout_status import by_slice, cells_summary
     from ..runs.usage import read_usage
 
-    with _watcher(args.root) as w:
+    with watching(args.root) as w:
         v = w.view(args.id)
     d = v.to_dict()
     argv = (read_spec(v.run_dir) or {}).get("argv")
@@ -198,7 +185,7 @@ def _logs(args) -> int:
     from ..runs.ids import split_cell
 
     run_id, cell = split_cell(args.id)  # GRID/3: cell 3 of a fanned-out grid
-    with _watcher(args.root) as w:
+    with watching(args.root) as w:
         v = w.view(run_id)
     if v.status == "unreadable":  # another member's run: `unreadable (owner X)`, not a traceback
         raise MihdError(f"run {v.id}: {v.error}")
@@ -252,7 +239,7 @@ def _kill(args) -> int:
     from ..runs.kill import kill_run
 
     grace = parse_duration(args.grace, "--grace")
-    with _watcher(args.root) as w:
+    with watching(args.root) as w:
         out = kill_run(args.root, args.id, signal=args.signal, grace=grace, watcher=w)
     extra = ", then KILL to what was left" if out.get("escalated") else ""
     left = f" ({', '.join(out['left'])})" if out.get("left") else ""
@@ -268,7 +255,7 @@ def _rm(args) -> int:
     from ..runs.remove import remove_run
 
     refused = 0
-    with _watcher(args.root) as w:
+    with watching(args.root) as w:
         for ref in args.ids:
             try:
                 v = remove_run(args.root, ref, watcher=w, force=args.force)
@@ -281,7 +268,7 @@ def _rm(args) -> int:
 
 
 def _reindex(args) -> int:
-    with _watcher(args.root) as w:
+    with watching(args.root) as w:
         n = w.registry.reindex()
         views = w.refresh(all=True)  # process checks: a run gone without exit.json ends by its own files, or lost
     corrupt = sum(v.status == "corrupt" for v in views)

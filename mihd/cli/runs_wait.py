@@ -46,12 +46,12 @@ def cmd_wait(args) -> int:
     from ..present import fmt_duration, fmt_score
     from ..runs.durations import parse_duration
     from ..runs.ids import split_cell
-    from .runs_cmd import _watcher
+    from .watching import watching
 
     deadline = None if args.timeout is None else time.monotonic() + parse_duration(args.timeout, "--timeout")
     refs = {ref: split_cell(ref) for ref in dict.fromkeys(args.ids)}
     worst = 0
-    with _watcher(args.root) as w:
+    with watching(args.root) as w:
         refs = {ref: (w.resolve(run), cell) for ref, (run, cell) in refs.items()}  # a bad one: exit 2 first
         while refs:
             for ref, key in list(refs.items()):
