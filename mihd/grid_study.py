@@ -12,7 +12,8 @@ here, else `never`. Pure logic over the registry's scores, unit-tested without a
 from __future__ import annotations
 
 from .grid import (DONE, FUSION_NEEDS_VISION, NA, NEVER, NO_WEIGHTS, NONE, READY, RUNNING, CellState, Grid, GridSpec,
-                   is_valid, missing_weights, stored_key, vision_columns)
+                   is_valid, stored_key, vision_columns)
+from .grid_weights import missing_weights
 from .fusion import FUSIONS
 from .inventory import cached_inputs, inputs_cached
 from .results import Stat

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mihd.cache import inventory_stamp, read_entries
-from mihd.grid import Grid, GridSpec, GridState, gene_choices, slice_choices
+from mihd.grid import Grid, GridSpec, gene_choices, slice_choices
+from mihd.grid_state import GridState
 from mihd.inventory import InFlight, InventoryRow, in_flight, inventory
 from mihd.runs.gpu import Gpu, GpuDevice, default_gpu
 from mihd.runs.status import RunView, RunWatcher

@@ -118,7 +118,8 @@ class Uninstalled:
 
 def test_a_baseline_whose_package_is_missing_is_a_blocked_cell_with_the_install_line(monkeypatch):
     from mihd.fusion import run_cell_arrays
-    from mihd.grid import NO_WEIGHTS, GridSpec, GridState
+    from mihd.grid import NO_WEIGHTS, GridSpec
+    from mihd.grid_state import GridState
     from rich.text import Text
 
     from mihd_tui.wording import cell_text, describe_cell

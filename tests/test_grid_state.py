@@ -11,7 +11,9 @@ import pytest
 
 from mihd import grid as gs
 from mihd.plan import plan_argv
-from mihd.grid import GridSpec, GridState
+from mihd.grid import GridSpec
+from mihd.grid_state import GridState
+from mihd.grid_weights import weights_found
 from mihd.inventory import inventory
 from mihd.jsonio import write_json_atomic
 from mihd.plan import Cell, RunSpec
@@ -188,8 +190,8 @@ def test_cells_without_weights_or_cache_cannot_run_and_launches_skip_them(tmp_pa
     hf = tmp_path / "hf" / "models--MahmoodLab--UNI2-h" / "snapshots" / "abc"  # the Hugging Face cache counts
     hf.mkdir(parents=True)
     (hf / "pytorch_model.bin").write_bytes(b"x")
-    assert gs.weights_found("vision", "uni2") and GridState().compute(SPEC, [], {}, entries)[("concat", "uni2")].state == gs.NEVER
-    assert not gs.weights_found("vision", "scan_uni2")  # a custom cache name is never computed
+    assert weights_found("vision", "uni2") and GridState().compute(SPEC, [], {}, entries)[("concat", "uni2")].state == gs.NEVER
+    assert not weights_found("vision", "scan_uni2")  # a custom cache name is never computed
 
 
 def test_a_fanned_out_grid_shows_each_cells_own_state(tmp_path):

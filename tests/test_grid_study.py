@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from mihd import grid as gs
-from mihd.grid import ALL_SLICES, GridSpec, GridState
+from mihd.grid import ALL_SLICES, GridSpec
+from mihd.grid_state import GridState
 from mihd.jsonio import write_json_atomic
 from mihd.plan import Cell, RunSpec, plan_argv
 from mihd.rundir import write_spec
