@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mihd.plan import Cell, RunSpec
-from mihd.runs.fanout import fans_out
+from mihd.runs.fanout_submit import fans_out
 from mihd.runs.fanout_status import critical_path
 from mihd.runs.kill import kill_run
 from mihd.runs.status import RunWatcher
@@ -185,7 +185,7 @@ def test_what_fans_out(monkeypatch):
 
 
 def test_extraction_jobs_carry_the_grids_device_and_encoder_options(tmp_path):
-    from mihd.runs.fanout import Extraction, extract_argv
+    from mihd.runs.fanout_submit import Extraction, extract_argv
 
     cells = (Cell("demo", "pca", "uni2", "concat", variant="freq"),)
     ex = Extraction("vision-uni2-freq", "vision", "uni2", "freq", (0,))

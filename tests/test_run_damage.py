@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mihd.runs.fanout_status import describe_part
+from mihd.runs.run_row import describe_part
 
 from conftest import run_mihd
 from fanout_helpers import read

@@ -203,7 +203,7 @@ def test_just_ended_job_waits_for_its_exit_json_then_exit_json_decides(tmp_path)
 def test_job_ended_by_its_time_limit_is_a_failed_run_that_says_timeout(tmp_path):
     """Slurm TERMs the job at its limit; the supervisor forwards it and writes exit.json. Without Slurm's
     word that reads as a kill; with it, the run is failed with TIMEOUT, also after a reindex."""
-    from mihd.runs.registry import describe
+    from mihd.runs.run_row import describe
 
     d = run_dir(tmp_path, started=1.0, exit_={"code": None, "signal": "TERM", "ended": 2.0, "forwarded": ["TERM"]})
     (d / "handle.json").write_text(json.dumps(handle(d, "44")))
@@ -222,7 +222,7 @@ def test_job_ended_by_its_time_limit_is_a_failed_run_that_says_timeout(tmp_path)
 @pytest.mark.parametrize("by_mihd", [False, True])
 def test_a_scancel_from_outside_says_so_and_a_kill_from_mihd_does_not(tmp_path, by_mihd):
     """Both end as TERM forwarded and Slurm's CANCELLED; only mihd's own kill leaves a kill event."""
-    from mihd.runs.registry import describe
+    from mihd.runs.run_row import describe
 
     d = run_dir(tmp_path, started=1.0, exit_={"code": None, "signal": "TERM", "ended": 2.0, "forwarded": ["TERM"]})
     (d / "handle.json").write_text(json.dumps(handle(d, "45")))

@@ -80,7 +80,8 @@ def test_bad_slices_are_one_line_errors_before_anything_runs(two_slices, argv, n
 
 
 def test_a_study_extracts_each_embedding_once_per_slice(two_slices, tmp_path):
-    from mihd.runs.fanout import prepare, read_fanout
+    from mihd.runs.fanout import read_fanout
+    from mihd.runs.fanout_submit import prepare
 
     root = two_slices
     third = str(root / "copies" / "demo3.h5ad")

@@ -271,6 +271,7 @@ def _run_study(plan, root: Path, run_dir: Path | None, started: float, as_json: 
     from ..jsonio import read_json
     from ..rundir import RESULT, read_spec
     from ..runs import fanout
+    from ..runs.fanout_submit import prepare
     from .fanout_entry import local_runner
 
     run_dir, direct = _run_dir(root, run_dir, plan)
@@ -278,7 +279,7 @@ def _run_study(plan, root: Path, run_dir: Path | None, started: float, as_json: 
     try:
         if not fanout.is_fanned(run_dir):
             lanes = min(fanout.local_lanes(fanout.parallel_of(plan.backend_options)), len(plan.cells))
-            fanout.prepare(root, run_dir, plan, [c["cached"] for c in read_spec(run_dir)["cells"]], lanes)
+            prepare(root, run_dir, plan, [c["cached"] for c in read_spec(run_dir)["cells"]], lanes)
         with contextlib.redirect_stdout(sys.stderr):  # the runner's progress lines; stdout is the summary's
             code = local_runner(run_dir, root).run()
     finally:

@@ -1,5 +1,6 @@
-"""Watching a fanned-out grid (fanout.py): one registry row aggregated from its parts, a CellView per cell,
-the critical-path ETA, the grid's merged result.json, and killing the grid or one of its cells.
+"""Watching a fanned-out grid (fanout.py): its parts asked of their backends (refresh_grid), a CellView per
+cell, the critical-path ETA, the grid's merged result.json. Its registry row is aggregated from its parts'
+(run_row.aggregate); killing it, or one of its cells, is kill.py's.
 
 The grid row's status follows its parts: queued until a part starts, running while any part (or the
 local runner) is active, then done when every cell is done, killed when the grid was killed, else failed
@@ -14,107 +15,17 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import signal as _signal
 import statistics
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import read_json
-from ..rundir import EXIT, HANDLE, PROC, RESULT, read_events, read_plan, write_result
-from .fanout import CELLS, EXTRACT, cell_dir, mark_never_started, parts, read_fanout
-from .grid_index import PARTS
-from .grid_index import described as described_parts
-
-ACTIVE = ("queued", "running", "orphaned")
-
-
-@dataclass
-class CellView:
-    """One cell of a fanned-out grid, as `mihd runs show GRID` and the dashboard list it."""
-
-    index: int
-    label: str
-    status: str               # queued | running | orphaned | done | failed | killed | lost | corrupt
-    reason: str | None        # why queued (Slurm's pending reason, waiting for a worker / an extraction)
-    job_id: str | None        # Slurm: ARRAY_TASK
-    run_dir: str
-    started: float | None
-    ended: float | None
-    elapsed: float | None
-    expected_s: float | None
-    eta_s: float | None
-    progress: float | None
-    overrun: bool
-    ari: float | None
-    nmi: float | None
-    error: str | None
-    slice: str | None = None  # a study's cells are on several slices
-    random_init: bool = False  # its score was made with random-init weights
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)  # its fields are plain values: asdict's deep copy cost a listing of 36,000 cells 1 s
-
-
-@dataclass
-class GridProgress:
-    fraction: float | None
-    eta_s: float | None
-    confidence: str
-    expected_s: float | None   # the whole grid, packed into its lanes
-    overrun: bool
-    cells: list[CellView]
-
-
-# -- the registry row ---------------------------------------------------------------------------------
-def describe_part(part_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
-    """A part's row and cell rows (registry.describe); a part whose run dir was deleted under the grid
-    fails alone, saying so, rather than reading as running forever. A part whose files did not change is
-    answered from the index where it holds it (grid_index.known, within grid_index.reusing)."""
-    from .grid_index import known
-    from .registry import describe
-
-    kept = None if gone else known(part_dir)
-    if kept is not None:
-        return kept
-    row, cells = describe(part_dir, gone=gone, part=True)
-    if not Path(part_dir).is_dir():
-        return {**row, "status": "failed", "error": f"{part_dir.parent.name}/{part_dir.name}: its run dir is gone",
-                "started": None, "ended": None}, []
-    return row, cells
-
-
-def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
-    """The grid's row and cell rows from its parts' files (registry.describe calls this for a fanned-out grid)."""
-    from .reasons import failure_reason
-
-    try:
-        fan = read_fanout(grid_dir)
-    except MihdError as exc:
-        return {**row, "status": "corrupt", "error": str(exc)}, []
-    named = [(name, describe_part(d)) for name, d in parts(grid_dir, fan)]
-    described = [part for _, part in named]
-    cells = described[len(fan["extract"]):]
-    statuses = [r["status"] for r, _ in described]
-    runner_active = row["status"] in ACTIVE and (Path(grid_dir) / PROC).exists()
-    started = min([t for t in [row["started"], *(r["started"] for r, _ in described)] if t], default=None)
-    out = {**row, "started": started, "ended": None, PARTS: described_parts(named)}
-    if runner_active or any(s in ACTIVE for s in statuses):
-        out["status"] = "running" if started else "queued"
-    else:
-        failed = [(i, r) for i, (r, _) in enumerate(cells) if r["status"] != "done"]
-        if row["kill_signal"] or row["status"] == "killed":
-            out["status"] = "killed"
-        elif failed:
-            i, first = failed[0]
-            why = failure_reason(first) or first["status"]
-            out.update(status="failed", error=f"{len(failed)} of {len(cells)} cells failed; cell {i}: {why}")
-        else:
-            out.update(status="done", error=None)
-        out["ended"] = max([t for t in [row["ended"]] + [r["ended"] for r, _ in described] if t], default=None)
-    cell_rows = [{**crows[0], "run_id": row["id"], "idx": i} for i, (_, crows) in enumerate(cells) if crows]
-    return out, cell_rows
+from ..rundir import EXIT, HANDLE, RESULT, read_events, read_plan, write_result
+from .fanout import CELLS, EXTRACT, cell_dir, parts, read_fanout
+from .grid_view import CellView, GridProgress
+from .run_end import record_lost, signalled_job
+from .run_files import ACTIVE
+from .run_row import describe_part, row_handle
 
 
 def write_grid_result(grid_dir: Path, spec=None) -> dict:
@@ -171,8 +82,6 @@ def refresh_grid(registry, row: dict) -> dict:
     without a word is recorded `lost` in its own dir), then the row re-read from the files. Returns the
     parts' backend states by part name ("cells/3"), for the cells' reasons."""
     from .backends import GONE, QUEUED, RunState, get_backend
-    from .registry import row_handle
-    from .status import RunWatcher, signalled_job
 
     grid_dir = Path(row["run_dir"])
     try:
@@ -186,7 +95,7 @@ def refresh_grid(registry, row: dict) -> dict:
         state = get_backend("local").poll({row["id"]: handle})[row["id"]]
         runner_gone = state.state == GONE
         if runner_gone:
-            RunWatcher._record_lost(grid_dir, state.reason or "the grid's runner is gone without exit.json")
+            record_lost(grid_dir, state.reason or "the grid's runner is gone without exit.json")
     by_backend: dict[str, dict[str, dict]] = {}
     states = {}
     for name, d in parts(grid_dir, fan):
@@ -207,7 +116,7 @@ def refresh_grid(registry, row: dict) -> dict:
     for name, st in states.items():
         d = grid_dir / name
         if st.state == GONE and describe_part(d, gone=True)[0]["status"] == "lost":
-            RunWatcher._record_lost(d, st.reason or "none of its processes runs and it left no exit.json")
+            record_lost(d, st.reason or "none of its processes runs and it left no exit.json")
     row.update(registry.ingest(grid_dir))
     if row["status"] not in ACTIVE and row["status"] != "corrupt" and not (grid_dir / RESULT).exists():
         write_grid_result(grid_dir)  # a Slurm grid has no runner to write it
@@ -329,105 +238,6 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
         fraction = sum(w for w, v in undone if v.status == "done") / sum(w for w, _ in undone) if undone else None
     return GridProgress(fraction if active else (1.0 if row["status"] == "done" else fraction), eta if active else None,
                         confidence if active else "unknown", expected, any(v.overrun for v in views), views)
-
-
-# -- killing ------------------------------------------------------------------------------------------
-def kill(watcher, view, signal: str, grace: float, index: int | None = None) -> dict:
-    """Kill the whole grid (its runner first, so it starts nothing more, then every part still active, then
-    Slurm's array and extraction jobs as wholes), or only cell `index`; each part's kill is recorded in its
-    own dir, the grid's in the grid's."""
-    from .backends import get_backend
-    from .identity import alive
-    from .kill import record_kill
-
-    grid_dir = Path(view.run_dir)
-    fan = read_fanout(grid_dir)
-    n = len(fan["cells"])
-    handle = read_json(grid_dir / HANDLE) or {}
-    if index is not None:
-        if not 0 <= index < n:
-            raise MihdError(f"run {view.id}/{index}: no such cell (the grid has cells 0 to {n - 1})")
-        status = next((c.status for c in view.cells if c.index == index), None)
-        if status not in ACTIVE:
-            raise MihdError(f"run {view.id}/{index}: not running ({status}); nothing to kill")
-        targets = [(f"{CELLS}/{index}", cell_dir(grid_dir, index))]
-    else:
-        if view.status not in ACTIVE:
-            raise MihdError(f"run {view.id}: not running ({view.status}); nothing to kill")
-        targets = parts(grid_dir, fan)
-    out = {"id": view.id if index is None else f"{view.id}/{index}", "signal": signal, "escalated": False,
-           "survivors": 0, "left": [], "outside": []}
-
-    def merge(res: dict) -> None:
-        out["escalated"] = out["escalated"] or bool(res.get("escalated"))
-        out["survivors"] += res.get("survivors") or 0
-        out["left"] += res.get("left") or []
-        out["outside"] += res.get("outside") or []
-
-    if index is None and handle.get("backend") == "slurm":  # first what has not started: a slot freed below starts nothing
-        slurm = get_backend("slurm")
-        for job in [handle.get("job_id"), *(handle.get("extract_jobs") or [])]:
-            if job:
-                slurm.commands.scancel(str(job), pending_only=True)
-    runner = _runner(grid_dir) if index is None and handle.get("backend") == "local" else None
-    if runner:  # the runner alone: it starts nothing more (TERM: passes it on, marks the parts it never started)
-        os.kill(runner[0], getattr(_signal, f"SIG{signal}"))
-    who = f"kill of grid {view.id}" if index is None else None
-    for _, d in targets:
-        if (d / EXIT).exists():
-            continue
-        part_handle = read_json(d / HANDLE)
-        if not isinstance(part_handle, dict):  # never started: waiting for a worker
-            mark_never_started(d, signal, who or "mihd runs kill")
-            continue
-        if part_handle.get("backend") == "local":
-            deadline = time.monotonic() + 3.0  # started just now: its supervisor is recording itself
-            while not (d / PROC).exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-        try:
-            res = get_backend(part_handle.get("backend") or "local").kill({**part_handle, "run_dir": str(d)}, signal,
-                                                                         grace)
-        except MihdError:
-            if index is not None:
-                raise
-            continue  # nothing of it runs any more (it ended just now, or its supervisor died): not ours to say
-        record_kill(d, res, signal, grace)
-        merge(res)
-    if runner:  # its parts are gone: it ends at once; what would not is killed with its supervisor's session
-        deadline = time.monotonic() + grace + 5.0
-        while alive(*runner) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if alive(*runner):
-            merge(get_backend("local").kill({**handle, "run_dir": str(grid_dir)}, "KILL", 0))
-        sup = read_json(grid_dir / PROC) or {}
-        deadline = time.monotonic() + 10.0  # its supervisor writes exit.json once it ended: wait for that
-        while alive(sup.get("pid"), sup.get("create_time")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if index is None:
-        if handle.get("backend") == "slurm":  # whatever a task or extraction job still holds
-            slurm = get_backend("slurm")
-            for job in [handle.get("job_id"), *(handle.get("extract_jobs") or [])]:
-                if job:
-                    slurm.commands.scancel(str(job))
-        record_kill(grid_dir, {**out, "ended": True} if handle.get("backend") == "slurm" else {**out, "ended": False},
-                    signal, grace)
-    row = watcher.registry.ingest(grid_dir)
-    if index is None:
-        return {**out, "status": row["status"]}
-    from .registry import describe
-
-    return {**out, "status": describe(cell_dir(grid_dir, index))[0]["status"]}
-
-
-def _runner(grid_dir: Path) -> tuple[int, float] | None:
-    """(pid, create time) of a local grid's runner while it runs, from the grid's proc.json."""
-    from .identity import alive
-
-    ident = read_json(Path(grid_dir) / PROC)
-    if not isinstance(ident, dict) or (Path(grid_dir) / EXIT).exists():
-        return None
-    pid, ctime = ident.get("child_pid"), ident.get("child_create_time")
-    return (pid, ctime) if alive(pid, ctime) else None
 
 
 def cells_summary(cells: list[CellView]) -> str:

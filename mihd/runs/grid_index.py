@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .fanout import is_fanned
+from .grid_view import CellView, GridProgress
+from .run_files import ACTIVE, STAMPED, files_stamp
 from .sqlite_io import write
 
 SCHEMA = """
@@ -32,27 +34,14 @@ CREATE TRIGGER grids_gone AFTER DELETE ON runs BEGIN DELETE FROM grids WHERE run
 PARTS = "parts"  # the key of a grid's described row that carries its parts to `put`
 MAX_IN = 500
 _local = threading.local()
-_reg = None
-
-
-def _registry():
-    """mihd.runs.registry (which imports this module), imported once: an import statement in a function run
-    for every row of a listing cost 80 us a call."""
-    global _reg
-    if _reg is None:
-        from . import registry
-
-        _reg = registry
-    return _reg
 
 
 def fanned(row: dict) -> bool:
     """Whether the row is a fanned-out grid's, from its stamp (fanout.json's part of it): no stat. An active
     row (its fanout.json may be newer than its stamp) or a row with no file stamp asks its run dir."""
-    reg = _registry()
-    if row["status"] in reg.ACTIVE:
+    if row["status"] in ACTIVE:
         return is_fanned(row["run_dir"])
-    return (row.get("stamp") or "").count(" ") >= len(reg.STAMPED)  # a grid's stamp adds its parts' folders
+    return (row.get("stamp") or "").count(" ") >= len(STAMPED)  # a grid's stamp adds its parts' folders
 
 
 def described(parts: list[tuple[str, tuple[dict, list[dict]]]]) -> dict:
@@ -96,7 +85,7 @@ def known(part_dir: Path) -> tuple[dict, list[dict]] | None:
         got = conn.execute("SELECT parts FROM grids WHERE run_id=?", (grid_id,)).fetchone()
         grids[grid_id] = json.loads(got[0]) if got else {}
     entry = grids[grid_id].get(f"{part_dir.parent.name}/{part_dir.name}")
-    if entry is None or entry[0] != _registry().files_stamp(part_dir):
+    if entry is None or entry[0] != files_stamp(part_dir):
         return None
     return entry[1], entry[2]
 
@@ -108,7 +97,6 @@ def parts_changed(conn, run_id: str, grid_dir: Path) -> bool:
 
 
 def _changed(stamps: dict, grid_dir: Path) -> bool:
-    files_stamp = _registry().files_stamp
     return any(files_stamp(grid_dir / name) != stamp for name, stamp in stamps.items())
 
 
@@ -119,7 +107,7 @@ class PartSweep:
         self._after = ""
 
     def changed(self, conn, base: Path, budget: int) -> list[str]:
-        active = ", ".join(f"'{s}'" for s in _registry().ACTIVE)
+        active = ", ".join(f"'{s}'" for s in ACTIVE)
         out, spent, last = [], 0, self._after
         for run_id, stamps in conn.execute(
                 f"SELECT g.run_id, g.stamps FROM grids g JOIN runs r ON r.id = g.run_id WHERE g.run_id > ? "
@@ -151,8 +139,6 @@ class Rollups:
                 "AND rollup IS NOT NULL", chunk))
 
     def get(self, row: dict, compute):
-        from .fanout_status import CellView, GridProgress
-
         stamp, text = self._stored.pop(row["id"], (None, None))
         if text is not None and stamp == row["stamp"]:
             data = json.loads(text)

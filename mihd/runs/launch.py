@@ -22,7 +22,7 @@ from ..plan import RunSpec, device_users
 from ..jsonio import read_json
 from ..rundir import EXIT, HANDLE, PROC, SPEC, read_spec, write_spec
 from ..workspace import resolve_root, runs_dir, write_error
-from . import fanout
+from . import fanout, fanout_submit
 from .backends import get_backend, resolve_options
 from .forecast import KEY, forecast
 from .registry import Registry
@@ -147,18 +147,19 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
     options = resolve_options(root, spec.backend, spec.backend_options)  # refused here: no run dir left behind
     flags = _cached(root, spec, cached)
     _check_device(spec, be, options, flags)
-    fan = raw_argv is None and fanout.fans_out(spec, options)  # its cells side by side (fanout.py)
+    fan = raw_argv is None and fanout_submit.fans_out(spec, options)  # its cells side by side (fanout.py)
     run_id, run_dir = _make_run_dir(root)
     if raw_argv is not None:
         command = [t.replace("{run_dir}", str(run_dir)).replace("{root}", str(root)) for t in raw_argv]
     elif fan:
-        command = fanout.grid_command(root, run_dir, spec)
+        command = fanout_submit.grid_command(root, run_dir, spec)
     else:
         command = [sys.executable, "-m", "mihd", "exec-plan", "--run-dir", str(run_dir), "--root", str(root)]
     with _until_started(root, run_dir):
         write_spec(run_dir, spec, run_id=run_id, argv=command, cached=flags)
         _record_forecast(root, run_dir, fan)
-        handle = fanout.submit(root, run_dir, spec, options, flags) if fan else be.submit(run_dir, command, options)
+        handle = fanout_submit.submit(root, run_dir, spec, options, flags) if fan else \
+            be.submit(run_dir, command, options)
     try:
         write_json_atomic(run_dir / HANDLE, handle)
     except OSError as exc:  # started all the same: it lists by its own files and `runs kill` stops it

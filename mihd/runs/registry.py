@@ -18,39 +18,27 @@ launchers and dashboards on one host writing at once wait for each other and los
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sqlite3
 import time
 from pathlib import Path
 
 from ..errors import MihdError
-from ..jsonio import read_json
-from ..rundir import EVENTS, EXIT, HANDLE, PROC, RESULT, SPEC, USAGE, RunFileUnreadable, iter_run_dirs, read_spec
+from ..rundir import iter_run_dirs
 from ..workspace import host_index_dir, resolve_root, runs_dir
-from .backends import outcome as backend_outcome
-from .cells import run_signature, sig_string, signature, stored_label
 from .eta import CELL_KEY
-from .fanout import CELLS, EXTRACT, FANOUT
 from .grid_index import SCHEMA as GRID_SCHEMA
 from .grid_index import PartSweep, put as put_parts, reusing
-from .run_files import UNSETTLED, has_files, read_run
+from .run_files import ACTIVE, files_stamp, has_files
+from .run_row import RUN_COLUMNS, describe
 from .sqlite_io import BUSY_TIMEOUT_S, inode as _inode, set_wal as _set_wal, write as _write
 
 SCHEMA_VERSION = 5          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
 LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspace root: never opened
-TERMINAL = ("done", "failed", "killed")
-ACTIVE = ("queued", "running", "orphaned")
 MAX_IN = 500  # ids asked with IN (...); more are filtered here (SQLite caps a statement's variables)
 _UNREADABLE = ("file is not a database", "malformed", "no such table", "no such column")  # heal by rebuilding
 
-RUN_COLUMNS = (
-    "id", "name", "label", "signature", "cells", "n_cells", "backend", "handle", "pid", "create_time",
-    "job_id", "host", "run_dir", "created", "started", "ended", "status", "exit_code", "exit_signal",
-    "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated", "stamp",
-)
-STAMPED = (SPEC, HANDLE, PROC, RESULT, EXIT, USAGE, EVENTS, FANOUT)  # the files a row is described from
 SCHEMA = """
 CREATE TABLE runs (
   id TEXT PRIMARY KEY, name TEXT, label TEXT, signature TEXT, cells TEXT, n_cells INTEGER,
@@ -71,146 +59,6 @@ _UPSERT = (
     + ", ".join(f"{c}=excluded.{c}" for c in RUN_COLUMNS if c not in ("id", "overrun", "overrun_at"))
     + ", overrun=MAX(runs.overrun, excluded.overrun), overrun_at=COALESCE(runs.overrun_at, excluded.overrun_at)"
 )
-
-
-def describe(run_dir: Path, gone: bool = False, part: bool = False) -> tuple[dict, list[dict]]:
-    """The registry row and cell rows that the files of one run dir say. `gone`: its backend found none of
-    its processes, so without exit.json the run ended on its own: done/failed by its result, else lost.
-    A file of the wrong shape makes a `corrupt` row whose error names it, one this user may not read an
-    `unreadable` row naming its owner (run_files.read_run; `part`: a grid's cell); never an exception."""
-    run_dir = Path(run_dir)
-    stamp = files_stamp(run_dir)  # taken first: a file changed while it is read differs next time
-    got = read_run(run_dir, part)
-    if got.problem is not None:
-        unreadable = isinstance(got.problem, RunFileUnreadable)
-        return {**_corrupt_row(run_dir, str(got.problem), "unreadable" if unreadable else "corrupt"),
-                "stamp": UNSETTLED if unreadable else stamp}, []
-    spec_raw, handle, ident, result, exit_ = (got.files[f] for f in (SPEC, HANDLE, PROC, RESULT, EXIT))
-    events = got.events
-    spec = (read_spec(run_dir) or {}) if spec_raw else {}
-    handle, ident, result = handle or {}, ident or {}, result or {}
-    first, last = {}, {}
-    for e in events:
-        first.setdefault(e["kind"], e)
-        last[e["kind"]] = e
-    start_ev, overrun_ev = first.get("start"), first.get("overrun")
-    kill_ev, end_ev, lost_ev = last.get("kill"), last.get("end"), last.get("lost")
-    backend = spec.get("backend") or handle.get("backend") or "direct"
-    said = backend_outcome(handle.get("backend") or backend, handle)
-    said = said if isinstance(said, dict) else {}
-
-    result_cells = result.get("cells") or []
-    cells = spec.get("cells") or [c.get("signature") or c for c in result_cells]
-    finished = {"ok": "done", "failed": "failed"}.get(result.get("status") or (end_ev or {}).get("status"))
-    if exit_ is not None:
-        if said.get("status") == "failed" and not kill_ev:
-            status = "failed"  # the backend ended it (a time limit, memory, a node): not the researcher's kill
-        elif kill_ev or exit_.get("forwarded"):
-            status = "killed"
-        elif exit_.get("code") == 0 and result.get("status") != "failed":
-            status = "done"
-        else:
-            status = "failed"
-    elif gone or lost_ev:
-        status = finished or "lost"  # e.g. its supervisor was killed but the command finished
-    elif spec.get("direct") or (not spec and not ident):
-        status = finished or "running"
-    else:
-        status = "running" if ident else "queued"
-    status = "done" if got.note and status in ACTIVE else status  # a cell's sound result outlives other damage
-    started = ident.get("started") or (start_ev or {}).get("t")
-    ended = (exit_ or {}).get("ended") or (end_ev or {}).get("t") if status in TERMINAL else None
-    created = spec.get("created") or started or _mtime(run_dir)
-    error = result.get("error") or (end_ev or {}).get("error") or (exit_ or {}).get("error")
-    note = said.get("note") or ((lost_ev or {}).get("reason") if status == "lost" else None) or got.note
-    if said.get("status") == "failed":
-        error = f"{said.get('note')}: {error}" if error else said.get("note")
-    row = {
-        "id": run_dir.name, "name": spec.get("name"),
-        "label": stored_label(cells, spec.get("name")), "signature": run_signature(cells, backend),
-        "cells": json.dumps(cells), "n_cells": len(cells), "backend": backend,
-        "handle": json.dumps(handle) if handle else None,
-        "pid": ident.get("pid") or handle.get("pid"), "create_time": ident.get("create_time"),
-        "job_id": handle.get("job_id"), "host": ident.get("host") or handle.get("host"),
-        "run_dir": str(run_dir.resolve()), "created": created, "started": started, "ended": ended,
-        "status": status, "exit_code": (exit_ or {}).get("code"), "exit_signal": (exit_ or {}).get("signal"),
-        "error": error, "note": note, "expect": spec.get("expect"),
-        "overrun": 1 if overrun_ev else 0, "overrun_at": (overrun_ev or {}).get("t"),
-        "kill_signal": (kill_ev or {}).get("signal"), "killed_at": (kill_ev or {}).get("t"),
-        "killed_by": (kill_ev or {}).get("by"), "updated": time.time(), "stamp": stamp,
-    }
-    cell_rows = []
-    plan = spec.get("plan")
-    for i, cell in enumerate(result_cells):
-        sig = signature(cell, backend)
-        secs = (cell.get("seconds") or {}).get("total")
-        cell_rows.append({"run_id": row["id"], "idx": i, "signature": sig_string(sig), "sig": json.dumps(sig),
-                          "label": stored_label([cell]), "ari": cell.get("ari"), "nmi": cell.get("nmi"),
-                          "random_init": int(bool(cell.get("random_init"))), "seconds": secs,
-                          "entry": json.dumps(_indexed_entry(cell, result.get("slice"), plan))})
-    if (run_dir / FANOUT).is_file():  # a fanned-out grid: one row over its cells' own run dirs
-        from .fanout_status import aggregate
-
-        return aggregate(run_dir, row)
-    return row, cell_rows
-
-
-def _indexed_entry(cell: dict, slice_id, plan) -> dict:
-    """A result.json cell as the index keeps it for `mihd results`: its scores and options without the per-spot
-    labels (`labelled` says it had them), with its slice (a study's cells say theirs, else the run's), the first
-    seed of its plan (`plan_seed`), k_auto (k was the slice's truth count) and drop_unlabelled (not pooled)."""
-    return {**{k: v for k, v in cell.items() if k != "labels"}, "labelled": "labels" in cell,
-            "slice": cell.get("slice") or slice_id, "plan_seed": plan.seeds[0] if plan is not None and plan.seeds else None,
-            "k_auto": plan is not None and plan.n_clusters is None, "drop_unlabelled": bool(plan and plan.drop_unlabelled)}
-
-
-def files_stamp(run_dir: Path) -> str:
-    """Inode, size and mtime of each file a row is described from: a row whose stamp differs from its run dir's
-    is out of date (a file written, replaced, damaged or removed since), found with stats, not reads. A grid's
-    (fanout.json, last) adds its parts' folders: a part added or removed (grid_index says how parts are stamped)."""
-    base = os.fspath(run_dir)
-    parts = [_stat(f"{base}/{name}") for name in STAMPED]
-    if parts[-1] != "-":
-        parts += [_stat(f"{base}/{name}") for name in (CELLS, EXTRACT)]
-    return " ".join(parts)
-
-
-def _stat(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "-"
-    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def row_handle(row: dict) -> dict:
-    """A registry row's backend handle with its run dir: what a backend's poll, kill and process_root take."""
-    return {**(json.loads(row["handle"]) if row.get("handle") else {}), "run_dir": str(row["run_dir"])}
-
-
-def _corrupt_row(run_dir: Path, why: str, status: str = "corrupt") -> dict:
-    """The row of a run dir with a bad file (`corrupt`, error `<file>: <why>`) or one this user may not read
-    (`unreadable`); what can still be read leniently (its name, cells, handle) is kept to find and kill it."""
-    handle = read_json(run_dir / HANDLE)
-    handle = handle if isinstance(handle, dict) else {}
-    try:
-        spec = read_spec(run_dir) or {}
-        label = stored_label(spec.get("cells") or [], spec.get("name"))
-    except Exception:  # any shape at all: the label is a courtesy, the row must exist
-        spec, label = {}, run_dir.name
-    backend = spec.get("backend") if isinstance(spec.get("backend"), str) else handle.get("backend")
-    return {**{c: None for c in RUN_COLUMNS}, "id": run_dir.name, "name": spec.get("name"), "label": label,
-            "signature": "", "cells": "[]", "n_cells": 0, "backend": backend if isinstance(backend, str) else "local",
-            "handle": json.dumps(handle) if handle else None, "run_dir": str(run_dir.resolve()),
-            "created": spec.get("created") if isinstance(spec.get("created"), (int, float)) else _mtime(run_dir),
-            "status": status, "error": why, "overrun": 0, "updated": time.time()}
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None
 
 
 def _listing_stamp(folder: Path) -> tuple | None:
@@ -445,7 +293,7 @@ class Registry:
     @_healing
     def entries(self) -> list[tuple[str, float, str]]:
         """Every indexed result.json cell, by run: (run id, when its run ended (else was created), the cell as
-        `_indexed_entry` keeps it, JSON)."""
+        `run_row._indexed_entry` keeps it, JSON)."""
         return self.conn.execute(
             "SELECT c.run_id, COALESCE(r.ended, r.created, 0), c.entry FROM cells c JOIN runs r ON r.id = c.run_id "
             "ORDER BY c.run_id, c.idx").fetchall()

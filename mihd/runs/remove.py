@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import MihdError
 from ..owners import other_owner
-from .registry import ACTIVE
+from .run_files import ACTIVE
 from .status import RunView, RunWatcher
 
 

@@ -1,5 +1,6 @@
-"""Reading one run dir's files for the registry (registry.describe): every file checked (rundir.load_file), and
-the one problem that decides its row, if any.
+"""Reading one run dir's files for the registry (run_row.describe): every file checked (rundir.load_file), and
+the one problem that decides its row, if any; their stamp (files_stamp), by which an index finds a changed run
+with stats alone; the statuses a run's row may be in.
 
 A file another lab member's umask keeps from this user (or a run dir it may not enter) makes the row
 `unreadable (owner X)`, never `corrupt`, and never a traceback for the whole listing. A run whose events say
@@ -16,9 +17,13 @@ from pathlib import Path
 
 from ..rundir import (EVENTS, EXIT, HANDLE, PROC, RESULT, SPEC, USAGE, RunFileError, RunFileUnreadable, event_problem,
                       load_events, load_file, read_events)
+from .fanout import CELLS, EXTRACT, FANOUT
 
 FILES = (SPEC, HANDLE, PROC, RESULT, EXIT, USAGE)  # checked in this order: the first problem names the row
+STAMPED = (SPEC, HANDLE, PROC, RESULT, EXIT, USAGE, EVENTS, FANOUT)  # the files a row is described from
 UNSETTLED = "unreadable"  # the stamp of an unreadable row: never a run dir's, so every sync reads it again
+TERMINAL = ("done", "failed", "killed")
+ACTIVE = ("queued", "running", "orphaned")
 
 
 @dataclass
@@ -41,6 +46,25 @@ def has_files(run_dir: Path) -> bool:
         except OSError:
             continue
     return False
+
+
+def files_stamp(run_dir: Path) -> str:
+    """Inode, size and mtime of each file a row is described from: a row whose stamp differs from its run dir's
+    is out of date (a file written, replaced, damaged or removed since), found with stats, not reads. A grid's
+    (fanout.json, last) adds its parts' folders: a part added or removed (grid_index says how parts are stamped)."""
+    base = os.fspath(run_dir)
+    parts = [_stat(f"{base}/{name}") for name in STAMPED]
+    if parts[-1] != "-":
+        parts += [_stat(f"{base}/{name}") for name in (CELLS, EXTRACT)]
+    return " ".join(parts)
+
+
+def _stat(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def read_run(run_dir: Path, part: bool = False) -> RunFiles:

@@ -15,22 +15,21 @@ event) so a rebuilt index keeps it. A run dir with a bad file is `corrupt` (erro
 from __future__ import annotations
 
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MihdError
-from ..jsonio import read_json
-from ..rundir import EXIT, EventLog, RunFileError, event_problem, load_events, read_events
+from ..rundir import EXIT, event_problem, read_events
 from ..workspace import resolve_root
 from .alerts import announce, notice
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import headline, sig_string, signature
 from .eta import Expected, ProgressTracker, cell_plans, queued_eta
 from .fanout import is_fanned
-from .fanout_status import CellView, grid_progress, refresh_grid
+from .fanout_status import grid_progress, refresh_grid
 from .grid_index import Rollups, fanned, parts_changed, reusing
+from .grid_view import CellView
 from .forecast import expectations
 from .gpu import Gpu, default_gpu
 from .ids import check_ref, match
@@ -39,7 +38,10 @@ from .monitor import Monitor, TreeSample
 from .notify import deliver
 from .overrun import is_overrun, overrun_factor, record_overrun
 from .reasons import failure_reason
-from .registry import ACTIVE, TERMINAL, Registry, row_handle
+from .registry import Registry
+from .run_end import backend_name, record_lost, signalled_job
+from .run_files import ACTIVE, TERMINAL
+from .run_row import row_handle
 from .stages import ShareBook
 from .usage import fresh, read_usage
 
@@ -94,7 +96,7 @@ class RunView:
     kill_signal: str | None = None
     killed_at: float | None = None
     killed_by: str | None = None
-    cells: list[CellView] = field(default_factory=list)  # a fanned-out grid's cells (fanout_status.CellView)
+    cells: list[CellView] = field(default_factory=list)  # a fanned-out grid's cells (grid_view.CellView)
     late: str | None = None      # while running: why its trustworthy projection ends late (late.py), else None
 
     @property
@@ -118,19 +120,6 @@ def _announce_ends(rows) -> None:
 
 def not_answering(backend: str) -> str:
     return f"{'Slurm' if backend == 'slurm' else backend} not answering"
-
-
-def signalled_job(row: dict) -> bool:
-    """An exit.json that says only TERM, of a backend whose last word says who sent it (Slurm at the time
-    limit, a `scancel` from outside): that word is asked for before the run is read as ended."""
-    if not getattr(get_backend(_backend_name(row.get("backend") or "local")), "says_who_ended", False):
-        return False
-    ended = read_json(Path(row["run_dir"]) / EXIT)
-    return isinstance(ended, dict) and bool(ended.get("signal"))
-
-
-def _backend_name(name: str) -> str:
-    return "local" if name == "direct" else name  # a direct run is a local process without supervisor
 
 
 class RunWatcher:
@@ -169,7 +158,7 @@ class RunWatcher:
             if (Path(row["run_dir"]) / EXIT).exists() and not signalled_job(row):
                 row.update(self.registry.ingest(Path(row["run_dir"])))
                 continue
-            by_backend.setdefault(_backend_name(row["backend"]), {})[row["id"]] = row_handle(row)
+            by_backend.setdefault(backend_name(row["backend"]), {})[row["id"]] = row_handle(row)
         index = {r["id"]: r for r in rows}
         for name, handles in by_backend.items():
             try:
@@ -186,7 +175,7 @@ class RunWatcher:
         if st.state == GONE:  # nothing of it runs: its own files say how it ended, else it is lost
             row.update(self.registry.ingest(run_dir, gone=True))
             if row["status"] == "lost":
-                self._record_lost(run_dir, st.reason or "none of its processes runs and it left no exit.json")
+                record_lost(run_dir, st.reason or "none of its processes runs and it left no exit.json")
                 row.update(self.registry.ingest(run_dir, gone=True))
             row["reason"] = st.reason or row["note"]
             return
@@ -201,21 +190,6 @@ class RunWatcher:
             self.registry.update(row["id"], status=row["status"], started=row["started"])
         elif st.state == QUEUED:
             row["status"] = "queued"
-
-    @staticmethod
-    def _record_lost(run_dir: Path, reason: str) -> None:
-        """Write the `lost` decision into the run dir once (so a rebuilt index keeps it); a read-only
-        workspace keeps it in this host's index only."""
-        try:
-            if any(e["kind"] == "lost" for e in load_events(run_dir)):
-                return
-            log = EventLog(run_dir)
-            try:
-                log.emit("lost", reason=reason, by=socket.gethostname())
-            finally:
-                log.close()
-        except (OSError, RunFileError):
-            pass
 
     def _progress(self, row: dict, expected, history: dict, now: float):
         tracker, offset = self._trackers.get(row["id"]) or (self._tracker(row, expected, history), 0)
@@ -260,7 +234,7 @@ class RunWatcher:
     def backend_of(self, view: RunView) -> tuple[object, dict]:
         """The run's backend and its handle (with the run dir), as kill and poll take them."""
         row = self.registry.row(view.id) or {"run_dir": view.run_dir}
-        return get_backend(_backend_name(view.backend)), row_handle({**row, "run_dir": view.run_dir})
+        return get_backend(backend_name(view.backend)), row_handle({**row, "run_dir": view.run_dir})
 
     def may_still_run(self, view: RunView) -> bool:
         """Active, or corrupt (a bad file) while its backend still sees its processes or cannot say."""
@@ -297,7 +271,7 @@ class RunWatcher:
         live = {}
         for r in rows:
             if r["status"] in COMPUTING:
-                root = get_backend(_backend_name(r["backend"])).process_root(row_handle(r))
+                root = get_backend(backend_name(r["backend"])).process_root(row_handle(r))
                 if root:
                     live[r["id"]] = root
         samples = self.monitor.sample(live) if live else {}
