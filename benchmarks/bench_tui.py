@@ -37,6 +37,24 @@ from runs_helpers import CELL, fake_plan, launch_fake  # noqa: E402
 from tui_helpers import no_gpu  # noqa: E402
 
 TUI = [sys.executable, "-m", "mihd_tui.app"]
+# The dashboard under cProfile, every thread (the refresh thread too): stats written to $MIHD_TUI_PROFILE when
+# it exits (it leaves with os._exit, so the dump is hooked there). `--profile DIR` sets it per measurement.
+PROFILED = ("import cProfile, os, sys, threading\n"
+            "profs = [cProfile.Profile()]\n"
+            "run = threading.Thread.run\n"
+            "def profiled(self):\n"
+            "    p = cProfile.Profile(); profs.append(p); p.runcall(run, self)\n"
+            "threading.Thread.run = profiled\n"
+            "leave = os._exit\n"
+            "def dump(code):\n"
+            "    import pstats\n"
+            "    for p in profs: p.disable()\n"
+            "    st = pstats.Stats(profs[0])\n"
+            "    for p in profs[1:]: st.add(p)\n"
+            "    st.dump_stats(os.environ['MIHD_TUI_PROFILE']); leave(code)\n"
+            "os._exit = dump\n"
+            "import mihd_tui.app\n"
+            "sys.argv[0] = 'mihd-tui'; profs[0].enable(); mihd_tui.app.main(sys.argv[1:])\n")
 FLOOD = ("import sys, time\n"
          "t0 = time.time(); n = 0\n"
          "while time.time() - t0 < {secs}:\n"
@@ -44,6 +62,9 @@ FLOOD = ("import sys, time\n"
          "        n += 1; sys.stdout.write(f'line {{n}} step loss=0.{{n % 997:03d}} some more words to make it real\\n')\n"
          "    sys.stdout.flush()\n"
          "    time.sleep(max(0.0, n / 10000 - (time.time() - t0)))\n")
+
+
+PROFILE_DIR: Path | None = None  # --profile: each measurement's dashboard profiled into <dir>/<measurement>.prof
 
 
 class PtyApp:
@@ -56,7 +77,10 @@ class PtyApp:
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
         self.t0 = time.perf_counter()
         every = [] if interval is None else ["--interval", str(interval)]
-        self.proc = subprocess.Popen([*TUI, "--root", str(root), *every], stdin=slave, stdout=slave,
+        if PROFILE_DIR is not None:
+            env["MIHD_TUI_PROFILE"] = str(PROFILE_DIR / f"{sys._getframe(1).f_code.co_name}.prof")
+        tui = [sys.executable, "-c", PROFILED] if PROFILE_DIR is not None else TUI
+        self.proc = subprocess.Popen([*tui, "--root", str(root), *every], stdin=slave, stdout=slave,
                                      stderr=slave, env=env, cwd=REPO, start_new_session=True)
         os.close(slave)
         self.master, self.buf, self.last_output, self.received = master, b"", 0.0, 0
@@ -127,19 +151,25 @@ def idle(root: Path, seconds: float, interval: float | None = None) -> dict:
         app.wait_for(b"staig_fusion")
         time.sleep(3)
         p = psutil.Process(app.proc.pid)
-        c0, t0 = p.cpu_times(), time.monotonic()
+        c0, t0, th0 = p.cpu_times(), time.monotonic(), _thread_cpu(p)
         rss_max = 0
         while time.monotonic() - t0 < seconds:
             time.sleep(1)
             rss_max = max(rss_max, p.memory_info().rss)
-        c1, t1 = p.cpu_times(), time.monotonic()
+        c1, t1, th1 = p.cpu_times(), time.monotonic(), _thread_cpu(p)
         cpu = 100 * ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0)
-        out = {"cpu_percent": round(cpu, 2), "rss_mb": round(p.memory_info().rss / 1e6, 1),
+        ui = 100 * (th1.get(p.pid, 0) - th0.get(p.pid, 0)) / (t1 - t0)  # the main thread: Textual's loop
+        out = {"cpu_percent": round(cpu, 2), "ui_percent": round(ui, 2), "rss_mb": round(p.memory_info().rss / 1e6, 1),
                "rss_max_mb": round(rss_max / 1e6, 1)}
     except BaseException:
         app.quit()
         raise
     return {**out, "quit_s": round(app.quit(), 2)}
+
+
+def _thread_cpu(p: psutil.Process) -> dict[int, float]:
+    """CPU seconds of each thread of `p` by thread id (the main thread's id is the pid)."""
+    return {t.id: t.user_time + t.system_time for t in p.threads()}
 
 
 def key_answers(root: Path, seconds: float) -> list[float]:
@@ -228,7 +258,8 @@ def show_keys_under_load(root: Path, busy: int = 4) -> None:
     got = keys_under_load(root, busy=busy)
     for what, secs in got.items():
         print(f"{what} beside {busy} busy processes on {os.cpu_count()} cores: worst {1000 * max(secs):.0f} ms, median "
-              f"{1000 * sorted(secs)[len(secs) // 2]:.0f} ms over {len(secs)} keys  [goal <= 1000 ms at worst]", flush=True)
+              f"{1000 * sorted(secs)[len(secs) // 2]:.0f} ms over {len(secs)} keys  [goal <= 1000 ms at worst]; "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)
 
 
 def main() -> None:
@@ -237,27 +268,41 @@ def main() -> None:
     ap.add_argument("--live", type=int, default=20)
     ap.add_argument("--flood", type=float, default=30)
     ap.add_argument("--busy", type=int, default=4, help="busy processes beside the dashboard for the key figures")
+    ap.add_argument("--only", default="frame,idle,keys,flood",
+                    help="measurements to take, comma-separated (frame, idle, keys, flood)")
+    ap.add_argument("--profile", type=Path, help="folder for a cProfile of the dashboard in each measurement")
     args = ap.parse_args()
+    only = set(args.only.split(","))
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
+    if PROFILE_DIR is not None:
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ws"
         root.mkdir()
         (root / "slices.json").write_text("{}")  # not a first start: no demo setup in the timings
-        frame, data = first_frame(root)
-        print(f"first frame: {frame:.2f} s (grid filled: {data:.2f} s)  [goal <= 1.0 s]", flush=True)
-        ids = [launch_fake(root, "--seconds", "600") for _ in range(args.live)]
+        if "frame" in only:
+            frame, data = first_frame(root)
+            print(f"first frame: {frame:.2f} s (grid filled: {data:.2f} s)  [goal <= 1.0 s]", flush=True)
+        ids = [launch_fake(root, "--seconds", "600") for _ in range(args.live)] if only & {"idle", "keys"} else []
         try:
-            out = idle(root, args.idle)
-            print(f"idle CPU with {args.live} live runs over {args.idle:.0f} s: {out['cpu_percent']:.2f} % of one core"
-                  f"  [goal <= 1 %]", flush=True)
-            print(f"RSS: {out['rss_mb']} MB (max {out['rss_max_mb']} MB)  [goal <= 120 MB]", flush=True)
-            print(f"q to exit with {args.live} live runs: {out['quit_s']:.2f} s  [goal <= 1.0 s]", flush=True)
-            show_keys_under_load(root, args.busy)
+            if "idle" in only:
+                out = idle(root, args.idle)
+                print(f"idle CPU with {args.live} live runs over {args.idle:.0f} s: {out['cpu_percent']:.2f} % of one "
+                      f"core ({out['ui_percent']:.2f} % drawing, the rest refreshing)  [goal <= 1 %]; load average {os.getloadavg()[0]:.2f}", flush=True)
+                print(f"RSS: {out['rss_mb']} MB (max {out['rss_max_mb']} MB)  [goal <= 120 MB]", flush=True)
+                print(f"q to exit with {args.live} live runs: {out['quit_s']:.2f} s  [goal <= 1.0 s]", flush=True)
+            if "keys" in only:
+                show_keys_under_load(root, args.busy)
         finally:
             for rid in ids:
                 try:
                     kill_run(root, rid, "KILL", grace=1)
                 except Exception:
                     pass
+        if "flood" not in only:
+            return
         quiet = asyncio.run(flood(root, 5, "import time; time.sleep({secs})", "mean"))
         print(f"key latency with a quiet log (the Pilot's own press + tab switch): median "
               f"{quiet['key_latency_median_ms']} ms, max {quiet['key_latency_max_ms']} ms", flush=True)

@@ -15,6 +15,7 @@ function that runs it, so nothing light (the dashboard, the grid) pays for torch
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import sys
@@ -33,11 +34,18 @@ def missing(fusion: str) -> str | None:
     if fusion not in PACKAGES:
         return None
     module, dist = PACKAGES[fusion]
+    return None if _installed(module, tuple(sys.meta_path), tuple(sys.path)) else f"{dist} is not installed: {INSTALL}"
+
+
+@functools.lru_cache(maxsize=64)
+def _installed(module: str, meta_path: tuple, path: tuple) -> bool:
+    """Whether `module` can be imported, asked once per process and import set-up: a find_spec walks every
+    sys.path folder, and the dashboard's grid asks for each baseline row at every refresh. A package
+    installed while a dashboard is open is seen after its restart."""
     try:
-        found = importlib.util.find_spec(module) is not None
+        return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
-        found = False
-    return None if found else f"{dist} is not installed: {INSTALL}"
+        return False
 
 
 def require(fusion: str) -> None:

@@ -33,6 +33,7 @@ from mihd.safe_text import safe_text
 
 from ..messages import LogLines
 from ..poller import Snapshot
+from ..text import say
 from ..widgets.fmt import fmt_eta
 from ..widgets.footer import KeysFooter
 from ..widgets.keyed_table import plain
@@ -157,7 +158,7 @@ class RunDetailScreen(Screen):
             status = said if v.error.startswith(v.status) else f"{status} {said}"
         if v.kill_signal:
             status += f" by {v.kill_signal}"
-        self.query_one("#detail-title", Static).update(
+        say(self.query_one("#detail-title", Static),
             f"[b]{_shown(v.label)}[/]  {status}  │  {v.id}  {v.backend} {where}"
             f"{' on ' + _shown(v.host) if v.host else ''}")
         self.query_one(RunFacts).show(v)
@@ -167,12 +168,12 @@ class RunDetailScreen(Screen):
         if v.cells and v.active:  # a fanned-out grid: its cells side by side, each in its own state
             stage = cells_summary(v.cells)
             self._show_cells(v.cells)
-        self.query_one("#detail-stage", Label).update(safe_text(stage))
+        say(self.query_one("#detail-stage", Label), safe_text(stage))
         self.query_one("#detail-bar", ProgressBar).update(progress=100 * (v.progress or 0))
         exp = f"expected {fmt_duration(v.expected_s)} ({v.expected_source})" if v.expected_s else "no expected time"
         eta = f" · ETA {fmt_eta(v.eta_s, v.eta_confidence)} ({v.eta_confidence})" if v.active else ""
         queued = f" · queued {fmt_duration(v.queued_s)}" if v.queued_s and v.queued_s >= 1 else ""
-        self.query_one("#detail-eta", Label).update(f"{fmt_duration(v.elapsed)} · {exp}{eta}{queued}")
+        say(self.query_one("#detail-eta", Label), f"{fmt_duration(v.elapsed)} · {exp}{eta}{queued}")
         hist = list(self.app.run_history.get(v.id, ()))
         for i, (wid, key) in enumerate((("#spark-cpu", "cpu_percent"), ("#spark-rss", "rss"), ("#spark-gpu", "gpu_mem"))):
             spark = self.query_one(wid, MetricSpark)

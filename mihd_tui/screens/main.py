@@ -19,6 +19,7 @@ from mihd.present import fmt_duration
 from mihd.safe_text import safe_text
 
 from ..poller import Snapshot
+from ..text import say
 from ..widgets.fmt import short_id
 from ..widgets.footer import KeysFooter
 from ..widgets.gpu_panel import GpuPanel
@@ -156,7 +157,7 @@ class MainScreen(Screen):
                          + (f", [b $warning]{late} late[/]" if late else ""))
             parts.append("GPU " + (f"{len(snap.gpu)}" if snap.gpu else "none"))
         parts.append(escape(str(self.app.root)))  # last: on a narrow terminal the path is what gets cut, not the state
-        self.query_one("#header", Static).update("  │  ".join(parts))
+        say(self.query_one("#header", Static), "  │  ".join(parts))
 
     def _cell_info(self) -> None:
         """The status line speaks of the focused thing: the grid cell, the selected run or cache entry."""
@@ -168,7 +169,7 @@ class MainScreen(Screen):
         else:
             text = self._grid_cell_info()
         if text is not None:  # it quotes a run's own words (an error, a label): shown, never obeyed
-            self.query_one("#cell-info", Static).update(safe_text(text))
+            say(self.query_one("#cell-info", Static), safe_text(text))
 
     def _grid_cell_info(self) -> str | None:
         table = self.query_one(GridTable)

@@ -9,6 +9,7 @@ from textual.widgets import Label
 from mihd.runs.gpu import GpuDevice
 from mihd.present import fmt_bytes
 
+from ..text import say
 from .sparkline import MetricSpark
 
 
@@ -34,7 +35,7 @@ class DeviceView(Vertical):
         if not self.query(".gpu-name"):
             return  # not composed yet: on_mount shows the latest
         mem_pct = 100.0 * d.mem_used / d.mem_total if d.mem_total else None
-        self.query_one(".gpu-name", Label).update(
+        say(self.query_one(".gpu-name", Label),
             f"GPU {d.index}  {d.name}  {fmt_bytes(d.mem_used)} / {fmt_bytes(d.mem_total)}")
         self.query_one(".gpu-util", MetricSpark).push(d.util)
         self.query_one(".gpu-mem", MetricSpark).push(mem_pct)
@@ -48,7 +49,7 @@ class GpuPanel(Vertical):
         none = self.query_one("#gpu-none", Label)
         views = {v.index: v for v in self.query(DeviceView)}
         if not devices:
-            none.update(reason or "no GPU")
+            say(none, reason or "no GPU")
             none.display = True
         else:
             none.display = False

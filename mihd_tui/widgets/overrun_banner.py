@@ -14,6 +14,7 @@ from mihd.safe_text import safe_text
 from mihd.runs.status import RunView
 
 from ..screens.kill import identity
+from ..text import say
 
 KEYS = "[b]t[/] kill (TERM)  [b]K[/] kill now (KILL)  [b]w[/] keep watching"
 
@@ -41,7 +42,7 @@ class OverrunBanner(Static):
         # what a narrow terminal cuts (each line ends in … there) comes last: the keys always show whole
         head = "! past its expected time:" if view.overrun else "» late:"
         facts = overrun_facts(view) if view.overrun else escape(safe_text(view.late or ""))
-        self.update(f"[b $warning]{head}[/] [b]{escape(safe_text(view.label))}[/]  {facts}\n{KEYS}   {identity(view)}")
+        say(self, f"[b $warning]{head}[/] [b]{escape(safe_text(view.label))}[/]  {facts}\n{KEYS}   {identity(view)}")
         self.display = True
 
     def clear(self) -> None:

@@ -14,6 +14,8 @@ from mihd.rundir import read_spec
 from mihd.runs.status import RunView
 from mihd.safe_text import safe_text
 
+from ..text import say
+
 
 def exit_reason(v: RunView) -> str:
     """Why the run ended, in a few words ("-" while it has not)."""
@@ -58,4 +60,4 @@ class RunFacts(Static):
         if v.killed_at or v.kill_signal:
             who = v.killed_by or "unknown"
             rows.append(("killed", f"with {v.kill_signal or '?'} by {who} at {_stamp(v.killed_at)}"))
-        self.update("\n".join(f"[b]{k:>8}[/]  {escape(safe_text(str(val)))}" for k, val in rows))  # a run's words
+        say(self, "\n".join(f"[b]{k:>8}[/]  {escape(safe_text(str(val)))}" for k, val in rows))  # a run's words

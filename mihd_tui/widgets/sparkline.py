@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, Sparkline
 
+from ..text import say
+
 
 class MetricSpark(Horizontal):
     """`CPU ▁▂▅▇█ 95%` (`max 195%` once a run has ended); keeps the last `keep` samples."""
@@ -36,8 +38,8 @@ class MetricSpark(Horizontal):
 
     def show_peak(self, value: float | None) -> None:
         """For a finished run: the highest value it reached (from its usage.json), e.g. `max 1.2G`."""
-        self.query_one(".spark-value", Label).update("-" if value is None else f"max {self.fmt(value)}")
+        say(self.query_one(".spark-value", Label), "-" if value is None else f"max {self.fmt(value)}")
 
     def _show(self, value: float | None) -> None:
         self.query_one(Sparkline).data = list(self.samples)  # empty: drawn blank, not as a full bar
-        self.query_one(".spark-value", Label).update(self.fmt(value))
+        say(self.query_one(".spark-value", Label), self.fmt(value))

@@ -39,6 +39,7 @@ def _submitted(handle: dict) -> float:
     except OSError:
         return time.time()
 KILL_ROUNDS = 20       # KILL rounds after escalation, for processes forking while being killed
+IDENTS_KEPT = 4096     # proc.json files kept read (a run's is small): forgotten all at once past this
 
 
 def _alive(procs) -> list[psutil.Process]:
@@ -67,6 +68,27 @@ class Backend:
 
     def __init__(self):
         self.host = socket.gethostname()
+        self._idents: dict[Path, tuple[tuple, dict | None, str | None]] = {}
+
+    def _ident(self, run_dir: Path) -> tuple[dict | None, str | None]:
+        """The run's proc.json and why its processes cannot be this machine's (elsewhere), read again only when
+        the file changed: it is written at start and once more when the command starts, and a dashboard asks
+        for every live run at each refresh. Raises RunFileError as load_file does."""
+        path = Path(run_dir) / PROC
+        try:
+            st = path.stat()
+        except OSError:  # absent (not started) or unreadable: load_file says which
+            self._idents.pop(path, None)
+            ident = load_file(run_dir, PROC)
+            return ident, ident and elsewhere(ident)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        known = self._idents.get(path)
+        if known is None or known[0] != stamp:
+            ident = load_file(run_dir, PROC)
+            if len(self._idents) >= IDENTS_KEPT:
+                self._idents.clear()
+            known = self._idents[path] = (stamp, ident, ident and elsewhere(ident))
+        return known[1], known[2]
 
     def submit(self, run_dir: Path, argv: list[str], options: dict) -> dict:
         env = dict(os.environ)
@@ -87,14 +109,13 @@ class Backend:
 
     def _state(self, handle: dict) -> RunState:
         try:
-            ident = load_file(Path(handle["run_dir"]), PROC)
+            ident, where = self._ident(handle["run_dir"])
         except RunFileError as exc:
             return RunState(UNKNOWN, reason=str(exc))
         if not ident:
             late = time.time() - _submitted(handle) > START_TIMEOUT
             return RunState(GONE, reason="supervisor never started") if late \
                 else RunState(QUEUED, reason="supervisor starting")
-        where = elsewhere(ident)
         if where and where.startswith("host "):
             return RunState(UNKNOWN, reason=f"runs on {where}")
         if where:
@@ -108,10 +129,10 @@ class Backend:
 
     def process_root(self, handle: dict) -> tuple[int, float] | None:
         try:
-            ident = load_file(Path(handle["run_dir"]), PROC)
+            ident, where = self._ident(handle["run_dir"])
         except RunFileError:
             return None
-        if not ident or elsewhere(ident):
+        if not ident or where:
             return None
         for pid, ctime in ((ident["pid"], ident.get("create_time")),
                            (ident.get("child_pid"), ident.get("child_create_time"))):
