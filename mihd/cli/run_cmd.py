@@ -14,8 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..plan import DEVICES, device_users, parse_seeds, plan_argv
+from ..plan import DEFAULT_CLUSTER, DEVICES, device_users, parse_seeds, plan_argv
+from ..recommended import RECOMMENDED
 from .common import add_encoder_options, add_root, add_slice_options, encoder_config, print_json, print_table, seed_arg
+
+DEFAULT_GENE = "pca"  # what --gene is when other method options are given without it
+METHOD_OPTIONS = ("gene", "vision", "fusion", "cluster")
 
 
 def _common(p, several: bool = False) -> None:
@@ -40,11 +44,14 @@ def _common(p, several: bool = False) -> None:
 
 
 def register(sub) -> None:
-    run = sub.add_parser("run", help="run one cell: embeddings -> fusion -> clusters -> ARI/NMI")
-    run.add_argument("--gene", required=True, metavar="G")
+    run = sub.add_parser("run", help="run one cell: embeddings -> fusion -> clusters -> ARI/NMI",
+                         description="With no method option (--gene, --vision, --fusion, --cluster) it runs MIHD's "
+                                     f"recommended configuration: {' '.join(RECOMMENDED.argv)} (docs/RECOMMENDED.md); "
+                                     "with any of them, --fusion is required and the others take their defaults.")
+    run.add_argument("--gene", metavar="G", help=f"gene encoder or cache name (default {DEFAULT_GENE})")
     run.add_argument("--vision", metavar="V", help="vision encoder or cache name (e.g. scan_uni2)")
-    run.add_argument("--fusion", required=True, metavar="F")
-    run.add_argument("--cluster", default="gmm", metavar="C", help="kmeans, gmm (default), leiden")
+    run.add_argument("--fusion", metavar="F", help="fusion method (required with any other method option)")
+    run.add_argument("--cluster", metavar="C", help=f"kmeans, gmm (default {DEFAULT_CLUSTER}), leiden")
     _common(run)
     run.set_defaults(handler=cmd_run, grid=False)
     grid = sub.add_parser("grid", help="run the cross product of encoders x fusions x clusterers in one process")
@@ -72,6 +79,21 @@ def register(sub) -> None:
     scan.add_argument("--override", action="store_true", help="recompute even when cached")
     add_root(scan)
     scan.set_defaults(handler=cmd_refine_scan)
+
+
+def _methods(args) -> tuple[str, str | None, str, str, bool]:
+    """`mihd run`'s gene, vision, fusion, clusterer and refine: the recommended configuration when no method
+    option is given (said on stderr, so the summary stays the only stdout), else what was asked."""
+    from ..errors import MihdError
+
+    if all(getattr(args, o) is None for o in METHOD_OPTIONS):
+        r = RECOMMENDED
+        print(f"no method option: the recommended configuration ({' '.join(r.argv)})", file=sys.stderr)
+        return r.gene, r.vision, r.fusion, r.cluster, r.refine or args.refine
+    if args.fusion is None:
+        raise MihdError("--fusion: required with another method option "
+                        f"(with none at all, run runs the recommended {' '.join(RECOMMENDED.argv)})")
+    return args.gene or DEFAULT_GENE, args.vision, args.fusion, args.cluster or DEFAULT_CLUSTER, args.refine
 
 
 def _names(args, flag: str) -> list[str]:
@@ -165,15 +187,15 @@ def plan_from_args(args, root: Path, **launch):
     from ..plan import Cell, RunSpec, grid_cells
 
     encoder = encoder_config(args)  # bad options fail before the slice is even looked for
+    gene, vision, fusion, cluster, refine = (None, None, None, None, args.refine) if args.grid else _methods(args)
     slice_ids, slice_options = _slice_refs(args, root)
     if args.grid:
-        names = [_names(args, flag) for flag in ("gene", "vision", "fusion", "cluster")]
+        names = [_names(args, flag) for flag in METHOD_OPTIONS]
         cells = tuple(c for s in slice_ids for c in grid_cells(s, *names, args.variant))
     else:
-        cells = (Cell(slice_ids[0], args.gene, args.vision, args.fusion, args.cluster,
-                      args.variant if args.vision else None),)
+        cells = (Cell(slice_ids[0], gene, vision, fusion, cluster, args.variant if vision else None),)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else (args.seed or 0,)
-    plan = RunSpec(cells, kind="grid" if args.grid else "run", n_clusters=args.n_clusters, refine=args.refine,
+    plan = RunSpec(cells, kind="grid" if args.grid else "run", n_clusters=args.n_clusters, refine=refine,
                    seeds=seeds, override=args.override, drop_unlabelled=args.drop_unlabelled,
                    device=args.device, encoder=encoder, slice_options=slice_options, **launch)
     check_plan(plan)

@@ -1,7 +1,7 @@
-"""The launch dialog: clusterer, n-clusters, seeds, variant, backend, override, and when the run counts as
-overrunning: prefilled with the limit its history implies (mihd.runs.overrun.overrun_limit), and whatever
-the field says, prefilled or typed, is the plan's expect, the very time the run is judged by. It answers
-with the RunSpecs to launch."""
+"""The launch dialog: clusterer, n-clusters, seeds, variant, backend, override, spatial refinement (on, as in
+the recommended configuration, mihd.recommended), and when the run counts as overrunning: prefilled with the
+limit its history implies (mihd.runs.overrun.overrun_limit), and whatever the field says, prefilled or typed,
+is the plan's expect, the very time the run is judged by. It answers with the RunSpecs to launch."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from mihd.errors import MihdError
 from mihd.grid import CLUSTERERS, GridSpec, expected_for, launch_plans
 from mihd.plan import RunSpec, parse_seeds, plan_argv
 from mihd.present import fmt_duration
+from mihd.recommended import RECOMMENDED
 from mihd.runs.backends import backend_class, names, validate_options
 from mihd.runs.durations import parse_duration
 from mihd.runs.overrun import overrun_factor, overrun_limit
@@ -88,7 +89,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                     yield Label("")
                     with Horizontal(id="launch-checks"):
                         yield Checkbox("override cache", id="override", compact=True)
-                        yield Checkbox("spatial refine", id="refine", compact=True)
+                        yield Checkbox("spatial refine", value=RECOMMENDED.refine, id="refine", compact=True)
                 yield Static("", id="launch-error")
                 yield Static("", id="launch-hint")
             with Horizontal(classes="dialog-buttons"):
@@ -133,13 +134,19 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
             limit = overrun_limit(exp, overrun_factor())[0]
             self._prefill = fmt_duration(limit) if limit else ""
             expect.value = self._prefill
-        cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in launch_plans(spec, self.groups, seeds=seeds)]
+        plans = launch_plans(spec, self.groups, seeds=seeds, refine=self.query_one("#refine", Checkbox).value,
+                             override=self.query_one("#override", Checkbox).value)
+        cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in plans]
         self.query_one("#launch-cmd", Static).update("\n".join(cmds))
         self.query_one("#launch-hint", Static).update(
             f"expected from history: {describe_expected(exp)}; flagged as overrun past the time above; "
             "ctrl+l or Launch starts it, Esc cancels")
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        if self.is_mounted:
+            self._update()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         if self.is_mounted:
             self._update()
 

@@ -1,0 +1,65 @@
+"""MIHD's recommended configuration is what `mihd run SLICE` runs with no method option, and what the
+dashboard's launch dialog starts from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_mihd
+from mihd.recommended import RECOMMENDED
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_run_with_no_method_option_runs_the_recommended_configuration(demo_root):
+    out = run_mihd("run", "demo", "--json", root=demo_root)
+    assert out.returncode == 0, out.stderr
+    assert f"recommended configuration ({' '.join(RECOMMENDED.argv)})" in out.stderr
+    summary = json.loads(out.stdout)
+    (cell,) = summary["cells"]
+    asked = (cell["gene"], cell["vision"], cell["fusion"], cell["cluster"], cell["refine"])
+    assert asked == (RECOMMENDED.gene, RECOMMENDED.vision, RECOMMENDED.fusion, RECOMMENDED.cluster,
+                     RECOMMENDED.refine)
+    assert summary["ari"] is not None and 0.2 < summary["ari"] <= 1.0
+    # the run dir's spec says it too, so the dashboard and `mihd runs show` tell which configuration ran
+    plan = json.loads((Path(summary["run_dir"]) / "spec.json").read_text())["plan"]
+    (planned,) = plan["cells"]
+    assert (planned["fusion"], planned["cluster"], plan["refine"]) == (
+        RECOMMENDED.fusion, RECOMMENDED.cluster, RECOMMENDED.refine)
+
+
+def test_a_method_option_without_fusion_is_one_line_naming_it(demo_root):
+    out = run_mihd("run", "demo", "--cluster", "kmeans", root=demo_root)
+    assert out.returncode != 0
+    assert out.stderr.strip().count("\n") == 0 and "--fusion" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_run_help_says_no_method_option_means_the_recommended_configuration():
+    out = run_mihd("run", "--help")
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "no method option" in text and " ".join(RECOMMENDED.argv) in text
+
+
+async def test_the_launch_dialog_opens_with_the_recommended_clusterer_and_refinement(cached_root):
+    from textual.widgets import Checkbox, Select
+
+    from mihd.grid import NONE
+    from mihd_tui.screens.launch import LaunchDialog
+    from tui_helpers import app_for, move_to, wait_until
+
+    app = app_for(cached_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query("GridTable") and app.screen.query_one("GridTable").grid)
+        await move_to(pilot, RECOMMENDED.fusion, RECOMMENDED.vision or NONE)
+        await pilot.press("enter")
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
+        assert dialog.query_one("#cluster", Select).value == RECOMMENDED.cluster
+        assert dialog.query_one("#refine", Checkbox).value is RECOMMENDED.refine
+        (plan,) = dialog._request()
+        (cell,) = plan.cells
+        assert (cell.fusion, cell.cluster, plan.refine) == (RECOMMENDED.fusion, RECOMMENDED.cluster, RECOMMENDED.refine)
+        cmd = str(dialog.query_one("#launch-cmd").render())
+        assert f"--cluster {RECOMMENDED.cluster}" in cmd and ("--refine" in cmd) is RECOMMENDED.refine
