@@ -81,14 +81,18 @@ def register(sub) -> None:
     scan.set_defaults(handler=cmd_refine_scan)
 
 
+def _recommended(args) -> bool:
+    """Whether `mihd run` was given no method option, so runs the recommended configuration."""
+    return not args.grid and all(getattr(args, o) is None for o in METHOD_OPTIONS)
+
+
 def _methods(args) -> tuple[str, str | None, str, str, bool]:
     """`mihd run`'s gene, vision, fusion, clusterer and refine: the recommended configuration when no method
-    option is given (said on stderr, so the summary stays the only stdout), else what was asked."""
+    option is given, else what was asked."""
     from ..errors import MihdError
 
-    if all(getattr(args, o) is None for o in METHOD_OPTIONS):
+    if _recommended(args):
         r = RECOMMENDED
-        print(f"no method option: the recommended configuration ({' '.join(r.argv)})", file=sys.stderr)
         return r.gene, r.vision, r.fusion, r.cluster, r.refine or args.refine
     if args.fusion is None:
         raise MihdError("--fusion: required with another method option "
@@ -202,6 +206,8 @@ def plan_from_args(args, root: Path, **launch):
     for slice_id in plan.slices:
         _check_inputs(root, slice_id, [(m, n) for c in plan.cells if c.slice == slice_id
                                        for m, n in (("gene", c.gene), ("vision", c.vision))])
+    if _recommended(args):  # on stderr: the summary (or --json) stays the only stdout
+        print(f"no method option: the recommended configuration ({' '.join(RECOMMENDED.argv)})", file=sys.stderr)
     return plan
 
 
