@@ -34,6 +34,7 @@ from . import view_state
 from .poller import Poller, Snapshot
 
 HISTORY = 120  # samples of CPU/RSS/GPU kept per run for the sparklines
+DETAIL = "run-detail"  # the name the run detail screen is installed under
 
 
 def _flag(view) -> tuple[str, str]:
@@ -69,6 +70,7 @@ class MihdApp(App):
         self._paused_by: set[str] = set()
         self._quitting = threading.Event()
         self._poll_thread: threading.Thread | None = None
+        self._detail = None  # the run detail screen, made on the first run opened
         self.setup_note = ""
 
     # -- start and polling ------------------------------------------------------------------------
@@ -289,7 +291,13 @@ class MihdApp(App):
             return
         if self.find_view(run_id) is None:
             self.poller.want(run_id)
-        self.push_screen(RunDetailScreen(run_id, cell))
+        if self._detail is None:  # one screen for every run: installed, so going back keeps it for the next
+            self._detail = RunDetailScreen(run_id, cell)
+            self.install_screen(self._detail, DETAIL)
+        else:
+            self._detail.show_run(run_id, cell)
+        if self._detail not in self.screen_stack:
+            self.push_screen(DETAIL)
 
     def action_help_quit(self) -> None:
         """Ctrl+C (a reflex) says which key quits: `q`, the one the footer shows."""

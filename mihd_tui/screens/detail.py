@@ -19,20 +19,18 @@ from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, T
 from textual.worker import get_current_worker
 
 from mihd.domain_colours import legend, map_colours
-from mihd.errors import MihdError
 from mihd.jsonio import read_json
 from mihd.owners import owner_name
-from mihd.plan import Cell
 from mihd.present import fmt_bytes, fmt_duration
-from mihd.rundir import LOG, RESULT, load_events, read_spec
+from mihd.rundir import LOG, RESULT
 from mihd.runs.fanout import cell_dir
 from mihd.runs.fanout_status import cells_summary
 from mihd.runs.status import RunView
-from mihd.runs.usage import read_usage
 from mihd.safe_text import safe_text
 
 from ..messages import LogLines
 from ..poller import Snapshot
+from ..run_result import read_result, result_rows
 from ..text import say
 from ..widgets.fmt import fmt_eta
 from ..widgets.footer import KeysFooter
@@ -49,9 +47,9 @@ TAIL_EVERY = 0.25         # seconds between reads of a live run's log
 
 
 class ResultLoaded(Message):
-    def __init__(self, result: dict | None, peak: dict) -> None:
+    def __init__(self, run_id: str, result: dict | None, peak: dict) -> None:
         super().__init__()
-        self.result, self.peak = result, peak
+        self.run_id, self.result, self.peak = run_id, result, peak
 
 
 def _shown(text) -> str:
@@ -64,6 +62,9 @@ def _pct(v):
 
 
 class RunDetailScreen(Screen):
+    """One screen for every run opened (the app installs it once): `show_run` turns it to another run. Building
+    it anew took most of the time opening a run (and going back) on a loaded machine."""
+
     BINDINGS = [
         Binding("escape", "back", "Back", id="detail.back"),
         Binding("k", "kill", "Kill", id="detail.kill", tooltip="kill this run (asks first)"),
@@ -78,18 +79,59 @@ class RunDetailScreen(Screen):
 
     def __init__(self, run_id: str, cell: int = 0) -> None:
         super().__init__()
+        self._pending: deque[str] = deque(maxlen=LOG_CAP)
+        self._flush = None
+        self._forget(run_id, cell)
+
+    def _forget(self, run_id: str, cell: int) -> None:
+        """What the screen knows of a run, as before it has read anything of `run_id`."""
         self.run_id, self.cell = run_id, cell
         self.view: RunView | None = None
         self.result: dict | None = None
         self.peak: dict = {}  # usage.json's peaks, once a finished run's result is loaded
-        self._pending: deque[str] = deque(maxlen=LOG_CAP)
+        self._pending.clear()
         self._pending_n = 0
         self._skipped = 0
         self._term = ""
         self._match: int | None = None
         self._result_asked = False
-        self._tailing = False
         self.log_cell: int | None = None  # a fanned-out grid's cell whose own run.log the Log tab shows
+
+    def show_run(self, run_id: str, cell: int = 0) -> None:
+        """Turn the screen to run `run_id` (its cell `cell` first in the result): what it showed is cleared and
+        the previous run's readers stop."""
+        for group in ("tail", "result", "cell-map"):
+            self.workers.cancel_group(self, group)
+        self._forget(run_id, cell)
+        if not self.is_mounted:
+            return  # compose and on_mount start from the new run
+        say(self.query_one("#detail-title", Static), f"run {run_id}")
+        for widget, blank in (("#detail-stage", ""), ("#detail-eta", ""), ("#log-status", ""),
+                              ("#pred-title", "predicted"), ("#truth-title", "truth")):
+            say(self.query_one(widget), blank)
+        self.query_one("#detail-bar", ProgressBar).update(progress=0)
+        for spark in self.query(MetricSpark):
+            spark.set_history([])
+        self.query_one(RunFacts).forget()
+        self.query_one("#cells", DataTable).clear()
+        for spatial in self.query(SpatialMap):
+            spatial.clear()
+        log = self.query_one(LogView)
+        log.start_over()
+        log.mark("")
+        self.query_one("#search", Input).display = False
+        self.query_one(TabbedContent).active = "log-tab"
+        log.focus()
+        self._flush.resume()
+        if self.app.snapshot is not None:
+            self.show_snapshot(self.app.snapshot)
+
+    def on_screen_suspend(self) -> None:
+        """Gone back from (not only covered by a dialog): the run's log is no longer read."""
+        if self not in self.app.screen_stack:
+            for group in ("tail", "result", "cell-map"):
+                self.workers.cancel_group(self, group)
+            self._flush.pause()
 
     def compose(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="detail-title")
@@ -125,7 +167,7 @@ class RunDetailScreen(Screen):
         table = self.query_one("#cells", DataTable)
         for key, title in (("cell", "CELL"), ("ari", "ARI"), ("nmi", "NMI"), ("secs", "TIME"), ("note", "NOTE")):
             table.add_column(title, key=key)
-        self.set_interval(0.5, self._flush_if_following)
+        self._flush = self.set_interval(0.5, self._flush_if_following)
         self.query_one(Log).focus()
         if self.app.snapshot is not None:
             self.show_snapshot(self.app.snapshot)
@@ -144,7 +186,7 @@ class RunDetailScreen(Screen):
         self._show_view(view)
         if not view.active and not self._result_asked:
             self._result_asked = True
-            self.load_result(Path(view.run_dir))
+            self.load_result(self.run_id, Path(view.run_dir))
 
     def _show_view(self, v: RunView) -> None:
         where = f"job {v.job_id}" if v.job_id else f"pid {v.pid}" if v.pid else ""
@@ -194,6 +236,7 @@ class RunDetailScreen(Screen):
     @work(thread=True, exclusive=True, group="tail")
     def tail(self, run_dir: Path) -> None:
         """Read new bytes of run.log in batches and post them; skip ahead when a run floods it."""
+        run_id = self.run_id
         worker = get_current_worker()
         path = run_dir / LOG
         offset, rest = None, b""
@@ -217,7 +260,7 @@ class RunDetailScreen(Screen):
                         data = fh.read(size - offset)
                 except OSError as exc:  # another member's run.log (a umask 077): said, never a crash
                     why = f"owner {owner_name(path)}" if isinstance(exc, PermissionError) else exc.strerror or exc
-                    self.post_message(LogLines(self.run_id, [f"run.log: unreadable ({why})"]))
+                    self.post_message(LogLines(run_id, [f"run.log: unreadable ({why})"]))
                     return
                 offset += len(data)
                 parts = (rest + data).split(b"\n")
@@ -226,15 +269,17 @@ class RunDetailScreen(Screen):
                     parts = parts[1:]  # the first line was cut by skipping
                 lines = [p.decode("utf-8", "replace").rsplit("\r", 1)[-1] for p in parts[-LOG_CAP:]]
                 if lines or skipped:
-                    self.post_message(LogLines(self.run_id, lines, skipped))
+                    self.post_message(LogLines(run_id, lines, skipped))
             view = self.view
             if view is not None and not view.active and size == offset:
                 if rest:
-                    self.post_message(LogLines(self.run_id, [rest.decode("utf-8", "replace")]))
+                    self.post_message(LogLines(run_id, [rest.decode("utf-8", "replace")]))
                 return
             time.sleep(TAIL_EVERY)
 
     def on_log_lines(self, message: LogLines) -> None:
+        if message.run_id != self.run_id:
+            return  # read for the run shown before
         log = self.query_one(Log)
         if message.skipped:
             self._skipped += message.skipped
@@ -328,11 +373,12 @@ class RunDetailScreen(Screen):
 
     # -- the result -------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="result")
-    def load_result(self, run_dir: Path) -> None:
-        result = read_json(run_dir / RESULT) or _finished_cells(run_dir)
-        self.post_message(ResultLoaded(result, (read_usage(run_dir) or {}).get("peak") or {}))
+    def load_result(self, run_id: str, run_dir: Path) -> None:
+        self.post_message(ResultLoaded(run_id, *read_result(run_dir)))
 
     def on_result_loaded(self, message: ResultLoaded) -> None:
+        if message.run_id != self.run_id:
+            return
         self.result, self.peak = message.result, message.peak
         if self.view is not None:
             self._show_view(self.view)
@@ -343,15 +389,8 @@ class RunDetailScreen(Screen):
             error = (self.result or {}).get("error")
             self.query_one("#pred-title", Label).update("no result" + (f": {_shown(error)}" if error else ""))
             return
-        for i, c in enumerate(cells):
-            secs = (c.get("seconds") or {}).get("total")
-            note = c.get("error") or ("random-init weights" if c.get("random_init") else "")
-            label = _cell_label(self.result.get("slice"), c)
-            table.add_row(f"{c.get('slice')} {label}" if self.result.get("slices") else label,  # a study: its slice
-                          "-" if c.get("ari") is None else f"{c['ari']:.3f}"
-                          + (f" ± {c['ari_sd']:.3f}" if c.get("ari_sd") is not None else ""),
-                          "-" if c.get("nmi") is None else f"{c['nmi']:.3f}",
-                          fmt_duration(secs), note, key=str(i))
+        for i, row in enumerate(result_rows(self.result)):
+            table.add_row(*plain(row), key=str(i))  # labels and errors from result.json: a run's own words
         table.move_cursor(row=min(self.cell, len(cells) - 1), animate=False)
         self._show_map(min(self.cell, len(cells) - 1))
 
@@ -386,6 +425,8 @@ class RunDetailScreen(Screen):
         own = read_json(cell_dir(run_dir, index) / RESULT)
         own = own if isinstance(own, dict) else {}
         labels = ((own.get("cells") or [{}])[0] or {}).get("labels")
+        if get_current_worker().is_cancelled:
+            return  # another run shown meanwhile
         self.app.call_from_thread(self._draw_map, own.get("spots") or {},
                                   {**summary, "labels": labels})
 
@@ -417,27 +458,3 @@ class RunDetailScreen(Screen):
         self.query_one(TabbedContent).active = tab
         self.query_one(LogView if tab == "log-tab" else "#cells").focus()  # arrows scroll what is shown
 
-
-def _finished_cells(run_dir: Path) -> dict | None:
-    """A run that ended without result.json (killed): the cells it finished, from its `metric` events,
-    each with its score or its error, so what it did is not lost."""
-    try:
-        spec, events = read_spec(run_dir), load_events(run_dir)
-    except MihdError:
-        return None
-    cells = list(spec["plan"].cells) if spec and spec.get("plan") else []
-    done = [{**cells[e["index"]].to_dict(), **{k: e.get(k) for k in ("ari", "nmi", "error", "random_init")}}
-            for e in events if e.get("kind") == "metric" and isinstance(e.get("index"), int)
-            and 0 <= e["index"] < len(cells)]
-    if not done:
-        return None
-    return {"slice": cells[0].slice, "status": "failed", "cells": done,
-            "error": f"ended after {len(done)} of {len(cells)} cells; no result.json"}
-
-
-def _cell_label(slice_id: str | None, cell: dict) -> str:
-    """A result.json cell as Cell.short_label (`pca+texture concat gmm`; no vision: `pca mean gmm`)."""
-    try:
-        return Cell.from_dict({"slice": slice_id, **cell}).short_label
-    except MihdError:
-        return "?"

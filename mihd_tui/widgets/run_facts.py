@@ -54,6 +54,10 @@ class RunFacts(Static):
                                     "mihd " + shlex.join(plan_argv(plan)) if plan is not None else "-")
         return self._commands[v.id]
 
+    def forget(self) -> None:
+        """Blank, until the next run opened is shown."""
+        say(self, "")
+
     def show(self, v: RunView) -> None:
         command, plan = self._read_commands(v)
         rows = [("command", command), ("plan", plan), ("backend", handle(v)), ("exit", exit_reason(v))]

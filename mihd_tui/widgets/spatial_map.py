@@ -86,6 +86,11 @@ class SpatialMap(Widget):
         self._spots, self._legend, self._cache = (x, y, colours), list(legend or []), None
         self.refresh()
 
+    def clear(self) -> None:
+        """No map (another run opened)."""
+        self._spots, self._legend, self._cache = None, [], None
+        self.refresh()
+
     def render(self) -> Text:
         if self._spots is None:
             return Text("no spatial map", style="dim")
