@@ -49,7 +49,7 @@ def remove_run(root, run: str, watcher: RunWatcher | None = None, force: bool = 
             pass  # already gone (another remover): the registry forgets it below all the same
         except OSError as exc:
             raise MihdError(f"run {view.id}: cannot remove {run_dir} ({exc.strerror or exc})") from None
-        watcher.registry.sync()  # a run dir that is gone is forgotten
+        watcher.registry.sync(check=0)  # a run dir that is gone is forgotten; no other run is read
         try:
             shutil.rmtree(hidden)
         except FileNotFoundError:

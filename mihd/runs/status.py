@@ -40,7 +40,7 @@ from .overrun import is_overrun, overrun_factor, record_overrun
 from .reasons import failure_reason
 from .registry import Registry
 from .run_end import backend_name, record_lost, signalled_job
-from .run_files import ACTIVE, TERMINAL
+from .run_files import ACTIVE, TERMINAL, files_stamp
 from .run_row import row_handle
 from .stages import ShareBook
 from .usage import fresh, read_usage
@@ -223,11 +223,14 @@ class RunWatcher:
         return self._views(rows, now)
 
     def view(self, run_id: str) -> RunView:
-        """One run by id or unique id prefix (or name), refreshed; an ended grid's parts checked for changed files."""
+        """One run by id or unique id prefix (or name), refreshed from its own row and files alone (what one-run
+        actions read: show, kill, rm): an ended run described again when its files (a grid's parts' files) changed,
+        an active one asked of its backend; no other run is read, however many the workspace holds."""
         row = self.registry.row(self.resolve(run_id))
-        if row["status"] not in ACTIVE and fanned(row) and parts_changed(self.registry.conn, row["id"],
-                                                                          Path(row["run_dir"])):
-            self.registry.ingest(Path(row["run_dir"]))
+        run_dir = Path(row["run_dir"])
+        if row["status"] not in ACTIVE and (files_stamp(run_dir) != row["stamp"] or fanned(row) and parts_changed(
+                self.registry.conn, row["id"], run_dir)):
+            self.registry.ingest(run_dir)
             row = self.registry.row(row["id"])
         return self._refreshed([row])[0]
 
@@ -251,7 +254,7 @@ class RunWatcher:
     def resolve(self, run_id: str) -> str:
         """The id `run_id` names (mihd.runs.ids: an id, a unique prefix of 4+ characters or a name; never a path)."""
         check_ref(run_id)
-        self.registry.sync(check=self.sweep)
+        self.registry.sync(check=0)  # run dirs made or removed since: the index's other rows are not read again
         return match(run_id, self.registry.ids(), lambda name: [r["id"] for r in self.registry.rows("name=?", (name,))])
 
     def latest_scores(self, cells: dict[str, list[dict]] | None = None) -> dict[str, dict]:
