@@ -82,3 +82,26 @@ async def test_the_dashboard_shows_late_in_the_row_the_cell_the_header_and_offer
             await wait_until(pilot, lambda: app.find_view(run_id).status == "killed", timeout=30)
     finally:
         cleanup(workspace)
+
+
+def test_a_fanned_out_grid_nobody_watches_is_flagged_late_by_its_runner_from_its_cells_rates(demo_root):
+    """The founding case: a grid of training cells expected to take 20 s that needs minutes, never run before
+    (no history), is flagged by its own runner early in its cells' training, from their own rates, once; no
+    watcher is open. (How many seconds in, on a loaded machine: benchmarks/bench_late.py.)"""
+    from conftest import run_mihd
+
+    warm = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "gene_only", "--cluster",
+                    "kmeans", root=demo_root)  # the embeddings cached, as in a lab's second grid
+    assert warm.returncode == 0, warm.stderr
+    launched = run_mihd("launch", "--parallel", "2", "--expect", "20s", "--", "grid", "demo", "--gene", "pca",
+                        "--vision", "texture", "--fusion", "staig_fusion", "--cluster", "kmeans,gmm", "--seeds", "3",
+                        root=demo_root)
+    grid_id = launched.stdout.strip()
+    assert launched.returncode == 0 and grid_id, launched.stderr
+    try:
+        late = wait_for(lambda: events(demo_root, grid_id, "late"), timeout=120, every=0.5)[0]
+        assert late["reason"].startswith("will overrun: projected ") and ", expected 20s (at " in late["reason"]
+        assert late["at"] < 0.2 and late["projected"] > 60 and late["source"] == "given", late
+    finally:
+        run_mihd("runs", "kill", grid_id, root=demo_root)
+    assert len(events(demo_root, grid_id, "late")) == 1

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from mihd.plan import Cell
+from mihd.runs.grid_watch import GRID_EVERY
 from mihd.runs.launch import launch
 from mihd.runs.status import RunWatcher
 from runs_helpers import FAKE, fake_plan, view, wait_for
@@ -94,3 +96,26 @@ def test_a_cell_of_a_job_array_cancelled_from_outside_says_so(ws, demo_h5ad):
                     every=1.0)
     assert cell.reason == "cancelled outside mihd (scancel)", cell  # once Slurm has said CANCELLED
     subprocess.run(["scancel", json.loads((grid / "handle.json").read_text())["job_id"]])
+
+
+def test_a_slurm_grid_nobody_watches_is_flagged_late_by_its_cells_jobs(ws, demo_h5ad):
+    """No process runs for a Slurm grid as a whole: its array tasks judge it from its parts, and tell once."""
+    from conftest import run_mihd, with_demo
+
+    root = with_demo(ws, demo_h5ad)
+    warm = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "gene_only", "--cluster",
+                    "kmeans", root=root)  # the embeddings cached: the grid's jobs train at once
+    assert warm.returncode == 0, warm.stderr
+    proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--max-parallel", "2", "--expect", "40s", "--",
+                    "grid", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "staig_fusion", "--cluster",
+                    "kmeans,gmm", root=root)
+    assert proc.returncode == 0, proc.stderr
+    grid_id = proc.stdout.strip()
+    try:
+        late = wait_for(lambda: events(root, grid_id, "late"), timeout=300, every=1.0)[0]
+        assert late["reason"].startswith("will overrun: projected ") and ", expected 40s (at " in late["reason"]
+        assert late["projected"] > 60 and late["source"] == "given", late
+        time.sleep(2 * GRID_EVERY + 1)  # each job judged it again meanwhile: the first to see it told
+        assert len(events(root, grid_id, "late")) == 1
+    finally:
+        subprocess.run(["scancel", json.loads((root / "runs" / grid_id / "handle.json").read_text())["job_id"]])

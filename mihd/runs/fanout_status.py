@@ -6,7 +6,8 @@ The grid row's status follows its parts: queued until a part starts, running whi
 local runner) is active, then done when every cell is done, killed when the grid was killed, else failed
 ("2 of 14 cells failed: ..."). Everything is read from the part dirs, so a rebuilt index says the same.
 ETA: with M slots, the running cells' remaining seconds and the waiting cells' expected seconds packed
-into M lanes (longest first, each into the least loaded lane); the grid ends with its longest lane.
+into M lanes (longest first, each into the least loaded lane); the grid ends with its longest lane. Trusted
+(`medium`) when every cell has a history or every running cell's ETA is its own measured rate.
 Overrun is judged per cell, against that cell's own history.
 """
 
@@ -179,7 +180,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
     fan = read_fanout(grid_dir)
     n = len(fan["cells"])
     lanes = int(fan.get("lanes") or n)
-    views, known, costs, own = [], [], [], []
+    views, known, costs, own, measured = [], [], [], [], []
     for i in range(n):
         d = cell_dir(grid_dir, i)
         r, crows = describe_part(d)
@@ -201,6 +202,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
             tracker.feed(read_events(d)[0])
             est = tracker.estimate(now)
             progress, eta = est.fraction, est.eta_s
+            measured.append(est.confidence in ("medium", "high"))
             if eta is None and exp is not None:
                 eta = max(exp - elapsed, 0.0)
         elif status == "queued":
@@ -231,7 +233,8 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
         eta, confidence = None, "unknown"
     else:
         eta = critical_path(running, waiting, lanes)
-        confidence = "high" if min(known) >= MIN_HISTORY else "medium" if min(known) > 0 else "low"
+        confidence = "high" if min(known) >= MIN_HISTORY else "medium" if min(known) > 0 or (
+            measured and all(measured)) else "low"  # no history: paced by its running cells' own rates
     expected = critical_path([], [w for w, _ in counted], lanes) if all(guess) else None
     if not active and row["status"] != "done":  # killed or lost: its cells that never finished are work undone
         undone = [(w, v) for w, v in zip(weight, views) if v.status != "failed"]

@@ -3,7 +3,8 @@
 Every JUDGE_EVERY seconds the supervisor feeds the new lines of events.jsonl
 to the ETA tracker that spec.json's forecast describes (forecast.py), and judges: late (late.py: a
 trustworthy projection past the expected time, or past the Slurm job's time limit) and overrun
-(overrun.py). Each is appended to events.jsonl and handed to the notifier once per run (alerts.py),
+(overrun.py). A fanned-out grid is judged from its parts instead (grid_watch.py), by its runner's
+supervisor and, on Slurm, by each of its cells' supervisors. Each is appended to events.jsonl and handed to the notifier once per run (alerts.py),
 whoever sees it first: this supervisor or a watcher on any host. Standard library only, no SQLite.
 """
 
@@ -17,6 +18,7 @@ from ..jsonio import read_json
 from ..rundir import SPEC, event_problem, read_events
 from .alerts import announce, claimed, notice
 from .forecast import tracker_of
+from .grid_watch import GridJudge, grid_of
 from .late import late_reason
 from .overrun import is_overrun, overrun_factor, overrun_fields
 
@@ -48,9 +50,17 @@ class SelfWatch:
         self.tracker, self.expected, self.offset = None, None, 0
         self.late: str | None = None
         self.factor = overrun_factor()
+        self.grid: GridJudge | None | bool = False  # False: not looked for yet
 
     def check(self, now: float) -> str | None:
         """Judge the run as of `now`; returns the late flag's text (None: not late)."""
+        if self.grid is False:
+            grid = grid_of(self.run_dir)
+            self.grid = GridJudge(grid) if grid else None
+        if self.grid is not None:
+            late = self.grid.check(now, self.factor)
+            if self.grid.grid_dir == self.run_dir:
+                return late  # the grid's runner: its own events hold none of its cells' progress
         if self.tracker is None:
             got = tracker_of(read_json(self.run_dir / SPEC) or {}, self.started)
             if got is None:

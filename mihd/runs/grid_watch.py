@@ -1,0 +1,94 @@
+"""A fanned-out grid judged late or overrunning from its parts' files, with nobody looking.
+
+A grid's own events say nothing of its cells' progress: each part writes its own. So the supervisor of
+the grid's local runner, and on Slurm (where no process runs for the grid as a whole) the supervisor of
+each of its array tasks, judges the grid the way a watcher does (fanout_status.grid_progress), from the
+history the launcher recorded in the grid's spec.json (forecast.py) instead of an index. The claims of
+alerts.py make the first judge to see it the only one that tells.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..jsonio import read_json
+from ..rundir import PROC, SPEC, read_spec
+from .alerts import announce, claimed, notice
+from .cells import sig_string, signature
+from .eta import Expected
+from .fanout import CELLS, FANOUT, parts
+from .fanout_status import grid_progress
+from .forecast import read_forecast
+from .late import late_reason
+from .overrun import is_overrun, overrun_fields
+
+GRID_EVERY = 5.0  # seconds between a grid's judgements: each reads every part's files
+
+
+def grid_of(run_dir: Path) -> Path | None:
+    """The grid a run's supervisor judges: the run itself when it is a fanned-out grid (its local runner), its
+    grid when it is a cell of a Slurm one (an array task: no runner); None for any other run."""
+    run_dir = Path(run_dir)
+    if (run_dir / FANOUT).is_file():
+        return run_dir
+    grid = run_dir.parent.parent
+    if run_dir.parent.name != CELLS or not (grid / FANOUT).is_file():
+        return None
+    return grid if (read_spec(grid) or {}).get("backend") == "slurm" else None
+
+
+def grid_started(grid_dir: Path) -> float | None:
+    """When the grid started, as its registry row says: its runner's start, else its first part's."""
+    starts = [(read_json(d / PROC) or {}).get("started") for d in [grid_dir, *(d for _, d in parts(grid_dir))]]
+    return min((t for t in starts if isinstance(t, (int, float))), default=None)
+
+
+def recorded_history(cells: list[dict], backend: str, plans: list) -> dict[str, list[float]]:
+    """The history the launcher saw, rebuilt from the grid's forecast (`plans`, one per cell): each cell's
+    expected seconds, once for each run behind them (grid_progress takes the median and the count)."""
+    return {sig_string(signature(cell, backend)): [plan.expected] * plan.n
+            for cell, plan in zip(cells, plans) if plan.expected is not None and plan.n}
+
+
+class GridJudge:
+    """One grid's late and overrun judgement, every GRID_EVERY seconds."""
+
+    def __init__(self, grid_dir: Path):
+        self.grid_dir = Path(grid_dir)
+        view = read_spec(self.grid_dir) or {}
+        got = read_forecast(read_json(self.grid_dir / SPEC) or {})
+        self.judged = got[0] if got else Expected(None)
+        self.backend = view.get("backend") or "local"
+        self.history = recorded_history(view.get("cells") or [], self.backend, got[2] if got else [])
+        self.label = view.get("name") or self.grid_dir.name
+        self.late: str | None = None
+        self.last = float("-inf")
+
+    def check(self, now: float, factor: float) -> str | None:
+        """Judge the grid as of `now` (at most every GRID_EVERY seconds); returns its late flag's text."""
+        if now - self.last < GRID_EVERY:
+            return self.late
+        self.last = now
+        row = {"run_dir": str(self.grid_dir), "backend": self.backend, "status": "running"}
+        prog = grid_progress(row, {}, self.history, factor, now)
+        started = grid_started(self.grid_dir)
+        if started is None:
+            return self.late  # nothing has started: nothing measured yet
+        elapsed = now - started
+        given = self.judged.source == "given"
+        expected = self.judged if given or not prog.expected_s else Expected(prog.expected_s, "cells")
+        projected = elapsed + prog.eta_s if prog.eta_s is not None else None
+        was, self.late = self.late, late_reason(elapsed, prog.eta_s, prog.confidence, prog.fraction, expected,
+                                                factor, self.late)
+        grid_id = self.grid_dir.name
+        if self.late and not was:
+            announce(self.grid_dir, "late",
+                     {"reason": self.late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
+                      "expected": expected.seconds, "source": expected.source, "at": prog.fraction},
+                     notice(grid_id, self.label, "late", self.late, elapsed, expected.seconds, projected))
+        over = prog.overrun if not given else is_overrun(elapsed, expected, factor)
+        if over and expected.seconds is not None and not claimed(self.grid_dir, "overrun"):
+            announce(self.grid_dir, "overrun", overrun_fields(elapsed, expected, factor),
+                     notice(grid_id, self.label, "overrun", "past its expected time", elapsed, expected.seconds,
+                            projected))
+        return self.late
