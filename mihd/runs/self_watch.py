@@ -4,8 +4,9 @@ Every JUDGE_EVERY seconds the supervisor feeds the new lines of events.jsonl
 to the ETA tracker that spec.json's forecast describes (forecast.py), and judges: late (late.py: a
 trustworthy projection past the expected time, or past the Slurm job's time limit) and overrun
 (overrun.py). A fanned-out grid is judged from its parts instead (grid_watch.py), by its runner's
-supervisor and, on Slurm, by each of its cells' supervisors. Each is appended to events.jsonl and handed to the notifier once per run (alerts.py),
-whoever sees it first: this supervisor or a watcher on any host. Standard library only, no SQLite.
+supervisor and, on Slurm, by each of its cells' supervisors. Each is appended to events.jsonl and handed
+to the notifier once per run (alerts.py), whoever sees it first: this supervisor or a watcher on any
+host. Standard library only, no SQLite.
 """
 
 from __future__ import annotations
