@@ -45,7 +45,32 @@ async def test_a_refresh_redraws_only_the_row_of_the_run_that_changed():
         await pilot.pause()
         assert set(drawn) == {moved.id}
         assert str(table.get_cell(moved.id, "cpu")) == "12%" and str(table.get_cell(views[5].id, "cpu")) == "90%"
-        assert "75%" in str(table.get_cell(moved.id, "progress")) and "1m15s" in str(table.get_cell(moved.id, "elapsed"))
+        assert "75%" in str(table.get_cell(moved.id, "progress")) and str(table.get_cell(moved.id, "elapsed")) == "1m"
+
+
+async def test_a_live_run_past_its_first_minute_is_drawn_again_once_a_minute_not_at_each_refresh():
+    views = [run_view(i, elapsed=125.0, eta_s=290.0, cpu_percent=0.0) for i in range(12)]
+    app = TableApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(RunsTable)
+        table.show(views)
+        await pilot.pause()
+        drawn: list[str] = []
+        render_row = table._render_line_in_row
+
+        def spy(row_key, *args, **kw):
+            drawn.append(row_key.value)
+            return render_row(row_key, *args, **kw)
+
+        table._render_line_in_row = spy
+        for step in (3, 6, 9):  # three refreshes: each run 3 s older, 3 s nearer its end
+            table.show([replace(v, elapsed=v.elapsed + step, eta_s=v.eta_s - step) for v in views])
+            await pilot.pause()
+        assert drawn == []
+        assert (str(table.get_cell(views[0].id, "elapsed")), str(table.get_cell(views[0].id, "eta"))) == ("2m", "4m?")
+        table.show([replace(v, elapsed=180.0) for v in views])  # the minute turned: every row shows it
+        await pilot.pause()
+        assert set(drawn) == {v.id for v in views} and str(table.get_cell(views[0].id, "elapsed")) == "3m"
 
 
 async def test_a_row_marked_for_maps_shows_it_though_its_words_are_the_same():

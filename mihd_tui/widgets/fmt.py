@@ -17,11 +17,19 @@ def text_bar(fraction: float | None, width: int = 10) -> str:
     return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
 
 
-def fmt_eta(seconds: float | None, confidence: str) -> str:
+def fmt_eta(seconds: float | None, confidence: str, fmt=fmt_duration) -> str:
     """An active run's ETA, with a `?` when little stands behind it; `?` alone when nothing is measured yet."""
     if seconds is None:
         return "?"
-    return fmt_duration(seconds) + ("?" if confidence in ("unknown", "low") else "")
+    return fmt(seconds) + ("?" if confidence in ("unknown", "low") else "")
+
+
+def fmt_minutes(seconds: float | None) -> str:
+    """A live row's time: seconds under a minute, then whole minutes (`12m`, `1h02m`), so that the row changes
+    once a minute, not at each refresh (a changed row is drawn again: most of the dashboard's idle CPU)."""
+    if seconds is None or seconds < 60:
+        return fmt_duration(seconds)
+    return f"{int(seconds) // 60}m" if seconds < 3600 else fmt_duration(seconds)
 
 
 def fit_label(label: str, width: int, gene: str | None = None, cluster: str | None = None) -> str:

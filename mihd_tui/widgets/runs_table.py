@@ -18,7 +18,7 @@ from mihd.present import fmt_bytes, fmt_duration, fmt_score
 from mihd.grid import GridSpec
 from mihd.runs.status import RunView
 
-from .fmt import fit_label, fmt_eta, short_id, text_bar
+from .fmt import fit_label, fmt_eta, fmt_minutes, short_id, text_bar
 from .keyed_table import KeyedTable, plain
 
 COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 10), ("progress", "PROGRESS", 11),
@@ -96,7 +96,8 @@ class RunsTable(KeyedTable):
         said = self.said
         label = v.label[len(said.slice) + 1:] if said and v.label.startswith(said.slice + " ") else v.label
         return (ident, fit_label(label, self._label_width(), said and said.gene, said and said.cluster), Text(status, style=style), prog,
-                fmt_eta(v.eta_s, v.eta_confidence) if v.active else "", fmt_duration(v.elapsed),
+                fmt_eta(v.eta_s, v.eta_confidence, fmt_minutes) if v.active else "",
+                fmt_minutes(v.elapsed) if v.active else fmt_duration(v.elapsed),
                 "" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%", fmt_bytes(v.rss) if v.rss else "",
                 fmt_bytes(v.gpu_mem) if v.gpu_mem else "")
 
