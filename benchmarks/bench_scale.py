@@ -18,6 +18,7 @@ fanout.json and merged result listing them; other files hard-linked). The live r
 the launcher. `--workspace DIR` keeps the workspace (and reuses it when it is already there).
 
 python benchmarks/bench_scale.py [--runs 10000] [--grids 3000] [--big 168] [--idle 30] [--live 20] [--workspace DIR]
+                                 [--only cold warm results refresh dashboard]
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from bench_tui import first_frame, idle, key_answers, show_keys_under_load  # noqa: E402
+from mihd.rundir import write_result  # noqa: E402
 from mihd.runs.kill import kill_run  # noqa: E402
 from mihd.runs.launch import new_run_id  # noqa: E402
 from runs_helpers import drop_index, launch_fake  # noqa: E402
@@ -45,6 +47,7 @@ from tui_helpers import no_gpu  # noqa: E402
 MIHD = [sys.executable, "-m", "mihd"]
 SLICES = ("demo", "s2", "s3")
 DAY = 86400.0
+PARTS = ("cold", "warm", "results", "refresh", "dashboard")  # what --only may name, measured in this order
 
 
 def mihd(*args: str, root: Path) -> subprocess.CompletedProcess:
@@ -170,8 +173,9 @@ def copy_study(template: Path, runs: Path, when: float, n: int) -> None:
     (dest / "fanout.json").write_text(json.dumps(fan, indent=1, sort_keys=True))
     result = json.loads((template / "result.json").read_text())
     result["cells"] = [result["cells"][i % k] for i in range(n)]
-    os.unlink(dest / "result.json")
-    (dest / "result.json").write_text(json.dumps(result))
+    for name in ("result.json", "scores.json"):  # links to the template's
+        (dest / name).unlink(missing_ok=True)
+    write_result(dest, result)
 
 
 def make_workspace(root: Path, n: int, grids: int, big: int) -> None:
@@ -268,6 +272,38 @@ def dashboard_refresh(root: Path) -> None:
         poller.close()
 
 
+def across_slices(root: Path) -> None:
+    across = "--across-slices" in checked("results", "--help", root=root)
+    if not across:
+        print("note: this mihd has no `results --across-slices`; timing `mihd results` instead", flush=True)
+    cmd = ("results", "--across-slices") if across else ("results",)
+    took = [timed_cli(*cmd, root=root) for _ in range(3)]
+    show(f"mihd {' '.join(cmd)} (median of 3)", seconds(took), "<= 2 s")
+
+
+def dashboard(root: Path, args) -> None:
+    """The dashboard in its own process: first frame, then idle CPU, RSS and keys with `args.live` live runs."""
+    frame, data = first_frame(root)
+    show("dashboard first frame", f"{frame:.2f} s (grid filled: {data:.2f} s)", "<= 1.5 s")
+    ids = [launch_fake(root, "--seconds", "600") for _ in range(args.live)]
+    try:
+        out = idle(root, args.idle)
+        fast = idle(root, args.idle, interval=2)
+        keys = key_answers(root, args.keys)
+        show_keys_under_load(root)
+    finally:
+        for rid in ids:
+            try:
+                kill_run(root, rid, "KILL", grace=1)
+            except Exception:
+                pass
+    show(f"dashboard idle CPU with {args.live} live runs over {args.idle:.0f} s (default 3 s refresh)",
+         f"{out['cpu_percent']:.2f} % of one core (--interval 2: {fast['cpu_percent']:.2f} %)", "<= 1 %")
+    show("dashboard RSS", f"{out['rss_mb']} MB (max {out['rss_max_mb']} MB)", "<= 200 MB")
+    show(f"dashboard key press answered (grid cursor to redrawn frame in its terminal, {args.live} live runs; median)",
+         f"{1000 * median(keys):.0f} ms (max {1000 * max(keys):.0f} ms over {len(keys)} keys)", "<= 100 ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10_000, help="finished run dirs in the workspace (default 10000)")
@@ -277,6 +313,7 @@ def main() -> None:
     ap.add_argument("--live", type=int, default=20, help="live runs while idle (default 20)")
     ap.add_argument("--keys", type=float, default=10, help="seconds of key presses (default 10)")
     ap.add_argument("--workspace", type=Path, help="keep the workspace here (reused when already made)")
+    ap.add_argument("--only", nargs="+", choices=PARTS, help="measure only these (default: all)")
     args = ap.parse_args()
     tmp = None
     if args.workspace is None:
@@ -289,37 +326,20 @@ def main() -> None:
             make_workspace(root, args.runs, args.grids, args.big)
         n = sum(1 for _ in os.scandir(root / "runs"))
         print(f"{n} run dirs in {root}", flush=True)
-        drop_index(root)
-        show("mihd runs ls --json --all, cold (no host index: a full rebuild)",
-             seconds([timed_cli("runs", "ls", "--json", "--all", root=root)]), "<= 30 s")
-        warm = [timed_cli("runs", "ls", "--json", "--all", root=root) for _ in range(3)]
-        show("mihd runs ls --json --all, warm (median of 3)", seconds(warm), "<= 1 s")
-        across = "--across-slices" in checked("results", "--help", root=root)
-        if not across:
-            print("note: this mihd has no `results --across-slices`; timing `mihd results` instead", flush=True)
-        cmd = ("results", "--across-slices") if across else ("results",)
-        took = [timed_cli(*cmd, root=root) for _ in range(3)]
-        show(f"mihd {' '.join(cmd)} (median of 3)", seconds(took), "<= 2 s")
-        dashboard_refresh(root)
-        frame, data = first_frame(root)
-        show("dashboard first frame", f"{frame:.2f} s (grid filled: {data:.2f} s)", "<= 1.5 s")
-        ids = [launch_fake(root, "--seconds", "600") for _ in range(args.live)]
-        try:
-            out = idle(root, args.idle)
-            fast = idle(root, args.idle, interval=2)
-            keys = key_answers(root, args.keys)
-            show_keys_under_load(root)
-        finally:
-            for rid in ids:
-                try:
-                    kill_run(root, rid, "KILL", grace=1)
-                except Exception:
-                    pass
-        show(f"dashboard idle CPU with {args.live} live runs over {args.idle:.0f} s (default 3 s refresh)",
-             f"{out['cpu_percent']:.2f} % of one core (--interval 2: {fast['cpu_percent']:.2f} %)", "<= 1 %")
-        show("dashboard RSS", f"{out['rss_mb']} MB (max {out['rss_max_mb']} MB)", "<= 200 MB")
-        show(f"dashboard key press answered (grid cursor to redrawn frame in its terminal, {args.live} live runs; median)",
-             f"{1000 * median(keys):.0f} ms (max {1000 * max(keys):.0f} ms over {len(keys)} keys)", "<= 100 ms")
+        parts = set(args.only or PARTS)
+        if "cold" in parts:
+            drop_index(root)
+            show("mihd runs ls --json --all, cold (no host index: a full rebuild)",
+                 seconds([timed_cli("runs", "ls", "--json", "--all", root=root)]), "<= 30 s")
+        if "warm" in parts:
+            warm = [timed_cli("runs", "ls", "--json", "--all", root=root) for _ in range(3)]
+            show("mihd runs ls --json --all, warm (median of 3)", seconds(warm), "<= 1 s")
+        if "results" in parts:
+            across_slices(root)
+        if "refresh" in parts:
+            dashboard_refresh(root)
+        if "dashboard" in parts:
+            dashboard(root, args)
     finally:
         if tmp is not None:
             tmp.cleanup()

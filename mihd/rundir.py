@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from .jsonio import read_json, write_json_atomic
 from .owners import owner_name
+from .run_scores import current_scores, write_scores
 
 SPEC = "spec.json"
 PROC = "proc.json"      # the supervisor's identity (pid, create time, session, host), written once it runs
@@ -139,7 +140,9 @@ def read_events(run_dir: Path, offset: int = 0) -> tuple[list[dict], int]:
 
 
 def write_result(run_dir: Path, result: dict) -> None:
+    """result.json, then its scores.json (run_scores: what the run index reads of it)."""
     write_json_atomic(Path(run_dir) / RESULT, result)
+    write_scores(Path(run_dir) / RESULT, result)
 
 
 def read_result(run_dir: Path) -> dict | None:
@@ -303,11 +306,21 @@ def event_problem(event: Any) -> str | None:
 
 def load_file(run_dir: Path, name: str) -> dict | None:
     """Run dir file `name` (spec, proc, handle, result, exit, usage) parsed and checked; None when absent.
-    Raises RunFileError when it is there but not JSON or not of its shape (spec.json's plan included)."""
+    Raises RunFileError when it is there but not JSON or not of its shape (spec.json's plan included).
+    result.json is read as its scores.json (no per-spot data) while that was made from it (run_scores)."""
+    data = current_scores(run_dir, name) if name == RESULT else None
+    data = _parsed(run_dir, name) if data is None else data
+    return None if data is _ABSENT else _checked(name, data)
+
+
+_ABSENT = object()
+
+
+def _parsed(run_dir: Path, name: str) -> Any:
     try:
         text = (Path(run_dir) / name).read_text()
     except FileNotFoundError:
-        return None
+        return _ABSENT
     except OSError as exc:
         raise _read_error(run_dir, name, exc) from None
     except UnicodeDecodeError as exc:
@@ -316,6 +329,10 @@ def load_file(run_dir: Path, name: str) -> dict | None:
         data = json.loads(text)
     except ValueError as exc:
         raise RunFileError(f"{name}: not JSON ({exc})") from None
+    return data
+
+
+def _checked(name: str, data: Any) -> dict:
     problem = _shape_problem(data, _FIELDS[name], _REQUIRED.get(name, ()))
     if problem is None and name == RESULT:
         problem = next((f"cells[{i}]: {p}" for i, c in enumerate(data.get("cells") or []) if (p := _cell_problem(c))),

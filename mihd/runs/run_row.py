@@ -111,7 +111,8 @@ def _indexed_entry(cell: dict, slice_id, plan) -> dict:
     """A result.json cell as the index keeps it for `mihd results`: its scores and options without the per-spot
     labels (`labelled` says it had them), with its slice (a study's cells say theirs, else the run's), the first
     seed of its plan (`plan_seed`), k_auto (k was the slice's truth count) and drop_unlabelled (not pooled)."""
-    return {**{k: v for k, v in cell.items() if k != "labels"}, "labelled": "labels" in cell,
+    labelled = "labels" in cell or bool(cell.get("labelled"))  # a scores.json cell (run_scores) says it had them
+    return {**{k: v for k, v in cell.items() if k != "labels"}, "labelled": labelled,
             "slice": cell.get("slice") or slice_id, "plan_seed": plan.seeds[0] if plan is not None and plan.seeds else None,
             "k_auto": plan is not None and plan.n_clusters is None, "drop_unlabelled": bool(plan and plan.drop_unlabelled)}
 
