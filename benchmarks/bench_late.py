@@ -5,14 +5,16 @@ supervisors (the `late` event in events.jsonl; no watcher runs meanwhile), with 
 started for the whole benchmark:
   founding case: `--expect 20s` for a staig_fusion run with 5 seeds (about 4 minutes alone on an idle
                  machine); each trial is killed once flagged, or after --give-up seconds. Goal: flagged
-                 while under 20 s have passed.
+                 while under 20 s have passed. --grid-trials: the same as a fanned-out grid of two such
+                 cells (kmeans, gmm) side by side, never run before, judged by its runner from its cells.
   in time:       runs given an expected time they meet, as a researcher would give it (about 1.5x what
                  such a run takes here): staig_fusion with one seed (--staig-expect), attention (1.5x a
                  calibration run), concat (30 s). Goal: 0 of those that end in time flagged late.
 Printed: per trial the elapsed time at the flag and the projection it gave; per in-time run its true
 running time, its expected time and whether it was flagged.
 
-python benchmarks/bench_late.py [--trials 10] [--burners 1] [--give-up 90] [--staig N] [--attention N] [--concat N]
+python benchmarks/bench_late.py [--trials 10] [--grid-trials 0] [--burners 1] [--give-up 90] [--staig N]
+                                [--attention N] [--concat N]
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MIHD = [sys.executable, "-m", "mihd"]
 DEMO = ["run", "demo", "--gene", "pca", "--vision", "texture"]
+GRID = ["grid", *DEMO[1:]]
+GRID_CELLS = ("--cluster", "kmeans,gmm")
 BURN = "while True: pass"
 
 
@@ -36,9 +40,9 @@ def mihd(*args: str) -> str:
     return subprocess.run([*MIHD, *args], capture_output=True, text=True, check=True, cwd=REPO).stdout.strip()
 
 
-def launch(root: Path, expect: str, *run_args: str) -> Path:
-    run_id = mihd("launch", "--root", str(root), "--expect", expect, "--", *DEMO, *run_args).splitlines()[-1]
-    return root / "runs" / run_id
+def launch(root: Path, expect: str, *run_args: str, what=DEMO, launch_args=()) -> Path:
+    run_id = mihd("launch", "--root", str(root), "--expect", expect, *launch_args, "--", *what, *run_args)
+    return root / "runs" / run_id.splitlines()[-1]
 
 
 def late_event(run_dir: Path) -> dict | None:
@@ -70,10 +74,11 @@ def started(run_dir: Path) -> float | None:
         return None
 
 
-def founding_trials(root: Path, n: int, give_up: float) -> list[tuple]:
+def founding_trials(root: Path, n: int, give_up: float, grid: bool = False) -> list[tuple]:
     rows = []
     for i in range(n):
-        run_dir = launch(root, "20s", "--fusion", "staig_fusion", "--seeds", "5")
+        run_dir = launch(root, "20s", "--fusion", "staig_fusion", "--seeds", "5", *(GRID_CELLS if grid else ()),
+                         what=GRID if grid else DEMO, launch_args=("--parallel", "2") if grid else ())
         deadline = time.time() + give_up
         ev = None
         while time.time() < deadline and ev is None and not ended(run_dir):
@@ -107,9 +112,21 @@ def in_time(root: Path, batches: list[tuple[float, tuple[str, ...]]], parallel: 
     return rows
 
 
+def summarise(what: str, trials: list[tuple]) -> None:
+    times = sorted(t[1] for t in trials if t[1] is not None)
+    print(f"\n{what}: flagged late at (s since its start)")
+    print("  trial  flagged at  projection")
+    for i, at, why in trials:
+        print(f"  {i:5d}  {'-' if at is None else f'{at:7.1f} s':>10}  {why}")
+    if times:
+        print(f"  flagged {len(times)}/{len(trials)}; under 20 s: {sum(t < 20 for t in times)}/{len(trials)}; "
+              f"median {times[len(times) // 2]:.1f} s, earliest {times[0]:.1f} s, latest {times[-1]:.1f} s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--grid-trials", type=int, default=0, help="founding-case trials as a 2-cell fanned-out grid")
     ap.add_argument("--staig", type=int, default=5, help="in-time staig_fusion runs")
     ap.add_argument("--attention", type=int, default=8, help="in-time attention runs")
     ap.add_argument("--concat", type=int, default=7, help="in-time concat runs")
@@ -130,6 +147,9 @@ def main() -> int:
         calib = in_time(root, [(600.0, ("--fusion", "attention"))], 1)[0][2]
         print(f"founding case: --expect 20s, staig_fusion x 5 seeds ({args.trials} trials)")
         trials = founding_trials(root, args.trials, args.give_up)
+        if args.grid_trials:
+            print(f"founding case as a grid: 2 such cells side by side ({args.grid_trials} trials)")
+            grid_trials = founding_trials(root, args.grid_trials, args.give_up, grid=True)
         plan = [(args.staig_expect, ("--fusion", "staig_fusion"))] * args.staig + \
                [(round(1.5 * calib), ("--fusion", "attention"))] * args.attention + \
                [(30.0, ("--fusion", "concat"))] * args.concat
@@ -138,15 +158,9 @@ def main() -> int:
     finally:
         for b in burners:
             b.kill()
-    times = [t[1] for t in trials if t[1] is not None]
-    print("\nfounding case (--expect 20s, truly ~4 min): flagged late at (s since its start)")
-    print("  trial  flagged at  projection")
-    for i, at, why in trials:
-        print(f"  {i:5d}  {'-' if at is None else f'{at:7.1f} s':>10}  {why}")
-    if times:
-        times.sort()
-        print(f"  flagged {len(times)}/{len(trials)}; under 20 s: {sum(t < 20 for t in times)}/{len(trials)}; "
-              f"median {times[len(times) // 2]:.1f} s, earliest {times[0]:.1f} s, latest {times[-1]:.1f} s")
+    summarise("founding case (--expect 20s, truly ~4 min)", trials)
+    if args.grid_trials:
+        summarise("founding case as a 2-cell grid (--expect 20s, truly ~4 min)", grid_trials)
     met = [r for r in rows if r[2] <= r[3]]
     wrong = [r for r in met if r[4]]
     print(f"\nin-time runs: {len(wrong)} of {len(met)} that ended within their expected time were flagged late "

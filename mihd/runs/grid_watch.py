@@ -9,20 +9,21 @@ alerts.py make the first judge to see it the only one that tells.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..jsonio import read_json
 from ..rundir import PROC, SPEC, read_spec
-from .alerts import announce, claimed, notice
 from .cells import sig_string, signature
 from .eta import Expected
 from .fanout import CELLS, FANOUT, parts
 from .fanout_status import grid_progress
 from .forecast import read_forecast
-from .late import late_reason
-from .overrun import is_overrun, overrun_fields
+from .late import late_reason, tell
+from .overrun import is_overrun
 
-GRID_EVERY = 5.0  # seconds between a grid's judgements: each reads every part's files
+GRID_EVERY = 2.0   # seconds between a grid's judgements at least; each reads every part's files, so
+SHARE = 0.05       # a large grid is judged less often: the judging takes at most this share of a core
 
 
 def grid_of(run_dir: Path) -> Path | None:
@@ -60,15 +61,20 @@ class GridJudge:
         self.judged = got[0] if got else Expected(None)
         self.backend = view.get("backend") or "local"
         self.history = recorded_history(view.get("cells") or [], self.backend, got[2] if got else [])
-        self.label = view.get("name") or self.grid_dir.name
         self.late: str | None = None
-        self.last = float("-inf")
+        self.next = float("-inf")
 
     def check(self, now: float, factor: float) -> str | None:
         """Judge the grid as of `now` (at most every GRID_EVERY seconds); returns its late flag's text."""
-        if now - self.last < GRID_EVERY:
+        if now < self.next:
             return self.late
-        self.last = now
+        began = time.monotonic()
+        try:
+            return self._judge(now, factor)
+        finally:
+            self.next = now + max(GRID_EVERY, (time.monotonic() - began) / SHARE)
+
+    def _judge(self, now: float, factor: float) -> str | None:
         row = {"run_dir": str(self.grid_dir), "backend": self.backend, "status": "running"}
         prog = grid_progress(row, {}, self.history, factor, now)
         started = grid_started(self.grid_dir)
@@ -80,15 +86,7 @@ class GridJudge:
         projected = elapsed + prog.eta_s if prog.eta_s is not None else None
         was, self.late = self.late, late_reason(elapsed, prog.eta_s, prog.confidence, prog.fraction, expected,
                                                 factor, self.late)
-        grid_id = self.grid_dir.name
-        if self.late and not was:
-            announce(self.grid_dir, "late",
-                     {"reason": self.late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
-                      "expected": expected.seconds, "source": expected.source, "at": prog.fraction},
-                     notice(grid_id, self.label, "late", self.late, elapsed, expected.seconds, projected))
         over = prog.overrun if not given else is_overrun(elapsed, expected, factor)
-        if over and expected.seconds is not None and not claimed(self.grid_dir, "overrun"):
-            announce(self.grid_dir, "overrun", overrun_fields(elapsed, expected, factor),
-                     notice(grid_id, self.label, "overrun", "past its expected time", elapsed, expected.seconds,
-                            projected))
+        tell(self.grid_dir, self.late, was, elapsed, projected, expected, prog.fraction,
+             over and expected.seconds is not None, factor)
         return self.late

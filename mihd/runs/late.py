@@ -15,9 +15,12 @@ comes back under the limit itself. A job's time limit needs no margin: Slurm end
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..present import fmt_duration, slurm_clock
+from .alerts import announce, claimed, notice
 from .eta import Expected
-from .overrun import overrun_limit
+from .overrun import overrun_fields, overrun_limit
 
 TRUSTED = ("medium", "high")  # ETA confidences a projection is judged on
 LATE_MARGIN = 1.5             # a projection this far past the limit flags a run: an early rate on a loaded
@@ -59,3 +62,17 @@ def late_reason(elapsed: float | None, eta_s: float | None, confidence: str, fra
         return f"{OVERRUN_WORDS}: projected {short_duration(projected)}, expected " \
                f"{short_duration(expected.seconds)}{at}"
     return None
+
+
+def tell(run_dir: Path, late: str | None, was: str | None, elapsed: float, projected: float | None, expected: Expected,
+         fraction: float | None, overrun: bool, factor: float) -> None:
+    """A judge's verdict told: the `late` event when the flag turns on, the `overrun` event once (alerts.py's
+    claims keep each to one per run, whoever judges)."""
+    run_id = Path(run_dir).name
+    if late and not was:
+        announce(run_dir, "late", {"reason": late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
+                                   "expected": expected.seconds, "source": expected.source, "at": fraction},
+                 notice(run_id, None, "late", late, elapsed, expected.seconds, projected))
+    if overrun and not claimed(run_dir, "overrun"):
+        announce(run_dir, "overrun", overrun_fields(elapsed, expected, factor),
+                 notice(run_id, None, "overrun", "past its expected time", elapsed, expected.seconds, projected))

@@ -17,11 +17,10 @@ from pathlib import Path
 
 from ..jsonio import read_json
 from ..rundir import SPEC, event_problem, read_events
-from .alerts import announce, claimed, notice
 from .forecast import tracker_of
 from .grid_watch import GridJudge, grid_of
-from .late import late_reason
-from .overrun import is_overrun, overrun_factor, overrun_fields
+from .late import late_reason, tell
+from .overrun import is_overrun, overrun_factor
 
 SLURM_ASK_S = 10.0  # how long the job's own time limit may take to read from Slurm
 JUDGE_EVERY = 1.0  # seconds between judgements: reading the new lines of events.jsonl costs next to nothing
@@ -77,13 +76,6 @@ class SelfWatch:
         projected = elapsed + p.eta_s if p.eta_s is not None else None
         was, self.late = self.late, late_reason(elapsed, p.eta_s, p.confidence, p.fraction, exp, self.factor,
                                                 self.late, self.time_limit_s)
-        if self.late and not was:
-            announce(self.run_dir, "late",
-                     {"reason": self.late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
-                      "expected": exp.seconds, "source": exp.source, "at": p.fraction},
-                     notice(self.run_dir.name, None, "late", self.late, elapsed, exp.seconds, projected))
-        if is_overrun(elapsed, exp, self.factor) and not claimed(self.run_dir, "overrun"):
-            announce(self.run_dir, "overrun", overrun_fields(elapsed, exp, self.factor),
-                     notice(self.run_dir.name, None, "overrun", "past its expected time", elapsed, exp.seconds,
-                            projected))
+        tell(self.run_dir, self.late, was, elapsed, projected, exp, p.fraction, is_overrun(elapsed, exp, self.factor),
+             self.factor)
         return self.late
