@@ -25,13 +25,13 @@ from mihd.first_start import steps_left
 from mihd.grid import plan_launches, skipped_columns
 from mihd.inventory import cached_inputs, inputs_cached
 from mihd.runs.gpu import Gpu
-from mihd.safe_text import safe_text
 from mihd.workspace import config_problems, is_writable, read_keymap, resolve_root
 
 from .alerts import Alerts, config_notices
 from .messages import Notice, SnapshotReady
 from . import view_state
 from .poller import Poller, Snapshot
+from .text import words
 
 HISTORY = 120  # samples of CPU/RSS/GPU kept per run for the sparklines
 DETAIL = "run-detail"  # the name the run detail screen is installed under
@@ -151,8 +151,8 @@ class MihdApp(App):
 
     def notify(self, message: str, *, markup: bool = False, **kw) -> None:
         """Plain text unless asked: notices carry paths, labels and error texts, which are never markup, and
-        never a control sequence either (safe_text: `ESC[2J` reads `^[[2J`)."""
-        super().notify(message if markup else safe_text(str(message)), markup=markup, **kw)
+        never a control sequence either (`ESC[2J` reads `^[[2J`)."""
+        super().notify(message if markup else words(message), markup=markup, **kw)
 
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, severity=message.severity, timeout=6 if message.severity != "error" else 10)

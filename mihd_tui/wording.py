@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from textual.markup import escape
 
 from mihd.fusion.baselines import INSTALL
 from mihd.grid import DONE, FAILED, KILLED, LATE, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, \
@@ -10,6 +9,8 @@ from mihd.grid import DONE, FAILED, KILLED, LATE, LOST, NA, NEVER, NO_WEIGHTS, O
     CORRUPT, IN_GRIDS, CellState
 from mihd.present import RANDOM_MARK, fmt_duration, fmt_score
 from mihd.runs.eta import Expected
+
+from .text import plain
 
 # what each state means, for the status line under the grid
 DESCRIBE = {"never": "never run (computes its inputs first)", "ready": "inputs cached, can run now",
@@ -67,11 +68,11 @@ def describe_cell(cs: CellState) -> str:
         what += " [b $warning](random-init weights)[/]" if cs.random_init else ""
         return what
     elif cs.state == NO_WEIGHTS:
-        return escape(cannot_run(cs.reason))
+        return plain(cannot_run(cs.reason))
     else:
         what = DESCRIBE.get(cs.state, cs.state)
     if cs.reason:
-        what += f": {escape(cs.reason)}"  # a run's own words: never markup
+        what += f": {plain(cs.reason)}"
     if cs.scored_by is not None and cs.ari is not None:
         what += f" · last ARI {fmt_score(cs.ari, cs.random_init)}"
     return what
@@ -81,7 +82,7 @@ def history_text(cs: CellState) -> str:
     """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers (`*`: made
     with random-init weights, said in words when any is); on all slices, each slice's score."""
     if cs.slices:
-        return "per slice: " + " · ".join(f"{s} {a:.3f}" for s, a in cs.slices)
+        return "per slice: " + " · ".join(f"{plain(s)} {a:.3f}" for s, a in cs.slices)
     aris = [s.ari for s in cs.history]
     if len(aris) < 2:
         return ""

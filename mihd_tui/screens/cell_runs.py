@@ -7,7 +7,6 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
@@ -15,6 +14,7 @@ from textual.widgets.option_list import Option
 from mihd.grid import CellState
 from mihd.present import fmt_duration, fmt_score
 
+from ..text import plain
 from ..wording import describe_cell, history_text
 
 
@@ -50,7 +50,7 @@ class CellRunsDialog(ModalScreen["str | None"]):
     def compose(self) -> ComposeResult:
         cs = self.cs
         with Vertical(id="dialog", classes="dialog"):
-            yield Label(f"Runs of {cs.fusion} × {escape(cs.column)}", classes="dialog-title")
+            yield Label(f"Runs of {cs.fusion} × {plain(cs.column)}", classes="dialog-title")
             yield Static(self._info(), id="cell-runs-info")
             yield OptionList(*[Option(self._line(run_id), id=run_id) for run_id in cs.runs], id="cell-runs",
                              compact=True)

@@ -13,7 +13,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
@@ -25,6 +24,7 @@ from mihd.plan import Cell
 from mihd.present import fmt_score
 from mihd.rundir import RESULT
 
+from ..text import plain
 from ..widgets.spatial_map import SpatialMap
 
 
@@ -53,7 +53,7 @@ def cell_title(run_id: str, result: dict, index: int) -> str:
         ari += f" ± {c['ari_sd']:.3f} ({len(c.get('seeds') or [])} seeds)"
     if c.get("random_init"):
         ari += " random init"
-    return f"[b]{ari}[/]  {escape(label)}  ·  {run_id}"  # the score first: a narrow map cuts the end of its title
+    return f"[b]{ari}[/]  {plain(label)}  ·  {run_id}"  # the score first: a narrow map cuts the end of its title
 
 
 class CompareScreen(Screen):

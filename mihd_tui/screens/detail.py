@@ -12,7 +12,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Log, ProgressBar, Static, TabbedContent, TabPane, Tabs
@@ -26,15 +25,13 @@ from mihd.rundir import LOG, RESULT
 from mihd.runs.fanout import cell_dir
 from mihd.runs.fanout_status import cells_summary
 from mihd.runs.status import RunView
-from mihd.safe_text import safe_text
 
 from ..messages import LogLines
 from ..poller import Snapshot
 from ..run_result import read_result, result_rows
-from ..text import say
-from ..widgets.fmt import fmt_eta
+from ..text import Plain, plain, plain_cells, say
+from ..widgets.fmt import fmt_eta, fmt_pct
 from ..widgets.footer import KeysFooter
-from ..widgets.keyed_table import plain
 from ..widgets.log_view import LogView
 from ..widgets.run_facts import RunFacts
 from ..widgets.spatial_map import SpatialMap
@@ -50,15 +47,6 @@ class ResultLoaded(Message):
     def __init__(self, run_id: str, result: dict | None, peak: dict) -> None:
         super().__init__()
         self.run_id, self.result, self.peak = run_id, result, peak
-
-
-def _shown(text) -> str:
-    """A run's own words inside our markup: never markup, never a control sequence (`ESC[2J` blanked the screen)."""
-    return escape(safe_text(str(text)))
-
-
-def _pct(v):
-    return "-" if v is None else f"{v:.0f}%"
 
 
 class RunDetailScreen(Screen):
@@ -136,18 +124,18 @@ class RunDetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="detail-title")
         with Horizontal(id="detail-progress"):
-            yield Label("", id="detail-stage", markup=False)  # the run's own words
+            yield Plain(id="detail-stage")  # the run's own words
             yield ProgressBar(total=100, show_eta=False, id="detail-bar")
             yield Label("", id="detail-eta")
         with Horizontal(id="detail-sparks"):
-            yield MetricSpark("CPU", _pct, id="spark-cpu")
+            yield MetricSpark("CPU", fmt_pct, id="spark-cpu")
             yield MetricSpark("RSS", fmt_bytes, id="spark-rss")
             yield MetricSpark("GPU", fmt_bytes, id="spark-gpu")
         with TabbedContent(id="detail-tabs", initial="log-tab"):
             with TabPane("Log", id="log-tab"):
                 yield LogView(max_lines=LOG_CAP, id="log")
                 yield Input(placeholder="search the log (Enter finds, Esc closes)", id="search", compact=True)
-                yield Static("", id="log-status", markup=False)  # holds the search typed
+                yield Plain(id="log-status")  # holds the search typed
             with TabPane("Result", id="result-tab"):
                 yield RunFacts(id="run-facts")
                 yield DataTable(cursor_type="row", id="cells")
@@ -192,17 +180,17 @@ class RunDetailScreen(Screen):
         where = f"job {v.job_id}" if v.job_id else f"pid {v.pid}" if v.pid else ""
         status = v.status + (" [b $warning]past expected time[/]" if v.overrun and v.active else "")
         if v.status == "queued" and v.reason:
-            status += f" ({_shown(v.reason)})"
+            status += f" ({plain(v.reason)})"
         if v.status == "orphaned":
             status = "[b $warning]orphaned[/] (supervisor gone, the command still runs; k kills it)"
         if v.error:  # an error that starts with the state's own word ("unreadable (owner X)") replaces it
-            said = f"[$error]{_shown(v.error)}[/]"
+            said = f"[$error]{plain(v.error)}[/]"
             status = said if v.error.startswith(v.status) else f"{status} {said}"
         if v.kill_signal:
             status += f" by {v.kill_signal}"
         say(self.query_one("#detail-title", Static),
-            f"[b]{_shown(v.label)}[/]  {status}  │  {v.id}  {v.backend} {where}"
-            f"{' on ' + _shown(v.host) if v.host else ''}")
+            f"[b]{plain(v.label)}[/]  {status}  │  {v.id}  {v.backend} {where}"
+            f"{' on ' + plain(v.host) if v.host else ''}")
         self.query_one(RunFacts).show(v)
         stage = f"{v.stage} {v.stage_done}/{v.stage_total}" if v.stage and v.stage_total else (v.stage or v.status)
         if v.n_cells > 1 and v.cell_index is not None and v.active:
@@ -210,7 +198,7 @@ class RunDetailScreen(Screen):
         if v.cells and v.active:  # a fanned-out grid: its cells side by side, each in its own state
             stage = cells_summary(v.cells)
             self._show_cells(v.cells)
-        say(self.query_one("#detail-stage", Label), safe_text(stage))
+        say(self.query_one("#detail-stage", Plain), stage)
         self.query_one("#detail-bar", ProgressBar).update(progress=100 * (v.progress or 0))
         exp = f"expected {fmt_duration(v.expected_s)} ({v.expected_source})" if v.expected_s else "no expected time"
         eta = f" · ETA {fmt_eta(v.eta_s, v.eta_confidence)} ({v.eta_confidence})" if v.active else ""
@@ -228,8 +216,8 @@ class RunDetailScreen(Screen):
         table.clear()
         for c in cells:
             note = c.status + (f": {c.reason or c.error}" if c.reason or c.error else "")
-            table.add_row(*plain((c.label, "-" if c.ari is None else f"{c.ari:.3f}",  # a part's own words
-                                  "-" if c.nmi is None else f"{c.nmi:.3f}", fmt_duration(c.elapsed), safe_text(note))),
+            table.add_row(*plain_cells((c.label, "-" if c.ari is None else f"{c.ari:.3f}",  # a part's own words
+                                  "-" if c.nmi is None else f"{c.nmi:.3f}", fmt_duration(c.elapsed), note)),
                           key=str(c.index))
 
     # -- the log ----------------------------------------------------------------------------------------
@@ -323,7 +311,7 @@ class RunDetailScreen(Screen):
             parts.append(f"'{self._term}': " + (f"match {found.index(self._match) + 1} of {len(found)}, log line "
                                                   f"{self._match + 1} (n/N)" if self._match in found else "not found"))
         parts.append("w: unwrap" if log.wrap_lines else "←/→ · w: wrap")
-        self.query_one("#log-status", Static).update("  ·  ".join(parts))
+        say(self.query_one("#log-status", Plain), "  ·  ".join(parts))
 
     def action_follow(self) -> None:
         self.query_one(TabbedContent).active = "log-tab"
@@ -387,10 +375,10 @@ class RunDetailScreen(Screen):
         cells = (self.result or {}).get("cells") or []
         if not cells:
             error = (self.result or {}).get("error")
-            self.query_one("#pred-title", Label).update("no result" + (f": {_shown(error)}" if error else ""))
+            self.query_one("#pred-title", Label).update("no result" + (f": {plain(error)}" if error else ""))
             return
         for i, row in enumerate(result_rows(self.result)):
-            table.add_row(*plain(row), key=str(i))  # labels and errors from result.json: a run's own words
+            table.add_row(*plain_cells(row), key=str(i))  # labels and errors from result.json: a run's own words
         table.move_cursor(row=min(self.cell, len(cells) - 1), animate=False)
         self._show_map(min(self.cell, len(cells) - 1))
 
@@ -439,7 +427,7 @@ class RunDetailScreen(Screen):
         self.query_one("#truth-map", SpatialMap).set_spots(spots["x"], spots["y"], true)
         score = "" if c.get("ari") is None else f" · ARI {c['ari']:.3f}"
         flag = " [b $warning]random init[/]" if c.get("random_init") else ""
-        self.query_one("#pred-title", Label).update(f"predicted ({c.get('fusion')}, {c.get('cluster')}){score}{flag}")
+        self.query_one("#pred-title", Label).update(f"predicted ({plain(c.get('fusion'))}, {plain(c.get('cluster'))}){score}{flag}")
         self.query_one("#truth-title", Label).update("truth" if spots.get("truth") else "no truth labels")
 
     # -- actions -----------------------------------------------------------------------------------------

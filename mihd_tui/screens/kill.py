@@ -5,13 +5,13 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
 from textual.widgets import Button, Label, RadioButton, RadioSet, Static
 
 from mihd.present import fmt_duration
 from mihd.runs.kill import SIGNALS
 from mihd.runs.status import RunView
 
+from ..text import plain
 from .modal import PausingModal
 
 HELP = {"TERM": "TERM: ask it to stop (KILL after the grace period)", "INT": "INT: like Ctrl-C",
@@ -29,7 +29,7 @@ class SignalButton(RadioButton):
 
 def identity(v: RunView) -> str:
     where = f"job {v.job_id}" if v.job_id else f"pid {v.pid}" if v.pid else "no process yet"
-    return f"{v.id}  ({v.backend}, {where}{' on ' + v.host if v.host else ''})"
+    return f"{v.id}  ({v.backend}, {where}{' on ' + plain(v.host) if v.host else ''})"
 
 
 class KillDialog(PausingModal["str | None"]):
@@ -42,7 +42,7 @@ class KillDialog(PausingModal["str | None"]):
     def compose(self) -> ComposeResult:
         v = self.view
         with Vertical(id="dialog", classes="dialog dialog-danger"):
-            yield Label(f"Kill run {escape(v.label)}?", classes="dialog-title")
+            yield Label(f"Kill run {plain(v.label)}?", classes="dialog-title")
             yield Static(f"{identity(v)}\n{v.status}, running {fmt_duration(v.elapsed)}"
                          + (f", expected {fmt_duration(v.expected_s)}" if v.expected_s else ""))
             with RadioSet(id="signal", compact=True):

@@ -12,7 +12,6 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.markup import escape
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from mihd.encoders import VARIANTS
@@ -25,6 +24,7 @@ from mihd.runs.backends import backend_class, names, validate_options
 from mihd.runs.durations import parse_duration
 from mihd.runs.overrun import overrun_factor, overrun_limit
 
+from ..text import Plain, plain
 from ..widgets.typed_select import TypedSelect
 from ..wording import describe_expected
 from .modal import PausingModal
@@ -67,7 +67,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                 if self.skipped:  # said here, not in a toast that would cover the buttons
                     yield Static(f"skipping {', '.join(self.skipped)}: no weights here and nothing cached",
                                  id="launch-skipped")
-                yield Static("", id="launch-cmd", markup=False)  # holds what was typed
+                yield Plain(id="launch-cmd")  # holds what was typed
                 with Grid(id="launch-form"):
                     yield Label("clusterer")
                     yield TypedSelect([(c, c) for c in CLUSTERERS], value=self.spec.cluster, allow_blank=False,
@@ -137,7 +137,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
         plans = launch_plans(spec, self.groups, seeds=seeds, refine=self.query_one("#refine", Checkbox).value,
                              override=self.query_one("#override", Checkbox).value)
         cmds = [" ".join(["mihd", *plan_argv(plan)]) for plan in plans]
-        self.query_one("#launch-cmd", Static).update("\n".join(cmds))
+        self.query_one("#launch-cmd", Plain).update("\n".join(cmds))
         self.query_one("#launch-hint", Static).update(
             f"expected from history: {describe_expected(exp)}; flagged as overrun past the time above; "
             "ctrl+l or Launch starts it, Esc cancels")
@@ -172,7 +172,7 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
             req = self._request()
         except MihdError as exc:
             error = self.query_one("#launch-error", Static)
-            error.update(f"[b $error]{escape(str(exc))}[/]")  # it quotes what was typed
+            error.update(f"[b $error]{plain(exc)}[/]")  # it quotes what was typed
             self.call_after_refresh(error.scroll_visible, animate=False)  # below the fold on a short terminal
             return
         self.dismiss(req)

@@ -9,17 +9,15 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane, Tabs
 
 from mihd.encoders import VARIANTS
 from mihd.grid import CLUSTERERS, Grid
 from mihd.present import fmt_duration
-from mihd.safe_text import safe_text
 
 from ..poller import Snapshot
-from ..text import say
+from ..text import plain, say
 from ..widgets.fmt import short_id
 from ..widgets.footer import KeysFooter
 from ..widgets.gpu_panel import GpuPanel
@@ -140,10 +138,10 @@ class MainScreen(Screen):
 
     def _header(self, snap: Snapshot | None = None) -> None:
         spec = self.app.spec
-        parts = [f"[b $warning]{escape(self.app.setup_note)}[/]"] if self.app.setup_note else []  # first: never cut
+        parts = [f"[b $warning]{plain(self.app.setup_note)}[/]"] if self.app.setup_note else []  # first: never cut
         if not self.app.writable:
             parts.append("[b $warning]read-only workspace[/]")
-        parts.append(f"[b]{escape(spec.slice)}[/] · gene [b]{escape(spec.gene)}[/] · {spec.cluster} · "
+        parts.append(f"[b]{plain(spec.slice)}[/] · gene [b]{plain(spec.gene)}[/] · {spec.cluster} · "
                      f"{spec.variant}")
         if snap is not None:
             counts = {}
@@ -156,7 +154,7 @@ class MainScreen(Screen):
             parts.append(live + (f", [b $warning]{over} overrun[/]" if over else "")
                          + (f", [b $warning]{late} late[/]" if late else ""))
             parts.append("GPU " + (f"{len(snap.gpu)}" if snap.gpu else "none"))
-        parts.append(escape(str(self.app.root)))  # last: on a narrow terminal the path is what gets cut, not the state
+        parts.append(plain(str(self.app.root)))  # last: on a narrow terminal the path is what gets cut, not the state
         say(self.query_one("#header", Static), "  │  ".join(parts))
 
     def _cell_info(self) -> None:
@@ -168,8 +166,8 @@ class MainScreen(Screen):
             text = focused.describe_current()
         else:
             text = self._grid_cell_info()
-        if text is not None:  # it quotes a run's own words (an error, a label): shown, never obeyed
-            say(self.query_one("#cell-info", Static), safe_text(text))
+        if text is not None:  # run words in it went through plain()
+            say(self.query_one("#cell-info", Static), text)
 
     def _grid_cell_info(self) -> str | None:
         table = self.query_one(GridTable)
@@ -179,7 +177,7 @@ class MainScreen(Screen):
         cs = table.grid[cur]
         hints = ["o: " + ("its runs" if len(cs.runs) > 1 else "open run")] if cs.runs else []
         hist = history_text(cs)
-        return f"[b]{cur[0]}[/] × [b]{escape(cur[1])}[/]: {describe_cell(cs)}" + (f"  {hist}" if hist else "") \
+        return f"[b]{cur[0]}[/] × [b]{plain(cur[1])}[/]: {describe_cell(cs)}" + (f"  {hist}" if hist else "") \
             + ("  " + "  ".join(hints) if hints else "")
 
     def _run_info(self, run_id: str | None) -> str:
@@ -187,16 +185,16 @@ class MainScreen(Screen):
         if v is None:
             return "runs: none selected"
         what = {"orphaned": "orphaned (its supervisor is gone, the command still runs; k kills it)",
-                "corrupt": f"corrupt: {escape(v.error or '')}", "unknown": f"unknown ({escape(v.reason or '')})", "unreadable": escape(v.error or "unreadable")}.get(
+                "corrupt": f"corrupt: {plain(v.error or '')}", "unknown": f"unknown ({plain(v.reason or '')})", "unreadable": plain(v.error or "unreadable")}.get(
                     v.status, v.status)
         if v.status in ("failed", "lost") and v.error:
-            what += f": {escape(v.error)}"
+            what += f": {plain(v.error)}"
         if v.active and v.progress is not None:
             what += f" {100 * v.progress:.0f}%" + (" [b $warning]past its expected time[/]" if v.overrun else
-                                                   f" [b $warning]{escape(v.late)}[/]" if v.late else "")
+                                                   f" [b $warning]{plain(v.late)}[/]" if v.late else "")
         when = f", {fmt_duration(v.elapsed)}" if v.elapsed else ""
         # how it stands first: at 80 columns a reason such as the OOM killer's must not be the part cut off
-        return f"{what}{when} · [b]{escape(v.label)}[/] · run {short_id(v.id)}  Enter: open"
+        return f"{what}{when} · [b]{plain(v.label)}[/] · run {short_id(v.id)}  Enter: open"
 
     def on_data_table_cell_highlighted(self, event: GridTable.CellHighlighted) -> None:
         if isinstance(event.data_table, GridTable):

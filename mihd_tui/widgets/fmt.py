@@ -17,6 +17,10 @@ def text_bar(fraction: float | None, width: int = 10) -> str:
     return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
 
 
+def fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
 def fmt_eta(seconds: float | None, confidence: str, fmt=fmt_duration) -> str:
     """An active run's ETA, with a `?` when little stands behind it; `?` alone when nothing is measured yet."""
     if seconds is None:

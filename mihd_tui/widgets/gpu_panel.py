@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Label
 
 from mihd.runs.gpu import GpuDevice
 from mihd.present import fmt_bytes
 
-from ..text import say
+from ..text import Plain, say
+from .fmt import fmt_pct
 from .sparkline import MetricSpark
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0f}%"
 
 
 class DeviceView(Vertical):
@@ -23,9 +19,9 @@ class DeviceView(Vertical):
         self.index, self.device = device.index, device
 
     def compose(self) -> ComposeResult:
-        yield Label("", classes="gpu-name", markup=False)
-        yield MetricSpark("util", _pct, classes="gpu-util")
-        yield MetricSpark("mem ", _pct, classes="gpu-mem")
+        yield Plain(classes="gpu-name")
+        yield MetricSpark("util", fmt_pct, classes="gpu-util")
+        yield MetricSpark("mem ", fmt_pct, classes="gpu-mem")
 
     def on_mount(self) -> None:
         self.update_device(self.device)
@@ -35,7 +31,7 @@ class DeviceView(Vertical):
         if not self.query(".gpu-name"):
             return  # not composed yet: on_mount shows the latest
         mem_pct = 100.0 * d.mem_used / d.mem_total if d.mem_total else None
-        say(self.query_one(".gpu-name", Label),
+        say(self.query_one(".gpu-name", Plain),
             f"GPU {d.index}  {d.name}  {fmt_bytes(d.mem_used)} / {fmt_bytes(d.mem_total)}")
         self.query_one(".gpu-util", MetricSpark).push(d.util)
         self.query_one(".gpu-mem", MetricSpark).push(mem_pct)
@@ -43,10 +39,10 @@ class DeviceView(Vertical):
 
 class GpuPanel(Vertical):
     def compose(self) -> ComposeResult:
-        yield Label("probing GPUs…", id="gpu-none", markup=False)  # NVML's words
+        yield Plain("probing GPUs…", id="gpu-none")  # NVML's words
 
     def show(self, devices: list[GpuDevice], reason: str) -> None:
-        none = self.query_one("#gpu-none", Label)
+        none = self.query_one("#gpu-none", Plain)
         views = {v.index: v for v in self.query(DeviceView)}
         if not devices:
             say(none, reason or "no GPU")

@@ -3,11 +3,11 @@ above them one row per entry being computed now (a lock held by `mihd extract`, 
 
 from __future__ import annotations
 
-from textual.markup import escape
 
 from mihd.inventory import InFlight, InventoryRow
 from mihd.present import fmt_age, fmt_duration
 
+from ..text import plain
 from .fmt import text_bar
 from .keyed_table import KeyedTable
 
@@ -23,7 +23,7 @@ def flag_words(flags) -> str:
 
 def flag_note(flags) -> str:
     """The flags spelled out in the status line, in the warning colour."""
-    return f" [b $warning]{escape(', '.join(flags))}[/]" if flags else ""
+    return f" [b $warning]{plain(', '.join(flags))}[/]" if flags else ""
 
 
 def computing_text(f: InFlight) -> str:
@@ -82,12 +82,12 @@ class CacheInventory(KeyedTable):
             state = ("died: its process is gone (the next run that needs it computes it)" if r.dead
                      else f"stalled: no heartbeat for {fmt_duration(r.silent_s)}" if r.stalled
                      else f"{r.done}/{r.total}" if r.fraction is not None else "computing")
-            return (f"[b]{r.modality} {escape(r.name)}[/] ({r.variant}) for {escape(r.slice)}: {state} "
-                    f"({escape(who)}{since}){flag_note(r.flags)}")
+            return (f"[b]{r.modality} {plain(r.name)}[/] ({r.variant}) for {plain(r.slice)}: {state} "
+                    f"({plain(who)}{since}){flag_note(r.flags)}")
         if r is None:
             return ""
         flags = flag_note(r.flags)
         made = f", computed in {fmt_duration(r.compute_s)}" if r.compute_s is not None else ""
-        return (f"[b]{r.modality} {escape(r.name)}[/] ({r.variant}) for {escape(r.slice)}: "
-                f"{escape(r.problem or r.shape)}, {r.mb:.1f} MB"
+        return (f"[b]{r.modality} {plain(r.name)}[/] ({r.variant}) for {plain(r.slice)}: "
+                f"{plain(r.problem or r.shape)}, {r.mb:.1f} MB"
                 f"{made}, {fmt_age(r.age_s)} old{flags}")

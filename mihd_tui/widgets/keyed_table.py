@@ -9,11 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-
-def plain(cells: tuple) -> tuple:
-    """Cells as shown: DataTable reads a str as Rich markup, and a run name, cache name or problem may hold
-    brackets (`[b]`, `[/]`) that would restyle it or raise."""
-    return tuple(Text(c, end="") if isinstance(c, str) else c for c in cells)
+from ..text import plain_cells
 
 
 def same(a, b) -> bool:
@@ -107,7 +103,7 @@ class KeyedTable(DataTable):
 
     def sync(self, rows: list[tuple[str, tuple]]) -> list[str]:
         """Show `rows` as (row key, cells); returns the keys of rows added by this call."""
-        rows = [(key, plain(cells)) for key, cells in rows]
+        rows = [(key, plain_cells(cells)) for key, cells in rows]
         keys = {key for key, _ in rows}
         for key in [k for k in self._shown if k not in keys]:
             self.remove_row(key)

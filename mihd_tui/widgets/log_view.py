@@ -1,7 +1,7 @@
 """run.log as the run detail shows it: long lines wrap at the width (`w` toggles) or scroll sideways,
 a search term is marked wherever it occurs and its current match stands out, arrows and PgUp/PgDn scroll
 (Log's own keys). Matches are counted in run.log's lines, not in the screen lines wrapping makes. A run's
-output is untrusted: its control sequences show as `^[[2J`, never reach the terminal (mihd.safe_text)."""
+output is untrusted: its control sequences show as `^[[2J`, never reach the terminal (mihd_tui.text)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Log
 
-from mihd.safe_text import safe_text
+from ..text import words
+
 
 MATCH_STYLE = "bold black on yellow"
 CURRENT_STYLE = "bold white on dark_orange3"  # the match n/N went to
@@ -51,7 +52,7 @@ class LogView(Log):
         self.clear()
 
     def add_lines(self, lines: list[str]) -> None:
-        lines = [part for line in lines for part in safe_text(line).split("\n")]
+        lines = [part for line in lines for part in words(line).split("\n")]
         self.raw.extend(lines)
         self.write_lines(self._shape(lines))
 

@@ -6,15 +6,13 @@ the run at each refresh and goes when the run ends or its late flag goes."""
 
 from __future__ import annotations
 
-from textual.markup import escape
 from textual.widgets import Static
 
 from mihd.present import fmt_duration
-from mihd.safe_text import safe_text
 from mihd.runs.status import RunView
 
 from ..screens.kill import identity
-from ..text import say
+from ..text import plain, say
 
 KEYS = "[b]t[/] kill (TERM)  [b]K[/] kill now (KILL)  [b]w[/] keep watching"
 
@@ -24,7 +22,7 @@ def overrun_facts(v: RunView) -> str:
     same = "this grid" if v.n_cells > 1 else "this cell"
     source = {"given": "given at launch", "history": f"from earlier runs of {same}",
               "cells": "from the history of its cells"}.get(v.expected_source or "", "")
-    stage = f", stage {v.stage}" if v.stage else ""
+    stage = f", stage {plain(v.stage)}" if v.stage else ""
     return (f"running {fmt_duration(v.elapsed)}, expected {fmt_duration(v.expected_s)}"
             + (f" ({source})" if source else "") + f", {100 * (v.progress or 0):.0f}%{stage}")
 
@@ -41,8 +39,8 @@ class OverrunBanner(Static):
         self.run_id = view.id
         # what a narrow terminal cuts (each line ends in … there) comes last: the keys always show whole
         head = "! past its expected time:" if view.overrun else "» late:"
-        facts = overrun_facts(view) if view.overrun else escape(safe_text(view.late or ""))
-        say(self, f"[b $warning]{head}[/] [b]{escape(safe_text(view.label))}[/]  {facts}\n{KEYS}   {identity(view)}")
+        facts = overrun_facts(view) if view.overrun else plain(view.late or "")
+        say(self, f"[b $warning]{head}[/] [b]{plain(view.label)}[/]  {facts}\n{KEYS}   {identity(view)}")
         self.display = True
 
     def clear(self) -> None:

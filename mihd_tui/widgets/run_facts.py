@@ -7,14 +7,12 @@ import shlex
 import time
 from pathlib import Path
 
-from rich.markup import escape
 from textual.widgets import Static
 
 from mihd.rundir import read_spec
 from mihd.runs.status import RunView
-from mihd.safe_text import safe_text
 
-from ..text import say
+from ..text import plain, say
 
 
 def exit_reason(v: RunView) -> str:
@@ -64,4 +62,4 @@ class RunFacts(Static):
         if v.killed_at or v.kill_signal:
             who = v.killed_by or "unknown"
             rows.append(("killed", f"with {v.kill_signal or '?'} by {who} at {_stamp(v.killed_at)}"))
-        say(self, "\n".join(f"[b]{k:>8}[/]  {escape(safe_text(str(val)))}" for k, val in rows))  # a run's words
+        say(self, "\n".join(f"[b]{k:>8}[/]  {plain(val)}" for k, val in rows))  # a run's words

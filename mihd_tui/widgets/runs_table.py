@@ -19,7 +19,8 @@ from mihd.grid import GridSpec
 from mihd.runs.status import RunView
 
 from .fmt import fit_label, fmt_eta, fmt_minutes, short_id, text_bar
-from .keyed_table import KeyedTable, plain
+from ..text import plain_cells
+from .keyed_table import KeyedTable
 
 COLUMNS = (("id", "ID", 11), ("cell", "CELL", 22), ("status", "STATUS", 10), ("progress", "PROGRESS", 11),
            ("eta", "ETA", 6), ("elapsed", "ELAPSED", 9), ("cpu", "CPU", 5), ("rss", "RSS", 5), ("gpu", "GPU", 5))
@@ -139,7 +140,7 @@ class RunsTable(KeyedTable):
         key = (v, self.said, self.marked == v.id, self._label_width(), getattr(self.app, "theme", None))
         made = self._made.get(v.id)
         if made is None or made[0] != key:
-            made = self._made[v.id] = (key, plain(self._cells(v)))
+            made = self._made[v.id] = (key, plain_cells(self._cells(v)))
         return made[1]
 
     def _lay_out(self, rows: list[tuple[str, tuple]], new: list[str]) -> list[str]:
