@@ -84,7 +84,7 @@ def founding_trials(root: Path, n: int, give_up: float, grid: bool = False) -> l
         while time.time() < deadline and ev is None and not ended(run_dir):
             time.sleep(0.5)
             ev = late_event(run_dir)
-        mihd("runs", "kill", "--root", str(root), run_dir.name)
+        subprocess.run([*MIHD, "runs", "kill", "--root", str(root), run_dir.name], capture_output=True, cwd=REPO)
         rows.append((i + 1, ev["elapsed"] if ev else None, ev["reason"] if ev else "not flagged"))
         print(f"  trial {i + 1:2d}: " + (f"late at {ev['elapsed']:5.1f} s: {ev['reason']}" if ev else
                                           f"not flagged within {give_up:.0f} s"), flush=True)
