@@ -21,7 +21,7 @@ OF = "of"             # the stamp of the result.json a scores.json was made from
 PER_SPOT = ("spots",)  # a result's fields that grow with the slice (a cell's own: its "labels")
 
 
-def _stamp(path: Path) -> str | None:
+def _stamp(path: Path | str) -> str | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -49,11 +49,13 @@ def write_scores(result_path: Path, result: dict) -> None:
 
 def current_scores(run_dir: Path, result_name: str) -> dict | None:
     """scores.json when it was made from the result.json there now; None otherwise (absent, stale, garbled)."""
-    stamp = _stamp(Path(run_dir) / result_name)
+    base = os.fspath(run_dir)
+    stamp = _stamp(f"{base}/{result_name}")
     if stamp is None:
         return None
     try:
-        data = json.loads((Path(run_dir) / SCORES).read_bytes())
+        with open(f"{base}/{SCORES}", "rb") as fh:
+            data = json.loads(fh.read())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.pop(OF, None) != stamp:

@@ -170,7 +170,11 @@ def read_spec(run_dir: Path) -> dict | None:
     {"plan": RunSpec or None, "cells": [each cell's fields + "cached" (+ "n_seeds" when several)], "id", "name",
     "backend" ("direct" for a direct run), "expect", "options", "argv", "created", "by", "direct"}. None when
     there is none."""
-    data = read_json(Path(run_dir) / SPEC)
+    return spec_view(read_json(Path(run_dir) / SPEC))
+
+
+def spec_view(data: Any) -> dict | None:
+    """read_spec's view of spec.json's content already read (None when it is not an object)."""
     if not isinstance(data, dict):
         return None
     return _spec_view(data) if "plan" in data else _old_spec_view(data)
@@ -318,7 +322,8 @@ _ABSENT = object()
 
 def _parsed(run_dir: Path, name: str) -> Any:
     try:
-        text = (Path(run_dir) / name).read_text()
+        with open(f"{os.fspath(run_dir)}/{name}") as fh:
+            text = fh.read()
     except FileNotFoundError:
         return _ABSENT
     except OSError as exc:
@@ -371,7 +376,8 @@ def load_events(run_dir: Path) -> list[dict]:
     """Every whole line of events.jsonl, checked; a torn last line (being written) is left for later.
     Raises RunFileError naming the first bad line."""
     try:
-        data = (Path(run_dir) / EVENTS).read_bytes()
+        with open(f"{os.fspath(run_dir)}/{EVENTS}", "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         return []
     except OSError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import read_json
-from ..rundir import EXIT, HANDLE, PROC, RESULT, SPEC, RunFileUnreadable, read_spec
+from ..rundir import EXIT, HANDLE, PROC, RESULT, SPEC, RunFileUnreadable, read_spec, spec_view
 from .backends import outcome as backend_outcome
 from .cells import run_signature, sig_string, signature, stored_label
 from .fanout import FANOUT, parts, read_fanout
@@ -41,7 +41,7 @@ def describe(run_dir: Path, gone: bool = False, part: bool = False) -> tuple[dic
                 "stamp": UNSETTLED if unreadable else stamp}, []
     spec_raw, handle, ident, result, exit_ = (got.files[f] for f in (SPEC, HANDLE, PROC, RESULT, EXIT))
     events = got.events
-    spec = (read_spec(run_dir) or {}) if spec_raw else {}
+    spec = spec_view(spec_raw) or {}
     handle, ident, result = handle or {}, ident or {}, result or {}
     first, last = {}, {}
     for e in events:
