@@ -160,3 +160,21 @@ def test_staig_with_image_runs_through_the_cell_path_and_reports_progress():
     assert last_train[1:3] == (staig.WITH_IMAGE.epochs, staig.WITH_IMAGE.epochs)
     assert last_train[3]["loss"] > 0  # the loss the run log prints
     assert ari(labels, truth) > 0.3
+
+
+def test_a_methods_own_refinement_follows_its_clusterer_and_comes_before_refine(monkeypatch):
+    """GraphST's published pipeline votes each spot's label among its 50 nearest spots after clustering: a method
+    with `own_refine` gets that vote on every run, and `--refine`'s 15-NN vote on top when asked."""
+    from mihd.cluster import cluster, spatial_refine
+
+    assert FUSIONS["graphst"].own_refine == 50
+    _, _, coords, _ = _slice()
+    noise = np.random.default_rng(3).normal(0, 1, (len(coords), 20)).astype(np.float32)  # labels a vote changes
+    g = Embedding(noise, {"modality": "gene", "name": "pca"}, np.array([f"s{i}" for i in range(len(coords))]))
+    monkeypatch.setitem(FUSIONS, "gene_only", dataclasses.replace(FUSIONS["gene_only"], own_refine=9))
+    plain = run_cell_arrays(g, None, coords, fusion="gene_only", cluster="kmeans", n_clusters=3)[1]
+    raw = cluster(plain, "kmeans", 3)
+    voted = run_cell_arrays(g, None, coords, fusion="gene_only", cluster="kmeans", n_clusters=3)[0]
+    assert (voted == spatial_refine(raw, coords, k=9)).all() and (voted != raw).any()
+    both = run_cell_arrays(g, None, coords, fusion="gene_only", cluster="kmeans", n_clusters=3, refine=True)[0]
+    assert (both == spatial_refine(spatial_refine(raw, coords, k=9), coords)).all()

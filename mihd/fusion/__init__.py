@@ -53,6 +53,8 @@ class FusionMethod:
     description: str
     trains: bool = False  # trains a torch model on --device (the others never touch a device)
     clusters: bool = False  # assigns the domains itself: fuse returns (array, labels), the clusterer is not used
+    own_refine: int | None = None  # its published pipeline's label refinement: each spot takes the majority label
+                                   # of this many nearest spots, after the clusterer (before --refine, if given)
 
     @property
     def missing(self) -> str | None:
@@ -81,7 +83,8 @@ EQUAL_WIDTH = ("standardize", "pca(32)")
 STAIG_VISION = ("standardize", "pca(16)")  # STAIG's alignment: StandardScaler -> PCA(16), random_state 42
 # the field's baselines, each by its own package (mihd.fusion.baselines): they read the slice, not the embeddings
 BASELINES = (
-    FusionMethod("graphst", Profile(), False, False, ".graphst", "GraphST by graphst-modern (expression + spatial graph)", trains=True),
+    FusionMethod("graphst", Profile(), False, False, ".graphst", "GraphST by graphst-modern (expression + spatial graph)",
+                 trains=True, own_refine=50),  # its DLPFC tutorial's refine_label(radius=50)
     FusionMethod("stagate", Profile(), False, False, ".stagate", "STAGATE by stagate-modern (expression + spatial graph)", trains=True),
     FusionMethod("spagcn", Profile(), False, False, ".spagcn", "SpaGCN by spagcn-modern (expression + spatial graph + histology colour; its own clustering)", clusters=True),
 )
@@ -138,9 +141,10 @@ def run_cell_arrays(
 ):
     """Raw embeddings -> (labels, fused array, timings {"fuse", "cluster"} in seconds).
 
-    Applies the method's profile once, fuses, clusters and (with `refine`) smooths the labels by a
-    15-NN spatial majority vote. `device` is where the training methods (attention, staig_fusion) run; the
-    others ignore it, so `--device cuda` fails only a method that would use the GPU.
+    Applies the method's profile once, fuses, clusters, then smooths the labels by the method's own
+    refinement (FusionMethod.own_refine) and, with `refine`, by a 15-NN spatial majority vote. `device` is
+    where the training methods (attention, staig_fusion) run; the others ignore it, so `--device cuda` fails
+    only a method that would use the GPU.
     Pass embeddings of the spots to score (e.g. labelled spots only for the DLPFC protocol, where NA
     spots are dropped before the graph is built).
     """
@@ -168,8 +172,11 @@ def run_cell_arrays(
     t1 = time.perf_counter()
 
     progress("cluster", 0, 1)
-    labels = own if own is not None else clustering.cluster(fused, cluster, n_clusters, seed=seed, refine=refine,
-                                                            coords=coords)
+    labels = own if own is not None else clustering.cluster(fused, cluster, n_clusters, seed=seed)
+    if own is None and method.own_refine:
+        labels = clustering.spatial_refine(labels, coords, k=method.own_refine)
+    if own is None and refine:
+        labels = clustering.spatial_refine(labels, coords)
     progress("cluster", 1, 1)
     t2 = time.perf_counter()
     return labels, fused, {"fuse": t1 - t0, "cluster": t2 - t1}
