@@ -15,7 +15,7 @@ from mihd.errors import MihdError
 from mihd.jsonio import write_json_atomic
 from mihd.plan import Cell, RunSpec, grid_cells
 from mihd.rundir import read_plan, read_spec, write_spec
-from mihd_tui.screens.detail import _cell_label
+from mihd_tui.run_result import _cell_label
 from runs_helpers import view, wait_for
 
 CELL = Cell("demo", "pca", "texture", "concat")
