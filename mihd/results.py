@@ -117,30 +117,35 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def entry_scores(run_id: str, when: float, entry: dict, cells: dict) -> list[Score]:
-    """The scores of one result.json cell as the run index keeps it (registry: its scores and options, `labelled`,
-    its run's `slice` and `plan_seed`); a cell that failed or never finished has none. `cells` memoizes the
-    Cell of each distinct set of fields (a study repeats a few cells thousands of times)."""
-    if not entry.get("labelled") or entry.get("error"):
+INDEXED = ("labelled", "error", *CELL_FIELDS, "refine", "random_init", "k_auto", "drop_unlabelled", "plan_seed",
+           "n_clusters", "ari", "nmi", "seconds.total", "cache", "seeds")  # what a score is made of, per indexed cell
+NUMBERS = ("n_clusters", "ari", "nmi", "seconds.total")
+
+
+def entry_scores(run_id: str, when: float, fields, memo: dict) -> list[Score]:
+    """The scores of one result.json cell from its INDEXED fields as the run index keeps them (registry: its
+    scores and options, `labelled`, its run's `slice` and `plan_seed`); a cell that failed or never finished has
+    none. `memo` keeps the Cell of each distinct set of cell fields and each distinct cache state (a study
+    repeats a few of each thousands of times)."""
+    labelled, error, *cell, refine, random_init, k_auto, drop, plan_seed, k, ari, nmi, secs, cache, seeds = fields
+    if not labelled or error:
         return []
-    fields = tuple(entry.get(f) for f in CELL_FIELDS)
-    if fields not in cells:
+    cell = tuple(cell)
+    if cell not in memo:
         try:
-            cells[fields] = Cell.from_dict(entry)
+            memo[cell] = Cell.from_dict(dict(zip(CELL_FIELDS, cell)))
         except MihdError:
-            cells[fields] = None  # a result.json from before cells were named as they are now
-    cell = cells[fields]
-    if cell is None:
+            memo[cell] = None  # a result.json from before cells were named as they are now
+    if memo[cell] is None:
         return []
-    seconds, cache = entry.get("seconds"), entry.get("cache")
-    secs = _number(seconds.get("total")) if isinstance(seconds, dict) else None
-    cache = tuple(sorted((str(m), str(s)) for m, s in cache.items())) if isinstance(cache, dict) else ()
-    k = entry.get("n_clusters") if isinstance(entry.get("n_clusters"), int) else None
-    default_seed = entry.get("plan_seed")
-    return [Score(cell, k, bool(entry.get("refine")), bool(entry.get("random_init")), run_id, when,
-                  s["seed"] if s["seed"] is not None else default_seed, s["ari"], s["nmi"], secs, cache,
-                  bool(entry.get("k_auto")), bool(entry.get("drop_unlabelled")))
-            for s in seed_scores(entry)]
+    if ("cache", cache) not in memo:
+        states = json.loads(cache) if isinstance(cache, str) and cache.startswith("{") else None
+        memo["cache", cache] = tuple(sorted((str(m), str(s)) for m, s in states.items())) if states else ()
+    seeds = json.loads(seeds) if isinstance(seeds, str) and seeds.startswith("[") else None
+    return [Score(memo[cell], k if isinstance(k, int) else None, bool(refine), bool(random_init), run_id, when,
+                  s["seed"] if s["seed"] is not None else plan_seed, s["ari"], s["nmi"], secs, memo["cache", cache],
+                  bool(k_auto), bool(drop))
+            for s in seed_scores({"seeds": seeds, "ari": ari, "nmi": nmi})]
 
 
 def collect(root=None, slice_id: str | None = None, runs: list[str] | None = None) -> list[Score]:
@@ -156,13 +161,13 @@ def collect(root=None, slice_id: str | None = None, runs: list[str] | None = Non
         except MihdError as exc:
             raise MihdError(f"--run: {exc}") from None
         watcher.refresh()  # the index synced, active runs followed to their end
-        indexed = watcher.registry.entries()
+        indexed = watcher.registry.entry_fields(INDEXED, NUMBERS)
     finally:
         watcher.close()
-    scores, cells = [], {}
-    for run_id, when, entry in indexed:
-        if entry and (wanted is None or run_id in wanted):
-            scores.extend(entry_scores(run_id, when, json.loads(entry), cells))
+    scores, memo = [], {}
+    for run_id, when, *fields in indexed:
+        if wanted is None or run_id in wanted:
+            scores.extend(entry_scores(run_id, when, fields, memo))
     if slice_id is not None:
         slices = sorted({s.cell.slice for s in scores})
         scores = [s for s in scores if s.cell.slice == slice_id]

@@ -294,9 +294,9 @@ def _shape_problem(data: Any, fields: dict, required: tuple = ()) -> str | None:
     for key in required:
         if key not in data:
             return f"{key}: missing"
-    for key, types in fields.items():
-        types = types if isinstance(types, tuple) else (types,)
-        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool) and bool not in types):
+    for key, types in fields.items():  # JSON's own types, matched exactly: true/false is never a number
+        types = types if type(types) is tuple else (types,)
+        if key in data and type(data[key]) not in types:
             wanted = " or ".join(_WORDS[t] for t in types if t is not int or float not in types)
             return f"{key}: expected {wanted}, found {_kind_name(data[key])}"
     return None

@@ -299,6 +299,17 @@ class Registry:
             "ORDER BY c.run_id, c.idx").fetchall()
 
     @_healing
+    def entry_fields(self, paths: tuple[str, ...], numbers: tuple[str, ...] = ()) -> list[tuple]:
+        """Fields of every indexed result.json cell (entries' cells), taken out by SQLite rather than parsed in
+        Python (50,000 cells: a second): (run id, when, one value per JSON path such as `seconds.total`); true/false
+        read 1/0, an object or a list its JSON text; a path in `numbers` reads a number or None, never true/false."""
+        cols = ", ".join(f"IIF(json_type(c.entry, '$.{p}') IN ('integer', 'real'), json_extract(c.entry, '$.{p}'), "
+                         f"NULL)" if p in numbers else f"json_extract(c.entry, '$.{p}')" for p in paths)
+        return self.conn.execute(
+            f"SELECT c.run_id, COALESCE(r.ended, r.created, 0), {cols} FROM cells c JOIN runs r ON r.id = c.run_id "
+            "WHERE c.entry IS NOT NULL ORDER BY c.run_id, c.idx").fetchall()
+
+    @_healing
     def durations(self) -> dict[str, list[float]]:
         """The history behind expected times: running time of every finished (done) run by run signature,
         and under `eta.CELL_KEY + signature` the seconds of each cell inside a done multi-cell run (so a
