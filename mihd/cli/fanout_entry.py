@@ -12,6 +12,8 @@ from pathlib import Path
 from ..errors import MihdError
 
 USAGE = "usage: python -m mihd.cli.fanout_entry local GRID_DIR --root ROOT | cell CELL_DIR --root ROOT"
+PRELOAD = ("numpy", "scipy.sparse", "sklearn.mixture", "sklearn.cluster", "sklearn.metrics", "anndata", "scanpy",
+           "torch", "mihd.pipeline", "mihd.extract")  # what the parts import: the runner loads it once, forks it warm
 
 
 def run_cell(cell_run_dir: Path, root: str, fan: dict | None = None) -> int:
@@ -26,7 +28,7 @@ def local_runner(grid_dir: Path, root: Path):
     """The local runner of `grid_dir`, each of its cells forked and run by this entry."""
     from ..runs.fanout_runner import LocalRunner
 
-    return LocalRunner(grid_dir, root, main)
+    return LocalRunner(grid_dir, root, main, PRELOAD)
 
 
 def main(args: list[str], fan: dict | None = None) -> int:

@@ -24,20 +24,19 @@ from ..rundir import EXIT, HANDLE, PROC, RESULT, SPEC, EventLog, RunFileError, l
 from .fanout import (CELLS, ENTRY, EXTRACT, EXTRACT_SPEC, POLL_S, mark_never_started, parts, read_fanout,
                      start_order, visible_gpus)
 
-PRELOAD = ("numpy", "scipy.sparse", "sklearn.mixture", "sklearn.cluster", "sklearn.metrics", "anndata", "scanpy",
-           "torch", "mihd.pipeline", "mihd.extract")
 BY = "its grid's runner"
 
 
-def warm_up() -> None:
-    """Import once what every part needs (a fork of this process then starts a part in milliseconds, not
-    the seconds these imports take), with the runtimes' thread pools sized as the CLI sizes them."""
+def warm_up(preload: tuple[str, ...]) -> None:
+    """Import once what every part needs (`preload`, module names its entry gives: a fork of this process then
+    starts a part in milliseconds, not the seconds these imports take), with the runtimes' thread pools sized as
+    the CLI sizes them."""
     import importlib
 
     from ..compute import quiet_waiting
 
     quiet_waiting()
-    for name in PRELOAD:
+    for name in preload:
         try:
             importlib.import_module(name)
         except ImportError:  # an optional part (torch on a slim install): the part imports it, or says why
@@ -126,13 +125,15 @@ class LocalRunner:
     extractions it needs are over. The runner is warm (warm_up): each part is a fork of it, under a
     supervisor of its own as any run. TERM/INT/HUP: start nothing more, pass the signal to the running
     parts (their supervisors, or an orphan's process group), mark the parts never started as killed.
-    `cell_main(args, fan)`: what a cell's command (`python -m fanout.ENTRY cell ...`) runs, handed by that entry."""
+    From the entry that starts it: `cell_main(args, fan)`, what a cell's command (`python -m fanout.ENTRY cell
+    ...`) runs, and `preload`, the modules the parts import (warm_up)."""
 
-    def __init__(self, grid_dir: Path, root: Path, cell_main: Callable[[list[str], dict | None], int]):
+    def __init__(self, grid_dir: Path, root: Path, cell_main: Callable[[list[str], dict | None], int],
+                 preload: tuple[str, ...]):
         from ..compute import allowed_cores
         from .identity import MARKER_VAR
 
-        self.grid_dir, self.root, self.cell_main = Path(grid_dir), Path(root), cell_main
+        self.grid_dir, self.root, self.cell_main, self.preload = Path(grid_dir), Path(root), cell_main, preload
         self.fan = read_fanout(self.grid_dir)  # held from the start, as the plan: a file damaged later costs nothing
         self.plan = read_plan(self.grid_dir)
         if self.plan is None:
@@ -233,7 +234,7 @@ class LocalRunner:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
-        warm_up()
+        warm_up(self.preload)
         everything = parts(self.grid_dir, self.fan)
         extractions = everything[:len(self.fan["extract"])]
         pending = extractions + [everything[len(extractions) + i] for i in start_order(self.fan)]
