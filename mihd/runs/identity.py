@@ -12,6 +12,7 @@ A run stays killable as long as its processes keep that variable (they must not 
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 
@@ -20,6 +21,7 @@ CTIME_TOLERANCE = 0.1  # seconds; both sides compute create time from the same /
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
+@functools.cache  # a process never outlives its boot: read once, not at every liveness check
 def boot_id() -> str | None:
     try:
         with open(_BOOT_ID) as fh:
@@ -37,6 +39,7 @@ def _stat(pid: int) -> list[bytes] | None:
         return None
 
 
+@functools.cache
 def _btime() -> float | None:
     try:
         with open("/proc/stat", "rb") as fh:
@@ -45,9 +48,10 @@ def _btime() -> float | None:
         return None
 
 
-def proc_create_time(pid: int) -> float | None:
-    """The process create time as psutil computes it (boot time + start ticks), without psutil."""
-    fields, btime = _stat(pid), _btime()
+def proc_create_time(pid: int, fields: list[bytes] | None = None) -> float | None:
+    """The process create time as psutil computes it (boot time + start ticks), without psutil; `fields`:
+    its /proc/PID/stat, when already read."""
+    fields, btime = fields or _stat(pid), _btime()
     if fields is None or btime is None:
         return None
     return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
@@ -81,7 +85,7 @@ def alive(pid: int | None, create_time: float | None) -> bool:
     fields = _stat(pid)
     if fields is None or fields[0] == b"Z":
         return False
-    actual = proc_create_time(pid)
+    actual = proc_create_time(pid, fields)
     return actual is not None and abs(actual - create_time) <= CTIME_TOLERANCE
 
 
