@@ -85,3 +85,19 @@ async def test_a_row_marked_for_maps_shows_it_though_its_words_are_the_same():
         await pilot.pause()
         assert table.get_cell(views[1].id, "id").style == "reverse"  # a change of style alone is drawn too
         assert table.get_cell(views[0].id, "id").style == ""
+
+
+async def test_a_changed_row_is_drawn_with_its_new_values_not_the_ones_drawn_before():
+    """Found on a first start: the grid's texture column kept `·` on screen after its embedding was cached
+    (the row's cells were taken from a render cache keyed by the table's update count) until a resize."""
+    views = [run_view(i) for i in range(3)]
+    app = TableApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(RunsTable)
+        table.show(views)
+        await pilot.pause()
+        screen = lambda: "\n".join(table.render_line(y).text for y in range(table.size.height))  # noqa: E731
+        assert screen().count("90%") == 3
+        table.show([views[0], replace(views[1], cpu_percent=12.0), views[2]])
+        await pilot.pause()
+        assert screen().count("90%") == 2 and "12%" in screen()

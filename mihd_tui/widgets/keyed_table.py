@@ -24,7 +24,8 @@ def update_rows(table: DataTable, updates: dict[str, list[tuple[str, object]]]) 
     DataTable.update_cell counts any change as a change of the whole table (its render caches share one
     update count), so one live run's ELAPSED redrew every row each refresh; here only the changed rows'
     cached renders are dropped. Where the DataTable keeps its rows otherwise (another Textual), update_cell."""
-    caches = [getattr(table, n, None) for n in ("_row_render_cache", "_cell_render_cache", "_line_cache")]
+    caches = [getattr(table, n, None) for n in ("_row_render_cache", "_cell_render_cache", "_line_cache",
+                                                 "_row_renderable_cache")]
     if not updates:
         return
     if not all(hasattr(c, "keys") and hasattr(c, "discard") for c in caches):
@@ -32,7 +33,7 @@ def update_rows(table: DataTable, updates: dict[str, list[tuple[str, object]]]) 
             for col, value in changed:
                 table.update_cell(key, col, value)
         return
-    rows, cells, strips = caches
+    rows, cells, strips, renderables = caches
     keys, spots = set(), set()
     for key, changed in updates.items():
         keys.add(RowKey(key))
@@ -46,6 +47,8 @@ def update_rows(table: DataTable, updates: dict[str, list[tuple[str, object]]]) 
     for k in [k for k in strips.keys() if _row_at(table, k[0]) in keys]:
         strips.discard(k)
     indices = [table.get_row_index(key) for key in keys]
+    for k in [k for k in renderables.keys() if k[1] in indices]:  # (update count, row index): its cells' values
+        renderables.discard(k)
     table._refresh_region(table._get_row_region(min(indices)).union(table._get_row_region(max(indices))))
 
 
