@@ -10,6 +10,7 @@ LINE_INTERVAL_S (with the training loss when given), each cell's score as it is 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import sys
@@ -185,18 +186,30 @@ def read_plan(run_dir: Path):
     return (read_spec(run_dir) or {}).get("plan")
 
 
-def _spec_view(data: dict) -> dict:
-    from .errors import MihdError
+def _plan(data: Any) -> tuple:
+    """(RunSpec.from_dict of a spec's plan, its cells as dicts); raises MihdError as from_dict does."""
+    return _plan_of(json.dumps(data, default=str))
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan_of(text: str) -> tuple:
+    """Kept by the plan's text (a RunSpec is frozen): a lab's index reads 50,000 specs of a few hundred plans."""
     from .plan import RunSpec
 
+    plan = RunSpec.from_dict(json.loads(text), "plan")
+    return plan, tuple(c.to_dict() for c in plan.cells)
+
+
+def _spec_view(data: dict) -> dict:
+    from .errors import MihdError
+
     try:
-        plan = RunSpec.from_dict(data["plan"], SPEC)
+        plan, plan_cells = _plan(data["plan"])
     except MihdError:
-        plan = None
+        plan, plan_cells = None, ()
     cached = data.get("cached") if isinstance(data.get("cached"), list) else []
     seeds = {"n_seeds": len(plan.seeds)} if plan is not None and len(plan.seeds) > 1 else {}
-    cells = [] if plan is None else [{**c.to_dict(), "cached": cached[i] if i < len(cached) else None, **seeds}
-                                     for i, c in enumerate(plan.cells)]
+    cells = [{**c, "cached": cached[i] if i < len(cached) else None, **seeds} for i, c in enumerate(plan_cells)]
     direct = bool(data.get("direct"))
     return {"plan": plan, "cells": cells, "id": data.get("id"), "name": plan and plan.name,
             "backend": "direct" if direct else (plan and plan.backend), "expect": plan and plan.expect,
@@ -360,16 +373,17 @@ def _cell_problem(cell: Any) -> str | None:
 
 
 def _spec_problem(data: dict) -> str | None:
-    from .plan import RunSpec
-
     if "plan" in data:
         try:
-            RunSpec.from_dict(data["plan"], "plan")
+            _plan(data["plan"])
         except MihdError as exc:
             return str(exc)
         return None
     return next((f"cells[{i}]: expected an object, found {_kind_name(c)}"
                  for i, c in enumerate(data.get("cells") or []) if not isinstance(c, dict)), None)
+
+
+_decode = json.JSONDecoder().decode
 
 
 def load_events(run_dir: Path) -> list[dict]:
@@ -387,7 +401,7 @@ def load_events(run_dir: Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            event = json.loads(line)
+            event = _decode(line.decode("utf-8-sig"))  # json.loads of bytes, without its per-call encoding sniff
         except ValueError:
             raise RunFileError(f"{EVENTS}: line {n}: not JSON") from None
         problem = event_problem(event)

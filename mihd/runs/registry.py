@@ -202,7 +202,8 @@ class Registry:
             self._sweep = stamps[-1][0] if len(stamps) == check else ""
         else:
             stamps = []
-        changed = [i for i, stamp in stamps if i not in gone and files_stamp(base / i) != stamp]
+        folder = os.fspath(base)  # 10,000 runs stat'ed: no Path made per run
+        changed = [i for i, stamp in stamps if i not in gone and files_stamp(f"{folder}/{i}") != stamp]
         if check:  # and ended grids whose parts' files changed (grid_index: a bounded number of parts per call)
             changed += [i for i in self._parts.changed(self.conn, base, check) if i not in gone and i not in changed]
         changed = [base / i for i in changed if has_files(base / i)]  # one removed since the listing goes at the next
