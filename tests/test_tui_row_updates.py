@@ -17,6 +17,19 @@ def run_view(i: int, **kw) -> RunView:
                       "cpu_percent": 90.0, **kw})
 
 
+def rows_drawn(table: RunsTable) -> list[str]:
+    """The ids of the rows the table draws from now on, in the order drawn."""
+    drawn: list[str] = []
+    render_row = table._render_line_in_row
+
+    def spy(row_key, *args, **kw):
+        drawn.append(row_key.value)
+        return render_row(row_key, *args, **kw)
+
+    table._render_line_in_row = spy
+    return drawn
+
+
 class TableApp(App):
     def compose(self) -> ComposeResult:
         yield RunsTable()
@@ -29,14 +42,7 @@ async def test_a_refresh_redraws_only_the_row_of_the_run_that_changed():
         table = app.query_one(RunsTable)
         table.show(views)
         await pilot.pause()
-        drawn: list[str] = []
-        render_row = table._render_line_in_row
-
-        def spy(row_key, *args, **kw):
-            drawn.append(row_key.value)
-            return render_row(row_key, *args, **kw)
-
-        table._render_line_in_row = spy
+        drawn = rows_drawn(table)
         table.show(list(views))  # nothing changed: nothing drawn
         await pilot.pause()
         assert drawn == []
@@ -55,14 +61,7 @@ async def test_a_live_run_past_its_first_minute_is_drawn_again_once_a_minute_not
         table = app.query_one(RunsTable)
         table.show(views)
         await pilot.pause()
-        drawn: list[str] = []
-        render_row = table._render_line_in_row
-
-        def spy(row_key, *args, **kw):
-            drawn.append(row_key.value)
-            return render_row(row_key, *args, **kw)
-
-        table._render_line_in_row = spy
+        drawn = rows_drawn(table)
         for step in (3, 6, 9):  # three refreshes: each run 3 s older, 3 s nearer its end
             table.show([replace(v, elapsed=v.elapsed + step, eta_s=v.eta_s - step) for v in views])
             await pilot.pause()
