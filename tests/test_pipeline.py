@@ -113,7 +113,7 @@ def test_launch_checks_the_run_arguments_before_starting_anything(workspace):
     proc = run_mihd("launch", "--", "run", "demo", "--gene", "pca", "--fusion", "nope", root=workspace)
     assert_one_line_error(proc, "--fusion 'nope'")
     proc = run_mihd("launch", "--", "run", "demo", "--gene", "pca", root=workspace)
-    assert_one_line_error(proc, "mihd launch", "--fusion")
+    assert_one_line_error(proc, "--fusion", "required")
     assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
 
 
