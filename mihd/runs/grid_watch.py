@@ -40,8 +40,12 @@ def grid_of(run_dir: Path) -> Path | None:
 
 def grid_started(grid_dir: Path) -> float | None:
     """When the grid started, as its registry row says: its runner's start, else its first part's."""
-    starts = [(read_json(d / PROC) or {}).get("started") for d in [grid_dir, *(d for _, d in parts(grid_dir))]]
-    return min((t for t in starts if isinstance(t, (int, float))), default=None)
+    def started(run_dir: Path) -> float | None:
+        t = (read_json(run_dir / PROC) or {}).get("started")
+        return t if isinstance(t, (int, float)) else None
+
+    runner = started(grid_dir)  # the local runner starts before its parts: their files need no reading
+    return runner if runner is not None else min(filter(None, (started(d) for _, d in parts(grid_dir))), default=None)
 
 
 def recorded_history(cells: list[dict], backend: str, plans: list) -> dict[str, list[float]]:

@@ -65,14 +65,14 @@ def late_reason(elapsed: float | None, eta_s: float | None, confidence: str, fra
 
 
 def tell(run_dir: Path, late: str | None, was: str | None, elapsed: float, projected: float | None, expected: Expected,
-         fraction: float | None, overrun: bool, factor: float) -> None:
+         fraction: float | None, overrun: bool, factor: float, label: str | None = None) -> None:
     """A judge's verdict told: the `late` event when the flag turns on, the `overrun` event once (alerts.py's
     claims keep each to one per run, whoever judges)."""
     run_id = Path(run_dir).name
     if late and not was:
         announce(run_dir, "late", {"reason": late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
                                    "expected": expected.seconds, "source": expected.source, "at": fraction},
-                 notice(run_id, None, "late", late, elapsed, expected.seconds, projected))
+                 notice(run_id, label, "late", late, elapsed, expected.seconds, projected))
     if overrun and not claimed(run_dir, "overrun"):
         announce(run_dir, "overrun", overrun_fields(elapsed, expected, factor),
-                 notice(run_id, None, "overrun", "past its expected time", elapsed, expected.seconds, projected))
+                 notice(run_id, label, "overrun", "past its expected time", elapsed, expected.seconds, projected))

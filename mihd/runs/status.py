@@ -22,7 +22,6 @@ from pathlib import Path
 from ..errors import MihdError
 from ..rundir import EXIT, event_problem, read_events
 from ..workspace import resolve_root
-from .alerts import announce, notice
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import headline, sig_string, signature
 from .eta import Expected, ProgressTracker, cell_plans, queued_eta
@@ -33,7 +32,7 @@ from .grid_view import CellView
 from .forecast import expectations
 from .gpu import Gpu, default_gpu
 from .ids import check_ref, match
-from .late import late_reason
+from .late import late_reason, projection, tell
 from .monitor import Monitor, TreeSample
 from .notify import deliver
 from .overrun import is_overrun, overrun_factor, record_overrun
@@ -346,12 +345,8 @@ class RunWatcher:
         was = self._late.get(row["id"])
         late = late_reason(elapsed, eta_s, conf, fraction, expected, self.factor, was, row.get("time_limit"))
         self._late[row["id"]] = late
-        if late and not was:
-            projected = elapsed + eta_s if elapsed is not None and eta_s is not None else None
-            announce(Path(row["run_dir"]), "late",
-                     {"reason": late, "elapsed": round(elapsed, 1), "projected": round(projected or 0, 1),
-                      "expected": expected.seconds, "source": expected.source, "at": fraction},
-                     notice(row["id"], row["label"], "late", late, elapsed, expected.seconds, projected))
+        tell(Path(row["run_dir"]), late, was, elapsed, projection(elapsed, eta_s, conf), expected, fraction, False,
+             self.factor, row["label"])
         return late
 
     def _grid(self, row: dict, rollups: Rollups, history: dict, now: float):
