@@ -57,9 +57,10 @@ def test_an_outside_scancel_says_so(ws):
     job = json.loads((ws / "runs" / run_id / "handle.json").read_text())["job_id"]
     wait_for(lambda: events(ws, run_id, "stage"), timeout=60)  # its command runs under its supervisor
     subprocess.run(["scancel", str(job)], check=True)
-    # asked once a second, as a watcher does (it reads a bare `killed` until Slurm has said CANCELLED)
-    ended = wait_for(lambda: (v := view(ws, run_id)).status not in ("running", "queued") and v.reason and v,
-                     timeout=60, every=1.0)
+    # asked once a second, as a watcher does (it reads a bare `killed`, or Slurm's passing `completing`, until
+    # Slurm has said CANCELLED)
+    ended = wait_for(lambda: (v := view(ws, run_id)).status not in ("running", "queued") and v.reason
+                     not in (None, "completing") and v, timeout=60, every=1.0)
     assert ended.status == "killed" and ended.reason == "cancelled outside mihd (scancel)", ended
 
 
