@@ -12,9 +12,10 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def write_atomic(path: Path, chunks: Iterable[bytes | memoryview]) -> None:
+def write_atomic(path: Path, chunks: Iterable[bytes | memoryview], sync: bool = True) -> None:
     """Write to a temporary name beside `path`, fsync, then rename: no reader, on this host or another
-    one sharing the folder (NFS, Lustre), ever sees half a file; a failed write leaves nothing behind."""
+    one sharing the folder (NFS, Lustre), ever sees half a file; a failed write leaves nothing behind.
+    `sync=False` for a file that is only a copy of others (a crash may leave it torn: its reader checks it)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -23,7 +24,8 @@ def write_atomic(path: Path, chunks: Iterable[bytes | memoryview]) -> None:
             for chunk in chunks:
                 fh.write(chunk)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

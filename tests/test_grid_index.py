@@ -121,3 +121,66 @@ def test_a_cell_removed_after_its_study_ended_shows_at_the_next_listing(study):
     (view,) = list_runs(root, all=True)
     assert view.status == "failed" and view.cells[2].status == "failed"
     assert "cells/2: its run dir is gone" in view.cells[2].error
+
+
+def test_an_index_built_anew_takes_an_ended_studys_cells_from_its_parts_file(study):
+    root, grid = study
+    first = listed(root)  # the first description of the ended study leaves parts.json beside it
+    assert (grid / "parts.json").is_file()
+    drop_index(root)  # a new host, a wiped temporary folder, a schema upgrade
+    with opened_under(grid / "cells") as opened:
+        again = listed(root)
+    assert opened == [] and again == first
+
+
+def test_a_parts_file_never_outlives_a_change_to_a_cell(study):
+    root, grid = study
+    listed(root)
+    (grid / "cells" / "1" / "result.json").write_text("{ torn")  # in place, after parts.json was written
+    drop_index(root)
+    (view,) = list_runs(root, all=True)
+    assert [c.status for c in view.cells] == ["done", "corrupt", "done", "done"] and view.status == "failed"
+
+
+def test_a_garbled_parts_file_is_read_past(study):
+    root, grid = study
+    first = listed(root)
+    for garbage in ("{ torn", "[1, 2]", json.dumps({"cells/0": ["x", {"status": "done"}, []]})):
+        (grid / "parts.json").write_text(garbage)
+        drop_index(root)
+        assert listed(root) == first
+
+
+def test_a_moved_workspace_names_its_study_cells_where_they_are_now(study, tmp_path):
+    from mihd.runs.registry import Registry
+
+    root, grid = study
+    listed(root)
+    moved = tmp_path / "moved"
+    root.rename(moved)  # same files, same inodes: the parts file still holds
+    drop_index(moved)
+    (view,) = list_runs(moved, all=True)
+    assert view.status == "done" and all(c.run_dir.startswith(str(moved)) for c in view.cells)
+    reg = Registry(moved)
+    try:
+        parts = json.loads(reg.conn.execute("SELECT parts FROM grids").fetchone()[0])
+    finally:
+        reg.close()
+    assert parts and all(p[1]["run_dir"] == str((moved / "runs" / grid.name / name).resolve())
+                         for name, p in parts.items())
+
+
+def test_the_json_listing_kept_for_ended_runs_follows_their_files(study):
+    root, grid = study
+
+    def json_listing() -> list[dict]:
+        proc = run_mihd("runs", "ls", "--json", "--all", root=root)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    first = json_listing()
+    assert json_listing() == first  # the second listing reads the texts kept by the first
+    assert [{k: v for k, v in r.items() if k != "queued_s"} for r in first] == listed(root)
+    (grid / "exit.json").write_text("{ torn")  # in place: the grid's own file
+    (damaged,) = json_listing()
+    assert damaged["status"] == "corrupt" and "exit.json" in damaged["error"]

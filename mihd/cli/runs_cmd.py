@@ -72,11 +72,11 @@ def _row(v) -> list[str]:
 
 def _ls(args) -> int:
     with watching(args.root, factor=args.overrun_factor) as w:
+        if args.json:
+            rows = w.refresh_json(all=args.all)  # one run a line: grep-able, quick to write
+            print("[\n" + ",\n".join(rows) + "\n]" if rows else "[]")
+            return 0
         views = w.refresh(all=args.all)
-    if args.json:
-        rows = [json.dumps(v.to_dict(), default=str) for v in views]  # one run a line: grep-able, quick to write
-        print("[\n" + ",\n".join(rows) + "\n]" if rows else "[]")
-        return 0
     header = ["ID", "CELL", "STATUS", "ELAPSED", "ETA", "PROG", "CPU", "RSS", "GPU", "ARI"]
     table = [header] + [_row(v) for v in views]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]

@@ -29,11 +29,11 @@ from ..workspace import host_index_dir, resolve_root, runs_dir
 from .eta import CELL_KEY
 from .grid_index import SCHEMA as GRID_SCHEMA
 from .grid_index import PartSweep, put as put_parts, reusing
-from .run_files import ACTIVE, files_stamp, has_files
-from .run_row import RUN_COLUMNS, describe
+from .run_files import ACTIVE, RUN_COLUMNS, files_stamp, has_files
+from .run_row import describe
 from .sqlite_io import BUSY_TIMEOUT_S, inode as _inode, set_wal as _set_wal, write as _write
 
-SCHEMA_VERSION = 5          # PRAGMA user_version; older indexes are rebuilt from the run dirs
+SCHEMA_VERSION = 6          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
 LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspace root: never opened
 MAX_IN = 500  # ids asked with IN (...); more are filtered here (SQLite caps a statement's variables)
@@ -45,7 +45,7 @@ CREATE TABLE runs (
   backend TEXT, handle TEXT, pid INTEGER, create_time REAL, job_id TEXT, host TEXT, run_dir TEXT,
   created REAL, started REAL, ended REAL, status TEXT, exit_code INTEGER, exit_signal TEXT, error TEXT,
   note TEXT, expect REAL, overrun INTEGER NOT NULL DEFAULT 0, overrun_at REAL, kill_signal TEXT,
-  killed_at REAL, killed_by TEXT, updated REAL, stamp TEXT);
+  killed_at REAL, killed_by TEXT, updated REAL, stamp TEXT, view TEXT);
 CREATE INDEX runs_status ON runs(status);
 CREATE INDEX runs_signature ON runs(signature, status);
 CREATE TABLE cells (
@@ -58,7 +58,9 @@ _UPSERT = (
     "ON CONFLICT(id) DO UPDATE SET "
     + ", ".join(f"{c}=excluded.{c}" for c in RUN_COLUMNS if c not in ("id", "overrun", "overrun_at"))
     + ", overrun=MAX(runs.overrun, excluded.overrun), overrun_at=COALESCE(runs.overrun_at, excluded.overrun_at)"
+    + ", view=NULL"  # described again: its kept listing text (keep_views) is made again
 )
+_COLUMNS = ", ".join(RUN_COLUMNS)  # what rows() reads: not the kept listing texts
 
 
 def _listing_stamp(folder: Path) -> tuple | None:
@@ -252,7 +254,7 @@ class Registry:
 
     @_healing
     def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
-        sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+        sql = f"SELECT {_COLUMNS} FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
         return [dict(r) for r in self.conn.execute(sql, params)]
 
     def row(self, run_id: str) -> dict | None:
@@ -263,14 +265,29 @@ class Registry:
     def update(self, run_id: str, **fields) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)
         with _write(self.conn):
-            self.conn.execute(f"UPDATE runs SET {sets}, updated=? WHERE id=?",
+            self.conn.execute(f"UPDATE runs SET {sets}, updated=?, view=NULL WHERE id=?",
                               (*fields.values(), time.time(), run_id))
+
+    @_healing
+    def kept_views(self, where: str, params: tuple = ()) -> dict[str, str]:
+        """The listing texts kept for the ended runs among the rows `where` selects, by id (keep_views)."""
+        active = ", ".join(f"'{s}'" for s in ACTIVE)
+        return dict(self.conn.execute(f"SELECT id, view FROM runs WHERE ({where}) AND view IS NOT NULL "
+                                      f"AND status NOT IN ({active})", params).fetchall())
+
+    @_healing
+    def keep_views(self, made: list[tuple[str, str, str]]) -> None:
+        """Keep ended runs' listing texts, each (text, run id, the stamp of the row it was made from), until the
+        row is described again or updated; one whose row moved on meanwhile is not kept."""
+        if made:
+            with _write(self.conn):
+                self.conn.executemany("UPDATE runs SET view=? WHERE id=? AND stamp IS ?", made)
 
     @_healing
     def claim_overrun(self, run_id: str, at: float) -> bool:
         """Set the overrun flag; True only for the one caller that set it (so the event is written once)."""
         with _write(self.conn):
-            cur = self.conn.execute("UPDATE runs SET overrun=1, overrun_at=? WHERE id=? AND overrun=0",
+            cur = self.conn.execute("UPDATE runs SET overrun=1, overrun_at=?, view=NULL WHERE id=? AND overrun=0",
                                     (at, run_id))
         return cur.rowcount == 1
 

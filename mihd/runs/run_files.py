@@ -23,6 +23,11 @@ FILES = (SPEC, HANDLE, PROC, RESULT, EXIT, USAGE)  # checked in this order: the 
 STAMPED = (SPEC, HANDLE, PROC, RESULT, EXIT, USAGE, EVENTS, FANOUT)  # the files a row is described from
 UNSETTLED = "unreadable"  # the stamp of an unreadable row: never a run dir's, so every sync reads it again
 TERMINAL = ("done", "failed", "killed")
+RUN_COLUMNS = (  # a registry row's fields (run_row.describe)
+    "id", "name", "label", "signature", "cells", "n_cells", "backend", "handle", "pid", "create_time",
+    "job_id", "host", "run_dir", "created", "started", "ended", "status", "exit_code", "exit_signal",
+    "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated", "stamp",
+)
 ACTIVE = ("queued", "running", "orphaned")
 
 

@@ -18,13 +18,8 @@ from .cells import run_signature, sig_string, signature, stored_label
 from .fanout import FANOUT, parts, read_fanout
 from .grid_index import PARTS, known
 from .grid_index import described as described_parts
-from .run_files import ACTIVE, TERMINAL, UNSETTLED, files_stamp, read_run
-
-RUN_COLUMNS = (
-    "id", "name", "label", "signature", "cells", "n_cells", "backend", "handle", "pid", "create_time",
-    "job_id", "host", "run_dir", "created", "started", "ended", "status", "exit_code", "exit_signal",
-    "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated", "stamp",
-)
+from .parts_file import keep_parts, kept_part, read_parts
+from .run_files import ACTIVE, RUN_COLUMNS, TERMINAL, UNSETTLED, files_stamp, read_run
 
 
 def describe(run_dir: Path, gone: bool = False, part: bool = False) -> tuple[dict, list[dict]]:
@@ -147,13 +142,14 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def describe_part(part_dir: Path, gone: bool = False) -> tuple[dict, list[dict]]:
+def describe_part(part_dir: Path, gone: bool = False, kept=None, grid_run_dir: str = "") -> tuple[dict, list[dict]]:
     """A part's row and cell rows (describe); a part whose run dir was deleted under the grid
     fails alone, saying so, rather than reading as running forever. A part whose files did not change is
-    answered from the index where it holds it (grid_index.known, within grid_index.reusing)."""
-    kept = None if gone else known(part_dir)
-    if kept is not None:
-        return kept
+    answered from the index where it holds it (grid_index.known, within grid_index.reusing), else from `kept`,
+    its entry in the grid's parts.json (parts_file), named under `grid_run_dir`."""
+    answer = None if gone else known(part_dir) or (kept and kept_part(kept, part_dir, grid_run_dir))
+    if answer:
+        return answer
     row, cells = describe(part_dir, gone=gone, part=True)
     if not Path(part_dir).is_dir():
         return {**row, "status": "failed", "error": f"{part_dir.parent.name}/{part_dir.name}: its run dir is gone",
@@ -169,7 +165,9 @@ def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
         fan = read_fanout(grid_dir)
     except MihdError as exc:
         return {**row, "status": "corrupt", "error": str(exc)}, []
-    named = [(name, describe_part(d)) for name, d in parts(grid_dir, fan)]
+    kept = read_parts(grid_dir)
+    named = [(name, describe_part(d, kept=kept.get(name), grid_run_dir=row["run_dir"]))
+             for name, d in parts(grid_dir, fan)]
     described = [part for _, part in named]
     cells = described[len(fan["extract"]):]
     statuses = [r["status"] for r, _ in described]
@@ -189,5 +187,6 @@ def aggregate(grid_dir: Path, row: dict) -> tuple[dict, list[dict]]:
         else:
             out.update(status="done", error=None)
         out["ended"] = max([t for t in [row["ended"]] + [r["ended"] for r, _ in described] if t], default=None)
+        keep_parts(grid_dir, out[PARTS], kept)
     cell_rows = [{**crows[0], "run_id": row["id"], "idx": i} for i, (_, crows) in enumerate(cells) if crows]
     return out, cell_rows

@@ -207,12 +207,21 @@ class RunWatcher:
     def refresh(self, all: bool = False, recent: int = RECENT) -> list[RunView]:
         """Every active run, plus the `recent` latest finished ones (all of them with all=True)."""
         self.registry.sync(check=self.sweep)
-        if all:
-            return self._refreshed(self.registry.rows())
-        active = ", ".join(f"'{s}'" for s in ACTIVE)  # and the latest ended ones: the rest is final, not shown
-        return self._refreshed(self.registry.rows(
-            f"status IN ({active}) OR id IN "
-            f"(SELECT id FROM runs WHERE status NOT IN ({active}) ORDER BY id DESC LIMIT ?)", (recent,)))
+        return self._refreshed(self.registry.rows(*_selection(all, recent)))
+
+    def refresh_json(self, all: bool = False, recent: int = RECENT) -> list[str]:
+        """refresh(), one JSON text per run (`mihd runs ls --json`). An ended run's view is final (its expected
+        time the one it was judged by, as a grid's rollup), so its text is made once and kept in the index until
+        its row is described again: listing 10,000 ended runs builds and writes out none of them again."""
+        self.registry.sync(check=self.sweep)
+        where, params = _selection(all, recent)
+        kept = self.registry.kept_views(where, params)
+        active = ", ".join(f"'{s}'" for s in ACTIVE)
+        rows = self.registry.rows(f"({where}) AND (view IS NULL OR status IN ({active}))", params)
+        ended = {r["id"]: r["stamp"] for r in rows if r["status"] not in ACTIVE}
+        made = {v.id: json.dumps(v.to_dict(), default=str) for v in self._refreshed(rows)}
+        self.registry.keep_views([(made[i], i, stamp) for i, stamp in ended.items()])
+        return [text for _, text in sorted({**kept, **made}.items())]
 
     def _refreshed(self, rows: list[dict]) -> list[RunView]:
         now = time.time()
@@ -268,6 +277,8 @@ class RunWatcher:
 
     # -- building views ---------------------------------------------------------------------------
     def _views(self, rows: list[dict], now: float) -> list[RunView]:
+        if not rows:
+            return []
         history = self.registry.durations()
         cells = self.registry.cells([r["id"] for r in rows])
         live = {}
@@ -359,6 +370,15 @@ class RunWatcher:
             return rollups.get(row, progress)
         with reusing(self.registry.conn):
             return progress()
+
+
+def _selection(all: bool, recent: int) -> tuple[str, tuple]:
+    """The registry rows a listing shows: all, or the active ones and the `recent` latest ended ones."""
+    if all:
+        return "1", ()
+    active = ", ".join(f"'{s}'" for s in ACTIVE)
+    return (f"status IN ({active}) OR id IN "
+            f"(SELECT id FROM runs WHERE status NOT IN ({active}) ORDER BY id DESC LIMIT ?)", (recent,))
 
 
 def list_runs(root=None, all: bool = False, factor: float | None = None, gpu: Gpu | None = None) -> list[RunView]:
