@@ -84,11 +84,13 @@ class GridSpec:
 
 
 class Scored(NamedTuple):
-    """One score of a cell in its history: which run, the ARI, and whether an input had random weights."""
+    """One score of a cell in its history: which run, the ARI, whether an input had random weights and whether
+    only labelled spots were scored (`--drop-unlabelled`: another measure, never pooled with every spot's)."""
 
     run_id: str
     ari: float
     random_init: bool = False
+    labelled_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class CellState:
     ari: float | None = None        # the latest result, whichever run scored it
     nmi: float | None = None
     random_init: bool = False
+    labelled_only: bool = False     # the result scored only spots with a truth label (--drop-unlabelled)
     ari_sd: float | None = None     # sd of the ARI over the seeds of the run that scored it (--seeds)
     scored_by: str | None = None    # the run of the latest result
     run_id: str | None = None       # the latest attempt's run (else the run of the latest result)

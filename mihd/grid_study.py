@@ -3,10 +3,12 @@ have a score for it, for the dashboard's study view.
 
 Per slice a cell's score is its latest run's (a run of several seeds scores their mean), so the grid's
 number is the mean over slices of per-slice means, as `mihd results --across-slices` computes it (mihd.study);
-`slices` keeps each slice's score for the line under the grid. A combination that a run still computes on
-some slice shows `running` with how many of the cohort's slices are scored (`1/2`, never a %); one no slice has a score for is
-`ready` when every slice has its inputs cached, `no weights` when a slice lacks one that cannot be computed
-here, else `never`. Pure logic over the registry's scores, unit-tested without a terminal. No heavy imports.
+`slices` keeps each slice's score for the line under the grid. Scores of labelled spots only
+(`--drop-unlabelled`) and of every spot are two measures: a mean takes the newest run's. A combination that a
+run still computes on some slice shows `running` with how many of the cohort's slices are scored (`1/2`, never
+a %); one no slice has a score for is `ready` when every slice has its inputs cached, `no weights` when a slice
+lacks one that cannot be computed here, else `never`. Pure logic over the registry's scores, unit-tested without
+a terminal. No heavy imports.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ def _column(spec: GridSpec, key: tuple) -> str | None:
     if vision and variant != spec.variant:
         return None
     return vision or NONE
+
+
+def _one_measure(state, per_slice: dict[str, tuple[str, float | None]]) -> tuple[dict, bool]:
+    """The slices' latest scores of one measure, the newest run's: labelled spots only (`--drop-unlabelled`) or
+    every spot. A slice whose latest run measured the other is left out of the mean, never pooled in it."""
+    if not per_slice:
+        return per_slice, False
+    flags = {run_id: state.labelled_only(run_id) for run_id, _ in per_slice.values()}
+    newest = flags[max(flags)]
+    return {s: v for s, v in per_slice.items() if flags[v[0]] == newest}, newest
 
 
 def study_grid(state, spec: GridSpec, views: list, scores: dict[str, dict], entries: list[dict]) -> Grid:
@@ -57,11 +69,11 @@ def study_grid(state, spec: GridSpec, views: list, scores: dict[str, dict], entr
             if not is_valid(fusion, column):
                 grid.cells[where] = CellState(fusion, column, NA)
                 continue
-            per_slice = latest.get(where, {})
+            per_slice, labelled_only = _one_measure(state, latest.get(where, {}))
             scored = tuple((s, per_slice[s][1]) for s in spec.slices if s in per_slice and per_slice[s][1] is not None)
             stat = Stat.of(a for _, a in scored)
-            runs = tuple(dict.fromkeys([*running.get(where, ()), *sorted((r for r, _ in per_slice.values()),
-                                                                           reverse=True)]))
+            every = sorted((r for r, _ in latest.get(where, {}).values()), reverse=True)  # both measures' runs
+            runs = tuple(dict.fromkeys([*running.get(where, ()), *every]))
             cells = spec.cells(fusion, column)
             why = None
             if where in running:
@@ -76,5 +88,6 @@ def study_grid(state, spec: GridSpec, views: list, scores: dict[str, dict], entr
                 what = NO_WEIGHTS if why else NEVER
             grid.cells[where] = CellState(
                 fusion, column, what, ari=stat.mean, ari_sd=stat.sd, runs=runs, slices=scored, cohort=len(spec.slices),
+                labelled_only=labelled_only,
                 reason=why, scored_by=max((r for r, _ in per_slice.values()), default=None) if scored else None)
     return grid

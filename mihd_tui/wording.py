@@ -23,6 +23,7 @@ MARK = {OVERRUN: "!", LATE: "»", ORPHANED: "◌", FAILED: "✗", KILLED: "✗",
 WORD = {NEVER: "·", READY: "ready", NO_WEIGHTS: "⊘", NA: "—"}
 QUEUED_MARK = "⧗"  # beside the last score while a new run of the cell waits to start
 CELL_WIDTH = 8
+LABELLED_ONLY = "labelled spots only"  # a score of a run with --drop-unlabelled: another measure than every spot's
 
 
 def score_text(cs: CellState) -> str:
@@ -61,12 +62,12 @@ def describe_cell(cs: CellState) -> str:
     elif cs.state == DONE and cs.slices:
         sd = f" ± {cs.ari_sd:.3f}" if cs.ari_sd is not None else ""
         n = len(cs.slices)
-        return f"mean ARI {cs.ari:.3f}{sd} over {n} slice{'s' if n != 1 else ''}"
+        return f"mean ARI {cs.ari:.3f}{sd} over {n} slice{'s' if n != 1 else ''}" + _labelled(cs)
     elif cs.state == DONE:
         sd = f" ± {cs.ari_sd:.3f} over seeds" if cs.ari_sd is not None else ""
         what = "no truth labels" if cs.ari is None else f"ARI {cs.ari:.3f}{sd}, NMI {cs.nmi:.3f}"
         what += " [b $warning](random-init weights)[/]" if cs.random_init else ""
-        return what
+        return what + _labelled(cs)
     elif cs.state == NO_WEIGHTS:
         return plain(cannot_run(cs.reason))
     else:
@@ -74,23 +75,38 @@ def describe_cell(cs: CellState) -> str:
     if cs.reason:
         what += f": {plain(cs.reason)}"
     if cs.scored_by is not None and cs.ari is not None:
-        what += f" · last ARI {fmt_score(cs.ari, cs.random_init)}"
+        what += f" · last ARI {fmt_score(cs.ari, cs.random_init)}" + _labelled(cs)
     return what
 
 
-def history_text(cs: CellState) -> str:
+def _labelled(cs: CellState) -> str:
+    """` (labelled spots only)` when the cell's shown score counted only spots with a truth label."""
+    return f" ({LABELLED_ONLY})" if cs.labelled_only else ""
+
+
+def history_text(cs: CellState, sep: str = " · ") -> str:
     """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers (`*`: made
-    with random-init weights, said in words when any is); on all slices, each slice's score."""
+    with random-init weights, said in words when any is); scores of labelled spots only (`--drop-unlabelled`)
+    and of every spot are two measures: each has its own sparkline, joined by `sep`. On all slices, each
+    slice's score."""
     if cs.slices:
         return "per slice: " + " · ".join(f"{plain(s)} {a:.3f}" for s, a in cs.slices)
-    aris = [s.ari for s in cs.history]
-    if len(aris) < 2:
+    groups = [g for g in ([s for s in cs.history if s.labelled_only == only] for only in (False, True)) if g]
+    if len(groups) == 1 and len(groups[0]) < 2:
         return ""
+    return sep.join(_history_line(g, len(groups) > 1) for g in groups)
+
+
+def _history_line(scores: list, mixed: bool) -> str:
+    """One measure's history: `ARI over 3 runs [on ...] ▃▅▆ 0.41 0.52 0.60`."""
     ticks = "▁▂▃▄▅▆▇█"
-    spark = "".join(ticks[min(int(a * len(ticks)), len(ticks) - 1)] if a > 0 else ticks[0] for a in aris[-12:])
-    last = " ".join(fmt_score(s.ari, s.random_init, 2) for s in cs.history[-4:])
-    note = f" ({RANDOM_MARK} random init)" if any(s.random_init for s in cs.history) else ""
-    return f"ARI over {len(aris)} runs {spark} {last}{note}"
+    spark = "".join(ticks[min(int(s.ari * len(ticks)), len(ticks) - 1)] if s.ari > 0 else ticks[0]
+                    for s in scores[-12:])
+    last = " ".join(fmt_score(s.ari, s.random_init, 2) for s in scores[-4:])
+    note = f" ({RANDOM_MARK} random init)" if any(s.random_init for s in scores) else ""
+    on = f" on {LABELLED_ONLY}" if scores[0].labelled_only else " on every spot" if mixed else ""
+    n = len(scores)
+    return f"ARI over {n} run{'s' if n != 1 else ''}{on} {spark} {last}{note}"
 
 
 def describe_expected(exp: Expected) -> str:

@@ -15,7 +15,7 @@ from mihd.grid import CellState
 from mihd.present import fmt_duration, fmt_score
 
 from ..text import plain
-from ..wording import describe_cell, history_text
+from ..wording import LABELLED_ONLY, describe_cell, history_text
 
 
 class CellRunsDialog(ModalScreen["str | None"]):
@@ -45,7 +45,8 @@ class CellRunsDialog(ModalScreen["str | None"]):
         options.highlighted = at if at is not None and at < len(cs.runs) else None
 
     def _info(self) -> str:
-        return describe_cell(self.cs) + ("\n" + history_text(self.cs) if history_text(self.cs) else "")
+        history = history_text(self.cs, sep="\n")  # each measure's history on a line of its own
+        return describe_cell(self.cs) + ("\n" + history if history else "")
 
     def compose(self) -> ComposeResult:
         cs = self.cs
@@ -61,7 +62,8 @@ class CellRunsDialog(ModalScreen["str | None"]):
         score = next((s for s in self.cs.history if s.run_id == run_id), None)
         parts = [run_id, v.status if v else "done"]
         if score is not None:
-            parts.append(f"ARI {fmt_score(score.ari, score.random_init)}")
+            parts.append(f"ARI {fmt_score(score.ari, score.random_init)}"
+                         + (f" ({LABELLED_ONLY})" if score.labelled_only else ""))
         if v is not None and v.elapsed:
             parts.append(fmt_duration(v.elapsed))
         return "  ".join(parts)
