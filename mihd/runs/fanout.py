@@ -4,7 +4,8 @@ A launched grid that fans out (on Slurm always; locally with more than one worke
 default one per allowed core) is one run for the user (one run dir, one registry row), laid out as
     <grid>/spec.json, handle.json, fanout.json   the grid's RunSpec, the backend's handle, the layout below
     <grid>/extract/<key>/                         one extraction of an embedding no cell may find cached
-    <grid>/cells/<i>/                             cell i: a one-cell RunSpec, its own events, result, exit
+    <grid>/cells/<i>/                             cell i: a one-cell RunSpec, its own events, result, exit,
+                                                  and needs.json: the extractions it waits for
 Extraction and cell dirs are run dirs like any other (the same supervisor writes run.log, proc.json,
 exit.json there), so each is watched and killed with its backend's own handle.json. Extractions are the
 only writers of the embeddings the grid lacks: every cell starts after the extractions it needs have ended
@@ -33,6 +34,7 @@ FANOUT = "fanout.json"
 CELLS = "cells"
 EXTRACT = "extract"
 EXTRACT_SPEC = "extract.json"
+NEEDS = "needs.json"  # in a cell's run dir: fixed at submission, so a Slurm cell never reads fanout.json
 POLL_S = 0.2
 ENTRY = "mihd.cli.fanout_entry"  # the module the runner and each cell start at (`python -m ENTRY local|cell ...`)
 
@@ -63,6 +65,22 @@ def parts(grid_dir, fan: dict | None = None) -> list[tuple[str, Path]]:
     fan = fan if fan is not None else read_fanout(grid_dir)
     return [(f"{EXTRACT}/{k}", extract_dir(grid_dir, k)) for k in fan["extract"]] + \
            [(f"{CELLS}/{i}", cell_dir(grid_dir, i)) for i in range(len(fan["cells"]))]
+
+
+def cell_needs(fan: dict, index: int) -> dict[str, dict]:
+    """The extractions cell `index` waits for, {key: what fanout.json says of it (slice, modality, name)}."""
+    return {key: fan["extract"].get(key, {}) for key in fan["cells"][index]["needs"]}
+
+
+def read_cell_needs(cell_run_dir) -> dict[str, dict] | None:
+    """A cell's needs.json, checked; None where its grid was laid out before cells had one."""
+    path = Path(cell_run_dir) / NEEDS
+    if not path.exists():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise MihdError(f"{path}: expected {{extraction key: {{...}}}}")
+    return data
 
 
 def start_order(fan: dict) -> list[int]:

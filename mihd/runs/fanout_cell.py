@@ -11,7 +11,7 @@ from ..errors import MihdError
 from ..jsonio import read_json
 from ..rundir import EXIT, LOG, EventLog, read_spec, write_result
 from ..safe_text import safe_text
-from .fanout import EXTRACT, extract_dir, read_fanout
+from .fanout import EXTRACT, cell_needs, extract_dir, read_cell_needs, read_fanout
 
 
 def last_words(run_dir: Path) -> str | None:
@@ -24,11 +24,10 @@ def last_words(run_dir: Path) -> str | None:
     return safe_text(said[-1].removeprefix("mihd: error: ")[:300]) if said else None  # shown where run text is
 
 
-def extraction_problem(grid_dir: Path, fan: dict, index: int) -> str | None:
-    """Why cell `index` cannot start (an extraction it needs failed or never ended), else None."""
-    for key in fan["cells"][index]["needs"]:
+def extraction_problem(grid_dir: Path, needs: dict[str, dict]) -> str | None:
+    """Why a cell cannot start (an extraction it `needs` failed or never ended), else None."""
+    for key, what in needs.items():
         d = extract_dir(grid_dir, key)
-        what = fan["extract"].get(key, {})
         label = f"{what.get('modality')} {what.get('name')}" + \
             (f" of slice {what['slice']}" if key.startswith(f"{what.get('slice')}-") else "")  # a study's
         ended = read_json(d / EXIT)
@@ -52,8 +51,19 @@ def _fail(cell_run_dir: Path, problem: str) -> int:
     return 1
 
 
+def needs_of(cell_run_dir: Path, fan: dict | None) -> dict[str, dict]:
+    """The extractions a cell waits for: in `fan`, the grid's layout as its local runner holds it; else (a Slurm
+    task) in the cell's own needs.json, written at submission, so a fanout.json damaged since costs no cell;
+    fanout.json only for a cell laid out before cells had one."""
+    index = int(cell_run_dir.name)
+    if fan is not None:
+        return cell_needs(fan, index)
+    own = read_cell_needs(cell_run_dir)
+    return own if own is not None else cell_needs(read_fanout(cell_run_dir.parent.parent), index)
+
+
 def run_cell(cell_run_dir: Path, root: str, execute: Callable[[Path, Path], dict], fan: dict | None = None) -> int:
-    """Check the cell's extractions (in `fan`, the grid's layout as its runner holds it, else fanout.json), then
+    """Check the cell's extractions (needs_of: `fan` is its runner's layout, None on Slurm), then
     run its plan in this process (`execute(run_dir, root)` -> its result): 0 when it scored, 1 when it failed,
     2 (with `mihd: error: ...` in its run.log) when it could not run."""
     from ..workspace import resolve_root
@@ -61,7 +71,7 @@ def run_cell(cell_run_dir: Path, root: str, execute: Callable[[Path, Path], dict
     cell_run_dir = Path(cell_run_dir).resolve()
     grid_dir = cell_run_dir.parent.parent
     try:
-        problem = extraction_problem(grid_dir, fan or read_fanout(grid_dir), int(cell_run_dir.name))
+        problem = extraction_problem(grid_dir, needs_of(cell_run_dir, fan))
         if problem:
             return _fail(cell_run_dir, problem)
         return 0 if execute(cell_run_dir, resolve_root(root))["status"] == "ok" else 1

@@ -13,8 +13,8 @@ from pathlib import Path
 from ..jsonio import write_json_atomic
 from ..plan import RunSpec
 from ..rundir import write_spec
-from .fanout import (CELLS, ENTRY, EXTRACT_SPEC, FANOUT, cell_dir, extract_dir, local_lanes, parallel_of, read_fanout,
-                     start_order)
+from .fanout import (CELLS, ENTRY, EXTRACT_SPEC, FANOUT, NEEDS, cell_dir, cell_needs, extract_dir, local_lanes,
+                     parallel_of, read_fanout, start_order)
 
 
 def fans_out(spec: RunSpec, options: dict) -> bool:
@@ -101,8 +101,8 @@ def longest_first(root: Path, spec: RunSpec, cached) -> list[int]:
 
 
 def prepare(root: Path, grid_dir: Path, spec: RunSpec, cached, lanes: int | None) -> list[Extraction]:
-    """Write fanout.json, each extraction's extract.json and each cell's one-cell spec.json; return the
-    extractions. Cells never recompute (`override` is the extractions' business)."""
+    """Write fanout.json, each extraction's extract.json and each cell's one-cell spec.json and needs.json;
+    return the extractions. Cells never recompute (`override` is the extractions' business)."""
     extractions = needed(root, spec)
     needs = {i: [ex.key for ex in extractions if i in ex.cells] for i in range(len(spec.cells))}
     for ex in extractions:
@@ -116,12 +116,13 @@ def prepare(root: Path, grid_dir: Path, spec: RunSpec, cached, lanes: int | None
         d.mkdir(parents=True)
         one = spec.on_slice(cell.slice).with_(cells=(cell,), kind="run", override=False, name=None, expect=None)
         write_spec(d, one, run_id=f"{grid_dir.name}/{i}", argv=cell_argv(root, d), cached=[cached[i]])
-    write_json_atomic(grid_dir / FANOUT, {"backend": spec.backend, "lanes": lanes,
-                                          "order": longest_first(root, spec, cached),
-                                          "cells": [{"needs": needs[i]} for i in range(len(spec.cells))],
-                                          "extract": {ex.key: {"slice": ex.slice, "modality": ex.modality,
-                                                               "name": ex.name, "variant": ex.variant,
-                                                               "cells": list(ex.cells)} for ex in extractions}})
+    fan = {"backend": spec.backend, "lanes": lanes, "order": longest_first(root, spec, cached),
+           "cells": [{"needs": needs[i]} for i in range(len(spec.cells))],
+           "extract": {ex.key: {"slice": ex.slice, "modality": ex.modality, "name": ex.name, "variant": ex.variant,
+                                "cells": list(ex.cells)} for ex in extractions}}
+    for i in range(len(spec.cells)):  # each cell's own copy: a Slurm task starts from it, not from fanout.json
+        write_json_atomic(cell_dir(grid_dir, i) / NEEDS, cell_needs(fan, i))
+    write_json_atomic(grid_dir / FANOUT, fan)
     return extractions
 
 
