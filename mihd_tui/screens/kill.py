@@ -5,26 +5,22 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Label, RadioSet, Static
 
 from mihd.present import fmt_duration
 from mihd.runs.kill import SIGNALS
 from mihd.runs.status import RunView
 
 from ..text import plain
+from ..widgets.toggles import MarkedRadioButton
 from .modal import PausingModal
 
 HELP = {"TERM": "TERM: ask it to stop (KILL after the grace period)", "INT": "INT: like Ctrl-C",
         "KILL": "KILL: stop at once"}
 
 
-class SignalButton(RadioButton):
-    """A signal's radio button whose choice shows in its glyph (`●` chosen, `○` not), not only in its colour:
-    a plain capture or a colour-blind researcher can tell which signal `y` sends."""
-
-    @property
-    def BUTTON_INNER(self) -> str:  # noqa: N802  (Textual's name for it)
-        return "●" if self.value else "○"
+class SignalButton(MarkedRadioButton):
+    """A signal's radio button: `●` chosen, `○` not, so anyone can tell which signal `y` sends."""
 
 
 def identity(v: RunView) -> str:

@@ -25,6 +25,7 @@ from mihd.runs.durations import parse_duration
 from mihd.runs.overrun import overrun_factor, overrun_limit
 
 from ..text import Plain, plain
+from ..widgets.toggles import MarkedCheckbox
 from ..widgets.typed_select import TypedSelect
 from ..wording import describe_expected
 from .modal import PausingModal
@@ -88,8 +89,8 @@ class LaunchDialog(PausingModal["list[RunSpec] | None"]):
                     yield Input(placeholder="e.g. 5m (empty: judged by history)", id="expect", compact=True)
                     yield Label("")
                     with Horizontal(id="launch-checks"):
-                        yield Checkbox("override cache", id="override", compact=True)
-                        yield Checkbox("spatial refine", value=RECOMMENDED.refine, id="refine", compact=True)
+                        yield MarkedCheckbox("override cache", id="override", compact=True)
+                        yield MarkedCheckbox("spatial refine", value=RECOMMENDED.refine, id="refine", compact=True)
                 yield Static("", id="launch-error")
                 yield Static("", id="launch-hint")
             with Horizontal(classes="dialog-buttons"):
