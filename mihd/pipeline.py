@@ -91,24 +91,11 @@ def default_n_clusters(adata, n_clusters: int | None) -> int:
 
 
 def check_slice_for(adata, spec: RunSpec) -> None:
-    """What the plan needs of this loaded slice, said before a run dir or an embedding is made from it: spot
-    coordinates (every cell's fusion and clustering takes them) and a k its spots can hold, naming where k came
-    from (the truth's domains when --n-clusters was not given)."""
-    from .metrics import labelled_mask
+    """What the plan needs of this loaded slice (data.checked.check_fits), said before a run dir or an embedding is
+    made from it."""
+    from .data.checked import check_fits, facts_of
 
-    where = f"{adata.uns['mihd']['source']} (slice {adata.uns['mihd']['slice_id']})"
-    if "spatial" not in adata.obsm:
-        raise MihdError(f"{where}: no spot coordinates (obsm['spatial']), which --fusion {spec.cells[0].fusion} needs")
-    k = default_n_clusters(adata, spec.n_clusters)
-    n = adata.n_obs
-    if spec.drop_unlabelled and "truth" in adata.obs:
-        n = int(labelled_mask(adata.obs["truth"].astype(object)).sum())
-    spots = f"{n} {'labelled ' if spec.drop_unlabelled else ''}spots"
-    if spec.n_clusters is not None and k > n:
-        raise MihdError(f"--n-clusters {k}: more than the {spots} of {where}")
-    if spec.n_clusters is None and not 2 <= k <= n:
-        raise MihdError(f"{where}: its truth labels hold {k} domain{'s' * (k != 1)} for {spots}, so k cannot be "
-                        f"taken from them; give --n-clusters (from 2 to {n})")
+    check_fits(facts_of(adata), spec, adata.uns["mihd"]["slice_id"])
 
 
 def run_cells(adata, spec: RunSpec, *, root: Path, run_dir: Path | None = None,

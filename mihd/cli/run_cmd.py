@@ -296,12 +296,15 @@ def _run_study(plan, root: Path, run_dir: Path | None, started: float, as_json: 
     """A grid over several slices, in the foreground: laid out as a fanned-out grid (each embedding a slice
     lacks extracted once, then every cell x slice as a part of its own) and run by this process as the
     local runner, as wide as the cores allow; Ctrl-C stops it as `mihd runs kill` would."""
+    from ..data import check_plan_slices
     from ..jsonio import read_json
-    from ..rundir import RESULT, read_spec
+    from ..rundir import RESULT, SPEC, read_spec
     from ..runs import fanout
     from ..runs.fanout_submit import prepare
     from .fanout_entry import local_runner
 
+    if run_dir is None or not (run_dir / SPEC).is_file():  # direct: a bad slice is one line now, no run dir made
+        check_plan_slices(root, plan)
     run_dir, direct = _run_dir(root, run_dir, plan)
     code = 1
     try:

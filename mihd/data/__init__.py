@@ -40,8 +40,21 @@ def find_slice(source: str, root: Path) -> tuple[str, Path | None, dict | None]:
 
 def load_slice(source: str | Path, root: str | Path | None = None, truth_col: str | None = None,
                fullres: str | Path | None = None):
-    """The slice named by `source`: a registered name (incl. `demo`), a Space Ranger folder or an .h5ad."""
+    """The slice named by `source`: a registered name (incl. `demo`), a Space Ranger folder or an .h5ad. Its facts
+    are noted (data.checked), so a launcher checks a plan against it later without loading it again."""
+    from .checked import facts_of, remember, stamp
+
     root = resolve_root(root)
+    slice_id, path, truth_col, fullres = locate(str(source), root, truth_col, fullres)
+    stamped = stamp(path, truth_col, fullres)
+    adata = read_slice(path, slice_id, truth_col, fullres)
+    remember(root, stamped, facts_of(adata))
+    return adata
+
+
+def locate(source: str, root: Path, truth_col: str | None = None, fullres: str | Path | None = None):
+    """(slice id, path, truth column, full-resolution image) that load `source`: a registered slice's own truth
+    column and image unless given; the built-in demo made when first named."""
     slice_id, path, entry = find_slice(str(source), root)
     if path is None:
         from .demo import ensure_demo
@@ -50,7 +63,21 @@ def load_slice(source: str | Path, root: str | Path | None = None, truth_col: st
     if entry:
         truth_col = truth_col or entry.get("truth_col")
         fullres = fullres or entry.get("fullres")
-    return read_slice(path, slice_id, truth_col, fullres)
+    return slice_id, path, truth_col, fullres
+
+
+def check_plan_slices(root: Path, spec) -> None:
+    """Each slice of `spec` checked as its run will load it (one MihdError line naming the file at fault), from
+    the note of an earlier load where the slice's files are unchanged, else by loading it now."""
+    from .checked import check_fits, facts_of, recall, stamp
+
+    given = (spec.slice_options.get("truth_col"), spec.slice_options.get("fullres"))
+    for slice_id in spec.slices:
+        source = spec.source_of(slice_id)
+        facts = recall(root, stamp(*locate(source, root, *given)[1:]))
+        if facts is None:
+            facts = facts_of(load_slice(source, root, *given))
+        check_fits(facts, spec.on_slice(slice_id), slice_id)
 
 
 def read_slice(path: Path, slice_id: str, truth_col: str | None = None, fullres: str | Path | None = None):

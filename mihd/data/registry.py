@@ -8,6 +8,7 @@ from ..cache import validate_name
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
 from ..workspace import slice_entries, slices_file, warn_once, write_error
+from .checked import facts_of, remember, stamp
 from .sources import check_image, check_source
 
 
@@ -38,8 +39,9 @@ def register(root: Path, name: str, path: str | Path, truth_col: str | None = No
     validate_name(name, "NAME")
     path = check_source(path, "PATH")
     entry = {"path": str(path), "truth_col": truth_col, "fullres": str(check_image(fullres)) if fullres else None}
-    if read is not None:
-        read(path, name, truth_col, entry["fullres"])
+    if read is not None:  # its facts noted, so a first launch on it checks the plan without loading it again
+        stamped = stamp(path, truth_col, entry["fullres"])
+        remember(root, stamped, facts_of(read(path, name, truth_col, entry["fullres"])))
     slices = _stored(root)
     slices[name] = entry
     try:

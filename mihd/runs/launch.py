@@ -135,8 +135,8 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
     """Start `spec` as a detached run on its backend; return the run id.
 
     `raw_argv` runs that command line instead of `mihd exec-plan` (tests, tools), with `{run_dir}` and
-    `{root}` substituted; `spec` then says what it computes. `cached`: per cell, whether its inputs are
-    cached (looked up when not given).
+    `{root}` substituted; `spec` then says what it computes (its slices go unchecked). `cached`: per cell,
+    whether its inputs are cached (looked up when not given).
     """
     root = resolve_root(root)
     if not isinstance(spec, RunSpec):
@@ -147,6 +147,10 @@ def launch(root, spec: RunSpec, *, raw_argv: list[str] | None = None, cached=Non
     options = resolve_options(root, spec.backend, spec.backend_options)  # refused here: no run dir left behind
     flags = _cached(root, spec, cached)
     _check_device(spec, be, options, flags)
+    if raw_argv is None:  # a slice wrong inside, or one the plan cannot use: one line now, no run dir
+        from ..data import check_plan_slices
+
+        check_plan_slices(root, spec)
     fan = raw_argv is None and fanout_submit.fans_out(spec, options)  # its cells side by side (fanout.py)
     run_id, run_dir = _make_run_dir(root)
     if raw_argv is not None:
