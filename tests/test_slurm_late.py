@@ -17,10 +17,11 @@ from mihd.plan import Cell
 from mihd.runs.grid_watch import GRID_EVERY
 from mihd.runs.launch import launch
 from mihd.runs.status import RunWatcher
-from runs_helpers import FAKE, fake_plan, view, wait_for
-from test_slurm_real import START, slurm, ws  # noqa: F401  (fixtures)
+from runs_helpers import FAKE, fake_plan, session_pids, view, wait_for
+from test_slurm_real import START, launch_fake, slurm, ws  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(400)]
+ENDING = "ending: Slurm is stopping the job"  # what a job reads while Slurm completes it
 STAIG = Cell("demo", "pca", "texture", "staig_fusion", "gmm", "standard")
 
 
@@ -57,11 +58,28 @@ def test_an_outside_scancel_says_so(ws):
     job = json.loads((ws / "runs" / run_id / "handle.json").read_text())["job_id"]
     wait_for(lambda: events(ws, run_id, "stage"), timeout=60)  # its command runs under its supervisor
     subprocess.run(["scancel", str(job)], check=True)
-    # asked once a second, as a watcher does (it reads a bare `killed`, or Slurm's passing `completing`, until
-    # Slurm has said CANCELLED)
+    # asked once a second, as a watcher does (it reads a bare `killed`, or `ending: ...` while Slurm completes the
+    # job, until Slurm has said CANCELLED)
     ended = wait_for(lambda: (v := view(ws, run_id)).status not in ("running", "queued") and v.reason
-                     not in (None, "completing") and v, timeout=60, every=1.0)
+                     not in (None, ENDING) and v, timeout=60, every=1.0)
     assert ended.status == "killed" and ended.reason == "cancelled outside mihd (scancel)", ended
+
+
+def test_a_job_slurm_is_ending_after_an_outside_scancel_says_so_not_completing(ws):
+    run_id = launch_fake(ws, "--seconds", 300, "--children", 3)  # a child ignores TERM: Slurm ends it for seconds
+    wait_for(lambda: view(ws, run_id).status == "running", timeout=60)
+    wait_for(lambda: len(session_pids(ws / "runs" / run_id)) >= 7)  # the run, its children and grandchildren
+    job = json.loads((ws / "runs" / run_id / "handle.json").read_text())["job_id"]
+    subprocess.run(["scancel", str(job)], check=True)
+    seen = []
+
+    def said():
+        v = view(ws, run_id)
+        seen.append((v.status, v.reason))
+        return v.status not in ("running", "queued") and v.reason == "cancelled outside mihd (scancel)"
+    wait_for(said, timeout=60, every=0.5)  # asked as a watcher does: while Slurm says COMPLETING, and after
+    meanwhile = {reason for status, reason in seen if status == "running"}
+    assert ENDING in meanwhile and "completing" not in meanwhile, seen
 
 
 def test_a_running_job_reads_unknown_while_slurmctld_is_down(ws):

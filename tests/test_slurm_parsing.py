@@ -156,7 +156,7 @@ def test_queued_with_reason_running_with_start_and_one_squeue_per_cache_period(t
     assert (st["r41"].state, st["r41"].reason) == (QUEUED, "pending: Resources")
     assert (st["r42"].state, st["r42"].reason) == (QUEUED, "pending: held")
     assert st["r43"].state == RUNNING and st["r43"].started == time.mktime((2025, 3, 1, 10, 0, 0, 0, 0, -1))
-    assert (st["r44"].state, st["r44"].reason) == (RUNNING, "completing")
+    assert (st["r44"].state, st["r44"].reason) == (RUNNING, "ending: Slurm is stopping the job")
     for _ in range(5):
         be.poll(handles)
     assert sum(c[0] == "squeue" for c in cluster.calls) == 1  # a dashboard polling often costs one call

@@ -27,7 +27,7 @@ from ...rundir import BATCH_OUTPUT, BATCH_SCRIPT, EXIT, HANDLE, PROC
 from ..durations import MAX_DURATION, parse_duration
 from .base import GONE, QUEUED, RUNNING, UNKNOWN, Option, RunState
 from .slurm_commands import JobInfo, SlurmCommands
-from .slurm_words import ended_note
+from .slurm_words import ended_note, held_note
 
 QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
                  "SPECIAL_EXIT"}
@@ -280,8 +280,7 @@ class Backend:
             word = "pending" if info.state == "PENDING" else info.state.lower()
             return RunState(QUEUED, reason=f"{word}: {why}" if why else word)
         if info is not None and info.state in RUNNING_STATES:
-            note = None if info.state == "RUNNING" else info.state.lower()
-            return RunState(RUNNING, reason=note, started=info.start, time_limit=self._limit(job))
+            return RunState(RUNNING, reason=held_note(info.state), started=info.start, time_limit=self._limit(job))
         if info is not None and not _ended(info):
             return RunState(UNKNOWN, reason=f"Slurm: job {job} in state {info.state}")
         if (run_dir / EXIT).exists():  # the watcher reads exit.json: done, failed or killed

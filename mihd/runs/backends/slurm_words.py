@@ -1,4 +1,5 @@
-"""What a researcher is told when Slurm, not mihd, ended a job: its time limit, or a `scancel` from outside.
+"""What a researcher is told when Slurm, not mihd, ended a job: its time limit, or a `scancel` from outside; and
+what a job Slurm is still ending reads meanwhile.
 
 Both used to read a bare `killed`: Slurm sends the batch script TERM in either case and the supervisor
 forwards it. Slurm's final state tells them apart (TIMEOUT, CANCELLED); a `kill` event in the run dir (or,
@@ -36,3 +37,12 @@ def ended_note(info: JobInfo, run_dir: Path) -> str:
     if info.state == "CANCELLED" and not killed_by_mihd(run_dir):
         return "cancelled outside mihd (scancel)"
     return f"Slurm {info.state}" + (f" ({info.reason})" if info.reason else "")
+
+
+def held_note(state: str) -> str | None:
+    """The word for a job Slurm still holds on its node: none while it runs; `ending` while Slurm completes it
+    (COMPLETING: its script was signalled or is done, and whether a scancel or a time limit did it is said only
+    once Slurm has let go), else Slurm's own state (suspended, ...)."""
+    if state == "RUNNING":
+        return None
+    return "ending: Slurm is stopping the job" if state == "COMPLETING" else state.lower()
