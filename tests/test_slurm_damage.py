@@ -1,7 +1,9 @@
 """Damage to a Slurm grid's own files after submission, against the real single-node Slurm: a grid whose
 fanout.json is garbled while every one of its jobs waits lists as one `corrupt` row, and each cell still starts
-from what was fixed at submission (its job script, its own run dir), waits for its extractions and ends done."""
+from what was fixed at submission (its job script, its own run dir), waits for its extractions and ends done.
+A cell laid out before cells had their own copy still reads its grid's fanout.json."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -45,3 +47,17 @@ def test_a_garbled_fanout_json_costs_no_waiting_cell_of_a_slurm_grid(ws, demo_h5
     done = wait_for(lambda: (v := view(root, grid_id)).status not in ("queued", "running", "corrupt") and v,
                     timeout=60)
     assert done.status == "done" and [c.status for c in done.cells] == ["done"] * 4, done
+
+
+def test_a_cell_queued_before_cells_had_their_own_needs_reads_its_grids_layout(tmp_path):
+    """A task laid out by an earlier release (no needs.json) and started after the upgrade still waits right."""
+    from mihd.runs.fanout_cell import extraction_problem, needs_of
+
+    grid = tmp_path / "grid"
+    (grid / "cells" / "1").mkdir(parents=True)
+    pca = {"slice": None, "modality": "gene", "name": "pca", "variant": None, "cells": [1]}
+    (grid / "fanout.json").write_text(json.dumps({"cells": [{"needs": []}, {"needs": ["gene-pca"]}],
+                                                  "extract": {"gene-pca": pca}}))
+    needs = needs_of(grid / "cells" / "1", None)
+    assert needs == {"gene-pca": pca}
+    assert extraction_problem(grid, needs) == "extraction of gene pca did not finish (see extract/gene-pca/run.log)"
