@@ -288,8 +288,11 @@ def dashboard(root: Path, args) -> None:
     frame, data = first_frame(root)
     show("dashboard first frame", f"{frame:.2f} s (grid filled: {data:.2f} s)", "<= 1.5 s")
     ids = [launch_fake(root, "--seconds", "600") for _ in range(args.live)]
+    started = time.time()
     try:
         out = idle(root, args.idle)
+        time.sleep(max(0.0, 65 - (time.time() - started)))  # the live runs past their first minute
+        settled = idle(root, args.idle)
         fast = idle(root, args.idle, interval=2)
         keys = key_answers(root, args.keys)
         show_keys_under_load(root)
@@ -299,8 +302,11 @@ def dashboard(root: Path, args) -> None:
                 kill_run(root, rid, "KILL", grace=1)
             except Exception:
                 pass
-    show(f"dashboard idle CPU with {args.live} live runs over {args.idle:.0f} s (default 3 s refresh)",
-         f"{out['cpu_percent']:.2f} % of one core (--interval 2: {fast['cpu_percent']:.2f} %)", "<= 1 %")
+    show(f"dashboard idle CPU with {args.live} live runs in their first minute, over {args.idle:.0f} s (default 3 s "
+         "refresh; their elapsed time ticks each refresh)",
+         f"{out['cpu_percent']:.2f} % of one core", "<= 1 %")
+    show(f"dashboard idle CPU with the {args.live} live runs past their first minute",
+         f"{settled['cpu_percent']:.2f} % of one core (--interval 2: {fast['cpu_percent']:.2f} %)", "<= 1 %")
     show("dashboard RSS", f"{out['rss_mb']} MB (max {out['rss_max_mb']} MB)", "<= 200 MB")
     show(f"dashboard key press answered (grid cursor to redrawn frame in its terminal, {args.live} live runs; median)",
          f"{1000 * median(keys):.0f} ms (max {1000 * max(keys):.0f} ms over {len(keys)} keys)", "<= 100 ms")

@@ -33,7 +33,7 @@ from .run_files import ACTIVE, RUN_COLUMNS, files_stamp, has_files
 from .run_row import describe
 from .sqlite_io import BUSY_TIMEOUT_S, inode as _inode, set_wal as _set_wal, write as _write
 
-SCHEMA_VERSION = 6          # PRAGMA user_version; older indexes are rebuilt from the run dirs
+SCHEMA_VERSION = 7          # PRAGMA user_version; older indexes are rebuilt from the run dirs
 INDEX_FILE = "registry.sqlite"
 LEGACY_FILE = "mihd.sqlite"  # the registry of earlier releases, in the workspace root: never opened
 MAX_IN = 500  # ids asked with IN (...); more are filtered here (SQLite caps a statement's variables)
@@ -45,22 +45,24 @@ CREATE TABLE runs (
   backend TEXT, handle TEXT, pid INTEGER, create_time REAL, job_id TEXT, host TEXT, run_dir TEXT,
   created REAL, started REAL, ended REAL, status TEXT, exit_code INTEGER, exit_signal TEXT, error TEXT,
   note TEXT, expect REAL, overrun INTEGER NOT NULL DEFAULT 0, overrun_at REAL, kill_signal TEXT,
-  killed_at REAL, killed_by TEXT, updated REAL, stamp TEXT, view TEXT);
+  killed_at REAL, killed_by TEXT, updated REAL, stamp TEXT);
 CREATE INDEX runs_status ON runs(status);
 CREATE INDEX runs_signature ON runs(signature, status);
 CREATE TABLE cells (
   run_id TEXT NOT NULL, idx INTEGER NOT NULL, signature TEXT, sig TEXT, label TEXT,
   ari REAL, nmi REAL, random_init INTEGER NOT NULL DEFAULT 0, seconds REAL, entry TEXT,
   PRIMARY KEY (run_id, idx));
+CREATE INDEX cells_signature ON cells(signature, run_id);
+CREATE TABLE views (run_id TEXT PRIMARY KEY, text TEXT NOT NULL);
+CREATE TRIGGER views_stale AFTER UPDATE ON runs BEGIN DELETE FROM views WHERE run_id = old.id; END;
+CREATE TRIGGER views_gone AFTER DELETE ON runs BEGIN DELETE FROM views WHERE run_id = old.id; END;
 """ + GRID_SCHEMA
 _UPSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
     "ON CONFLICT(id) DO UPDATE SET "
     + ", ".join(f"{c}=excluded.{c}" for c in RUN_COLUMNS if c not in ("id", "overrun", "overrun_at"))
     + ", overrun=MAX(runs.overrun, excluded.overrun), overrun_at=COALESCE(runs.overrun_at, excluded.overrun_at)"
-    + ", view=NULL"  # described again: its kept listing text (keep_views) is made again
 )
-_COLUMNS = ", ".join(RUN_COLUMNS)  # what rows() reads: not the kept listing texts
 
 
 def _listing_stamp(folder: Path) -> tuple | None:
@@ -254,7 +256,7 @@ class Registry:
 
     @_healing
     def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
-        sql = f"SELECT {_COLUMNS} FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+        sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
         return [dict(r) for r in self.conn.execute(sql, params)]
 
     def row(self, run_id: str) -> dict | None:
@@ -265,29 +267,31 @@ class Registry:
     def update(self, run_id: str, **fields) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)
         with _write(self.conn):
-            self.conn.execute(f"UPDATE runs SET {sets}, updated=?, view=NULL WHERE id=?",
+            self.conn.execute(f"UPDATE runs SET {sets}, updated=? WHERE id=?",
                               (*fields.values(), time.time(), run_id))
 
     @_healing
     def kept_views(self, where: str, params: tuple = ()) -> dict[str, str]:
         """The listing texts kept for the ended runs among the rows `where` selects, by id (keep_views)."""
         active = ", ".join(f"'{s}'" for s in ACTIVE)
-        return dict(self.conn.execute(f"SELECT id, view FROM runs WHERE ({where}) AND view IS NOT NULL "
-                                      f"AND status NOT IN ({active})", params).fetchall())
+        return dict(self.conn.execute(f"SELECT v.run_id, v.text FROM views v JOIN runs ON runs.id = v.run_id "
+                                      f"WHERE ({where}) AND status NOT IN ({active})", params).fetchall())
 
     @_healing
     def keep_views(self, made: list[tuple[str, str, str]]) -> None:
-        """Keep ended runs' listing texts, each (text, run id, the stamp of the row it was made from), until the
-        row is described again or updated; one whose row moved on meanwhile is not kept."""
+        """Keep ended runs' listing texts (table `views`), each (text, run id, the stamp of the row it was made
+        from), until the row is described again, updated or removed (the table's triggers); one whose row moved on
+        meanwhile is not kept. Apart from `runs`, whose rows stay small for the queries that scan them."""
         if made:
             with _write(self.conn):
-                self.conn.executemany("UPDATE runs SET view=? WHERE id=? AND stamp IS ?", made)
+                self.conn.executemany("INSERT OR REPLACE INTO views (run_id, text) SELECT id, ? FROM runs "
+                                      "WHERE id=? AND stamp IS ?", made)
 
     @_healing
     def claim_overrun(self, run_id: str, at: float) -> bool:
         """Set the overrun flag; True only for the one caller that set it (so the event is written once)."""
         with _write(self.conn):
-            cur = self.conn.execute("UPDATE runs SET overrun=1, overrun_at=?, view=NULL WHERE id=? AND overrun=0",
+            cur = self.conn.execute("UPDATE runs SET overrun=1, overrun_at=? WHERE id=? AND overrun=0",
                                     (at, run_id))
         return cur.rowcount == 1
 

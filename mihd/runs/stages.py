@@ -109,8 +109,9 @@ class ShareBook:
         self._known: dict[str, tuple[tuple, dict | None]] = {}
 
     def get(self, signature: str) -> dict[str, float] | None:
-        rows = self.registry.rows("status='done' AND id IN (SELECT run_id FROM cells WHERE signature=?)",
-                                  (signature,))[-self.runs:]
+        rows = self.registry.rows(  # the latest done runs with the cell, walked back along the index on cells
+            "id IN (SELECT DISTINCT c.run_id FROM cells c CROSS JOIN runs r ON r.id = c.run_id WHERE c.signature=? "
+            "AND r.status='done' ORDER BY c.run_id DESC LIMIT ?)", (signature, self.runs))
         ids = tuple(r["id"] for r in rows)
         if signature in self._known and self._known[signature][0] == ids:
             return self._known[signature][1]

@@ -1,8 +1,8 @@
 """What `mihd runs ls` and the dashboard show: one RunView per run, refreshed from run dirs and backends.
 
-A RunWatcher is meant to live as long as its caller (the dashboard keeps one): it keeps the monitor's
-process objects (for CPU %), each live run's events offset (only new bytes are read) and the NVML
-probe. Finished runs cost a few stats per refresh (the registry's stamps; `sweep` bounds how many a
+A RunWatcher is meant to live as long as its caller (the dashboard keeps one): it keeps each live run's
+last usage.json sample (CPU % and memory as its supervisor measured them; the monitor samples /proc only for a
+run without a fresh one), each live run's events offset (only new bytes are read) and the NVML probe. Finished runs cost a few stats per refresh (the registry's stamps; `sweep` bounds how many a
 long-lived watcher checks each time): only a changed one is read again. New run dirs (launched elsewhere,
 or a deleted registry) are found by one scandir and indexed.
 
@@ -15,12 +15,13 @@ event) so a rebuilt index keeps it. A run dir with a bad file is `corrupt` (erro
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MihdError
-from ..rundir import EXIT, event_problem, read_events
+from ..rundir import EXIT, USAGE, event_problem, read_events
 from ..workspace import resolve_root
 from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import headline, sig_string, signature
@@ -136,6 +137,7 @@ class RunWatcher:
         self._shares = ShareBook(self.registry)
         self._fan_states: dict[str, dict] = {}  # fanned-out grid id -> its parts' backend states
         self._late: dict[str, str | None] = {}     # run id -> its late flag at the last refresh
+        self._usage: dict[str, tuple[int, dict | None]] = {}  # run id -> (usage.json's mtime, its sample)
 
     @property
     def notes(self) -> list[str]:
@@ -217,7 +219,8 @@ class RunWatcher:
         where, params = _selection(all, recent)
         kept = self.registry.kept_views(where, params)
         active = ", ".join(f"'{s}'" for s in ACTIVE)
-        rows = self.registry.rows(f"({where}) AND (view IS NULL OR status IN ({active}))", params)
+        rows = self.registry.rows(f"({where}) AND (id NOT IN (SELECT run_id FROM views) OR status IN ({active}))",
+                                  params)
         ended = {r["id"]: r["stamp"] for r in rows if r["status"] not in ACTIVE}
         made = {v.id: json.dumps(v.to_dict(), default=str) for v in self._refreshed(rows)}
         self.registry.keep_views([(made[i], i, stamp) for i, stamp in ended.items()])
@@ -281,19 +284,17 @@ class RunWatcher:
             return []
         history = self.registry.durations()
         cells = self.registry.cells([r["id"] for r in rows])
-        live = {}
+        samples = {r["id"]: smp for r in rows if r["status"] in COMPUTING and (smp := self._measured(r, now))}
         for r in rows:
-            if r["status"] in COMPUTING:
+            if r["status"] not in COMPUTING:
+                self._usage.pop(r["id"], None)
+        live = {}  # the rest (its first seconds, its supervisor gone): its processes sampled here, where visible
+        for r in rows:
+            if r["status"] in COMPUTING and r["id"] not in samples:
                 root = get_backend(backend_name(r["backend"])).process_root(row_handle(r))
                 if root:
                     live[r["id"]] = root
-        samples = self.monitor.sample(live) if live else {}
-        for r in rows:  # processes we cannot see (a Slurm job, another host): what the run itself measured
-            if r["status"] in COMPUTING and r["id"] not in live:
-                usage = read_usage(Path(r["run_dir"]))
-                if fresh(usage, now):
-                    samples[r["id"]] = TreeSample(cpu_percent=usage["cpu_percent"] or 0.0, rss=usage["rss"],
-                                                  nprocs=usage["nprocs"], gpu_mem=usage["gpu_mem"])
+        samples.update(self.monitor.sample(live) if live else {})
         views, expected_by = [], {}
         rollups = Rollups(self.registry.conn, [r for r in rows if r["status"] not in ACTIVE and fanned(r)])
         for r in rows:
@@ -349,6 +350,24 @@ class RunWatcher:
                 cells=fan.cells if fan else [], late=late))
         rollups.save()
         return views
+
+    def _measured(self, row: dict, now: float) -> TreeSample | None:
+        """What the run measured of itself (usage.json: its supervisor samples its whole tree every few seconds,
+        PSS where readable), while fresh: a local run's as a Slurm job's, with no scan of /proc here; the file is
+        read again only when it changed."""
+        path = f"{row['run_dir']}/{USAGE}"
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            return None
+        kept = self._usage.get(row["id"])
+        if kept is None or kept[0] != stamp:
+            kept = self._usage[row["id"]] = (stamp, read_usage(Path(row["run_dir"])))
+        usage = kept[1]
+        if not fresh(usage, now) or usage["cpu_percent"] is None:
+            return None
+        return TreeSample(cpu_percent=usage["cpu_percent"], rss=usage["rss"], nprocs=usage["nprocs"],
+                          gpu_mem=usage["gpu_mem"])
 
     def _judge_late(self, row: dict, elapsed, eta_s, conf: str, fraction, expected: Expected) -> str | None:
         """The run's late flag (late.py) as of now; the first watcher or supervisor to see it appends the
