@@ -77,3 +77,16 @@ def test_usage_counts_workers_in_sessions_of_their_own_and_shared_pages_once():
             p.kill()
         child.kill()
         child.wait()
+
+
+def test_a_run_shorter_than_one_sample_keeps_the_cpu_it_used_as_its_peak(tmp_path):
+    from mihd.runs.launch import launch
+    from mihd.workspace import run_path
+    from runs_helpers import fake_plan
+
+    burn = "import time; t = time.time()\nwhile time.time() - t < 2: pass"
+    run_id = launch(tmp_path, fake_plan(), raw_argv=[sys.executable, "-c", burn])
+    run_dir = run_path(tmp_path, run_id)
+    wait_for(lambda: (run_dir / "exit.json").exists(), timeout=60)
+    peak = read_usage(run_dir)["peak"]
+    assert peak["cpu_percent"] > 20, peak  # about 100 % of a core for 2 s, less on a loaded machine

@@ -92,6 +92,7 @@ class GroupUsage:
         self._boot = boot_time()
         self._last: dict[tuple[int, int], float] = {}
         self._last_t: float | None = None
+        self._first_t: float | None = None  # the first sample: what the end's average CPU is taken over
         self.peak = {"cpu_percent": 0.0, "rss": 0, "gpu_mem": None}
 
     def sample(self) -> dict:
@@ -104,6 +105,7 @@ class GroupUsage:
             elif self._last_t is None or self._boot + key[1] / TICKS >= self._last_t:
                 used += cpu  # started since the last sample (or this is the first one): all of it is new
         cpu_percent = 100.0 * used / (now - self._last_t) if self._last_t and now > self._last_t else None
+        self._first_t = self._first_t or now
         self._last, self._last_t = {k: v[0] for k, v in stats.items()}, now
         rss = sum(r for _, r in stats.values())
         gpu_mem = self._gpu_mem([pid for pid, _ in stats])
@@ -124,13 +126,19 @@ class GroupUsage:
 
     def write(self, run_dir: Path, *, ended: bool = False) -> dict:
         """Sample and rewrite usage.json. Once the command has ended (`ended`, after the wait), the
-        kernel's high-water RSS of the largest waited-for child also counts: exact even for a run
-        shorter than one sampling interval."""
+        kernel's high-water RSS of the largest waited-for child also counts, and the CPU it used on average since
+        the first sample (its processes are gone from /proc by then): a peak for a run shorter than one sampling
+        interval, which read 0 % before."""
+        first = self._first_t
         sample = self.sample()
         if ended:
             import resource
 
-            self.peak["rss"] = max(self.peak["rss"], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            self.peak["rss"] = max(self.peak["rss"], children.ru_maxrss * 1024)
+            if first is not None and sample["t"] > first:
+                average = 100.0 * (children.ru_utime + children.ru_stime) / (sample["t"] - first)
+                self.peak["cpu_percent"] = round(max(self.peak["cpu_percent"], average), 1)
             sample["peak"] = dict(self.peak)
         write_json_atomic(Path(run_dir) / USAGE, sample)
         return sample
