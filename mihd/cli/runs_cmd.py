@@ -106,9 +106,10 @@ def _fmt_usage(cpu_percent, rss, gpu_mem) -> str:
 def _show(args) -> int:
     from pathlib import Path
 
-    from ..rundir import read_spec
+    from ..rundir import read_events, read_spec
     from ..present import fmt_duration
     from ..runs.fanout_status import by_slice, cells_summary
+    from ..runs.notify_event import told, told_line
     from ..runs.usage import read_usage
 
     with watching(args.root) as w:
@@ -116,6 +117,7 @@ def _show(args) -> int:
     d = v.to_dict()
     argv = (read_spec(v.run_dir) or {}).get("argv")
     d["argv"] = argv if isinstance(argv, list) else None
+    d["notified"] = told(read_events(Path(v.run_dir))[0])  # what its alerts were told, sent or why not
     if args.json:
         json.dump(d, sys.stdout, indent=1, default=str)
         print()
@@ -157,6 +159,8 @@ def _show(args) -> int:
                 print(f"{'slice':>16}  {_text(slice_id)}: {summary}")
             for c in cells:
                 print(f"{'cell ' + str(c.index):>16}  {_cell_line(c)}")
+    for i, line in enumerate([told_line(o) for o in d["notified"]] or ["-"]):  # each hook's outcome, sent or why not
+        print(f"{'' if i else 'notified':>16}  {_text(line)}")
     if v.random_init or any(s["random_init"] for s in v.scores) or any(c.random_init for c in v.cells):
         print(RANDOM_NOTE)
     return 0

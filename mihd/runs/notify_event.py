@@ -103,3 +103,22 @@ def end_event(run_dir: Path, ended: dict) -> dict:
     if ended.get("code") == 0 and not failed:
         return {"event": "done", "state": "done"}
     return {"event": "failed", "state": "killed" if ended.get("signal") or ended.get("forwarded") else "failed"}
+
+
+def told(events) -> list[dict]:
+    """What a run's hooks were told, from its events (a `notify` event per hook and event, notify.notify_now),
+    so a researcher who got no mail can see whether it went and why not: {"t", "event", "hook", "source",
+    "ok", "said", "seconds"} each, in time order; a line not of that shape is left out."""
+    out = [{k: e.get(k) for k in ("t", "event", "hook", "source", "ok", "said", "seconds")} for e in events
+           if isinstance(e, dict) and e.get("kind") == "notify" and type(e.get("t")) in (int, float)]
+    return sorted(out, key=lambda o: o["t"])
+
+
+def told_line(outcome: dict) -> str:
+    """`2026-05-04 03:12:09  failed  mail to me@lab.org via smtp.lab.org:25: not sent: 530 login needed`."""
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(outcome["t"]))
+    except (OverflowError, OSError, ValueError):  # a hand-edited time no clock can show
+        when = f"t={outcome['t']}"
+    how = "sent" if outcome.get("ok") is True else f"not sent: {outcome.get('said') or 'no reason given'}"
+    return f"{when}  {outcome.get('event')}  {outcome.get('hook')}: {how}"

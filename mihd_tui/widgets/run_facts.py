@@ -1,5 +1,6 @@
 """What a run was and how it ended, for the run detail: the command it ran (copyable as shown), the plan as a
-`mihd` command line, its backend handle (pid or job id, host), why it ended and, for a killed run, who killed it."""
+`mihd` command line, its backend handle (pid or job id, host), why it ended, for a killed run who killed it,
+and what its alerts were told (each hook's outcome: sent, or why not)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from textual.widgets import Static
 
-from mihd.rundir import read_spec
+from mihd.rundir import read_events, read_spec
+from mihd.runs.notify_event import told, told_line
 from mihd.runs.status import RunView
 
 from ..text import plain, say
@@ -40,6 +42,7 @@ class RunFacts(Static):
     def __init__(self, **kw) -> None:
         super().__init__("", **kw)
         self._commands: dict[str, tuple[str, str]] = {}  # run id -> (command, plan as mihd arguments)
+        self._told: dict[str, tuple[int, list[dict]]] = {}  # run id -> (events.jsonl read up to, its notify outcomes)
 
     def _read_commands(self, v: RunView) -> tuple[str, str]:
         if v.id not in self._commands:
@@ -52,6 +55,13 @@ class RunFacts(Static):
                                     "mihd " + shlex.join(plan_argv(plan)) if plan is not None else "-")
         return self._commands[v.id]
 
+    def _read_told(self, v: RunView) -> list[dict]:
+        """The run's notify outcomes; events.jsonl read on from where the last look stopped, not again whole."""
+        offset, seen = self._told.get(v.id, (0, []))
+        events, offset = read_events(Path(v.run_dir), offset)
+        self._told[v.id] = offset, seen + told(events)
+        return self._told[v.id][1]
+
     def forget(self) -> None:
         """Blank, until the next run opened is shown."""
         say(self, "")
@@ -62,4 +72,5 @@ class RunFacts(Static):
         if v.killed_at or v.kill_signal:
             who = v.killed_by or "unknown"
             rows.append(("killed", f"with {v.kill_signal or '?'} by {who} at {_stamp(v.killed_at)}"))
+        rows += [("" if i else "notified", told_line(o)) for i, o in enumerate(self._read_told(v))]
         say(self, "\n".join(f"[b]{k:>8}[/]  {plain(val)}" for k, val in rows))  # a run's words
