@@ -40,10 +40,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from bench_tui import first_frame, idle, key_answers, show_keys_under_load  # noqa: E402
 from mihd.rundir import write_result  # noqa: E402
-from mihd.runs.kill import kill_run  # noqa: E402
 from mihd.runs.launch import new_run_id  # noqa: E402
 from mihd.runs.parts_file import PARTS_FILE  # noqa: E402
-from runs_helpers import drop_index, launch_fake  # noqa: E402
+from runs_helpers import drop_index, kill_all, launch_fake  # noqa: E402
 from tui_helpers import no_gpu  # noqa: E402
 
 MIHD = [sys.executable, "-m", "mihd"]
@@ -297,11 +296,7 @@ def dashboard(root: Path, args) -> None:
         keys = key_answers(root, args.keys)
         show_keys_under_load(root)
     finally:
-        for rid in ids:
-            try:
-                kill_run(root, rid, "KILL", grace=1)
-            except Exception:
-                pass
+        kill_all(root, ids)
     show(f"dashboard idle CPU with {args.live} live runs in their first minute, over {args.idle:.0f} s (default 3 s "
          "refresh; their elapsed time ticks each refresh)",
          f"{out['cpu_percent']:.2f} % of one core", "<= 1 %")

@@ -31,9 +31,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from mihd.runs.kill import kill_run  # noqa: E402
 from mihd.runs.launch import launch  # noqa: E402
-from runs_helpers import CELL, fake_plan, launch_fake  # noqa: E402
+from runs_helpers import CELL, fake_plan, kill_all, launch_fake  # noqa: E402
 from tui_helpers import no_gpu  # noqa: E402
 
 TUI = [sys.executable, "-m", "mihd_tui.app"]
@@ -301,11 +300,7 @@ def main() -> None:
             if "keys" in only:
                 show_keys_under_load(root, args.busy)
         finally:
-            for rid in ids:
-                try:
-                    kill_run(root, rid, "KILL", grace=1)
-                except Exception:
-                    pass
+            kill_all(root, ids)
         if "flood" not in only:
             return
         quiet = asyncio.run(flood(root, 5, "import time; time.sleep({secs})", "mean"))

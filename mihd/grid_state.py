@@ -207,7 +207,7 @@ class GridState:
 
 
 def _part_outcome(run_id: str, part, random_init: bool) -> _Outcome:
-    """A fanned-out grid's cell (fanout_status.CellView) as the cell's outcome; `random_init` from its
+    """A fanned-out grid's cell (grid_view.CellView) as the cell's outcome; `random_init` from its
     own result.json (an input had random weights)."""
     state = OVERRUN if part.overrun and part.status == RUNNING else part.status
     scored = part.status == DONE

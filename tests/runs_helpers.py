@@ -27,6 +27,17 @@ def launch_fake(root, *args, expect=None, name=None, cells=(CELL,), **kw):
                   raw_argv=[sys.executable, FAKE, "{run_dir}", *map(str, args)], cached=[True] * len(cells))
 
 
+def kill_all(root, run_ids) -> None:
+    """KILL each run (a benchmark's or test's live runs, at its end); one already gone is no matter."""
+    from mihd.runs.kill import kill_run
+
+    for run_id in run_ids:
+        try:
+            kill_run(root, run_id, "KILL", grace=1)
+        except Exception:
+            pass
+
+
 def drop_index(root) -> None:
     """Delete this host's registry index of workspace `root` (a new host, a wiped temp folder)."""
     from mihd.runs.registry import INDEX_FILE

@@ -1,6 +1,7 @@
 """The runs table redraws only the rows whose run changed: a refresh where one of 12 runs moved on renders that
 run's row alone (it used to render every row, the dashboard's idle CPU), and shows what changed."""
 
+from contextlib import asynccontextmanager
 from dataclasses import MISSING, fields, replace
 
 from textual.app import App, ComposeResult
@@ -35,14 +36,20 @@ class TableApp(App):
         yield RunsTable()
 
 
-async def test_a_refresh_redraws_only_the_row_of_the_run_that_changed():
-    views = [run_view(i) for i in range(12)]
+@asynccontextmanager
+async def showing(views: list[RunView]):
+    """(pilot, the runs table showing `views`, the ids of the rows it draws from then on)."""
     app = TableApp()
     async with app.run_test(size=(120, 30)) as pilot:
         table = app.query_one(RunsTable)
         table.show(views)
         await pilot.pause()
-        drawn = rows_drawn(table)
+        yield pilot, table, rows_drawn(table)
+
+
+async def test_a_refresh_redraws_only_the_row_of_the_run_that_changed():
+    views = [run_view(i) for i in range(12)]
+    async with showing(views) as (pilot, table, drawn):
         table.show(list(views))  # nothing changed: nothing drawn
         await pilot.pause()
         assert drawn == []
@@ -56,12 +63,7 @@ async def test_a_refresh_redraws_only_the_row_of_the_run_that_changed():
 
 async def test_a_live_run_past_its_first_minute_is_drawn_again_once_a_minute_not_at_each_refresh():
     views = [run_view(i, elapsed=125.0, eta_s=290.0, cpu_percent=0.0) for i in range(12)]
-    app = TableApp()
-    async with app.run_test(size=(120, 30)) as pilot:
-        table = app.query_one(RunsTable)
-        table.show(views)
-        await pilot.pause()
-        drawn = rows_drawn(table)
+    async with showing(views) as (pilot, table, drawn):
         for step in (3, 6, 9):  # three refreshes: each run 3 s older, 3 s nearer its end
             table.show([replace(v, elapsed=v.elapsed + step, eta_s=v.eta_s - step) for v in views])
             await pilot.pause()
