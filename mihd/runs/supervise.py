@@ -5,7 +5,9 @@ that started it), starts the command in a process group of its own with stdout+s
 `run.log`, forwards TERM/INT/HUP to that group, waits, and writes `exit.json`. Its identity and the
 command's (pid, create time, host, boot id; session, process group and environment marker: identity.py)
 go to `proc.json`, so any later watcher can find and check both, even after the supervisor died. While it waits it
-keeps `usage.json` (CPU, RSS, GPU memory and their peaks; see usage.py) every few seconds.
+keeps `usage.json` (CPU, RSS, GPU memory and their peaks; see usage.py) every few seconds. Under Slurm its whole end
+(the command, what it left running, exit.json) fits in the time Slurm leaves between its TERM and its KILL
+(end_window.py), so a run cancelled or timed out by Slurm still says how it ended.
 
 `--detach` forks once more and lets the first process exit at once, so the launcher (a long-lived
 dashboard, say) never has to reap it and never keeps a zombie. A Slurm batch script runs it without
@@ -33,6 +35,7 @@ from typing import Callable
 
 from ..jsonio import write_json_atomic
 from ..rundir import EXIT, LOG, PROC, RESERVE, RESULT
+from .end_window import EndWindow, slurm_kill_wait
 from .gpu import Gpu
 from .identity import MARKER_VAR, boot_id, proc_create_time, run_members
 from .notify import notify_end
@@ -94,8 +97,8 @@ def _end(run_dir: Path, reserve: Path | None, rc: int, forwarded: list[str]) -> 
     notify_end(run_dir, ended)  # after exit.json: the hooks read a settled run dir
 
 
-def _stop_leftovers(marker: str, grace: float = 5.0) -> int:
-    """When the command has ended, end what it left running too (TERM, then KILL after `grace`): the
+def _stop_leftovers(marker: str, window: EndWindow) -> int:
+    """When the command has ended, end what it left running too (TERM, then KILL when `window` says): the
     members of our session (when it is ours) and every process carrying the run's marker."""
     me = os.getpid()
     sid = me if os.getsid(0) == me else None  # a batch script's session is not ours to empty
@@ -111,8 +114,8 @@ def _stop_leftovers(marker: str, grace: float = 5.0) -> int:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + grace
-        while pids and time.monotonic() < deadline:
+        started = time.monotonic()
+        while pids and time.monotonic() < window.until(started, killing=sig == signal.SIGKILL):
             time.sleep(0.05)
             pids = members()
     return found
@@ -132,9 +135,11 @@ def _open_log(run_dir: Path) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
 
 
-def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path, watch: SelfWatch | None = None) -> int:
+def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path, window: EndWindow,
+                    watch: SelfWatch | None = None) -> int:
     """Wait for the command, writing its process group's usage.json every EVERY seconds and at the end, and
-    judging the run late or overrunning (`watch`, self_watch.py) every JUDGE_EVERY seconds meanwhile."""
+    judging the run late or overrunning (`watch`, self_watch.py) every JUDGE_EVERY seconds meanwhile; a
+    command still running when `window` says its time is up is KILLed."""
     usage, rc, failed = None, None, False
     while True:
         try:
@@ -149,8 +154,10 @@ def _wait_measuring(child: subprocess.Popen | Forked, run_dir: Path, watch: Self
         until = time.monotonic() + EVERY
         while rc is None and time.monotonic() < until:
             try:
-                rc = child.wait(timeout=max(min(JUDGE_EVERY, until - time.monotonic()), 0.01))
+                rc = child.wait(timeout=max(min(JUDGE_EVERY, until - time.monotonic(), window.command_left()), 0.01))
             except subprocess.TimeoutExpired:
+                if window.hurry(child.pid):
+                    _say("KILLed the command: it outlived the time left before Slurm's KILL")
                 watch = _judged(watch) if watch is not None else None
 
 
@@ -244,9 +251,12 @@ def supervise(run_dir: Path, argv: list[str], entry: Callable[[], int] | None = 
     }
     forwarded: list[str] = []
     child: subprocess.Popen | Forked | None = None
+    window = EndWindow()
 
     def forward(signum, _frame):
         forwarded.append(signal.Signals(signum).name)
+        if signum == signal.SIGTERM:
+            window.termed()
         if child is not None:
             try:
                 os.killpg(child.pid, signum)
@@ -275,8 +285,9 @@ def supervise(run_dir: Path, argv: list[str], entry: Callable[[], int] | None = 
         _say(f"cannot record the command in {PROC}: {exc.strerror or exc}")
     if forwarded:  # a signal arrived before the child existed
         os.killpg(child.pid, signal.Signals[forwarded[-1]])
-    rc = _wait_measuring(child, run_dir, SelfWatch(run_dir, ident["started"]))
-    left = _stop_leftovers(ident["marker"])
+    window.kill_wait = slurm_kill_wait()  # asked while the command already runs: it never delays it
+    rc = _wait_measuring(child, run_dir, window, SelfWatch(run_dir, ident["started"]))
+    left = _stop_leftovers(ident["marker"], window)
     if left:
         _say(f"stopped {left} leftover processes of the run")
     _end(run_dir, reserve, rc, forwarded)

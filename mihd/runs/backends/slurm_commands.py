@@ -1,4 +1,4 @@
-"""The one seam around Slurm's commands: sbatch, squeue, scontrol show job, scancel.
+"""The one seam around Slurm's commands: sbatch, squeue, scontrol show job / config, scancel.
 
 Everything Slurm prints is parsed here, from text, by pure functions; `SlurmCommands` only runs the
 commands through a `runner(argv) -> (returncode, stdout, stderr)`, so tests hand it fixture texts for the
@@ -36,6 +36,7 @@ SHORT = {"BF": "BOOT_FAIL", "CA": "CANCELLED", "CD": "COMPLETED", "CG": "COMPLET
 _JOB_ID = re.compile(r"^\d+([_+]\d+)?$")
 _KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_:/]*)=")
 _NONE = ("", "N/A", "NONE", "UNKNOWN", "(NULL)")
+_KILL_WAIT = re.compile(r"^KillWait\s*=\s*(\d+)", re.M)
 
 Runner = Callable[[list[str]], tuple[int, str, str]]
 
@@ -129,15 +130,21 @@ def clean_env(base: dict | None = None) -> dict:
     return env
 
 
-def subprocess_runner(argv: list[str]) -> tuple[int, str, str]:
+def subprocess_runner(argv: list[str], timeout: float = TIMEOUT_S) -> tuple[int, str, str]:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, env=clean_env(),
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=clean_env(),
                              stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise MihdError(f"{argv[0]}: not found on PATH (the Slurm backend needs the Slurm client commands)") from None
     except subprocess.TimeoutExpired:
-        raise MihdError(f"{argv[0]}: no answer within {TIMEOUT_S:.0f}s (is slurmctld reachable?)") from None
+        raise MihdError(f"{argv[0]}: no answer within {timeout:.0f}s (is slurmctld reachable?)") from None
     return out.returncode, out.stdout, out.stderr
+
+
+def parse_kill_wait(text: str) -> float | None:
+    """KillWait's seconds in `scontrol show config` output (`KillWait                = 30 sec`); None without it."""
+    m = _KILL_WAIT.search(text)
+    return float(m.group(1)) if m else None
 
 
 def _first_error(stderr: str) -> str:
@@ -172,6 +179,15 @@ class SlurmCommands:
                 return None
             raise MihdError(f"scontrol show job {job_id}: {_first_error(err)}")
         return parse_show_job(out)
+
+    def kill_wait(self) -> float | None:
+        """Seconds Slurm leaves a job between its TERM (scancel, time limit) and its KILL; None when scontrol
+        cannot say (not found, no answer, no KillWait line)."""
+        try:
+            rc, out, _ = self.runner(["scontrol", "show", "config"])
+        except MihdError:
+            return None
+        return parse_kill_wait(out) if rc == 0 else None
 
     def scancel(self, job_id: str, signal: str | None = None, batch: bool = False, full: bool = False,
                 pending_only: bool = False) -> str | None:
