@@ -27,7 +27,7 @@ from .cache_files import SEP, CacheKey, read_file, touch
 from .env_values import LOCK_TIMEOUT_ENV, seconds
 from .errors import MihdError
 from .jsonio import write_atomic
-from .runs.identity import alive, boot_id, elsewhere, proc_create_time
+from .identity import alive, boot_id, elsewhere, proc_create_time
 from .workspace import is_writable
 
 LOCKS = "locks"  # under the embeddings folder: one single-flight lock file per key being computed

@@ -15,7 +15,7 @@ import pytest
 from mihd.cli import main
 from mihd.errors import MihdError
 from mihd.runs.backends import get_backend
-from mihd.runs.identity import MARKER_VAR, process_identity
+from mihd.identity import MARKER_VAR, process_identity
 from mihd.runs.launch import launch
 from mihd.runs.registry import Registry
 

@@ -17,7 +17,7 @@ from mihd.errors import MihdError
 from mihd.jsonio import write_json_atomic
 from mihd.rundir import read_events
 from mihd.runs.backends import get_backend
-from mihd.runs.identity import process_identity
+from mihd.identity import process_identity
 from mihd.runs.kill import kill_run
 from mihd.runs.registry import Registry
 from mihd.runs.status import RunWatcher, list_runs

@@ -109,7 +109,7 @@ class Orphan:
         self.why, self.returncode = why, None
 
     def poll(self) -> int | None:
-        from .identity import alive
+        from ..identity import alive
 
         return None if alive(self.pid, self.ctime) else 0
 
@@ -131,7 +131,7 @@ class LocalRunner:
     def __init__(self, grid_dir: Path, root: Path, cell_main: Callable[[list[str], dict | None], int],
                  preload: tuple[str, ...]):
         from ..compute import allowed_cores
-        from .identity import MARKER_VAR
+        from ..identity import MARKER_VAR
 
         self.grid_dir, self.root, self.cell_main, self.preload = Path(grid_dir), Path(root), cell_main, preload
         self.fan = read_fanout(self.grid_dir)  # held from the start, as the plan: a file damaged later costs nothing

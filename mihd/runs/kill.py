@@ -21,7 +21,7 @@ from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
 from ..rundir import EXIT, HANDLE, PROC, EventLog
 from .fanout import CELLS, cell_dir, is_fanned, mark_never_started, parts, read_fanout
-from .identity import alive
+from ..identity import alive
 from .ids import split_cell
 from .notify import suppress
 from .run_files import ACTIVE

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from ..rundir import EventLog
-from .identity import MARKER_VAR
+from ..identity import MARKER_VAR
 from .notify_command import run_command
 from .notify_config import Hook, hooks_for, read_hooks
 from .notify_event import EVENTS, complete, end_event

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 
-from .identity import MARKER_VAR
+from ..identity import MARKER_VAR
 
 SAID_CHARS = 200  # of a hook's own output kept in its outcome
 

@@ -37,7 +37,7 @@ from ..jsonio import write_json_atomic
 from ..rundir import EXIT, LOG, PROC, RESERVE, RESULT
 from .end_window import EndWindow, slurm_kill_wait
 from .gpu import Gpu
-from .identity import MARKER_VAR, boot_id, proc_create_time, run_members
+from ..identity import MARKER_VAR, boot_id, proc_create_time, run_members
 from .notify import notify_end
 from .self_watch import JUDGE_EVERY, SelfWatch
 from .usage import EVERY, GroupUsage

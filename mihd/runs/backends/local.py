@@ -21,7 +21,7 @@ import psutil
 
 from ...errors import MihdError
 from ...rundir import EXIT, PROC, SPEC, RunFileError, load_file
-from ..identity import CTIME_TOLERANCE, alive, elsewhere, run_members
+from ...identity import CTIME_TOLERANCE, alive, elsewhere, run_members
 from ..fanout import parallel_option
 from .base import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, Option, RunState
 
