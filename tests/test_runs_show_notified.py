@@ -64,3 +64,14 @@ async def test_the_run_detail_shows_what_each_hook_was_told(workspace):
         cleanup(workspace)
     assert f"failed  {PYTHON}: sent" in facts
     assert "failed  command sh: not sent: exit 4: pager unreachable ^[]0;pwned^G" in facts and "\x1b" not in facts
+
+
+def test_a_run_its_researcher_killed_says_why_no_hook_was_told(workspace):
+    write_hooks(workspace, [{"on": ["failed", "done"], "command": recorder(workspace / "got.jsonl")}])
+    run_id = launch_fake(workspace, "--seconds", 60)
+    wait_for(lambda: (workspace / "runs" / run_id / "proc.json").exists(), timeout=60)
+    killed = run_mihd("runs", "kill", run_id, "--grace", "2s", "--root", str(workspace))
+    assert killed.returncode == 0, killed.stderr
+    shown = run_mihd("runs", "show", run_id, "--root", str(workspace)).stdout
+    line = next(line for line in shown.splitlines() if line.strip().startswith("notified"))
+    assert "killed by" in line and "tells no one" in line

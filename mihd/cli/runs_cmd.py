@@ -159,7 +159,8 @@ def _show(args) -> int:
                 print(f"{'slice':>16}  {_text(slice_id)}: {summary}")
             for c in cells:
                 print(f"{'cell ' + str(c.index):>16}  {_cell_line(c)}")
-    for i, line in enumerate([told_line(o) for o in d["notified"]] or ["-"]):  # each hook's outcome, sent or why not
+    untold = f"- (killed by {v.killed_by}: a run you end yourself tells no one)" if v.killed_by else "-"
+    for i, line in enumerate([told_line(o) for o in d["notified"]] or [untold]):  # each hook's outcome, or why none
         print(f"{'' if i else 'notified':>16}  {_text(line)}")
     if v.random_init or any(s["random_init"] for s in v.scores) or any(c.random_init for c in v.cells):
         print(RANDOM_NOTE)
