@@ -425,9 +425,9 @@ class RunDetailScreen(Screen):
         pred, true = map_colours(spots, c["labels"])
         self.query_one("#pred-map", SpatialMap).set_spots(spots["x"], spots["y"], pred, legend(spots, c["labels"]))
         self.query_one("#truth-map", SpatialMap).set_spots(spots["x"], spots["y"], true)
-        score = "" if c.get("ari") is None else f" · ARI {c['ari']:.3f}"
+        score = "" if c.get("ari") is None else f" · ARI {c['ari']:.3f}"  # first: a narrow map clips the rest
         flag = " [b $warning]random init[/]" if c.get("random_init") else ""
-        self.query_one("#pred-title", Label).update(f"predicted ({plain(c.get('fusion'))}, {plain(c.get('cluster'))}){score}{flag}")
+        self.query_one("#pred-title", Label).update(f"predicted{score} ({plain(c.get('fusion'))}, {plain(c.get('cluster'))}){flag}")
         self.query_one("#truth-title", Label).update("truth" if spots.get("truth") else "no truth labels")
 
     # -- actions -----------------------------------------------------------------------------------------
