@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -40,6 +41,15 @@ def assert_cells_waited_for_their_extractions(grid: Path) -> None:
         for key in cell["needs"]:
             ended = read(grid / "extract" / key / "exit.json")["ended"]
             assert began >= ended, (i, key, began, ended)
+
+
+def processes_left(grid: Path, timeout: float = 10.0) -> list[str]:
+    """processes_of(grid) once it is empty, or as it is after `timeout` seconds: a supervisor lives on for a
+    moment after writing exit.json (its end's hooks, its exit), which a loaded machine stretches."""
+    deadline = time.monotonic() + timeout
+    while (found := processes_of(grid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
 
 
 def processes_of(grid: Path) -> list[str]:

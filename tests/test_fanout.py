@@ -16,7 +16,7 @@ from mihd.runs.status import RunWatcher
 
 from conftest import assert_one_line_error, run_mihd
 from fanout_helpers import (GRID_14, allowed_share, assert_cells_waited_for_their_extractions, cache_statuses,
-                            interval, max_overlap, processes_of, read)
+                            interval, max_overlap, processes_left, processes_of, read)
 from runs_helpers import view, wait_for
 
 
@@ -115,7 +115,7 @@ def test_a_runner_killed_outright_leaves_no_process_and_a_grid_that_ended(demo_r
     v = wait_for(lambda: (v := view(root, grid_id)).status not in ("queued", "running", "orphaned") and v,
                  timeout=60)
     assert v.status == "failed" and not any(c.status in ("queued", "running", "orphaned") for c in v.cells), v.cells
-    assert processes_of(Path(v.run_dir)) == []
+    assert processes_left(Path(v.run_dir)) == []
 
 
 def test_parallel_auto_gives_each_worker_one_of_several_gpus(demo_root):
