@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .fanout import is_fanned
 from .grid_view import CellView, GridProgress
-from .run_files import ACTIVE, STAMPED, files_stamp
+from .run_files import ACTIVE, ACTIVE_SQL, STAMPED, files_stamp
 from .sqlite_io import write
 
 SCHEMA = """
@@ -107,11 +107,10 @@ class PartSweep:
         self._after = ""
 
     def changed(self, conn, base: Path, budget: int) -> list[str]:
-        active = ", ".join(f"'{s}'" for s in ACTIVE)
         out, spent, last = [], 0, self._after
         for run_id, stamps in conn.execute(
                 f"SELECT g.run_id, g.stamps FROM grids g JOIN runs r ON r.id = g.run_id WHERE g.run_id > ? "
-                f"AND r.status NOT IN ({active}) ORDER BY g.run_id", (self._after,)):
+                f"AND r.status NOT IN ({ACTIVE_SQL}) ORDER BY g.run_id", (self._after,)):
             stamps = json.loads(stamps)
             if spent and spent + len(stamps) > budget:
                 break

@@ -29,7 +29,7 @@ from ..workspace import host_index_dir, resolve_root, runs_dir
 from .eta import CELL_KEY
 from .grid_index import SCHEMA as GRID_SCHEMA
 from .grid_index import PartSweep, put as put_parts, reusing
-from .run_files import ACTIVE, RUN_COLUMNS, files_stamp, has_files
+from .run_files import ACTIVE, ACTIVE_SQL, RUN_COLUMNS, files_stamp, has_files
 from .run_row import describe
 from .sqlite_io import BUSY_TIMEOUT_S, inode as _inode, set_wal as _set_wal, write as _write
 
@@ -197,11 +197,10 @@ class Registry:
             new = [d for d in (base / n for n in sorted(names - known)) if has_files(d)]
             gone = known - names
             self._listed = listed
-        active = ", ".join(f"'{s}'" for s in ACTIVE)
         if check is None:
-            stamps = self.conn.execute(f"SELECT id, stamp FROM runs WHERE status NOT IN ({active})").fetchall()
+            stamps = self.conn.execute(f"SELECT id, stamp FROM runs WHERE status NOT IN ({ACTIVE_SQL})").fetchall()
         elif check:
-            stamps = self.conn.execute(f"SELECT id, stamp FROM runs WHERE status NOT IN ({active}) AND id > ? "
+            stamps = self.conn.execute(f"SELECT id, stamp FROM runs WHERE status NOT IN ({ACTIVE_SQL}) AND id > ? "
                                        "ORDER BY id LIMIT ?", (self._sweep, check)).fetchall()
             self._sweep = stamps[-1][0] if len(stamps) == check else ""
         else:
@@ -273,9 +272,8 @@ class Registry:
     @_healing
     def kept_views(self, where: str, params: tuple = ()) -> dict[str, str]:
         """The listing texts kept for the ended runs among the rows `where` selects, by id (keep_views)."""
-        active = ", ".join(f"'{s}'" for s in ACTIVE)
         return dict(self.conn.execute(f"SELECT v.run_id, v.text FROM views v JOIN runs ON runs.id = v.run_id "
-                                      f"WHERE ({where}) AND status NOT IN ({active})", params).fetchall())
+                                      f"WHERE ({where}) AND status NOT IN ({ACTIVE_SQL})", params).fetchall())
 
     @_healing
     def keep_views(self, made: list[tuple[str, str, str]]) -> None:

@@ -29,6 +29,7 @@ RUN_COLUMNS = (  # a registry row's fields (run_row.describe)
     "error", "note", "expect", "overrun", "overrun_at", "kill_signal", "killed_at", "killed_by", "updated", "stamp",
 )
 ACTIVE = ("queued", "running", "orphaned")
+ACTIVE_SQL = ", ".join(f"'{s}'" for s in ACTIVE)  # the same, as an SQL list: status IN (...)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from .overrun import is_overrun, overrun_factor, record_overrun
 from .reasons import failure_reason
 from .registry import Registry
 from .run_end import backend_name, record_lost, signalled_job
-from .run_files import ACTIVE, TERMINAL, files_stamp
+from .run_files import ACTIVE, ACTIVE_SQL, TERMINAL, files_stamp
 from .run_row import row_handle
 from .stages import ShareBook
 from .usage import fresh, read_usage
@@ -218,8 +218,7 @@ class RunWatcher:
         self.registry.sync(check=self.sweep)
         where, params = _selection(all, recent)
         kept = self.registry.kept_views(where, params)
-        active = ", ".join(f"'{s}'" for s in ACTIVE)
-        rows = self.registry.rows(f"({where}) AND (id NOT IN (SELECT run_id FROM views) OR status IN ({active}))",
+        rows = self.registry.rows(f"({where}) AND (id NOT IN (SELECT run_id FROM views) OR status IN ({ACTIVE_SQL}))",
                                   params)
         ended = {r["id"]: r["stamp"] for r in rows if r["status"] not in ACTIVE}
         made = {v.id: json.dumps(v.to_dict(), default=str) for v in self._refreshed(rows)}
@@ -395,9 +394,8 @@ def _selection(all: bool, recent: int) -> tuple[str, tuple]:
     """The registry rows a listing shows: all, or the active ones and the `recent` latest ended ones."""
     if all:
         return "1", ()
-    active = ", ".join(f"'{s}'" for s in ACTIVE)
-    return (f"status IN ({active}) OR id IN "
-            f"(SELECT id FROM runs WHERE status NOT IN ({active}) ORDER BY id DESC LIMIT ?)", (recent,))
+    return (f"status IN ({ACTIVE_SQL}) OR id IN "
+            f"(SELECT id FROM runs WHERE status NOT IN ({ACTIVE_SQL}) ORDER BY id DESC LIMIT ?)", (recent,))
 
 
 def list_runs(root=None, all: bool = False, factor: float | None = None, gpu: Gpu | None = None) -> list[RunView]:
