@@ -110,6 +110,22 @@ def test_a_run_killed_by_a_signal_no_one_in_mihd_sent_says_so(workspace):
     assert v.status == "killed" and v.error is None, v
 
 
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2])
+def test_a_user_signal_to_the_supervisor_reaches_the_run_and_its_end_is_written(workspace, sig):
+    """`scancel --signal=USR1` (Slurm hands it to the batch shell, which passes it on) or a `kill -USR1` of the
+    supervisor: the run gets it, and its end is written and read as a signal the researcher sent, with no
+    process of the run left behind."""
+    run_id = launch_fake(workspace, "--seconds", "60")
+    run_dir = workspace / "runs" / run_id
+    wait_for(lambda: read(run_dir / "proc.json").get("child_pid") if (run_dir / "proc.json").exists() else None)
+    os.kill(read(run_dir / "proc.json")["pid"], sig)
+    v = wait_for(lambda: (v := view(workspace, run_id)).status not in ACTIVE and v)
+    ended = read(run_dir / "exit.json")
+    assert ended["forwarded"] == [sig.name] and ended["signal"] == sig.name.removeprefix("SIG"), ended
+    assert v.status == "killed", v
+    assert wait_for(lambda: processes_of(run_dir) == [], timeout=10)
+
+
 @pytest.mark.parametrize("row, said", [
     ({"status": "failed", "exit_signal": "KILL", "error": None}, OOM),
     ({"status": "failed", "exit_signal": "TERM", "error": "out of patience"}, "out of patience"),

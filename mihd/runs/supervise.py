@@ -42,7 +42,9 @@ from .notify import notify_end
 from .self_watch import JUDGE_EVERY, SelfWatch
 from .usage import EVERY, GroupUsage
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# handed on to the command's process group; USR1/USR2 too, which Slurm's `scancel --signal` and the batch
+# script pass on, and whose default would end the supervisor without exit.json
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 RESERVE_BYTES = 64 << 10  # the end's run.log line and exit.json, with room to spare on any block size
 
 
