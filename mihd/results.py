@@ -215,13 +215,7 @@ def render(rows: list[Row], fmt: str = "table") -> str:
         return json.dumps([{"label": r.cell.label, **r.to_dict(), "ari_values": list(r.ari.values),
                             "nmi_values": list(r.nmi.values)} for r in rows], indent=1) + "\n"
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for r in rows:
-            d = r.to_dict()
-            writer.writerow(["" if d[c] is None else ";".join(d[c]) if c == "run_ids" else d[c] for c in COLUMNS])
-        return buf.getvalue()
+        return csv_text(COLUMNS, [r.to_dict() for r in rows])
     header = ["SLICE", "GENE", "VISION", "VARIANT", "FUSION", "CLUSTER", "K", "REFINE", "ARI", "NMI", "N",
               "SECONDS", "CACHE", "RANDOM INIT", "SPOTS", "RUN"]
     body = [[r.cell.slice, r.cell.gene, r.cell.vision or "-", r.cell.variant or "-", r.cell.fusion, r.cell.cluster,
@@ -230,6 +224,17 @@ def render(rows: list[Row], fmt: str = "table") -> str:
              "labelled" if r.labelled_only else "all", r.run_ids[-1] + (f" +{len(r.run_ids) - 1}" if len(r.run_ids) > 1 else "")] for r in rows]
     return text_table(fmt, header, body, {"K", "ARI", "NMI", "N", "SECONDS"},
                       "no scored cells yet (run some: mihd run / mihd grid / mihd launch)")
+
+
+def csv_text(columns: list[str], records: list[dict]) -> str:
+    """Records as CSV at full precision: a missing value empty, a list of values joined by `;`."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for d in records:
+        writer.writerow(["" if d[c] is None else ";".join(map(str, d[c])) if isinstance(d[c], (list, tuple)) else d[c]
+                         for c in columns])
+    return buf.getvalue()
 
 
 def text_table(fmt: str, header: list[str], body: list[list[str]], right: set[str], empty: str) -> str:

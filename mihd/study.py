@@ -13,15 +13,13 @@ slices' own numbers of domains are pooled under it (the 12 DLPFC slices have 5 o
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MihdError
-from .results import FORMATS, Score, Stat, aggregate, collect, stat_text, text_table
+from .results import FORMATS, Score, Stat, aggregate, collect, csv_text, stat_text, text_table
 
 TRUTH_K = "truth"
 COLUMNS = ("rank", "gene", "vision", "variant", "fusion", "cluster", "k", "refine", "random_init", "ari_mean",
@@ -112,14 +110,8 @@ def render(rows: list[StudyRow], fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps([{"label": r.combo.label, **r.to_dict()} for r in rows], indent=1) + "\n"
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for r in rows:
-            d = r.to_dict()
-            d["slices"] = ";".join(f"{s}:{'' if v['ari'] is None else v['ari']}" for s, v in d["slices"].items())
-            writer.writerow(["" if d[c] is None else d[c] for c in COLUMNS])
-        return buf.getvalue()
+        return csv_text(COLUMNS, [{**d, "slices": [f"{s}:{'' if v['ari'] is None else v['ari']}" for s, v in
+                                                   d["slices"].items()]} for d in (r.to_dict() for r in rows)])
     header = ["RANK", "GENE", "VISION", "VARIANT", "FUSION", "CLUSTER", "K", "REFINE", "ARI", "NMI", "N_SLICES",
               "WORST SLICE", "RANDOM INIT"]
     body = [["-" if r.rank is None else str(r.rank), r.combo.gene, r.combo.vision or "-", r.combo.variant or "-",

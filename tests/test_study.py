@@ -241,6 +241,8 @@ def test_across_slices_renders_for_a_paper_and_for_a_program():
     csv_lines = render(rows, "csv").splitlines()
     assert csv_lines[0].startswith("rank,gene,vision,variant,fusion,cluster,k,refine,random_init,ari_mean,ari_sd")
     assert csv_lines[1].startswith("1,pca,texture,standard,mean,gmm,truth,False,False,0.8,,")  # one slice: sd blank
+    per_slice = [part.split(":") for part in csv_lines[2].rsplit(",", 1)[1].split(";")]
+    assert [(s, round(float(ari), 3)) for s, ari in per_slice] == [("s1", 0.7), ("s2", 0.4), ("s3", 0.383)]
     table = render(rows, "table").splitlines()
     assert "0.494 ± 0.178" in table[2] and "s3 0.383" in table[2] and table[2].split()[0] == "2"
     assert "| 1 | pca | texture | standard | mean |" in render(rows, "markdown")
