@@ -52,11 +52,12 @@ def load_slice(source: str | Path, root: str | Path | None = None, truth_col: st
     return adata
 
 
-def locate(source: str, root: Path, truth_col: str | None = None, fullres: str | Path | None = None):
+def locate(source: str, root: Path, truth_col: str | None = None, fullres: str | Path | None = None, *,
+           make_demo: bool = True):
     """(slice id, path, truth column, full-resolution image) that load `source`: a registered slice's own truth
-    column and image unless given; the built-in demo made when first named."""
+    column and image unless given; the built-in demo made when first named (else its path is None)."""
     slice_id, path, entry = find_slice(str(source), root)
-    if path is None:
+    if path is None and make_demo:
         from .demo import ensure_demo
 
         path = ensure_demo(root)
@@ -68,15 +69,17 @@ def locate(source: str, root: Path, truth_col: str | None = None, fullres: str |
 
 def check_plan_slices(root: Path, spec) -> None:
     """Each slice of `spec` checked as its run will load it (one MihdError line naming the file at fault), from
-    the note of an earlier load where the slice's files are unchanged, else by loading it now."""
-    from .checked import check_fits, facts_of, recall, stamp
+    the note of an earlier load where the slice's files are unchanged, else by loading it in a child process
+    (checked.facts_in_child): the launcher, the dashboard above all, never holds a slice nor what reads one."""
+    from .checked import check_fits, facts_in_child, recall, stamp
 
     given = (spec.slice_options.get("truth_col"), spec.slice_options.get("fullres"))
     for slice_id in spec.slices:
         source = spec.source_of(slice_id)
-        facts = recall(root, stamp(*locate(source, root, *given)[1:]))
+        _, path, truth_col, fullres = locate(source, root, *given, make_demo=False)
+        facts = recall(root, stamp(path, truth_col, fullres)) if path else None
         if facts is None:
-            facts = facts_of(load_slice(source, root, *given))
+            facts = facts_in_child(root, source, *given)
         check_fits(facts, spec.on_slice(slice_id), slice_id)
 
 

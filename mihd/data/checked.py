@@ -5,22 +5,27 @@ A launched run loads its slice in its own process, after its run dir is made: a 
 cannot use, left a failed run behind where a researcher expects one line and nothing made. `check_plan_slices` (in
 data/__init__.py) says it in the launching process first. Every `load_slice` notes the slice's facts in the host's
 index folder, so a slice loaded here before (by a run, a launch, an extraction) is checked from that note; only a
-slice never loaded on this host is read by the launcher, once, with the loader's own checks (data.shape).
+slice never loaded on this host is read once, with the loader's own checks (data.shape), by a child process
+(data/check_child.py): the launcher, the dashboard above all, stays free of anndata and of the slice.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import MihdError
 from ..jsonio import read_json, write_json_atomic
+from ..safe_text import safe_text
 from ..workspace import host_index_dir
 
 NOTES = "slices_checked.json"
 KEEP = 256  # notes kept, newest last: far more slices than a lab works on at once
+ERROR = "mihd: error: "  # how the child's stderr says a slice wrong inside
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,31 @@ def check_fits(facts: SliceFacts, spec, slice_id: str) -> None:
     if not 2 <= facts.domains <= n:
         raise MihdError(f"{where}: its truth labels hold {facts.domains} domain{'s' * (facts.domains != 1)} for "
                         f"{spots}, so k cannot be taken from them; give --n-clusters (from 2 to {n})")
+
+
+def facts_in_child(root: Path, source: str, truth_col: str | None, fullres) -> SliceFacts:
+    """The facts of slice `source` as a run loads it, read by a child process (data/check_child.py): its MihdError
+    is raised here word for word, and a child that ended otherwise (killed, crashed) is one line saying so."""
+    argv = [sys.executable, "-m", "mihd.data.check_child", f"--root={root}", f"--source={source}"]
+    argv += [f"--truth-col={truth_col}"] if truth_col else []
+    argv += [f"--fullres={fullres}"] if fullres else []
+    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
+    if proc.returncode == 2 and ERROR in proc.stderr:
+        raise MihdError(proc.stderr[proc.stderr.rindex(ERROR) + len(ERROR):].strip())
+    if proc.returncode == 0:
+        try:
+            return SliceFacts(**json.loads(proc.stdout.splitlines()[-1]))
+        except (IndexError, ValueError, TypeError):
+            pass
+    raise MihdError(f"SLICE {source}: could not be checked ({_ended(proc)})")
+
+
+def _ended(proc: subprocess.CompletedProcess) -> str:
+    """How a child that gave no facts and no error line ended: its exit code or signal, and its last stderr line."""
+    code = proc.returncode
+    how = f"its check was killed by signal {-code}" if code < 0 else f"its check exited with code {code}"
+    last = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+    return f"{how}: {safe_text(last[-1][:300])}" if last else how
 
 
 def stamp(path: Path, truth_col: str | None, fullres) -> tuple[str, list]:
