@@ -209,11 +209,12 @@ class GridState:
 def _part_outcome(run_id: str, part, random_init: bool) -> _Outcome:
     """A fanned-out grid's cell (grid_view.CellView) as the cell's outcome; `random_init` from its
     own result.json (an input had random weights)."""
-    state = OVERRUN if part.overrun and part.status == RUNNING else part.status
+    state = OVERRUN if part.overrun and part.status == RUNNING else LATE if part.late and part.status == RUNNING \
+        else part.status
     scored = part.status == DONE
-    progress = min(max(part.progress or 0.0, 0.0), 1.0) if state in (RUNNING, OVERRUN, ORPHANED) else None
-    return _Outcome(run_id, state, part.ari, part.nmi, random_init, scored=scored, progress=progress,
-                    reason=part.error if part.status in (FAILED, CORRUPT, LOST) else None)
+    progress = min(max(part.progress or 0.0, 0.0), 1.0) if state in (RUNNING, LATE, OVERRUN, ORPHANED) else None
+    why = part.error if part.status in (FAILED, CORRUPT, LOST) else part.late if state == LATE else None
+    return _Outcome(run_id, state, part.ari, part.nmi, random_init, scored=scored, progress=progress, reason=why)
 
 
 def _sd(rec: dict) -> float | None:

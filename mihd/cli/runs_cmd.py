@@ -174,7 +174,7 @@ def _cell_line(c) -> str:
         what = f"ARI {fmt_score(c.ari, c.random_init)}  {fmt_duration(c.elapsed)}"
     elif c.status in ("running", "orphaned"):
         prog = "" if c.progress is None else f" {100 * c.progress:.0f}%"
-        what = f"{fmt_duration(c.elapsed)}{prog}" + (" overrunning" if c.overrun else "")
+        what = f"{fmt_duration(c.elapsed)}{prog}" + (" overrunning" if c.overrun else f" {c.late}" if c.late else "")
     else:
         what = c.reason or c.error or ""
     job = f"  [job {c.job_id}]" if c.job_id else ""

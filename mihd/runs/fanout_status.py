@@ -195,11 +195,15 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
         started = r["started"]
         elapsed = ((r["ended"] or now) - started) if started and (status in ACTIVE or r["ended"]) else None
         progress, eta = (1.0, 0.0) if status == "done" else (None, None)
+        late = None
         if status in ("running", "orphaned") and started:
             fusion = stored[0].get("fusion") if stored else None
             tracker = ProgressTracker(1, cell_plans([fusion], [sig], history),
                                       Expected(exp, "history", n_hist) if exp else Expected(None), started)
-            tracker.feed(read_events(d)[0])
+            events = read_events(d)[0]
+            tracker.feed(events)
+            late = next((e["reason"] for e in reversed(events) if e.get("kind") == "late"
+                         and isinstance(e.get("reason"), str)), None)  # its own time limit (self_watch.py)
             est = tracker.estimate(now)
             progress, eta = est.fraction, est.eta_s
             measured.append(est.confidence in ("medium", "high"))
@@ -219,7 +223,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
             ari=crows[0]["ari"] if crows else None, nmi=crows[0]["nmi"] if crows else None,
             random_init=bool(crows and crows[0]["random_init"]),
             error=failure_reason(r) if status not in ("done",) + ACTIVE else None,
-            slice=stored[0].get("slice") if stored else None))
+            slice=stored[0].get("slice") if stored else None, late=late))
     guess = _guesses(views, costs)
     weight = [v.expected_s or g or 1.0 for v, g in zip(views, guess)]
     counted = [(w, v) for w, v in zip(weight, views) if v.status in ACTIVE or v.status == "done"]

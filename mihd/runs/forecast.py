@@ -69,3 +69,9 @@ def tracker_of(spec: dict, started: float) -> tuple[ProgressTracker, Expected] |
         return None
     judged, paced, plans, n = got
     return ProgressTracker(n, plans, paced, started), judged
+
+
+def own_pace(started: float) -> tuple[ProgressTracker, Expected]:
+    """A tracker of nothing but the run's own measured rate, and no expected time: what judges a part of a
+    fanned-out grid (whose forecast is its grid's) against its own time limit."""
+    return ProgressTracker(None, None, Expected(None), started), Expected(None)

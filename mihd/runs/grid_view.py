@@ -28,6 +28,7 @@ class CellView:
     error: str | None
     slice: str | None = None  # a study's cells are on several slices
     random_init: bool = False  # its score was made with random-init weights
+    late: str | None = None    # running: why it will not end in time (its own Slurm time limit, late.py)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)  # its fields are plain values: asdict's deep copy cost a listing of 36,000 cells 1 s

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..jsonio import read_json
-from ..rundir import PROC, SPEC, read_spec
+from ..rundir import PROC, SPEC, read_plan, read_spec
 from .cells import sig_string, signature
 from .eta import Expected
 from .fanout import CELLS, FANOUT, parts
@@ -36,6 +36,13 @@ def grid_of(run_dir: Path) -> Path | None:
     if run_dir.parent.name != CELLS or not (grid / FANOUT).is_file():
         return None
     return grid if (read_spec(grid) or {}).get("backend") == "slurm" else None
+
+
+def cell_label(cell_dir: Path) -> str:
+    """`demo grid 2 cells, cell 1: demo pca+texture staig_fusion gmm`: which cell of which grid, as alerts say it."""
+    grid, cell = read_plan(cell_dir.parent.parent), read_plan(cell_dir)
+    return f"{grid.label if grid else cell_dir.parent.parent.name}, cell {cell_dir.name}" + \
+        (f": {cell.label}" if cell else "")
 
 
 def grid_started(grid_dir: Path) -> float | None:

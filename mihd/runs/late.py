@@ -20,6 +20,7 @@ from pathlib import Path
 from ..present import fmt_duration, slurm_clock
 from .alerts import announce, claimed, notice
 from .eta import Expected
+from .fanout import CELLS
 from .overrun import overrun_fields, overrun_limit
 
 TRUSTED = ("medium", "high")  # ETA confidences a projection is judged on
@@ -68,7 +69,8 @@ def tell(run_dir: Path, late: str | None, was: str | None, elapsed: float, proje
          fraction: float | None, overrun: bool, factor: float, label: str | None = None) -> None:
     """A judge's verdict told: the `late` event when the flag turns on, the `overrun` event once (alerts.py's
     claims keep each to one per run, whoever judges)."""
-    run_id = Path(run_dir).name
+    run_dir = Path(run_dir)
+    run_id = f"{run_dir.parent.parent.name}/{run_dir.name}" if run_dir.parent.name == CELLS else run_dir.name
     if late and not was:
         announce(run_dir, "late", {"reason": late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
                                    "expected": expected.seconds, "source": expected.source, "at": fraction},

@@ -8,10 +8,11 @@ storage the run dirs sit on, where SQLite does not), so one caller fires it howe
 watchers or hosts see it; then a notifier process of its own session (`python -m mihd.runs.notify
 RUN_DIR`, the event on stdin) runs the hooks side by side, each killed after its timeout, and appends
 each outcome to the run's events.jsonl as a `notify` event {"event", "hook", "ok", "said", "seconds"}.
-A part of a fanned-out grid fires nothing: its grid speaks for it; nor does another user's run seen by this
-user's watcher in a lab's shared workspace (its owner's supervisor and watchers tell it, to the owner's
-hooks). `suppress(run_dir, event)` takes the claim without firing (a run killed on purpose by `mihd runs
-kill` is no news to its killer).
+A part of a fanned-out grid fires nothing: its grid speaks for it, but for a cell's own `late` (its Slurm task's
+time limit, which its grid cannot foresee), told once per cell through its grid (the event names the cell); nor
+does another user's run seen by this user's watcher in a lab's shared workspace (its owner's supervisor and
+watchers tell it, to the owner's hooks). `suppress(run_dir, event)` takes the claim without firing (a run
+killed on purpose by `mihd runs kill` is no news to its killer).
 Standard library only: the supervisor imports it.
 """
 
@@ -43,10 +44,11 @@ def deliver(run_dir: Path, event: dict) -> None:
     try:
         run_dir = Path(run_dir)
         name = event.get("event")
-        if name not in EVENTS or run_dir.parent.name != "runs" or run_dir.stat().st_uid != os.getuid():
+        speaker = run_dir.parent.parent if name == "late" and run_dir.parent.name == "cells" else run_dir
+        if name not in EVENTS or speaker.parent.name != "runs" or run_dir.stat().st_uid != os.getuid():
             return  # a grid's part (its grid speaks for it), or another lab member's run (their hooks, not ours)
-        if hooks_for(run_dir.parent.parent, name) and _claim(run_dir, name, "deliver"):
-            _spawn(run_dir, event)
+        if hooks_for(speaker.parent.parent, name) and _claim(run_dir, name, "deliver"):
+            _spawn(speaker, event)
     except Exception:  # a notification must never hurt the run nor its caller
         pass
 

@@ -215,7 +215,7 @@ class RunDetailScreen(Screen):
         table = self.query_one("#cells", DataTable)
         table.clear()
         for c in cells:
-            note = c.status + (f": {c.reason or c.error}" if c.reason or c.error else "")
+            note = c.status + (f": {why}" if (why := c.late or c.reason or c.error) else "")  # late: Slurm ends it
             table.add_row(*plain_cells((c.label, "-" if c.ari is None else f"{c.ari:.3f}",  # a part's own words
                                   "-" if c.nmi is None else f"{c.nmi:.3f}", fmt_duration(c.elapsed), note)),
                           key=str(c.index))
