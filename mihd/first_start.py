@@ -1,8 +1,9 @@
-"""What the dashboard's first start builds in a fresh workspace (the demo slice, then its pca and texture
-embeddings) and which of those steps are still left. A build cut short (the dashboard quit, the SSH link
-dropped) is resumed by the next start: the workspace still holds nothing but part of that build, so the
-steps not done yet run again, and a step killed midway left nothing that blocks it (its cache lock's holder
-is a dead process of this host, taken over at once).
+"""What the dashboard's first start builds in a fresh workspace (the demo slice, then the embeddings its grid opens
+on: the recommended gene encoder's and texture's) and which of those steps are still left. A build cut short (the
+dashboard quit, the SSH link dropped) is resumed by the next start: the workspace still holds nothing but part of
+that build, so the steps not done yet run again, and a step killed midway left nothing that blocks it (its cache
+lock's holder is a dead process of this host, taken over at once). A workspace from a build with another gene encoder
+holds an entry outside these steps, so it is left as it is.
 
 Each step is a `python ...` argv run in a child process, so the dashboard never imports the heavy libraries.
 `python -m mihd.first_start demo-slice ROOT` makes the demo slice with one-line errors like the CLI.
@@ -17,6 +18,7 @@ from pathlib import Path
 from .cache import GENE_VARIANT, read_entries
 from .data import DEMO
 from .data.registry import registered
+from .recommended import RECOMMENDED
 from .workspace import runs_dir, slices_file
 
 
@@ -32,8 +34,8 @@ class Step:
 
 STEPS = (
     Step("making the demo slice", None, ("-m", "mihd.first_start", "demo-slice", "ROOT")),
-    Step("extracting pca gene embeddings", (DEMO, "gene", "pca", GENE_VARIANT),
-         ("-m", "mihd", "extract", DEMO, "--gene", "pca", "--root", "ROOT")),
+    Step(f"extracting {RECOMMENDED.gene} gene embeddings", (DEMO, "gene", RECOMMENDED.gene, GENE_VARIANT),
+         ("-m", "mihd", "extract", DEMO, "--gene", RECOMMENDED.gene, "--root", "ROOT")),
     Step("extracting texture vision embeddings", (DEMO, "vision", "texture", "standard"),
          ("-m", "mihd", "extract", DEMO, "--vision", "texture", "--root", "ROOT")),
 )

@@ -32,6 +32,7 @@ from .encoders import GENE_ENCODERS, VISION_ENCODERS
 from .errors import MihdError
 from .fusion import FUSIONS
 from .inventory import cached_inputs, inputs_cached
+from .recommended import RECOMMENDED
 from .plan import DEFAULT_CLUSTER, DEFAULT_VARIANT, Cell, RunSpec, grid_cells
 from .runs.cells import run_signature, sig_string, signature
 from .runs.eta import CELL_KEY, Expected, expected_duration
@@ -60,7 +61,7 @@ class GridSpec:
     """Which slice of the experiment space the grid shows."""
 
     slice: str
-    gene: str = "pca"
+    gene: str = RECOMMENDED.gene  # so the launch dialog's default cell runs the recommended configuration
     cluster: str = DEFAULT_CLUSTER
     variant: str = DEFAULT_VARIANT
     cohort: tuple[str, ...] = ()  # the slices ALL_SLICES stands for (with_slice fills it)
@@ -136,7 +137,13 @@ class Grid:
         return self.cells[key]
 
     def first_runnable(self) -> tuple[str, str] | None:
-        """Where a cursor starts: the first cell ready to run, else the first that can run at all."""
+        """Where a cursor starts: on the recommended gene encoder and clusterer, the recommended configuration's
+        cell where it can run (Enter launches what `mihd run SLICE` runs); else the first cell ready to run, else
+        the first that can run at all."""
+        home = (RECOMMENDED.fusion, RECOMMENDED.vision or NONE)
+        if ((self.spec.gene, self.spec.cluster) == (RECOMMENDED.gene, RECOMMENDED.cluster) and home in self.cells
+                and self.cells[home].runnable):
+            return home
         order = [(f, c) for f in self.rows for c in self.columns]
         for wanted in ((READY,), None):
             for key in order:

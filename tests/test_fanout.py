@@ -134,13 +134,14 @@ async def test_the_dashboard_opens_the_grid_row_into_its_cells(demo_root):
     from mihd_tui.app import MihdApp
     from mihd_tui.screens.detail import RunDetailScreen
     from mihd_tui.widgets.runs_table import RunsTable
-    from tui_helpers import no_gpu, wait_until
+    from tui_helpers import kept_view, no_gpu, wait_until
 
     root = demo_root
     for flag, name in (("--gene", "pca"), ("--vision", "texture")):
         assert run_mihd("extract", "demo", flag, name, root=root).returncode == 0
     grid_id = launch(root, "--parallel", "2", "--", "grid", "demo", "--gene", "pca", "--vision", "texture",
                      "--fusion", "staig_fusion,concat", "--cluster", "gmm")
+    kept_view(root)
     app = MihdApp(root, interval=0.2, setup_demo=False, kill_grace=2.0, gpu=no_gpu())
     try:
         async with app.run_test(size=(140, 40)) as pilot:

@@ -229,7 +229,7 @@ def test_first_start_steps_resume_an_interrupted_build_and_leave_a_used_workspac
     with_demo(workspace, demo_h5ad)  # the slice was made, then the dashboard quit
     assert [s.what for s in steps_left(workspace)] == [s.what for s in STEPS[1:]]
     cache = EmbeddingCache(workspace)
-    cache.put(CacheKey("demo", "gene", "pca", "-"), ARRAY, SPOTS, fingerprint="fp")
+    cache.put(CacheKey("demo", "gene", "hvg", "-"), ARRAY, SPOTS, fingerprint="fp")
     assert [s.what for s in steps_left(workspace)] == [STEPS[2].what]
     cache.put(CacheKey("demo", "vision", "texture", "standard"), ARRAY, SPOTS, fingerprint="fp")
     assert steps_left(workspace) == []

@@ -43,23 +43,27 @@ def test_run_help_says_no_method_option_means_the_recommended_configuration():
     assert out.returncode == 0 and "no method option" in text and " ".join(RECOMMENDED.argv) in text
 
 
-async def test_the_launch_dialog_opens_with_the_recommended_clusterer_and_refinement(cached_root):
+async def test_the_launch_dialog_opens_with_the_whole_recommended_configuration(cached_root):
+    """A first look at the grid (no view kept) is on the recommended gene encoder with the cursor on the
+    recommended fusion's cell: Enter opens a dialog that launches exactly what `mihd run SLICE` runs."""
     from textual.widgets import Checkbox, Select
 
     from mihd.grid import NONE
     from mihd_tui.screens.launch import LaunchDialog
-    from tui_helpers import app_for, move_to, wait_until
+    from tui_helpers import app_for, wait_until
 
-    app = app_for(cached_root)
+    app = app_for(cached_root, gene=None)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.screen.query("GridTable") and app.screen.query_one("GridTable").grid)
-        await move_to(pilot, RECOMMENDED.fusion, RECOMMENDED.vision or NONE)
+        table = app.screen.query_one("GridTable")
+        assert table.current == (RECOMMENDED.fusion, RECOMMENDED.vision or NONE)
         await pilot.press("enter")
         dialog = await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog) and app.screen)
         assert dialog.query_one("#cluster", Select).value == RECOMMENDED.cluster
         assert dialog.query_one("#refine", Checkbox).value is RECOMMENDED.refine
         (plan,) = dialog._request()
         (cell,) = plan.cells
-        assert (cell.fusion, cell.cluster, plan.refine) == (RECOMMENDED.fusion, RECOMMENDED.cluster, RECOMMENDED.refine)
+        assert (cell.gene, cell.vision, cell.fusion, cell.cluster, plan.refine) == (
+            RECOMMENDED.gene, RECOMMENDED.vision, RECOMMENDED.fusion, RECOMMENDED.cluster, RECOMMENDED.refine)
         cmd = str(dialog.query_one("#launch-cmd").render())
-        assert f"--cluster {RECOMMENDED.cluster}" in cmd and ("--refine" in cmd) is RECOMMENDED.refine
+        assert all(option in cmd for option in RECOMMENDED.argv)

@@ -22,7 +22,7 @@ from mihd_tui.widgets.grid_table import GridTable
 from mihd_tui.widgets.inventory import CacheInventory
 from mihd_tui.widgets.log_view import CURRENT_STYLE, LogView
 from runs_helpers import launch_fake
-from tui_helpers import FIXED_ID, app_for, cleanup, frozen_run, move_to, no_gpu, wait_until
+from tui_helpers import FIXED_ID, app_for, cleanup, frozen_run, kept_view, move_to, no_gpu, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -110,6 +110,7 @@ async def test_the_log_wraps_scrolls_marks_matches_and_says_whether_it_follows(w
     long = "epoch " + "x" * 300 + " needle here"
     (run_dir / "run.log").write_text("\n".join([f"line {i}" for i in range(200)] + [long, "the end, Needle too"])
                                      + "\n")
+    kept_view(workspace)
     app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await grid_ready(pilot)
@@ -300,6 +301,7 @@ async def test_the_launch_dialog_builds_the_options_field_from_the_backends_decl
     from textual.widgets import Input, Select
 
     frozen_run(workspace)
+    kept_view(workspace)
     app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
         dialog = await _launch_dialog(pilot, app)
@@ -322,6 +324,7 @@ async def test_the_launch_dialog_asks_for_seeds_shows_them_in_the_command_and_re
     from textual.widgets import Input
 
     frozen_run(workspace)
+    kept_view(workspace)
     app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
         dialog = await _launch_dialog(pilot, app)
@@ -358,6 +361,7 @@ async def test_a_killed_grid_keeps_each_cells_score_and_error_in_the_grid_and_it
     write_json_atomic(run_dir / "proc.json", {"pid": 4242, "create_time": 1.0, "sid": 4242, "host": "node1",
                                               "uid": 0, "started": 1.0})
     write_json_atomic(run_dir / "exit.json", {"code": None, "signal": "TERM", "ended": 4.0, "forwarded": ["TERM"]})
+    kept_view(workspace)
     app = MihdApp(workspace, interval=3600, gpu=no_gpu(), setup_demo=False)
     async with app.run_test(size=(120, 40)) as pilot:
         grid = await grid_ready(pilot)

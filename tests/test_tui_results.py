@@ -9,7 +9,7 @@ import shutil
 import pytest
 from conftest import run_dir_of, with_demo
 from runs_helpers import launch_fake
-from tui_helpers import frozen_run, no_gpu, wait_until
+from tui_helpers import frozen_run, kept_view, no_gpu, wait_until
 
 from mihd.rundir import read_plan, read_result
 from mihd.runs.kill import kill_run
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def app_for(root):
+    kept_view(root)
     return MihdApp(root, interval=0.2, setup_demo=False, kill_grace=2.0, gpu=no_gpu())
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from mihd_tui.app import MihdApp
 from mihd_tui.widgets.grid_table import GridTable
-from tui_helpers import frozen_run, no_gpu, wait_until
+from tui_helpers import frozen_run, kept_view, no_gpu, wait_until
 
 ROOT = Path("/tmp/mihd-tui-snapshot-ws")
 
@@ -30,6 +30,7 @@ def frozen_root(monkeypatch):
 
 
 def make_app(root):
+    kept_view(root)
     return MihdApp(root, interval=3600, gpu=no_gpu(), setup_demo=False)
 
 

@@ -65,12 +65,25 @@ def frozen_run(root: Path, run_id: str = FIXED_ID, ari: float = 0.62) -> Path:
     return run_dir
 
 
-def app_for(root, **kw):
-    """The dashboard on `root` with a fast refresh, no demo setup and no GPU."""
+def app_for(root, gene: str | None = "pca", **kw):
+    """The dashboard on `root` with a fast refresh, no demo setup and no GPU, on the `gene` grid (see kept_view;
+    None: the grid a researcher with no kept view sees, the recommended gene encoder's)."""
     from mihd_tui.app import MihdApp
 
+    if gene:
+        kept_view(root, gene)
     kw.setdefault("gpu", no_gpu())
     return MihdApp(root, interval=0.2, setup_demo=False, kill_grace=2.0, **kw)
+
+
+def kept_view(root, gene: str = "pca") -> None:
+    """Keep the demo's `gene` grid as the view of `root`, unless a view is kept already: the tests' runs are on
+    pca, and a dashboard with no kept view opens on the recommended gene encoder (mihd.recommended)."""
+    from mihd.grid import GridSpec
+    from mihd_tui import view_state
+
+    if not (view_state.host_index_dir(Path(root)) / view_state.FILE).exists():
+        view_state.save(Path(root), GridSpec("demo", gene))
 
 
 def cleanup(root):
