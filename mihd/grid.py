@@ -92,6 +92,7 @@ class Scored(NamedTuple):
     ari: float
     random_init: bool = False
     labelled_only: bool = False
+    refined: bool = False  # its run refined the labels spatially (--refine)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class CellState:
     nmi: float | None = None
     random_init: bool = False
     labelled_only: bool = False     # the result scored only spots with a truth label (--drop-unlabelled)
+    refined: bool = False           # the result's labels were spatially refined (--refine)
     ari_sd: float | None = None     # sd of the ARI over the seeds of the run that scored it (--seeds)
     scored_by: str | None = None    # the run of the latest result
     run_id: str | None = None       # the latest attempt's run (else the run of the latest result)

@@ -42,6 +42,7 @@ class GridState:
         self.root = root  # where run dirs of scores older than the views are found (their random-init flag)
         self._run_cells: dict[str, list[tuple]] = {}
         self._labelled_only: dict[str, bool] = {}
+        self._refined: dict[str, bool] = {}
         self._ended: dict[str, dict[tuple, dict]] = {}
         self._history: tuple[list | None, dict] = (None, {})
         self.weights = weights or WeightsCheck()
@@ -60,7 +61,9 @@ class GridState:
                 if not keys and spec is None:
                     return []  # spec not written yet: ask again next time
             self._run_cells[run_id] = keys
-            self._labelled_only[run_id] = bool(spec and spec["plan"] is not None and spec["plan"].drop_unlabelled)
+            plan = spec["plan"] if spec else None
+            self._labelled_only[run_id] = bool(plan is not None and plan.drop_unlabelled)
+            self._refined[run_id] = bool(plan is not None and plan.refine)
         return self._run_cells[run_id]
 
     def labelled_only(self, run_id: str, run_dir: str | None = None) -> bool:
@@ -70,6 +73,12 @@ class GridState:
         if run_id not in self._run_cells and run_dir:
             self.run_cells(run_id, run_dir)
         return self._labelled_only.get(run_id, False)
+
+    def refined(self, run_id: str) -> bool:
+        """Whether a run refined its labels spatially (`--refine`, said by its spec, read once with its cells): a
+        score shown in the grid says so, as the run's launch did."""
+        self.labelled_only(run_id)
+        return self._refined.get(run_id, False)
 
     def cell_records(self, run_id: str, run_dir: str | None) -> dict[tuple, dict]:
         """What an ended run wrote of each cell it finished: result.json's cells, else (killed before it wrote
@@ -145,11 +154,11 @@ class GridState:
     def _scored(self, key: tuple, scores, outcomes, run_dirs: dict[str, str]) -> tuple:
         """A shown cell's scores as Scored, each with its random-init flag (from the run's outcome when the
         run is among the views, as every active run is, else from the ended run's records, read once) and
-        whether its run scored labelled spots only."""
+        whether its run scored labelled spots only and refined its labels."""
         flags = {o.run_id: o.random_init for o in outcomes}
         return tuple(Scored(run_id, ari, flags[run_id] if run_id in flags else bool(
             (self.cell_records(run_id, self._run_dir(run_id, run_dirs)).get(key) or {}).get("random_init")),
-            self.labelled_only(run_id, self._run_dir(run_id, run_dirs))) for run_id, ari in scores)
+            self.labelled_only(run_id, self._run_dir(run_id, run_dirs)), self.refined(run_id)) for run_id, ari in scores)
 
     def _run_dir(self, run_id: str, run_dirs: dict[str, str]) -> str | None:
         if run_id in run_dirs or self.root is None:
@@ -165,7 +174,7 @@ class GridState:
         if scored:
             r = scored[-1]
             result = dict(ari=r.ari, nmi=r.nmi, random_init=r.random_init, ari_sd=r.ari_sd, scored_by=r.run_id,
-                          labelled_only=self.labelled_only(r.run_id))
+                          labelled_only=self.labelled_only(r.run_id), refined=self.refined(r.run_id))
         if outcomes:
             last = outcomes[-1]
             return CellState(fusion, column, last.state, run_id=last.run_id, progress=last.progress,

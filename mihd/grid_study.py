@@ -88,6 +88,6 @@ def study_grid(state, spec: GridSpec, views: list, scores: dict[str, dict], entr
                 what = NO_WEIGHTS if why else NEVER
             grid.cells[where] = CellState(
                 fusion, column, what, ari=stat.mean, ari_sd=stat.sd, runs=runs, slices=scored, cohort=len(spec.slices),
-                labelled_only=labelled_only,
+                labelled_only=labelled_only, refined=bool(per_slice) and all(state.refined(r) for r, _ in per_slice.values()),
                 reason=why, scored_by=max((r for r, _ in per_slice.values()), default=None) if scored else None)
     return grid

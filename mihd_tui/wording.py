@@ -6,7 +6,7 @@ from __future__ import annotations
 from mihd.fusion.baselines import INSTALL
 from mihd.grid import DONE, FAILED, KILLED, LATE, LOST, NA, NEVER, NO_WEIGHTS, ORPHANED, OVERRUN, QUEUED, READY, \
     RUNNING, \
-    CORRUPT, IN_GRIDS, CellState
+    CORRUPT, IN_GRIDS, CellState, Scored
 from mihd.present import RANDOM_MARK, fmt_duration, fmt_score
 from mihd.runs.eta import Expected
 
@@ -62,12 +62,12 @@ def describe_cell(cs: CellState) -> str:
     elif cs.state == DONE and cs.slices:
         sd = f" ± {cs.ari_sd:.3f}" if cs.ari_sd is not None else ""
         n = len(cs.slices)
-        return f"mean ARI {cs.ari:.3f}{sd} over {n} slice{'s' if n != 1 else ''}" + _labelled(cs)
+        return f"mean ARI {cs.ari:.3f}{sd} over {n} slice{'s' if n != 1 else ''}" + measure_note(cs)
     elif cs.state == DONE:
         sd = f" ± {cs.ari_sd:.3f} over seeds" if cs.ari_sd is not None else ""
         what = "no truth labels" if cs.ari is None else f"ARI {cs.ari:.3f}{sd}, NMI {cs.nmi:.3f}"
         what += " [b $warning](random-init weights)[/]" if cs.random_init else ""
-        return what + _labelled(cs)
+        return what + measure_note(cs)
     elif cs.state == NO_WEIGHTS:
         return plain(cannot_run(cs.reason))
     else:
@@ -75,13 +75,16 @@ def describe_cell(cs: CellState) -> str:
     if cs.reason:
         what += f": {plain(cs.reason)}"
     if cs.scored_by is not None and cs.ari is not None:
-        what += f" · last ARI {fmt_score(cs.ari, cs.random_init)}" + _labelled(cs)
+        what += f" · last ARI {fmt_score(cs.ari, cs.random_init)}" + measure_note(cs)
     return what
 
 
-def _labelled(cs: CellState) -> str:
-    """` (labelled spots only)` when the cell's shown score counted only spots with a truth label."""
-    return f" ({LABELLED_ONLY})" if cs.labelled_only else ""
+def measure_note(score: CellState | Scored) -> str:
+    """` (spatially refined, labelled spots only)`: how a score was made, where not the plain way (labels refined
+    by --refine; only spots with a truth label counted)."""
+    said = [what for what, on in (("spatially refined", score.refined), (LABELLED_ONLY, score.labelled_only)) if on]
+    return f" ({', '.join(said)})" if said else ""
+
 
 
 def history_text(cs: CellState, sep: str = " · ") -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_mihd
+from conftest import run_dir_of, run_mihd
 from mihd.recommended import RECOMMENDED
 
 pytestmark = pytest.mark.timeout(300)
@@ -67,3 +67,29 @@ async def test_the_launch_dialog_opens_with_the_whole_recommended_configuration(
             RECOMMENDED.gene, RECOMMENDED.vision, RECOMMENDED.fusion, RECOMMENDED.cluster, RECOMMENDED.refine)
         cmd = str(dialog.query_one("#launch-cmd").render())
         assert all(option in cmd for option in RECOMMENDED.argv)
+
+
+async def test_the_grid_says_when_the_score_it_shows_was_spatially_refined(demo_root):
+    """The recommended configuration refines its labels: the grid's line for the cell says so of the score it
+    shows, and says nothing of a plain run's score of the same cell."""
+    from mihd.grid import NONE
+    from mihd_tui.screens.cell_runs import CellRunsDialog
+    from tui_helpers import app_for, wait_until
+
+    home = (RECOMMENDED.fusion, RECOMMENDED.vision or NONE)
+    plain = run_dir_of("run", "demo", *(a for a in RECOMMENDED.argv if a != "--refine"), root=demo_root).name
+    app = app_for(demo_root, gene=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        info = lambda: str(app.screen.query_one("#cell-info").render())  # noqa: E731
+        await wait_until(pilot, lambda: app.snapshot and app.snapshot.grid[home].scored_by == plain)
+        line = await wait_until(pilot, lambda: "ARI" in info() and info())
+        assert "refined" not in line, line
+        refined = run_dir_of("run", "demo", root=demo_root).name  # no method option: the recommended one, refined
+        await wait_until(pilot, lambda: app.snapshot.grid[home].scored_by == refined, timeout=120)
+        line = await wait_until(pilot, lambda: "refined" in info() and info())
+        assert line.startswith(f"{home[0]} × {home[1]}: ARI") and "(spatially refined)" in line, line
+        await pilot.press("o")  # the cell's runs: each score says how it was made
+        dialog = await wait_until(pilot, lambda: isinstance(app.screen, CellRunsDialog) and app.screen)
+        options = dialog.query_one("#cell-runs")
+        lines = {o.id: str(o.prompt) for o in map(options.get_option_at_index, range(options.option_count))}
+        assert "(spatially refined)" in lines[refined] and "refined" not in lines[plain], lines

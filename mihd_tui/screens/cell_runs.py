@@ -15,7 +15,7 @@ from mihd.grid import CellState
 from mihd.present import fmt_duration, fmt_score
 
 from ..text import plain
-from ..wording import LABELLED_ONLY, describe_cell, history_text
+from ..wording import describe_cell, history_text, measure_note
 
 
 class CellRunsDialog(ModalScreen["str | None"]):
@@ -62,8 +62,7 @@ class CellRunsDialog(ModalScreen["str | None"]):
         score = next((s for s in self.cs.history if s.run_id == run_id), None)
         parts = [run_id, v.status if v else "done"]
         if score is not None:
-            parts.append(f"ARI {fmt_score(score.ari, score.random_init)}"
-                         + (f" ({LABELLED_ONLY})" if score.labelled_only else ""))
+            parts.append(f"ARI {fmt_score(score.ari, score.random_init)}" + measure_note(score))
         if v is not None and v.elapsed:
             parts.append(fmt_duration(v.elapsed))
         return "  ".join(parts)
