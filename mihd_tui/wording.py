@@ -90,26 +90,30 @@ def measure_note(score: CellState | Scored) -> str:
 def history_text(cs: CellState, sep: str = " · ") -> str:
     """The cell's scores over its runs, oldest first, as a sparkline and the last few numbers (`*`: made
     with random-init weights, said in words when any is); scores of labelled spots only (`--drop-unlabelled`)
-    and of every spot are two measures: each has its own sparkline, joined by `sep`. On all slices, each
-    slice's score."""
+    and of every spot are two measures, refined (`--refine`) and plain runs two methods: each has its own
+    sparkline, joined by `sep`. On all slices, each slice's score."""
     if cs.slices:
         return "per slice: " + " · ".join(f"{plain(s)} {a:.3f}" for s, a in cs.slices)
-    groups = [g for g in ([s for s in cs.history if s.labelled_only == only] for only in (False, True)) if g]
+    ways = [(spots, refined) for spots in (False, True) for refined in (False, True)]
+    groups = [g for g in ([s for s in cs.history if (s.labelled_only, s.refined) == way] for way in ways) if g]
     if len(groups) == 1 and len(groups[0]) < 2:
         return ""
-    return sep.join(_history_line(g, len(groups) > 1) for g in groups)
+    spots, refine = (len({getattr(s, f) for s in cs.history}) > 1 for f in ("labelled_only", "refined"))
+    return sep.join(_history_line(g, spots, refine) for g in groups)
 
 
-def _history_line(scores: list, mixed: bool) -> str:
-    """One measure's history: `ARI over 3 runs [on ...] ▃▅▆ 0.41 0.52 0.60`."""
+def _history_line(scores: list, spots: bool, refine: bool) -> str:
+    """One measure's history: `ARI over 3 [refined] runs [on ...] ▃▅▆ 0.41 0.52 0.60` (`spots`, `refine`: the
+    cell's history holds both measures, both methods: this line says which it is)."""
     ticks = "▁▂▃▄▅▆▇█"
     spark = "".join(ticks[min(int(s.ari * len(ticks)), len(ticks) - 1)] if s.ari > 0 else ticks[0]
                     for s in scores[-12:])
     last = " ".join(fmt_score(s.ari, s.random_init, 2) for s in scores[-4:])
     note = f" ({RANDOM_MARK} random init)" if any(s.random_init for s in scores) else ""
-    on = f" on {LABELLED_ONLY}" if scores[0].labelled_only else " on every spot" if mixed else ""
+    on = f" on {LABELLED_ONLY}" if scores[0].labelled_only else " on every spot" if spots else ""
+    how = (" refined" if scores[0].refined else " plain") if refine else ""
     n = len(scores)
-    return f"ARI over {n} run{'s' if n != 1 else ''}{on} {spark} {last}{note}"
+    return f"ARI over {n}{how} run{'s' if n != 1 else ''}{on} {spark} {last}{note}"
 
 
 def describe_expected(exp: Expected) -> str:

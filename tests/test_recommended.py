@@ -93,3 +93,7 @@ async def test_the_grid_says_when_the_score_it_shows_was_spatially_refined(demo_
         options = dialog.query_one("#cell-runs")
         lines = {o.id: str(o.prompt) for o in map(options.get_option_at_index, range(options.option_count))}
         assert "(spatially refined)" in lines[refined] and "refined" not in lines[plain], lines
+        history = str(dialog.query_one("#cell-runs-info").render()).splitlines()
+        measures = [h for h in history if h.startswith("ARI over")]  # a method each, never one pooled line
+        assert [m.split(" ▁")[0].split()[:5] for m in measures] == [["ARI", "over", "1", "plain", "run"],
+                                                                      ["ARI", "over", "1", "refined", "run"]], history
