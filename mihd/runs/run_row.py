@@ -45,7 +45,9 @@ def describe(run_dir: Path, gone: bool = False, part: bool = False) -> tuple[dic
     start_ev, overrun_ev = first.get("start"), first.get("overrun")
     kill_ev, end_ev, lost_ev = last.get("kill"), last.get("end"), last.get("lost")
     backend = spec.get("backend") or handle.get("backend") or "direct"
-    said = backend_outcome(handle.get("backend") or backend, handle)
+    # the backend's last word on the end: kept by a watcher in handle.json, or by the supervisor in exit.json when
+    # it knew (Slurm's time limit: a grid ending with that cell is not asked about again)
+    said = backend_outcome(handle.get("backend") or backend, handle) or (exit_ or {}).get("outcome")
     said = said if isinstance(said, dict) else {}
 
     result_cells = result.get("cells") or []

@@ -71,8 +71,9 @@ def _say(text: str) -> None:
         pass
 
 
-def _end(run_dir: Path, reserve: Path | None, rc: int, forwarded: list[str]) -> None:
-    """Release the reserve, then write exit.json and say how the command ended. A command that failed
+def _end(run_dir: Path, reserve: Path | None, rc: int, forwarded: list[str], outcome: dict | None = None) -> None:
+    """Release the reserve, then write exit.json and say how the command ended (`outcome`: who ended it, where
+    the supervisor knows: Slurm's time limit, end_window.py). A command that failed
     without a result while the disk was full gets that said in exit.json's error (its own words may not
     have reached run.log). A run dir that cannot take exit.json (made read-only meanwhile) gets the end
     said in run.log, whole, instead: never a traceback."""
@@ -87,11 +88,11 @@ def _end(run_dir: Path, reserve: Path | None, rc: int, forwarded: list[str]) -> 
             pass
     sig_name = signal.Signals(-rc).name.removeprefix("SIG") if rc < 0 else None
     ended = {"code": rc if rc >= 0 else None, "signal": sig_name, "ended": round(time.time(), 3),
-             "forwarded": forwarded}
+             "forwarded": forwarded, **({"outcome": outcome} if outcome else {})}
     if rc != 0 and free < RESERVE_BYTES and not (run_dir / RESULT).exists():
         ended["error"] = f"no result: the file system of its run dir is full ({free} bytes free)"
     how = f"signal {sig_name}" if sig_name else f"exit code {rc}"
-    _say(f"ended with {how}" + (f"; {ended['error']}" if "error" in ended else ""))
+    _say(f"ended with {how}" + "".join(f"; {w}" for w in (ended.get("error"), (outcome or {}).get("note")) if w))
     try:
         write_json_atomic(run_dir / EXIT, ended)
     except OSError as exc:
@@ -288,11 +289,12 @@ def supervise(run_dir: Path, argv: list[str], entry: Callable[[], int] | None = 
     if forwarded:  # a signal arrived before the child existed
         os.killpg(child.pid, signal.Signals[forwarded[-1]])
     window.kill_wait = slurm_kill_wait()  # asked while the command already runs: it never delays it
-    rc = _wait_measuring(child, run_dir, window, SelfWatch(run_dir, ident["started"]))
+    watch = SelfWatch(run_dir, ident["started"])
+    rc = _wait_measuring(child, run_dir, window, watch)
     left = _stop_leftovers(ident["marker"], window)
     if left:
         _say(f"stopped {left} leftover processes of the run")
-    _end(run_dir, reserve, rc, forwarded)
+    _end(run_dir, reserve, rc, forwarded, window.slurm_outcome(time.time() - ident["started"], watch.time_limit_s))
     return rc if rc >= 0 else 128 - rc
 
 

@@ -32,11 +32,16 @@ def ended_note(info: JobInfo, run_dir: Path) -> str:
     """The words for how Slurm ended the job: `killed by Slurm: time limit 2:00:00 reached`, `cancelled outside
     mihd (scancel)`, else Slurm's own state and reason."""
     if info.state == "TIMEOUT":
-        limit = f" {slurm_clock(info.time_limit)}" if info.time_limit else ""
-        return f"killed by Slurm: time limit{limit} reached"
+        return limit_note(info.time_limit)
     if info.state == "CANCELLED" and not killed_by_mihd(run_dir):
         return "cancelled outside mihd (scancel)"
     return f"Slurm {info.state}" + (f" ({info.reason})" if info.reason else "")
+
+
+def limit_note(time_limit: float | None) -> str:
+    """`killed by Slurm: time limit 2:00:00 reached` (the limit left out when Slurm did not say it)."""
+    limit = f" {slurm_clock(time_limit)}" if time_limit else ""
+    return f"killed by Slurm: time limit{limit} reached"
 
 
 def held_note(state: str) -> str | None:
