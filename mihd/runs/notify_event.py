@@ -54,7 +54,7 @@ def _reason(run_dir: Path, ended: dict) -> str | None:
     if isinstance(ended.get("error"), str):
         return ended["error"]
     if ended.get("signal"):
-        return _slurm_words(run_dir, ended) or f"ended by signal {ended['signal']}"
+        return _outcome_note(ended) or _slurm_words(run_dir, ended) or f"ended by signal {ended['signal']}"
     return f"exit code {ended.get('code')}"
 
 
@@ -97,12 +97,22 @@ def summary(event: dict) -> str:
 
 def end_event(run_dir: Path, ended: dict) -> dict:
     """The event of a run's end as its supervisor saw it (exit.json's `ended`): `done` for exit 0 with a
-    result that did not fail, else `failed` (state `killed` when a signal ended it)."""
+    result that did not fail, else `failed`; its state `killed` when a signal ended it, but for Slurm's time
+    limit (exit.json's `outcome`, end_window.py), which `mihd runs show` reads failed too."""
     result = read_json(Path(run_dir) / RESULT)
     failed = isinstance(result, dict) and result.get("status") == "failed"
     if ended.get("code") == 0 and not failed:
         return {"event": "done", "state": "done"}
+    if _outcome_note(ended):
+        return {"event": "failed", "state": "failed"}
     return {"event": "failed", "state": "killed" if ended.get("signal") or ended.get("forwarded") else "failed"}
+
+
+def _outcome_note(ended: dict) -> str | None:
+    """Who ended the run, where its supervisor knew it (`killed by Slurm: time limit 0:01:00 reached`)."""
+    outcome = ended.get("outcome") if isinstance(ended, dict) else None
+    note = outcome.get("note") if isinstance(outcome, dict) else None
+    return note if isinstance(note, str) else None
 
 
 def told(events) -> list[dict]:
