@@ -68,3 +68,22 @@ def test_the_dashboards_grid_shows_a_cell_flagged_late_as_late_with_its_reason(t
     grid = GridState().compute(SPEC, [fan], {}, [])
     late, other = grid[("concat", "texture")], grid[("mean", "texture")]
     assert (late.state, late.reason, late.progress) == (gs.LATE, said, 0.2) and other.state == gs.RUNNING
+
+
+def test_a_cells_late_flag_read_by_its_grid_follows_each_turn_of_its_supervisors_judgement(tmp_path):
+    """Told once to the hooks, but each later turn of the flag is in the cell's events: a cell back on time
+    stops reading late in its grid, and reads late again if its pace falls behind once more."""
+    from mihd.rundir import read_events
+    from mihd.runs.eta import Expected
+    from mihd.runs.fanout_status import cell_late
+    from mihd.runs.late import tell
+
+    cell = tmp_path / "runs" / "20250106-000000-000-aaaaaa" / "cells" / "0"
+    cell.mkdir(parents=True)
+    said = f"{LIMIT_WORDS} 0:01:00 (projected 0:01:57)"
+    turns = [(said, None), (None, said), (said, None)]
+    seen = []
+    for late, was in turns:
+        tell(cell, late, was, 10.0, 117.0, Expected(None), 0.1, False, 1.5, "demo grid 2 cells, cell 0")
+        seen.append(cell_late(read_events(cell)[0]))
+    assert seen == [said, None, said]

@@ -43,13 +43,18 @@ def announce(run_dir: Path, kind: str, fields: dict, notice: dict) -> bool:
     for the caller that did."""
     if not claim(run_dir, kind):
         return False
+    written(run_dir, kind, fields)
+    deliver(Path(run_dir), {"event": kind, "host": socket.gethostname(), **notice})
+    return True
+
+
+def written(run_dir: Path, kind: str, fields: dict) -> None:
+    """A `kind` event with `fields` appended to the run's events.jsonl, told to nobody."""
     log = EventLog(run_dir)
     try:
         log.emit(kind, **fields)
     finally:
         log.close()
-    deliver(Path(run_dir), {"event": kind, "host": socket.gethostname(), **notice})
-    return True
 
 
 def notice(run_id: str, label: str, state: str, reason: str | None, elapsed: float | None,

@@ -167,6 +167,13 @@ def critical_path(running: list[float], waiting: list[float], lanes: int) -> flo
     return max(loads)
 
 
+def cell_late(events: list[dict]) -> str | None:
+    """Why a running cell will not end in time, from its latest `late` event (its supervisor judges it against
+    its own Slurm time limit, self_watch.py); None when never flagged or on time again (a null reason)."""
+    said = next((e for e in reversed(events) if e.get("kind") == "late"), {})
+    return said.get("reason") if isinstance(said.get("reason"), str) else None
+
+
 def grid_progress(row: dict, states: dict, history: dict, factor: float, now: float) -> GridProgress:
     """Each cell's view, the grid's share done, its critical-path ETA and expected time, and whether a
     cell overruns its own expected time."""
@@ -202,8 +209,7 @@ def grid_progress(row: dict, states: dict, history: dict, factor: float, now: fl
                                       Expected(exp, "history", n_hist) if exp else Expected(None), started)
             events = read_events(d)[0]
             tracker.feed(events)
-            late = next((e["reason"] for e in reversed(events) if e.get("kind") == "late"
-                         and isinstance(e.get("reason"), str)), None)  # its own time limit (self_watch.py)
+            late = cell_late(events)
             est = tracker.estimate(now)
             progress, eta = est.fraction, est.eta_s
             measured.append(est.confidence in ("medium", "high"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..present import fmt_duration, slurm_clock
-from .alerts import announce, claimed, notice
+from .alerts import announce, claimed, notice, written
 from .eta import Expected
 from .fanout import CELLS
 from .overrun import overrun_fields, overrun_limit
@@ -68,13 +68,19 @@ def late_reason(elapsed: float | None, eta_s: float | None, confidence: str, fra
 def tell(run_dir: Path, late: str | None, was: str | None, elapsed: float, projected: float | None, expected: Expected,
          fraction: float | None, overrun: bool, factor: float, label: str | None = None) -> None:
     """A judge's verdict told: the `late` event when the flag turns on, the `overrun` event once (alerts.py's
-    claims keep each to one per run, whoever judges)."""
+    claims keep each to one per run, whoever judges). A grid's cell is read from its events (fanout_status), so
+    there each later turn of its flag is written too, unannounced: back on time (`reason` null), late again."""
     run_dir = Path(run_dir)
-    run_id = f"{run_dir.parent.parent.name}/{run_dir.name}" if run_dir.parent.name == CELLS else run_dir.name
+    cell = run_dir.parent.name == CELLS
+    run_id = f"{run_dir.parent.parent.name}/{run_dir.name}" if cell else run_dir.name
     if late and not was:
-        announce(run_dir, "late", {"reason": late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
-                                   "expected": expected.seconds, "source": expected.source, "at": fraction},
-                 notice(run_id, label, "late", late, elapsed, expected.seconds, projected))
+        fields = {"reason": late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
+                  "expected": expected.seconds, "source": expected.source, "at": fraction}
+        if not announce(run_dir, "late", fields, notice(run_id, label, "late", late, elapsed, expected.seconds,
+                                                        projected)) and cell:
+            written(run_dir, "late", fields)
+    elif was and not late and cell:
+        written(run_dir, "late", {"reason": None, "elapsed": round(elapsed, 1), "at": fraction})
     if overrun and not claimed(run_dir, "overrun"):
         announce(run_dir, "overrun", overrun_fields(elapsed, expected, factor),
                  notice(run_id, label, "overrun", "past its expected time", elapsed, expected.seconds, projected))
