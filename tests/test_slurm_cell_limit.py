@@ -45,6 +45,7 @@ def test_a_cell_that_will_hit_its_array_tasks_time_limit_is_flagged_and_told_onc
     assert not (grid / "cells" / str(slow) / "exit.json").exists()  # told before Slurm ends it
     cell = wait_for(lambda: (c := view(root, grid_id).cells[slow]).late and c, timeout=20, every=1.0)
     assert cell.status == "running" and cell.late == late["reason"], cell
+    assert view(root, grid_id).late == f"cell {slow} {late['reason']}"  # the runs table's row of the grid too
     told = wait_for(lambda: recorded(alerts), timeout=30)
     assert len(told) == 1 and told[0]["stdin"]["run_id"] == f"{grid_id}/{slow}", told
     assert told[0]["env"]["MIHD_EVENT_LABEL"] == f"demo grid 2 cells, cell {slow}: demo pca+texture staig_fusion gmm"

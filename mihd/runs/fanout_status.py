@@ -174,6 +174,12 @@ def cell_late(events: list[dict]) -> str | None:
     return said.get("reason") if isinstance(said.get("reason"), str) else None
 
 
+def late_cell(cells: list[CellView]) -> str | None:
+    """`cell 3 will hit its time limit ...`: a grid's first running cell that its own supervisor flagged late (its
+    Slurm task's time limit), so the grid reads late where its cells are not shown (the runs table)."""
+    return next((f"cell {c.index} {c.late}" for c in cells if c.late and c.status in ACTIVE), None)
+
+
 def grid_progress(row: dict, states: dict, history: dict, factor: float, now: float) -> GridProgress:
     """Each cell's view, the grid's share done, its critical-path ETA and expected time, and whether a
     cell overruns its own expected time."""

@@ -27,7 +27,7 @@ from .backends import GONE, ORPHANED, QUEUED, RUNNING, UNKNOWN, get_backend
 from .cells import headline, sig_string, signature
 from .eta import Expected, ProgressTracker, cell_plans, queued_eta
 from .fanout import is_fanned
-from .fanout_status import grid_progress, refresh_grid
+from .fanout_status import grid_progress, late_cell, refresh_grid
 from .grid_index import Rollups, fanned, parts_changed, reusing
 from .grid_view import CellView
 from .forecast import expectations
@@ -325,6 +325,7 @@ class RunWatcher:
                                r["label"])
                 overrun = True
             late = self._judge_late(r, elapsed, eta_s, conf, fraction, expected) if status in COMPUTING else None
+            late = late or (late_cell(fan.cells) if fan and status in COMPUTING else None)
             scores = [{**{k: c[k] for k in SCORE_KEYS}, "random_init": bool(c["random_init"])}
                       for c in cells.get(r["id"], [])]
             top = headline(scores)
