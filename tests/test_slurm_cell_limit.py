@@ -23,23 +23,29 @@ from test_slurm_real import slurm, ws  # noqa: F401  (fixtures)
 
 
 
+def launch_against_a_minute(root) -> tuple[str, int, int]:
+    """(grid id, slow cell, quick cell) of a Slurm grid launched with a 1-minute --time: a staig_fusion cell of 3
+    seeds (minutes of training) beside a concat cell (seconds), on cached embeddings so both start at once."""
+    warm = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "gene_only", "--cluster",
+                    "kmeans", root=root)
+    assert warm.returncode == 0, warm.stderr
+    proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--max-parallel", "2", "--time", "1", "--",
+                    "grid", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "staig_fusion,concat",
+                    "--cluster", "gmm", "--seeds", "3", root=root)
+    assert proc.returncode == 0, proc.stderr
+    grid_id = proc.stdout.strip()
+    cells = {c.label.split()[2]: c.index for c in wait_for(lambda: view(root, grid_id).cells, timeout=60)}
+    return grid_id, cells["staig_fusion"], cells["concat"]
+
+
 @pytest.mark.slurm
 @pytest.mark.timeout(400)
 def test_a_cell_that_will_hit_its_array_tasks_time_limit_is_flagged_and_told_once_before_slurm_kills_it(
         ws, demo_h5ad):
     root, alerts = with_demo(ws, demo_h5ad), ws / "alerts.jsonl"
-    warm = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "gene_only", "--cluster",
-                    "kmeans", root=root)  # the embeddings cached: the grid's cells start at once, no extraction job
-    assert warm.returncode == 0, warm.stderr
     write_hooks(root, [{"on": ["late"], "command": recorder(alerts)}])
-    proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--max-parallel", "2", "--time", "1", "--",
-                    "grid", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "staig_fusion,concat",
-                    "--cluster", "gmm", "--seeds", "3", root=root)  # minutes of training against a 1-minute limit
-    assert proc.returncode == 0, proc.stderr
-    grid_id = proc.stdout.strip()
+    grid_id, slow, quick = launch_against_a_minute(root)
     grid = root / "runs" / grid_id
-    cells = {c.label.split()[2]: c.index for c in wait_for(lambda: view(root, grid_id).cells, timeout=60)}
-    slow, quick = cells["staig_fusion"], cells["concat"]
     late = wait_for(lambda: events(root, f"{grid_id}/cells/{slow}", "late"), timeout=120, every=0.5)[0]
     assert late["reason"].startswith(f"{LIMIT_WORDS} 0:01:00 (projected "), late
     assert not (grid / "cells" / str(slow) / "exit.json").exists()  # told before Slurm ends it

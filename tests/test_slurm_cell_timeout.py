@@ -16,6 +16,7 @@ from mihd.grid_state import GridState
 from mihd.jsonio import read_json
 from mihd.runs.end_window import EndWindow
 from runs_helpers import view, wait_for
+from test_slurm_cell_limit import launch_against_a_minute
 from test_slurm_real import slurm, ws  # noqa: F401  (fixtures)
 
 LIMIT = "killed by Slurm: time limit 0:01:00 reached"
@@ -25,17 +26,8 @@ LIMIT = "killed by Slurm: time limit 0:01:00 reached"
 @pytest.mark.timeout(300)
 def test_the_last_cell_of_a_slurm_grid_ended_by_its_time_limit_reads_failed_by_the_time_limit(ws, demo_h5ad):
     root = with_demo(ws, demo_h5ad)
-    warm = run_mihd("run", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "gene_only", "--cluster",
-                    "kmeans", root=root)  # the embeddings cached: the grid's cells start at once, no extraction job
-    assert warm.returncode == 0, warm.stderr
-    proc = run_mihd("launch", "--backend", "slurm", "--cpus", "1", "--max-parallel", "2", "--time", "1", "--",
-                    "grid", "demo", "--gene", "pca", "--vision", "texture", "--fusion", "staig_fusion,concat",
-                    "--cluster", "gmm", "--seeds", "3", root=root)  # minutes of training against a 1-minute limit
-    assert proc.returncode == 0, proc.stderr
-    grid_id = proc.stdout.strip()
+    grid_id, slow, quick = launch_against_a_minute(root)
     grid = root / "runs" / grid_id
-    cells = {c.label.split()[2]: c.index for c in wait_for(lambda: view(root, grid_id).cells, timeout=60)}
-    slow, quick = cells["staig_fusion"], cells["concat"]
     # watched as the dashboard does, until the grid ends: Slurm's answer (kept a few seconds) may still say the slow
     # cell's job runs when its exit.json comes
     ended = wait_for(lambda: (v := view(root, grid_id)).status not in ("queued", "running") and v, timeout=200,
