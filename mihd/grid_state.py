@@ -41,8 +41,7 @@ class GridState:
     def __init__(self, weights=None, root: Path | None = None):
         self.root = root  # where run dirs of scores older than the views are found (their random-init flag)
         self._run_cells: dict[str, list[tuple]] = {}
-        self._labelled_only: dict[str, bool] = {}
-        self._refined: dict[str, bool] = {}
+        self._how: dict[str, tuple[bool, bool]] = {}  # run id -> (labelled spots only, refined), from its plan
         self._ended: dict[str, dict[tuple, dict]] = {}
         self._history: tuple[list | None, dict] = (None, {})
         self.weights = weights or WeightsCheck()
@@ -62,23 +61,24 @@ class GridState:
                     return []  # spec not written yet: ask again next time
             self._run_cells[run_id] = keys
             plan = spec["plan"] if spec else None
-            self._labelled_only[run_id] = bool(plan is not None and plan.drop_unlabelled)
-            self._refined[run_id] = bool(plan is not None and plan.refine)
+            self._how[run_id] = (bool(plan and plan.drop_unlabelled), bool(plan and plan.refine))
         return self._run_cells[run_id]
 
     def labelled_only(self, run_id: str, run_dir: str | None = None) -> bool:
         """Whether a run scored only the spots with a truth label (`--drop-unlabelled`, said by its spec, read
         once with its cells): its scores are never pooled with those over every spot."""
+        return self._scored_how(run_id, run_dir)[0]
+
+    def refined(self, run_id: str, run_dir: str | None = None) -> bool:
+        """Whether a run refined its labels spatially (`--refine`, said by its spec, read once with its cells): a
+        score shown in the grid says so, as the run's launch did."""
+        return self._scored_how(run_id, run_dir)[1]
+
+    def _scored_how(self, run_id: str, run_dir: str | None) -> tuple[bool, bool]:
         run_dir = run_dir or self._run_dir(run_id, {})
         if run_id not in self._run_cells and run_dir:
             self.run_cells(run_id, run_dir)
-        return self._labelled_only.get(run_id, False)
-
-    def refined(self, run_id: str) -> bool:
-        """Whether a run refined its labels spatially (`--refine`, said by its spec, read once with its cells): a
-        score shown in the grid says so, as the run's launch did."""
-        self.labelled_only(run_id)
-        return self._refined.get(run_id, False)
+        return self._how.get(run_id, (False, False))
 
     def cell_records(self, run_id: str, run_dir: str | None) -> dict[tuple, dict]:
         """What an ended run wrote of each cell it finished: result.json's cells, else (killed before it wrote
@@ -158,7 +158,7 @@ class GridState:
         flags = {o.run_id: o.random_init for o in outcomes}
         return tuple(Scored(run_id, ari, flags[run_id] if run_id in flags else bool(
             (self.cell_records(run_id, self._run_dir(run_id, run_dirs)).get(key) or {}).get("random_init")),
-            self.labelled_only(run_id, self._run_dir(run_id, run_dirs)), self.refined(run_id)) for run_id, ari in scores)
+            *self._scored_how(run_id, self._run_dir(run_id, run_dirs))) for run_id, ari in scores)
 
     def _run_dir(self, run_id: str, run_dirs: dict[str, str]) -> str | None:
         if run_id in run_dirs or self.root is None:

@@ -47,6 +47,18 @@ def cell_dir(grid_dir, index: int) -> Path:
     return Path(grid_dir) / CELLS / str(index)
 
 
+def grid_of_cell(run_dir) -> Path | None:
+    """The grid whose cell `run_dir` is (`GRID/cells/N`), else None."""
+    run_dir = Path(run_dir)
+    return run_dir.parent.parent if run_dir.parent.name == CELLS else None
+
+
+def run_name(run_dir) -> str:
+    """A run as the researcher names it: `GRID/N` for a grid's cell (what `mihd runs kill` takes), else its id."""
+    grid = grid_of_cell(run_dir)
+    return f"{grid.name}/{Path(run_dir).name}" if grid else Path(run_dir).name
+
+
 def extract_dir(grid_dir, key: str) -> Path:
     return Path(grid_dir) / EXTRACT / key
 

@@ -16,7 +16,7 @@ from ..jsonio import read_json
 from ..rundir import PROC, SPEC, read_plan, read_spec
 from .cells import sig_string, signature
 from .eta import Expected
-from .fanout import CELLS, FANOUT, parts
+from .fanout import FANOUT, grid_of_cell, parts
 from .fanout_status import grid_progress
 from .forecast import read_forecast
 from .late import late_reason, tell
@@ -32,17 +32,17 @@ def grid_of(run_dir: Path) -> Path | None:
     run_dir = Path(run_dir)
     if (run_dir / FANOUT).is_file():
         return run_dir
-    grid = run_dir.parent.parent
-    if run_dir.parent.name != CELLS or not (grid / FANOUT).is_file():
+    grid = grid_of_cell(run_dir)
+    if grid is None or not (grid / FANOUT).is_file():
         return None
     return grid if (read_spec(grid) or {}).get("backend") == "slurm" else None
 
 
 def cell_label(cell_dir: Path) -> str:
     """`demo grid 2 cells, cell 1: demo pca+texture staig_fusion gmm`: which cell of which grid, as alerts say it."""
-    grid, cell = read_plan(cell_dir.parent.parent), read_plan(cell_dir)
-    return f"{grid.label if grid else cell_dir.parent.parent.name}, cell {cell_dir.name}" + \
-        (f": {cell.label}" if cell else "")
+    grid_dir = grid_of_cell(cell_dir)
+    grid, cell = read_plan(grid_dir), read_plan(cell_dir)
+    return f"{grid.label if grid else grid_dir.name}, cell {cell_dir.name}" + (f": {cell.label}" if cell else "")
 
 
 def grid_started(grid_dir: Path) -> float | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..present import fmt_duration, slurm_clock
 from .alerts import announce, claimed, notice, written
 from .eta import Expected
-from .fanout import CELLS
+from .fanout import grid_of_cell, run_name
 from .overrun import overrun_fields, overrun_limit
 
 TRUSTED = ("medium", "high")  # ETA confidences a projection is judged on
@@ -71,8 +71,7 @@ def tell(run_dir: Path, late: str | None, was: str | None, elapsed: float, proje
     claims keep each to one per run, whoever judges). A grid's cell is read from its events (fanout_status), so
     there each later turn of its flag is written too, unannounced: back on time (`reason` null), late again."""
     run_dir = Path(run_dir)
-    cell = run_dir.parent.name == CELLS
-    run_id = f"{run_dir.parent.parent.name}/{run_dir.name}" if cell else run_dir.name
+    cell, run_id = grid_of_cell(run_dir) is not None, run_name(run_dir)
     if late and not was:
         fields = {"reason": late, "elapsed": round(elapsed, 1), "projected": round(projected, 1),
                   "expected": expected.seconds, "source": expected.source, "at": fraction}

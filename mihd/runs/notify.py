@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..rundir import EventLog
 from ..identity import MARKER_VAR
+from .fanout import grid_of_cell
 from .notify_command import run_command
 from .notify_config import Hook, hooks_for, read_hooks
 from .notify_event import EVENTS, complete, end_event
@@ -44,7 +45,7 @@ def deliver(run_dir: Path, event: dict) -> None:
     try:
         run_dir = Path(run_dir)
         name = event.get("event")
-        speaker = run_dir.parent.parent if name == "late" and run_dir.parent.name == "cells" else run_dir
+        speaker = (grid_of_cell(run_dir) if name == "late" else None) or run_dir
         if name not in EVENTS or speaker.parent.name != "runs" or run_dir.stat().st_uid != os.getuid():
             return  # a grid's part (its grid speaks for it), or another lab member's run (their hooks, not ours)
         if hooks_for(speaker.parent.parent, name) and _claim(run_dir, name, "deliver"):
